@@ -1,0 +1,51 @@
+"""noether_sim.kernels — the JIT compute core.
+
+Everything in this package is arithmetic on arrays, compiled with numba. Nothing here imports
+from the API layer (``noether_sim``), draws random numbers, raises for numerical events or does I/O.
+
+The kernel contract
+===================
+
+1. **Ensemble state** is a C-contiguous 2-D float64 array ``theta[n_seeds, n_params]``; one row is
+   one network's flat parameter vector. The parameter layout (offsets and shapes of every W_i, b_i)
+   is computed once in Python and passed as a small int64 array ``model_ints`` (see ``models.py``
+   for its fields); model constants travel in a float64 array ``model_floats``.
+2. **A model kernel** ``loss_grad(theta_row, grad_out, model_ints, model_floats, data_a, data_b,
+   work) -> loss`` computes the loss and its gradient of one row into a preallocated buffer.
+   Deep linear networks read the data only through its second moments (data_a = augmented input
+   second moment, data_b = augmented output-input correlation, tr(YY^T)/N in model_floats), so the
+   per-step cost does not grow with the number of data points.
+   ``charges(theta_row, q_out, ...)`` evaluates every charge of the model as one flat vector q,
+   cut into named groups by ``group_off``; each group has a degree (1: linear charge, 2: quadratic
+   charge ½θᵀSθ). Evaluating the same function on a gradient vector gives the quadratic form
+   q(g) = ½gᵀSg, which is exactly the η² term of the gradient-descent one-step law (theory.md §3).
+3. **Methods are data.** An explicit Runge–Kutta method is its tableau (A, b, c, b_err) passed as
+   arrays; one generic stepper (``explicit.py``) runs all of them, fixed-step or adaptive.
+4. **The ensemble driver** (``driver.py``) runs ``prange`` over seeds. Every seed owns its time,
+   step size, status and counters; nothing is shared between seeds, so seed i's numbers are
+   bit-identical whether it runs alone or in a batch, on one thread or several.
+5. **Outputs** are written into arrays the caller allocated: ``(n_seeds, n_saves, ...)`` for recorded
+   quantities, ``(n_seeds,)`` for status, counters and time of divergence. The driver integrates one
+   chunk of save times per call and keeps all its state in caller-owned arrays, so the API can show
+   progress and stop between chunks without losing finished work.
+6. **Compile time** is part of performance: every kernel uses ``cache=True`` and the driver has a
+   single specialisation (float64 everywhere, int64 model descriptors).
+
+Status codes (``STATUS_*`` below) replace exceptions for numerical events.
+"""
+
+STATUS_OK = 0
+STATUS_DIVERGED = 1  # parameters became non-finite or exceeded the divergence bound
+STATUS_STEP_UNDERFLOW = 2  # adaptive step size fell below the smallest allowed step
+STATUS_MAX_STEPS = 3  # adaptive integration exceeded its step budget
+
+STATUS_NAMES = {
+    STATUS_OK: "ok",
+    STATUS_DIVERGED: "diverged",
+    STATUS_STEP_UNDERFLOW: "step size underflow",
+    STATUS_MAX_STEPS: "step budget exceeded",
+}
+
+# fastmath flags for all kernels: FMA contraction and reassociation (so reductions vectorise).
+# Deliberately NOT 'nnan'/'ninf': divergence detection needs isfinite to mean what it says.
+FASTMATH = {"contract", "reassoc", "nsz"}

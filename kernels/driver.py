@@ -1,0 +1,226 @@
+"""The ensemble driver: ``prange`` over seeds, each integrated independently between save times.
+
+``integrate_saves`` advances every live seed from its current time through save times
+``save_times[first:last]`` and records, at each, the loss and per charge group:
+
+    drift      |q(t) − q_law(t)|_F     q_law = e^{−dλt} q(0), the flow's exact law (d = group degree)
+    drift_max  max_k |q_k(t) − q_law,k(t)|
+    predicted  |q_pred(t) − q_law(t)|_F  gradient descent only: the closed-form discretisation part
+    residual   |q(t) − q_pred(t)|_F      gradient descent only: what the exact law does not explain
+    scale      size of the terms that cancel in q (the round-off reference)
+
+q_pred is gradient descent's exact one-step law (theory.md §3) accumulated step by step:
+q_pred ← (1 − hλ)^d q_pred + h² q(g) (d = 2) or (1 − hλ) q_pred − h q(g) (d = 1), with g = ∇L
+(the loss gradient alone) at the step's start, which explicit Euler already evaluates as K[0].
+
+All per-seed state lives in caller-owned arrays, so calls can be chained chunk by chunk.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_STEP_UNDERFLOW
+from .explicit import combine, error_norm, initial_step, rk_stages, vector_field, within_bound
+from .models import charge_scales, charges, loss_grad, work_size
+
+# method_ints fields
+MI_ADAPTIVE, MI_FSAL, MI_ERROR_ORDER, MI_MAX_STEPS, MI_TRACK_GD_LAW = 0, 1, 2, 3, 4
+# method_floats fields
+MF_STEP, MF_RTOL, MF_ATOL, MF_WEIGHT_DECAY, MF_DIVERGENCE_BOUND = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _accumulate_gd_law(pred, g, qg, h, weight_decay, ints, floats, group_off, group_degree):
+    charges(g, qg, ints, floats)
+    shrink = 1.0 - h * weight_decay
+    for grp in range(group_degree.shape[0]):
+        for k in range(group_off[grp], group_off[grp + 1]):
+            if group_degree[grp] == 2:
+                pred[k] = shrink * shrink * pred[k] + h * h * qg[k]
+            else:
+                pred[k] = shrink * pred[k] - h * qg[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _record(s, js, theta, t, ints, floats, data_a, data_b, work, g, q, scales, q0, pred,
+            track_law, weight_decay, group_off, group_degree, watch_slot,
+            out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale, q_watch, pred_watch):
+    out_loss[s, js] = loss_grad(theta, g, ints, floats, data_a, data_b, work)
+    charges(theta, q, ints, floats)
+    charge_scales(theta, scales, ints, floats)
+    for grp in range(group_degree.shape[0]):
+        decay = np.exp(-group_degree[grp] * weight_decay * t)
+        drift2 = 0.0
+        dmax = 0.0
+        pred2 = 0.0
+        res2 = 0.0
+        for k in range(group_off[grp], group_off[grp + 1]):
+            law = decay * q0[s, k]
+            d = q[k] - law
+            drift2 += d * d
+            dmax = max(dmax, abs(d))
+            if track_law:
+                p = pred[k] - law
+                pred2 += p * p
+                r = q[k] - pred[k]
+                res2 += r * r
+        out_drift[s, js, grp] = np.sqrt(drift2)
+        out_drift_max[s, js, grp] = dmax
+        out_pred[s, js, grp] = np.sqrt(pred2) if track_law else np.nan
+        out_resid[s, js, grp] = np.sqrt(res2) if track_law else np.nan
+        out_scale[s, js, grp] = scales[grp]
+    slot = watch_slot[s]
+    if slot >= 0:
+        for k in range(q.shape[0]):
+            q_watch[slot, js, k] = q[k]
+            pred_watch[slot, js, k] = pred[k] if track_law else np.nan
+
+
+@njit(cache=True)
+def _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
+                     out_scale, watch_slot, q_watch, pred_watch):
+    for js in range(first, last):
+        out_loss[s, js] = np.nan
+        out_drift[s, js, :] = np.nan
+        out_drift_max[s, js, :] = np.nan
+        out_pred[s, js, :] = np.nan
+        out_resid[s, js, :] = np.nan
+        out_scale[s, js, :] = np.nan
+        if watch_slot[s] >= 0:
+            q_watch[watch_slot[s], js, :] = np.nan
+            pred_watch[watch_slot[s], js, :] = np.nan
+
+
+@njit(cache=True, parallel=True)
+def integrate_saves(theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
+                    save_times, first, last,
+                    ints, floats, data_a, data_b,
+                    A, b, b_err, method_ints, method_floats,
+                    group_off, group_degree, watch_slot,
+                    out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale,
+                    q_watch, pred_watch):
+    n_seeds, P = theta.shape
+    n_stages = b.shape[0]
+    nq = q0.shape[1]
+    n_groups = group_degree.shape[0]
+    adaptive = method_ints[MI_ADAPTIVE] != 0
+    fsal = method_ints[MI_FSAL] != 0
+    err_order = method_ints[MI_ERROR_ORDER]
+    max_steps = method_ints[MI_MAX_STEPS]
+    track_law = method_ints[MI_TRACK_GD_LAW] != 0
+    h_fixed = method_floats[MF_STEP]
+    rtol = method_floats[MF_RTOL]
+    atol = method_floats[MF_ATOL]
+    lam = method_floats[MF_WEIGHT_DECAY]
+    bound = method_floats[MF_DIVERGENCE_BOUND]
+    wsize = work_size(ints)
+
+    for s in prange(n_seeds):
+        if status[s] != STATUS_OK:
+            _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
+                             out_scale, watch_slot, q_watch, pred_watch)
+            continue
+        th = theta[s].copy()
+        K = np.empty((n_stages, P))
+        stage = np.empty(P)
+        new = np.empty(P)
+        g = np.empty(P)
+        work = np.empty(wsize)
+        q = np.empty(nq)
+        qg = np.empty(nq)
+        scales = np.empty(n_groups)
+        sp = pred[s]
+        t = t_now[s]
+        h = h_next[s]
+        k0_valid = False
+
+        for js in range(first, last):
+            t_end = save_times[js]
+            if not adaptive:
+                n_steps = int(np.round((t_end - t) / h_fixed))
+                for _ in range(n_steps):
+                    rk_stages(th, h_fixed, A, K, stage, 0, ints, floats, data_a, data_b, work, lam)
+                    n_grad[s] += n_stages
+                    if track_law:
+                        for j in range(P):
+                            g[j] = -K[0, j] - lam * th[j]
+                        _accumulate_gd_law(sp, g, qg, h_fixed, lam, ints, floats, group_off, group_degree)
+                    combine(th, h_fixed, b, K, new)
+                    if not within_bound(new, bound):
+                        status[s] = STATUS_DIVERGED
+                        t_diverged[s] = t + h_fixed
+                        break
+                    th[:] = new
+                    t += h_fixed
+                    n_accepted[s] += 1
+            else:
+                if h <= 0.0 and t_end > t:  # first step of this seed: choose it
+                    vector_field(th, K[0], ints, floats, data_a, data_b, work, lam)
+                    n_grad[s] += 2
+                    h = initial_step(th, K[0], err_order, rtol, atol, t_end - t, ints, floats,
+                                     data_a, data_b, work, lam, stage, new)
+                    k0_valid = True
+                while t < t_end and status[s] == STATUS_OK:
+                    if n_accepted[s] + n_rejected[s] >= max_steps:
+                        status[s] = STATUS_MAX_STEPS
+                        break
+                    h_try = min(h, t_end - t)
+                    if h_try < 1e-14 * max(1.0, abs(t)):
+                        status[s] = STATUS_STEP_UNDERFLOW
+                        break
+                    first_stage = 1 if k0_valid else 0
+                    rk_stages(th, h_try, A, K, stage, first_stage, ints, floats, data_a, data_b, work, lam)
+                    n_grad[s] += n_stages - first_stage
+                    combine(th, h_try, b, K, new)
+                    err = error_norm(th, new, h_try, b, b_err, K, rtol, atol)
+                    if err <= 1.0:
+                        if not within_bound(new, bound):
+                            status[s] = STATUS_DIVERGED
+                            t_diverged[s] = t + h_try
+                            break
+                        th[:] = new
+                        t = t_end if h_try == t_end - t else t + h_try
+                        n_accepted[s] += 1
+                        if fsal:  # last stage was evaluated at the new θ
+                            K[0, :] = K[n_stages - 1]
+                        k0_valid = fsal
+                        factor = 5.0 if err == 0.0 else min(5.0, 0.9 * err ** (-1.0 / (err_order + 1)))
+                    else:
+                        n_rejected[s] += 1
+                        k0_valid = True  # θ unchanged, so K[0] = f(θ) is still good
+                        factor = max(0.2, 0.9 * err ** (-1.0 / (err_order + 1))) if np.isfinite(err) else 0.2
+                    h = h_try * factor
+            if status[s] != STATUS_OK:
+                _mark_unrecorded(s, js, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
+                                 out_scale, watch_slot, q_watch, pred_watch)
+                break
+            t = t_end
+            _record(s, js, th, t, ints, floats, data_a, data_b, work, g, q, scales, q0, sp,
+                    track_law, lam, group_off, group_degree, watch_slot,
+                    out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale, q_watch, pred_watch)
+
+        theta[s, :] = th
+        t_now[s] = t
+        h_next[s] = h
+
+
+@njit(cache=True, parallel=True)
+def ensemble_charges(theta, ints, floats, nq):
+    """q(θ) for every row: initial charges, final charges."""
+    out = np.empty((theta.shape[0], nq))
+    for s in prange(theta.shape[0]):
+        charges(theta[s], out[s], ints, floats)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def ensemble_loss_grad(theta, ints, floats, data_a, data_b):
+    """Loss and gradient of every row (used by tests and baselines)."""
+    n_seeds, P = theta.shape
+    loss = np.empty(n_seeds)
+    grad = np.empty((n_seeds, P))
+    wsize = work_size(ints)
+    for s in prange(n_seeds):
+        work = np.empty(wsize)
+        loss[s] = loss_grad(theta[s], grad[s], ints, floats, data_a, data_b, work)
+    return loss, grad

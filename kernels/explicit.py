@@ -1,0 +1,106 @@
+"""One generic explicit Runge–Kutta stepper: any tableau, fixed step or embedded-pair adaptive.
+
+The vector field is gradient flow with weight decay, f(θ) = −∇L(θ) − λθ. It is autonomous, so the
+nodes c only matter for the tableau's consistency (checked in the API's tests).
+"""
+
+import numpy as np
+from numba import njit
+
+from . import FASTMATH
+from .models import loss_grad
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def vector_field(theta, out, ints, floats, data_a, data_b, work, weight_decay):
+    """out = −∇L(θ) − λθ; returns L(θ)."""
+    loss = loss_grad(theta, out, ints, floats, data_a, data_b, work)
+    for j in range(theta.shape[0]):
+        out[j] = -out[j] - weight_decay * theta[j]
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def rk_stages(theta, h, A, K, stage, first_stage, ints, floats, data_a, data_b, work, weight_decay):
+    """Fill K[i] = f(θ + h Σ_j A[i, j] K[j]) for i ≥ first_stage (K[0] may be reused, FSAL)."""
+    n_stages = K.shape[0]
+    P = theta.shape[0]
+    for i in range(first_stage, n_stages):
+        if i == 0:
+            vector_field(theta, K[0], ints, floats, data_a, data_b, work, weight_decay)
+            continue
+        for j in range(P):
+            stage[j] = theta[j]
+        for m in range(i):
+            a = h * A[i, m]
+            if a != 0.0:
+                for j in range(P):
+                    stage[j] += a * K[m, j]
+        vector_field(stage, K[i], ints, floats, data_a, data_b, work, weight_decay)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def combine(theta, h, weights, K, out):
+    """out = θ + h Σ_i weights[i] K[i]."""
+    P = theta.shape[0]
+    for j in range(P):
+        out[j] = theta[j]
+    for i in range(K.shape[0]):
+        w = h * weights[i]
+        if w != 0.0:
+            for j in range(P):
+                out[j] += w * K[i, j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def error_norm(theta, new, h, b, b_err, K, rtol, atol):
+    """RMS over parameters of h Σ (b_i − b̂_i) K_i scaled by atol + rtol·max(|θ|, |θ_new|)."""
+    P = theta.shape[0]
+    total = 0.0
+    for j in range(P):
+        e = 0.0
+        for i in range(K.shape[0]):
+            e += (b[i] - b_err[i]) * K[i, j]
+        scale = atol + rtol * max(abs(theta[j]), abs(new[j]))
+        r = h * e / scale
+        total += r * r
+    return np.sqrt(total / P)
+
+
+@njit(cache=True)
+def within_bound(theta, bound):
+    """False if any parameter is non-finite or larger than ``bound`` in magnitude."""
+    for j in range(theta.shape[0]):
+        if not (abs(theta[j]) <= bound):  # NaN compares False
+            return False
+    return True
+
+
+@njit(cache=True)
+def initial_step(theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
+                 weight_decay, trial, f1):
+    """Hairer–Nørsett–Wanner's starting step (Solving ODEs I, II.4), per seed."""
+    P = theta.shape[0]
+    d0 = 0.0
+    d1 = 0.0
+    for j in range(P):
+        sc = atol + rtol * abs(theta[j])
+        d0 += (theta[j] / sc) ** 2
+        d1 += (f0[j] / sc) ** 2
+    d0 = np.sqrt(d0 / P)
+    d1 = np.sqrt(d1 / P)
+    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+    h0 = min(h0, t_span)
+    for j in range(P):
+        trial[j] = theta[j] + h0 * f0[j]
+    vector_field(trial, f1, ints, floats, data_a, data_b, work, weight_decay)
+    d2 = 0.0
+    for j in range(P):
+        sc = atol + rtol * abs(theta[j])
+        d2 += ((f1[j] - f0[j]) / sc) ** 2
+    d2 = np.sqrt(d2 / P) / h0
+    if max(d1, d2) <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
+    return min(100.0 * h0, h1, t_span)

@@ -1,0 +1,56 @@
+"""Readers for the int64 model descriptor ``model_ints`` built by ``noether_sim.models``.
+
+    ints[0]                  model kind (MODEL_DEEP_LINEAR, …)
+    ints[1]                  L, the number of weight matrices
+    ints[2]                  1 if every layer has a bias, else 0
+    ints[3 : 4+L]            widths n_0 … n_L
+    ints[4+L : 4+2L]         offset of W_1 … W_L in the flat row (row-major, n_i × n_{i-1})
+    ints[4+2L : 4+3L]        offset of b_1 … b_L (meaningless without biases)
+    ints[4+3L :]             model-specific extras (activation codes, …)
+"""
+
+from numba import njit
+
+MODEL_DEEP_LINEAR = 0
+
+
+@njit(cache=True, inline="always")
+def model_kind(ints):
+    return ints[0]
+
+
+@njit(cache=True, inline="always")
+def n_layers(ints):
+    return ints[1]
+
+
+@njit(cache=True, inline="always")
+def width(ints, i):
+    """n_i, for i = 0 (input) … L (output)."""
+    return ints[3 + i]
+
+
+@njit(cache=True, inline="always")
+def weight_offset(ints, i):
+    """Offset of W_i, i = 1 … L."""
+    return ints[3 + ints[1] + i]
+
+
+@njit(cache=True, inline="always")
+def bias_offset(ints, i):
+    """Offset of b_i, i = 1 … L."""
+    return ints[3 + 2 * ints[1] + i]
+
+
+@njit(cache=True, inline="always")
+def n_augmented(ints):
+    """Columns of the augmented input x̃ = [x; 1] (n_0 + 1 with biases, n_0 without)."""
+    return ints[3] + (1 if ints[2] != 0 else 0)
+
+
+@njit(cache=True)
+def widest_layer(ints):
+    m = 0
+    for i in range(ints[1] + 1):
+        m = max(m, ints[3 + i])
+    return m

@@ -1,0 +1,42 @@
+"""Dispatch from the model descriptor to each model's loss/gradient and charge kernels.
+
+One branch per model kind keeps the driver a single specialisation (design: compile time counts).
+"""
+
+from numba import njit
+
+from .layout import MODEL_DEEP_LINEAR, model_kind
+from .linear import linear_charge_scales, linear_charges, linear_loss_grad, linear_work_size
+
+
+@njit(cache=True)
+def work_size(ints):
+    kind = model_kind(ints)
+    if kind == MODEL_DEEP_LINEAR:
+        return linear_work_size(ints)
+    return 0
+
+
+@njit(cache=True)
+def loss_grad(theta, grad, ints, floats, data_a, data_b, work):
+    """Loss at ``theta``; writes ∇L(theta) into ``grad``."""
+    kind = model_kind(ints)
+    if kind == MODEL_DEEP_LINEAR:
+        return linear_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+    return 0.0
+
+
+@njit(cache=True)
+def charges(theta, q, ints, floats):
+    """Every charge of the model at ``theta``, as one flat vector."""
+    kind = model_kind(ints)
+    if kind == MODEL_DEEP_LINEAR:
+        linear_charges(theta, q, ints)
+
+
+@njit(cache=True)
+def charge_scales(theta, scales, ints, floats):
+    """Per charge group, the magnitude of the terms that cancel in it (round-off reference)."""
+    kind = model_kind(ints)
+    if kind == MODEL_DEEP_LINEAR:
+        linear_charge_scales(theta, scales, ints)

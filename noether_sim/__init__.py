@@ -1,0 +1,10 @@
+"""noether_sim: simulate how networks train, and measure what training leaves unchanged."""
+
+__version__ = "0.1.0"
+
+from . import data, init, methods  # noqa: E402
+from .data import TrainingData  # noqa: E402
+from .models import DeepLinear  # noqa: E402
+from .simulate import charge_matrix, simulate  # noqa: E402
+
+__all__ = ["DeepLinear", "TrainingData", "charge_matrix", "data", "init", "methods", "simulate"]

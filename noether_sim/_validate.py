@@ -1,0 +1,46 @@
+"""Input checks: every error names the parameter, the value given and what is allowed."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+class ConfigError(ValueError):
+    """An invalid argument or configuration value."""
+
+
+def fail(name: str, value, allowed: str):
+    shown = value if not isinstance(value, np.ndarray) else f"array of shape {value.shape}"
+    raise ConfigError(f"{name}={shown!r} is invalid: {allowed}")
+
+
+def positive(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value <= 0:
+        fail(name, value, "must be a finite number > 0")
+    return float(value)
+
+
+def non_negative(name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value) or value < 0:
+        fail(name, value, "must be a finite number >= 0")
+    return float(value)
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        fail(name, value, f"must be an integer >= {minimum}")
+    return int(value)
+
+
+def finite_array(name: str, value, ndim: int) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        fail(name, value, f"must be a {ndim}-D array of real numbers")
+    if arr.ndim != ndim:
+        fail(name, arr, f"must be {ndim}-D, got {arr.ndim}-D")
+    if not np.all(np.isfinite(arr)):
+        fail(name, arr, "must contain only finite numbers (found NaN or inf)")
+    return np.ascontiguousarray(arr)

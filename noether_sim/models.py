@@ -1,0 +1,126 @@
+"""Network models: parameter layout, charge catalogue and the descriptor the kernels read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .kernels.layout import MODEL_DEEP_LINEAR
+
+from ._validate import fail
+
+
+@dataclass(frozen=True)
+class ChargeGroup:
+    """A named block of the flat charge vector q: q[offset : offset + size] reshaped to ``shape``."""
+
+    name: str
+    offset: int
+    shape: tuple
+    degree: int  # 1: linear charge, 2: quadratic charge
+    description: str
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class DeepLinear:
+    """f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss. ``widths`` = (n_0, n_1, …, n_L)."""
+
+    widths: tuple
+    bias: bool = False
+    kind: str = field(default="deep_linear", init=False)
+
+    def __post_init__(self):
+        widths = tuple(self.widths) if np.iterable(self.widths) else self.widths
+        if not isinstance(widths, tuple) or len(widths) < 2:
+            fail("widths", self.widths, "must list at least an input and an output width, e.g. (10, 16, 5)")
+        for i, w in enumerate(widths):
+            if not isinstance(w, (int, np.integer)) or isinstance(w, bool) or w < 1:
+                fail(f"widths[{i}]", w, "every width must be an integer >= 1")
+        object.__setattr__(self, "widths", tuple(int(w) for w in widths))
+        object.__setattr__(self, "bias", bool(self.bias))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.widths) - 1
+
+    def weight_shape(self, i: int) -> tuple:
+        return (self.widths[i], self.widths[i - 1])
+
+    @property
+    def offsets(self) -> tuple[list, list]:
+        """(offset of W_i, offset of b_i) for i = 1 … L; each layer stores W_i then b_i."""
+        w_off, b_off, pos = [], [], 0
+        for i in range(1, self.n_layers + 1):
+            w_off.append(pos)
+            pos += self.widths[i] * self.widths[i - 1]
+            b_off.append(pos if self.bias else -1)
+            pos += self.widths[i] if self.bias else 0
+        return w_off, b_off
+
+    @property
+    def n_params(self) -> int:
+        return sum(self.widths[i] * (self.widths[i - 1] + self.bias) for i in range(1, self.n_layers + 1))
+
+    def descriptor(self) -> np.ndarray:
+        """The int64 ``model_ints`` of kernels/layout.py."""
+        w_off, b_off = self.offsets
+        return np.array([MODEL_DEEP_LINEAR, self.n_layers, int(self.bias), *self.widths, *w_off, *b_off],
+                        dtype=np.int64)
+
+    def constants(self, data) -> np.ndarray:
+        """``model_floats``: tr(YYᵀ)/N."""
+        return np.array([data.syy])
+
+    def kernel_data(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """(data_a, data_b) = (augmented Σxx, augmented Σyx)."""
+        return data.moments(augmented=self.bias)
+
+    @property
+    def charge_groups(self) -> list[ChargeGroup]:
+        groups, pos = [], 0
+        for i in range(1, self.n_layers):
+            n = self.widths[i]
+            bias = " − b_i b_iᵀ" if self.bias else ""
+            groups.append(ChargeGroup(f"D{i}", pos, (n, n), 2,
+                                      f"layer balance W_{i + 1}ᵀW_{i + 1} − W_{i}W_{i}ᵀ{bias} (hidden layer {i})"))
+            pos += n * n
+        return groups
+
+    @property
+    def n_charges(self) -> int:
+        return sum(g.size for g in self.charge_groups)
+
+    def unflatten(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """[(W_i, b_i)] views of one flat parameter row (b_i is None without biases)."""
+        w_off, b_off = self.offsets
+        out = []
+        for i in range(1, self.n_layers + 1):
+            n_out, n_in = self.weight_shape(i)
+            W = theta[..., w_off[i - 1]: w_off[i - 1] + n_out * n_in].reshape(theta.shape[:-1] + (n_out, n_in))
+            b = theta[..., b_off[i - 1]: b_off[i - 1] + n_out] if self.bias else None
+            out.append((W, b))
+        return out
+
+    def flatten(self, layers) -> np.ndarray:
+        """Inverse of ``unflatten`` for one network: [(W_i, b_i)] → flat row."""
+        parts = []
+        for i, (W, b) in enumerate(layers, start=1):
+            parts.append(np.asarray(W, dtype=float).reshape(-1))
+            if self.bias:
+                parts.append(np.zeros(self.widths[i]) if b is None else np.asarray(b, dtype=float).reshape(-1))
+        return np.concatenate(parts)
+
+    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Network outputs for inputs X (n_0 × N) — plain NumPy, used by tests and baselines."""
+        h = X
+        for W, b in self.unflatten(theta):
+            h = W @ h + (b[:, None] if b is not None else 0.0)
+        return h
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind, "widths": list(self.widths), "bias": self.bias}
