@@ -8,3 +8,7 @@ from .models import DeepLinear  # noqa: E402
 from .simulate import charge_matrix, simulate  # noqa: E402
 
 __all__ = ["DeepLinear", "TrainingData", "charge_matrix", "data", "init", "methods", "simulate"]
+
+from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
+
+__all__ += ["analyse_ladder", "run_ladder", "summarise_verdicts"]
