@@ -153,7 +153,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         v.fail("init", init, "must be an initialisation from noether_sim.init (Gaussian, Orthogonal, Balanced, Given)")
 
     # ---- lay out and allocate ----
-    theta = initial_weights(model, init, ids, root_seed)
+    theta = np.array(initial_weights(model, init, ids, root_seed), dtype=np.float64, order="C")  # own copy
     n_seeds, n_saves = len(ids), len(times)
     groups = model.charge_groups
     group_off = np.array([g.offset for g in groups] + [model.n_charges], dtype=np.int64)
