@@ -14,35 +14,35 @@ from numba import njit
 MODEL_DEEP_LINEAR = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def model_kind(ints):
     return ints[0]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def n_layers(ints):
     return ints[1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def width(ints, i):
     """n_i, for i = 0 (input) … L (output)."""
     return ints[3 + i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def weight_offset(ints, i):
     """Offset of W_i, i = 1 … L."""
     return ints[3 + ints[1] + i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bias_offset(ints, i):
     """Offset of b_i, i = 1 … L."""
     return ints[3 + 2 * ints[1] + i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def n_augmented(ints):
     """Columns of the augmented input x̃ = [x; 1] (n_0 + 1 with biases, n_0 without)."""
     return ints[3] + (1 if ints[2] != 0 else 0)
