@@ -113,7 +113,7 @@ def integrate_saves(theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, 
     atol = method_floats[MF_ATOL]
     lam = method_floats[MF_WEIGHT_DECAY]
     bound = method_floats[MF_DIVERGENCE_BOUND]
-    wsize = work_size(ints)
+    wsize = work_size(ints, data_a)
 
     for s in prange(n_seeds):
         if status[s] != STATUS_OK:
@@ -219,7 +219,7 @@ def ensemble_loss_grad(theta, ints, floats, data_a, data_b):
     n_seeds, P = theta.shape
     loss = np.empty(n_seeds)
     grad = np.empty((n_seeds, P))
-    wsize = work_size(ints)
+    wsize = work_size(ints, data_a)
     for s in prange(n_seeds):
         work = np.empty(wsize)
         loss[s] = loss_grad(theta[s], grad[s], ints, floats, data_a, data_b, work)
