@@ -118,7 +118,7 @@ def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_gra
     atol = method_floats[MF_ATOL]
     lam = method_floats[MF_WEIGHT_DECAY]
     bound = method_floats[MF_DIVERGENCE_BOUND]
-    wsize = work_size(ints)
+    wsize = work_size(ints, data_a)
 
     if status[s] != STATUS_OK:
         _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
@@ -247,7 +247,7 @@ def ensemble_loss_grad(theta, ints, floats, data_a, data_b):
     n_seeds, P = theta.shape
     loss = np.empty(n_seeds)
     grad = np.empty((n_seeds, P))
-    wsize = work_size(ints)
+    wsize = work_size(ints, data_a)
     for s in range(n_seeds):
         work = np.empty(wsize)
         loss[s] = loss_grad(theta[s], grad[s], ints, floats, data_a, data_b, work)
