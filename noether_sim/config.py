@@ -28,8 +28,8 @@ DEFAULT_STUDY = {
     "name": "default",
     "description": ("Layer balance of the reference deep linear network (10-16-16-5) under gradient descent "
                     "and gradient flow (Heun, RK4, Dormand-Prince), each across a ladder of step sizes"),
-    "t_end": 0.5,
-    "save_every": 0.03125,
+    "t_end": 0.25,
+    "save_every": 0.015625,
     "weight_decay": 0.0,
     "divergence_bound": 1e8,
     "model": {"kind": "deep_linear", "widths": [10, 16, 16, 5], "bias": False},
@@ -44,9 +44,9 @@ DEFAULT_STUDY = {
         "gf-heun": {"dynamics": "gf", "method": "heun",
                     "step_sizes": [2.0 ** -7, 2.0 ** -8, 2.0 ** -9, 2.0 ** -10]},
         "gf-rk4": {"dynamics": "gf", "method": "rk4",
-                   "step_sizes": [2.0 ** -5, 2.0 ** -6, 2.0 ** -7, 2.0 ** -8]},
+                   "step_sizes": [2.0 ** -6, 2.0 ** -7, 2.0 ** -8, 2.0 ** -9]},
         "gf-dp5": {"dynamics": "gf", "method": "dp5",
-                   "step_sizes": [2.0 ** -5, 2.0 ** -6, 2.0 ** -7, 2.0 ** -8]},
+                   "step_sizes": [2.0 ** -6, 2.0 ** -7, 2.0 ** -8, 2.0 ** -9]},
     },
 }
 

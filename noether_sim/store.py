@@ -3,6 +3,8 @@
 Layout of a store directory::
 
     study.json                  the study's configuration and provenance (written first)
+    initial.zarr                what every block shares (theta_initial, charge_initial), stored once,
+                                written before the first block
     blocks/<label>__h<k>.zarr   one Zarr store per finished (method, step size) block: what simulate()
                                 returned for method <label> at its k-th step size (k = 0 the largest)
     blocks/<label>__h<k>.done   the block's completion marker, written after its Zarr store is in place
@@ -34,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-STUDY_FILE, COMPLETE_FILE, BLOCKS_DIR = "study.json", "COMPLETE", "blocks"
+STUDY_FILE, COMPLETE_FILE, BLOCKS_DIR, INITIAL = "study.json", "COMPLETE", "blocks", "initial.zarr"
+SHARED_VARS = ("theta_initial", "charge_initial")  # identical in every block of a study: stored once
 FORMAT = "noether_sim study store, version 1"
 
 
@@ -63,6 +66,15 @@ def _write_json_atomic(path: Path, obj):
     os.replace(tmp, path)
 
 
+def _write_zarr_atomic(ds: xr.Dataset, final: Path):
+    """Write under a temporary name, then rename into place: ``final`` exists only when complete."""
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+    os.replace(tmp, final)
+
+
 class StoreWriter:
     """Creates a store at ``path`` and adds finished blocks to it, each atomically."""
 
@@ -76,17 +88,21 @@ class StoreWriter:
         (self.path / BLOCKS_DIR).mkdir(parents=True)
         self.config = config
         self.written: list[str] = []
+        self.initial: xr.Dataset | None = None
         _write_json_atomic(self.path / STUDY_FILE, {"format": FORMAT, "config": config, "provenance": provenance,
                                                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     def write_block(self, label: str, k: int, block: xr.Dataset):
         name = block_name(label, k)
-        final = self.path / BLOCKS_DIR / f"{name}.zarr"
-        tmp = self.path / BLOCKS_DIR / f".{name}.zarr.tmp-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        block.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
-        os.replace(tmp, final)
+        shared = block[[v for v in SHARED_VARS if v in block]]
+        if self.initial is None:
+            _write_zarr_atomic(shared, self.path / INITIAL)
+            self.initial = shared
+        else:
+            for v in shared.data_vars:
+                if not np.array_equal(shared[v].values, self.initial[v].values):
+                    raise ValueError(f"block {name}: {v} differs from the study's first block (not one study?)")
+        _write_zarr_atomic(block.drop_vars(list(shared.data_vars)), self.path / BLOCKS_DIR / f"{name}.zarr")
         _write_json_atomic(self.path / BLOCKS_DIR / f"{name}.done",
                            {"method": label, "step": k, "h": float(block.attrs["h"]),
                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -141,10 +157,17 @@ def load(path, allow_partial: bool = False) -> xr.Dataset:
             f"[{_describe(done)}]; missing [{_describe(missing)}]. "
             f"Load the finished blocks with noether_sim.load(path, allow_partial=True), or rerun the study.")
     blocks = {}
-    for label, k, _ in done:
-        with xr.open_zarr(path / BLOCKS_DIR / f"{block_name(label, k)}.zarr", consolidated=True) as ds:
-            blocks[(label, k)] = ds.load()
+    if done:
+        initial = _read_zarr(path / INITIAL)
+        for label, k, _ in done:
+            block = _read_zarr(path / BLOCKS_DIR / f"{block_name(label, k)}.zarr")
+            blocks[(label, k)] = block.assign({v: initial[v] for v in initial.data_vars})
     return assemble(blocks, meta["config"], meta["provenance"], missing=[(lb, k) for lb, k, _ in missing])
+
+
+def _read_zarr(path: Path) -> xr.Dataset:
+    with xr.open_zarr(path, consolidated=True) as ds:
+        return ds.load()
 
 
 def _describe(blocks) -> str:
