@@ -98,7 +98,7 @@ def cmd_run(args) -> int:
     try:
         ds = run_study(cfg, writer, progress=progress)
     except StudyInterrupted as stop:
-        kept = ", ".join(f"{lb} h={h:g}" for lb, _, h in stop.kept) or "none"
+        kept = ", ".join(f"{lb} h={h:.12g}" for lb, _, h in stop.kept) or "none"
         _err(f"interrupted by Ctrl-C after {time.perf_counter() - started:.1f} s. Kept {len(stop.kept)} of "
              f"{n_blocks} finished (method, step size) blocks in {out}: {kept}. The store is marked incomplete; "
              f"load them with noether_sim.load({str(out)!r}, allow_partial=True) or `noether-sim report {out}`.")

@@ -171,4 +171,4 @@ def _read_zarr(path: Path) -> xr.Dataset:
 
 
 def _describe(blocks) -> str:
-    return ", ".join(f"{label} h={h:g}" for label, _, h in blocks) or "none"
+    return ", ".join(f"{label} h={h:.12g}" for label, _, h in blocks) or "none"
