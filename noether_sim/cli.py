@@ -85,7 +85,7 @@ def cmd_run(args) -> int:
 
     out = Path(args.out) if args.out else Path("results") / cfg["name"]
     progress = not args.quiet and sys.stderr.isatty()
-    say = (lambda *a: None) if args.quiet else print
+    say = (lambda *a, **k: None) if args.quiet else print
     try:
         writer = StoreWriter(out, cfg, study_provenance())
     except (FileExistsError, OSError) as err:
