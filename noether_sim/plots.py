@@ -27,6 +27,12 @@ def _colors(ds):
     return {str(s): cycle[i % len(cycle)] for i, s in enumerate(ds.scheme.values)}
 
 
+def _styles(ds):
+    """Line styles per method, so that methods whose curves coincide (the loss) all stay visible."""
+    cycle = ["-", "--", ":", "-."]
+    return {str(s): cycle[i % len(cycle)] for i, s in enumerate(ds.scheme.values)}
+
+
 def _charge_title(ds, charge):
     descr = json.loads(ds.attrs.get("charge_descriptions", "{}")).get(str(charge), "")
     return f"{charge}: {descr}" if descr else str(charge)
@@ -120,15 +126,16 @@ def drift_vs_step(ds: xr.Dataset) -> Figure:
 
 def loss_vs_time(ds: xr.Dataset) -> Figure:
     """Training loss against time, per method at its finest step size."""
-    colors = _colors(ds)
+    colors, styles = _colors(ds), _styles(ds)
     fig, axes = _panels(ds, 1, f"Training loss against time ({_n_seeds_text(ds)})", width=7.0)
     ax = axes[0]
     t = ds.time.values
     for s in ds.scheme.values:
         vals, h = finest_series(ds, s, "loss")
         med, lo, hi = seed_band(vals)
-        ax.plot(t, med, color=colors[str(s)], label=f"{s} (h = {h_text(h)})", gid=f"median:{s}")
-        ax.fill_between(t, lo, hi, color=colors[str(s)], alpha=0.2, linewidth=0)
+        ax.plot(t, med, color=colors[str(s)], linestyle=styles[str(s)], linewidth=2,
+                label=f"{s} (h = {h_text(h)})", gid=f"median:{s}")
+        ax.fill_between(t, lo, hi, color=colors[str(s)], alpha=0.1, linewidth=0)
     ax.set_yscale("log")
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("training loss L = (1/2N) Σ|f(x) − y|² (dimensionless)")

@@ -96,7 +96,7 @@ def test_run_failure_exits_1(tmp_path, capsys, monkeypatch):
         load(tmp_path / "s")
 
 
-def test_ctrl_c_keeps_finished_blocks_identical_to_an_uninterrupted_run(tmp_path):
+def test_ctrl_c_keeps_finished_blocks_identical_to_an_uninterrupted_run(tmp_path, capsys):
     # enough seeds that every block takes a while, so the interrupt lands mid-study
     sets = ["seeds.count=192", "t_end=0.125", "save_every=0.015625"]
     out = tmp_path / "interrupted"
@@ -122,6 +122,8 @@ def test_ctrl_c_keeps_finished_blocks_identical_to_an_uninterrupted_run(tmp_path
     kept = [tuple(b) for b in __import__("json").loads(part.attrs["finished_blocks"])]
     assert 1 <= len(kept) < 16
     assert f"Kept {len(kept)} of 16" in err
+    assert main(["report", str(out)]) == 0  # report shows the kept blocks, flagged
+
     # every kept block equals the same block run uninterrupted, bit for bit
     cfg = load_config(None, sets)
     model, data, init = build_model(cfg), build_data(cfg), build_init(cfg)
@@ -131,3 +133,5 @@ def test_ctrl_c_keeps_finished_blocks_identical_to_an_uninterrupted_run(tmp_path
         for name in ("loss", "drift", "predicted", "residual", "scale", "charge_final", "status", "n_grad_evals"):
             assert np.array_equal(got[name].values, ref[name].values, equal_nan=True), (label, k, name)
         np.testing.assert_array_equal(part.theta_initial.values, ref.theta_initial.values)
+    report = capsys.readouterr()
+    assert "INCOMPLETE STUDY" in report.out and "incomplete" in report.err
