@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from .study import finest_step, ok_seeds
+from .study import finest_step, h_text, ok_seeds
 
 BAND = (0.05, 0.95)
 TIME_LABEL = "time t (dimensionless; t = kη for gradient descent)"
@@ -58,12 +58,6 @@ def finest_series(ds: xr.Dataset, scheme: str, var: str, charge=None) -> tuple[n
     if charge is not None:
         da = da.sel(charge=charge)
     return da.transpose("seed", ...).values[ok_seeds(ds, scheme)], float(ds.h.sel(scheme=scheme).values[k])
-
-
-def h_text(h: float) -> str:
-    """A step size as 2^-k when it is a power of two (the usual ladder), else in %g."""
-    k = np.log2(h)
-    return f"2^{int(round(k))}" if h > 0 and abs(k - round(k)) < 1e-12 else f"{h:g}"
 
 
 def _n_seeds_text(ds):

@@ -256,6 +256,12 @@ class SummaryRow:
     extra: dict = field(default_factory=dict)
 
 
+def h_text(h: float) -> str:
+    """A step size as 2^-k when it is a power of two (the usual ladder), else in %g."""
+    k = np.log2(h)
+    return f"2^{int(round(k))}" if h > 0 and abs(k - round(k)) < 1e-12 else f"{h:g}"
+
+
 def finest_step(ds: xr.Dataset, method: str) -> int:
     """Index of the smallest finished step size of ``method``."""
     hs = ds.h.sel(scheme=method).values
@@ -319,7 +325,7 @@ def format_summary(ds: xr.Dataset) -> str:
     def f(x):
         return "—" if not np.isfinite(x) else f"{x:.2e}"
 
-    table = [[r.method, r.charge, f"{r.h_finest:.3g}", f(r.drift_median), f(r.drift_p95), f(r.predicted_median),
+    table = [[r.method, r.charge, h_text(r.h_finest), f(r.drift_median), f(r.drift_p95), f(r.predicted_median),
               f(r.residual_median), "—" if not np.isfinite(r.fitted_order) else f"{r.fitted_order:.2f}",
               f(r.extrapolated_drift), f"{r.diverged}/{r.seeds}", r.verdict] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
