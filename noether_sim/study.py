@@ -58,8 +58,6 @@ def build_init(cfg):
 def study_provenance() -> dict:
     import zarr
 
-    from . import __version__  # noqa: F401  (in _provenance)
-
     return {**_provenance(), "zarr_version": zarr.__version__, "python_version": sys.version.split()[0]}
 
 
@@ -223,13 +221,13 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
     ds["ladder_included"] = (("scheme", "seed"), included,
                              {"description": "the seed finished every step size of the ladder (judged)"})
 
-    names = [block_name_pair for block_name_pair in blocks]
+    finished = sorted(blocks, key=lambda key: (labels.index(key[0]), key[1]))
     ds.attrs.update({
         **provenance,
         "study_name": cfg["name"], "study_description": cfg["description"],
         "study_config": json.dumps(cfg),
         "complete": not missing,
-        "finished_blocks": json.dumps([[lb, int(k)] for lb, k in sorted(names, key=lambda x: (labels.index(x[0]), x[1]))]),
+        "finished_blocks": json.dumps([[lb, int(k)] for lb, k in finished]),
         "missing_blocks": json.dumps([[lb, int(k)] for lb, k in missing]),
         **{a: first.attrs[a] for a in ("charge_shapes", "charge_descriptions", "status_names", "t_end",
                                         "weight_decay") if a in first.attrs},
