@@ -12,3 +12,7 @@ __all__ = ["DeepLinear", "TrainingData", "charge_matrix", "data", "init", "metho
 from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
 
 __all__ += ["analyse_ladder", "run_ladder", "summarise_verdicts"]
+
+from .store import load  # noqa: E402
+
+__all__ += ["load"]
