@@ -192,6 +192,12 @@ def cmd_list(args) -> int:
     section("charges (record.charges):", {
         "D<i>": "deep_linear, i = 1 … L−1: layer balance W_{i+1}ᵀW_{i+1} − W_iW_iᵀ (− b_ib_iᵀ with biases) of "
                 "hidden layer i, an n_i × n_i symmetric quadratic charge, conserved by gradient flow",
+        "r<i>": "mlp, hidden layer i: per-neuron rescale charges |w_in|² + b² − α|w_out|² (α the activation's "
+                "degree); conserved for homogeneous activations, the same expression (α = 1) as a control on "
+                "tanh, softplus, GELU",
+        "T": "mlp with loss = softmax_ce: translation charges, the sum over classes of b_L and of each column "
+             "of W_L (linear)",
+        "S": "mlp with normalised_first_layer: scale charges |w_k|² of the normalised rows of W_1",
     })
     return EXIT_OK
 

@@ -50,11 +50,20 @@ DEFAULT_STUDY = {
     },
 }
 
-MODEL_KINDS = {"deep_linear": "deep linear network f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss"}
+MODEL_KINDS = {
+    "deep_linear": "deep linear network f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss",
+    "mlp": "multilayer network f(x) = W_L σ(…σ(W_1 x + b_1)…) + b_L; model.activation, model.loss "
+           "(squared | softmax_ce), model.normalised_first_layer",
+}
+MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
                             "Gaussian label noise; one data set shared by every seed",
     "whitened": "inputs with XXᵀ/N = I exactly, input-output correlation with given singular values",
+    "teacher_regression": "(mlp) Gaussian inputs labelled by a random teacher of the model's architecture "
+                          "(weights N(0, teacher_scale²/fan_in)), Gaussian label noise",
+    "teacher_classification": "(mlp, loss = softmax_ce) Gaussian inputs, one-hot labels: the argmax of a random "
+                              "teacher's outputs; a fraction label_noise of labels replaced at random",
 }
 INIT_KINDS = {
     "gaussian": "W_i entries N(0, scale²/n_{i-1}), biases N(0, bias_scale²)",
@@ -64,6 +73,12 @@ INIT_KINDS = {
 DYNAMICS_KINDS = ("gd", "gf")
 MIN_LADDER = 3  # analyse_ladder needs three step sizes for an extrapolation and its uncertainty
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _mlp():
+    from . import mlp
+
+    return mlp
 
 
 # ---- a tiny schema: for each key, (required, checker) ----
@@ -127,6 +142,11 @@ MODEL = {
     "kind": (False, lambda k, v: _str(k, v, list(MODEL_KINDS))),
     "widths": (True, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 3)),
     "bias": (False, _bool),
+    "activation": (False, lambda k, v: _str(k, v, list(_mlp().ACTIVATIONS))),
+    "loss": (False, lambda k, v: _str(k, v, list(_mlp().LOSSES))),
+    "slope": (False, lambda k, v: _real(k, v, low=0)),
+    "power": (False, lambda k, v: _real(k, v, low=1)),
+    "normalised_first_layer": (False, _bool),
 }
 DATA = {
     "kind": (False, lambda k, v: _str(k, v, list(DATA_KINDS))),
@@ -134,6 +154,7 @@ DATA = {
     "noise": (False, lambda k, v: _real(k, v, low=0)),
     "teacher_scale": (False, lambda k, v: _real(k, v, low=0)),
     "singular_values": (False, lambda k, v: _list(k, v, lambda kk, x: _real(kk, x, low=0), 1)),
+    "label_noise": (False, lambda k, v: _real(k, v, low=0, high=1)),
     "seed": (False, lambda k, v: _int(k, v, 0)),
 }
 INIT = {
@@ -228,6 +249,26 @@ def parse_config(raw: dict) -> dict:
 
     widths = cfg["model"]["widths"]
     data = cfg["data"]
+    model_cfg = cfg["model"]
+    if model_cfg["kind"] == "mlp":
+        model_cfg = cfg["model"] = {"activation": "relu", "loss": "squared", "slope": 0.01, "power": 2.0,
+                                    "normalised_first_layer": False, **model_cfg}
+    else:
+        for key in MLP_ONLY_KEYS:
+            if key in model_cfg:
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'mlp'")
+    teacher = data["kind"].startswith("teacher_")
+    if teacher and model_cfg["kind"] != "mlp":
+        _fail("data.kind", data["kind"], "teacher data needs model.kind = 'mlp' (use synthetic_regression or whitened)")
+    softmax = model_cfg.get("loss") == "softmax_ce"
+    if softmax != (data["kind"] == "teacher_classification"):
+        _fail("data.kind", data["kind"], "model.loss = 'softmax_ce' goes with data.kind = 'teacher_classification' "
+                                         "and the other losses with regression data")
+    if "label_noise" in data and data["kind"] != "teacher_classification":
+        _fail("data.label_noise", data["label_noise"], "is only used with data.kind = 'teacher_classification'")
+    if data["kind"] == "teacher_classification":
+        data.pop("noise", None)
+        data.setdefault("label_noise", 0.0)
     if data["kind"] == "whitened":
         if "singular_values" not in data:
             raise ConfigError("missing key 'data.singular_values': it is required when data.kind = 'whitened'")
@@ -243,7 +284,12 @@ def parse_config(raw: dict) -> dict:
     if cfg["init"]["kind"] != "gaussian":
         cfg["init"].pop("bias_scale", None)
 
-    charge_names = [f"D{i}" for i in range(1, len(widths) - 1)]
+    from .study import build_model  # the model itself knows its charges
+
+    try:
+        charge_names = [g.name for g in build_model(cfg).charge_groups]
+    except ConfigError as err:
+        raise ConfigError(f"model.{err}") from None
     charges = cfg["record"]["charges"]
     if charges == "all":
         pass

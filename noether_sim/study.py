@@ -37,11 +37,27 @@ class StudyInterrupted(Exception):
 
 def build_model(cfg):
     m = cfg["model"]
+    if m["kind"] == "mlp":
+        from .mlp import MLP
+
+        return MLP(tuple(m["widths"]), bias=m["bias"], activation=m["activation"], loss=m["loss"],
+                   slope=m["slope"], power=m["power"], normalised_first_layer=m["normalised_first_layer"])
     return DeepLinear(tuple(m["widths"]), bias=m["bias"])
 
 
 def build_data(cfg):
     d, widths = cfg["data"], cfg["model"]["widths"]
+    if d["kind"].startswith("teacher_"):
+        from . import mlp
+
+        m = cfg["model"]
+        teacher = mlp.MLP(tuple(widths), bias=m["bias"], activation=m["activation"], loss=m["loss"],
+                          slope=m["slope"], power=m["power"])
+        if d["kind"] == "teacher_classification":
+            return mlp.teacher_classification(teacher, d["n_points"], seed=d["seed"],
+                                              weight_scale=d["teacher_scale"], label_noise=d["label_noise"])
+        return mlp.teacher_regression(teacher, d["n_points"], noise=d["noise"], seed=d["seed"],
+                                      weight_scale=d["teacher_scale"])
     if d["kind"] == "whitened":
         return data_mod.whitened(widths[0], widths[-1], d["n_points"], d["singular_values"], seed=d["seed"])
     return data_mod.synthetic_regression(widths[0], widths[-1], d["n_points"], noise=d["noise"],

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from noether_sim._validate import ConfigError
@@ -78,7 +79,39 @@ BAD = [
     ("save_every=1.0", ["save_every", "1.0", "<= t_end"]),
     ("record.charges=['D7']", ["record.charges[0]", "'D7'", "D1, D2"]),
     ("record.watch_seeds=[5000]", ["record.watch_seeds[0]", "5000", "< seeds.count"]),
+    ("model.activation='relu'", ["model.activation", "'relu'", "only used with model.kind = 'mlp'"]),
+    ("data.kind='teacher_regression'", ["data.kind", "'teacher_regression'", "model.kind = 'mlp'"]),
 ]
+
+MLP_STUDY = ["model.kind='mlp'", "model.widths=[4, 6, 3]", "model.bias=true", "data.n_points=8", "seeds.count=4",
+             "data.kind='teacher_regression'"]
+
+
+@pytest.mark.parametrize("override, parts", [
+    ("model.activation='swish'", ["model.activation", "'swish'", "relu"]),
+    ("model.power=0.5", ["model.power", "0.5", ">= 1"]),
+    ("model.loss='softmax_ce'", ["data.kind", "'teacher_regression'", "teacher_classification"]),
+    ("data.label_noise=0.1", ["data.label_noise", "0.1", "teacher_classification"]),
+    ("record.charges=['D1']", ["record.charges[0]", "'D1'", "r1"]),
+])
+def test_bad_mlp_study_values(override, parts):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, MLP_STUDY + [override])
+    for part in parts:
+        assert part in str(err.value)
+
+
+def test_mlp_study_builds_the_model_and_data_it_names():
+    from noether_sim.study import build_data, build_model
+
+    cfg = load_config(None, MLP_STUDY + ["model.activation='leaky_relu'", "model.slope=0.2"])
+    model, data = build_model(cfg), build_data(cfg)
+    assert (model.kind, model.activation, model.slope, model.widths) == ("mlp", "leaky_relu", 0.2, (4, 6, 3))
+    assert (data.n_in, data.n_out, data.n_points) == (4, 3, 8)
+    cfg = load_config(None, MLP_STUDY + ["model.loss='softmax_ce'", "data.kind='teacher_classification'",
+                                         "data.label_noise=0.25"])
+    data = build_data(cfg)
+    assert set(np.unique(data.Y)) == {0.0, 1.0} and np.all(data.Y.sum(axis=0) == 1)
 
 
 @pytest.mark.parametrize("override, parts", BAD, ids=[b[0] for b in BAD])
