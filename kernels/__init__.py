@@ -38,12 +38,14 @@ STATUS_OK = 0
 STATUS_DIVERGED = 1  # parameters became non-finite or exceeded the divergence bound
 STATUS_STEP_UNDERFLOW = 2  # adaptive step size fell below the smallest allowed step
 STATUS_MAX_STEPS = 3  # adaptive integration exceeded its step budget
+STATUS_SOLVE_FAILED = 4  # implicit stage equations did not converge, even on the smallest substep
 
 STATUS_NAMES = {
     STATUS_OK: "ok",
     STATUS_DIVERGED: "diverged",
     STATUS_STEP_UNDERFLOW: "step size underflow",
     STATUS_MAX_STEPS: "step budget exceeded",
+    STATUS_SOLVE_FAILED: "implicit solve failed",
 }
 
 # fastmath flags for all kernels: FMA contraction and reassociation (so reductions vectorise).
