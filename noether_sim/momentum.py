@@ -211,6 +211,8 @@ def simulate_structured(model, data: TrainingData, *, dynamics: str = "momentum"
         v.fail("track_law", track_law, "must be True or False")
     if dyn == DYN_GF and velocity is not None:
         v.fail("velocity", velocity, "gradient flow has no velocity state; use dynamics='momentum'")
+    if save_every is None and save_times is None:  # default: about 100 records, on whole steps
+        save_every = h * max(1, int(round(t_end / h)) // 100)
     times = _save_grid(t_end, save_every, save_times)
     steps = np.diff(times) / h
     if np.any(np.abs(steps - np.round(steps)) > 1e-9 * np.maximum(steps, 1)) or np.any(np.round(steps) < 1):
