@@ -121,14 +121,19 @@ def test_gauss_legendre_keeps_balance_where_rk4_drifts(reference):
 
 
 def test_gauss_legendre_orders_on_gradient_flow(small):
-    """Final-weight error against DOP853 (rtol = atol = 1e-12 is ≥ 100× below the smallest error used)."""
+    """Final-weight error at T = 4 against a fine GL3 reference (h = 0.004: its own error ~1e-18, below
+    round-off), which is itself checked against DOP853 (rtol = atol = 1e-12). Init scale 0.5 keeps
+    h·λ_max(Hessian) small enough for the asymptotic regime and for the fixed point to converge at h."""
     model, data = small
     grad = grad_fn(model, data)
-    T = 2.0
-    th0 = ns.simulate_structured(model, data, dynamics="gf", method="gl1", h=1.0, t_end=T,
-                                 seeds=1).theta_initial.values[0]
-    ref = solve_ivp(lambda t, y: -grad(y), (0, T), th0, method="DOP853", rtol=1e-12, atol=1e-12).y[:, -1]
-    ladders = {"gl1": [0.1, 0.05, 0.025, 0.0125], "gl2": [0.1, 0.05, 0.025, 0.0125], "gl3": [0.2, 0.1, 0.05, 0.025]}
+    T = 4.0
+    init = ns.init.Gaussian(scale=0.5)
+    th0 = ns.simulate(model, data, method="gl1", h=1.0, t_end=T, seeds=1, init=init).theta_initial.values[0]
+    ref = ns.simulate(model, data, method="gl3", h=0.004, t_end=T, save_every=T, seeds=1,
+                      init=ns.init.Given(th0)).theta_final.values[0]
+    oracle = solve_ivp(lambda t, y: -grad(y), (0, T), th0, method="DOP853", rtol=1e-12, atol=1e-12).y[:, -1]
+    assert np.max(np.abs(ref - oracle)) < 1e-10
+    ladders = {"gl1": [0.2, 0.1, 0.05, 0.025], "gl2": [0.1, 0.05, 0.025, 0.0125], "gl3": [0.4, 0.2, 0.1, 0.05]}
     for name, hs in ladders.items():
         errs = []
         for h in hs:
@@ -136,7 +141,7 @@ def test_gauss_legendre_orders_on_gradient_flow(small):
                              init=ns.init.Given(th0), max_solve_iters=1000)
             assert ds.n_retried_steps.values[0] == 0  # every step at h itself, else the ladder lies
             errs.append(np.max(np.abs(ds.theta_final.values[0] - ref)))
-        assert min(errs) > 1e-9, (name, errs)  # well above the oracle's error
+        assert min(errs) > 1e-12, (name, errs)  # 100× above the reference's round-off
         assert abs(fitted_order(hs, errs) - IMPLICIT_METHODS[name].order) < 0.2, (name, errs)
 
 
@@ -153,8 +158,8 @@ def test_failed_solve_is_flagged_or_retried_never_accepted(reference):
 
 # ---------------------------------------------------------------- momentum flow
 
-@pytest.mark.parametrize("method,h,tol", [("rk4", 0.01, 1e-8), ("gl2", 0.01, 1e-8), ("verlet", 0.002, 1e-5),
-                                          ("yoshida4", 0.01, 1e-7)])
+@pytest.mark.parametrize("method,h,tol", [("rk4", 0.0025, 1e-9), ("gl2", 0.0025, 1e-9), ("verlet", 0.002, 1e-5),
+                                          ("yoshida4", 0.005, 1e-7)])
 def test_momentum_trajectory_matches_scipy(small, method, h, tol):
     model, data = small
     grad = grad_fn(model, data)
@@ -183,24 +188,25 @@ def test_splitting_orders_on_momentum_flow(small):
     model, data = small
     T, tau = 1.0, 0.5
     _, ref = _momentum_final(model, data, "gl3", 0.005, T, tau)
-    for name, hs in {"verlet": [0.1, 0.05, 0.025, 0.0125], "yoshida4": [0.2, 0.1, 0.05, 0.025]}.items():
+    for name, hs in {"verlet": [0.1, 0.05, 0.025, 0.0125], "yoshida4": [0.1, 0.05, 0.025, 0.0125]}.items():
         errs = [np.max(np.abs(_momentum_final(model, data, name, h, T, tau)[1] - ref)) for h in hs]
         assert min(errs) > 1e-10, (name, errs)
         assert abs(fitted_order(hs, errs) - SPLITTING_METHODS[name].order) < 0.2, (name, errs)
 
 
-@pytest.mark.parametrize("h", [0.01, 0.1, 0.5])
+@pytest.mark.parametrize("h", [0.01, 0.1, 0.15])  # 0.15: near the stability limit h·√(λ_max/τ) < 2
 @pytest.mark.parametrize("method", list(SPLITTING_METHODS))
 def test_conformal_symplectic_isometric_law_exact_at_any_step(small, method, h):
     """J_{k+1} = e^{−h/τ}J_k: every sub-flow maps J exactly (damp by e^{−s/τ}, kick and drift not at all),
     so the only error is round-off: bound 10·√(steps)·ε·scale per save, scale = the cancelling terms."""
     model, data = small
-    ds = ns.simulate(model, data, dynamics="momentum", method=method, h=h, tau=0.7, t_end=5.0, save_every=2.5,
+    ds = ns.simulate(model, data, dynamics="momentum", method=method, h=h, tau=0.7, t_end=6.0, save_every=3.0,
                      seeds=3, velocity=1.0)
     iso = ds.charge_kind == "isometric"
     drift = ds.drift_max.sel(charge=iso).values
     bound = 10 * np.sqrt(ds.n_steps.values)[:, None, None] * EPS * ds.scale.sel(charge=iso).values
-    assert np.all(drift <= bound + 1e-300)
+    assert np.all(ds.status.values == STATUS_OK)
+    assert np.all(drift <= bound)
     assert np.max(np.abs(ds.charge_initial.values[:, model.n_charges:])) > 0.1  # J(0) is not trivially 0
 
 
