@@ -20,7 +20,11 @@ The kernel contract
    charge ½θᵀSθ). Evaluating the same function on a gradient vector gives the quadratic form
    q(g) = ½gᵀSg, which is exactly the η² term of the gradient-descent one-step law (theory.md §3).
 3. **Methods are data.** An explicit Runge–Kutta method is its tableau (A, b, c, b_err) passed as
-   arrays; one generic stepper (``explicit.py``) runs all of them, fixed-step or adaptive.
+   arrays; one generic stepper (``explicit.py``) runs all of them, fixed-step or adaptive. Implicit
+   (Gauss–Legendre) tableaus run through one generic implicit stepper (``implicit.py``), splitting
+   methods (damp/kick/drift sub-steps with weights) through one splitting stepper (``splitting.py``);
+   ``driver_momentum.py`` drives them and momentum flow (state [q, p, ∫D(p), ∫D(q)], ``momentum.py``).
+   A model kind with isometric symmetries adds ``isometric_charges`` (J(q, p)) to ``models.py``.
 4. **The ensemble driver** (``driver.py``) runs ``prange`` over seeds. Every seed owns its time,
    step size, status and counters; nothing is shared between seeds, so seed i's numbers are
    bit-identical whether it runs alone or in a batch, on one thread or several.
