@@ -189,6 +189,23 @@ def cmd_list(args) -> int:
             flags.append(f"embedded order {p['embedded order']}")
         methods[name] = f"{tab.description} [{', '.join(flags)}]"
     section("methods (methods.<label>.method):", methods)
+    from .methods import IMPLICIT_METHODS, SPLITTING_METHODS
+
+    other = {}
+    for name, tab in IMPLICIT_METHODS.items():
+        p = tab.properties()
+        other[name] = (f"{tab.description} [{p['stages']} stages, order conditions hold to order "
+                       f"{p['order conditions satisfied up to']}, implicit, "
+                       f"{'symplectic' if p['symplectic condition'] else 'not symplectic'}]")
+    for name, split in SPLITTING_METHODS.items():
+        other[name] = split.description
+    section("structure-preserving methods (Python API: simulate(..., method=NAME)):", other)
+    section("momentum dynamics (Python API: simulate(..., dynamics=NAME, tau=… or learning_rate=…, beta=…)):", {
+        "momentum": "momentum flow τθ̈ + θ̇ = −∇L − λθ as a first-order system in (θ, p = θ̇); any explicit, "
+                    "Gauss–Legendre or splitting method",
+        "heavy_ball": "θ_{k+1} = θ_k + β(θ_k − θ_{k−1}) − η∇L(θ_k): conformal symplectic Euler with β = e^{−h/τ}, η = h²/τ",
+        "nesterov": "Nesterov's accelerated gradient: the gradient at θ_k + β(θ_k − θ_{k−1})",
+    })
     section("charges (record.charges):", {
         "D<i>": "deep_linear, i = 1 … L−1: layer balance W_{i+1}ᵀW_{i+1} − W_iW_iᵀ (− b_ib_iᵀ with biases) of "
                 "hidden layer i, an n_i × n_i symmetric quadratic charge, conserved by gradient flow",

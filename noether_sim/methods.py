@@ -150,15 +150,6 @@ EXPLICIT_METHODS: dict[str, Tableau] = {
 }
 
 
-def get_method(name: str) -> Tableau:
-    try:
-        return EXPLICIT_METHODS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"method={name!r} is not a known method; known methods: {', '.join(EXPLICIT_METHODS)}"
-        ) from None
-
-
 # ---------------------------------------------------------------------------------------------
 # Implicit Runge–Kutta: Gauss–Legendre collocation (structure-preserving integration, issue 5).
 # Run by the generic implicit stepper kernels/implicit.py; like the explicit ones, these are data.
@@ -267,4 +258,6 @@ def get_any_method(name: str):
         if isinstance(name, str) and name in table:
             return table[name]
     known = [*EXPLICIT_METHODS, *IMPLICIT_METHODS, *SPLITTING_METHODS]
-    raise ValueError(f"method={name!r} is not a known method; known methods: {', '.join(known)}")
+    from ._validate import ConfigError
+
+    raise ConfigError(f"method={name!r} is not a known method; known methods: {', '.join(known)}")

@@ -20,7 +20,7 @@ from .kernels.driver import ensemble_charges, integrate_saves
 from . import _validate as v
 from .data import TrainingData
 from .init import Balanced, Gaussian, Given, to_config
-from .methods import get_method
+from .methods import get_any_method
 from .random import seed_rng
 
 DYNAMICS = {
@@ -134,7 +134,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         if method not in (None, "euler"):
             v.fail("method", method, "gradient descent is explicit Euler; leave method unset or use 'euler'")
         method = "euler"
-    tableau = get_method(method or "rk4")
+    tableau = get_any_method(method or "rk4")
     if not isinstance(data, TrainingData):
         v.fail("data", data, "must be a noether_sim.data.TrainingData (see data.synthetic_regression, data.from_arrays)")
     data.check_fits(model)
