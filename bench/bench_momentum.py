@@ -48,9 +48,9 @@ P = model.n_params
 ints, floats = model.descriptor(), model.constants(data)
 da, db = model.kernel_data(data)
 theta = np.random.default_rng(0).standard_normal((P, P)) * 0.3
-ensemble_loss_grad(theta, ints, floats, da, db)
+ensemble_loss_grad(int(ints[0]), theta, ints, floats, da, db)
 t0 = time.perf_counter()
-ensemble_loss_grad(theta, ints, floats, da, db)
+ensemble_loss_grad(int(ints[0]), theta, ints, floats, da, db)
 t_grad = (time.perf_counter() - t0) / P
 print(f"one gradient evaluation: {t_grad * 1e6:.2f} µs (batched over {P} rows); P = {P}")
 for s in (1, 2, 3):

@@ -18,7 +18,7 @@ disjoint seed ranges can run concurrently on threads (the kernels release the GI
 """
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_STEP_UNDERFLOW
 from .explicit import combine, error_norm, initial_step, rk_stages, vector_field, within_bound
@@ -31,8 +31,8 @@ MF_STEP, MF_RTOL, MF_ATOL, MF_WEIGHT_DECAY, MF_DIVERGENCE_BOUND = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _accumulate_gd_law(pred, g, qg, h, weight_decay, ints, floats, group_off, group_degree):
-    charges(g, qg, ints, floats)
+def _accumulate_gd_law(kind, pred, g, qg, h, weight_decay, ints, floats, group_off, group_degree):
+    charges(kind, g, qg, ints, floats)
     # (1 − hλ)^d q = q − c_d q with c_1 = hλ, c_2 = hλ(2 − hλ): computing the small decrement c_d
     # rather than the factor fl(1 − hλ) avoids a systematic ε/2 per step, which over k steps would
     # grow like k·ε (linearly) instead of round-off's √k·ε.
@@ -47,12 +47,12 @@ def _accumulate_gd_law(pred, g, qg, h, weight_decay, ints, floats, group_off, gr
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _record(s, js, theta, t, ints, floats, data_a, data_b, work, g, q, scales, q0, pred,
+def _record(kind, s, js, theta, t, ints, floats, data_a, data_b, work, g, q, scales, q0, pred,
             track_law, weight_decay, group_off, group_degree, watch_slot,
             out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale, q_watch, pred_watch):
-    out_loss[s, js] = loss_grad(theta, g, ints, floats, data_a, data_b, work)
-    charges(theta, q, ints, floats)
-    charge_scales(theta, scales, ints, floats)
+    out_loss[s, js] = loss_grad(kind, theta, g, ints, floats, data_a, data_b, work)
+    charges(kind, theta, q, ints, floats)
+    charge_scales(kind, theta, scales, ints, floats)
     for grp in range(group_degree.shape[0]):
         decay = np.exp(-group_degree[grp] * weight_decay * t)
         drift2 = 0.0
@@ -97,7 +97,7 @@ def _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_pre
 
 
 @njit(cache=True)
-def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
+def _integrate_seed(kind, s, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
                     save_times, first, last,
                     ints, floats, data_a, data_b,
                     A, b, b_err, method_ints, method_floats,
@@ -118,7 +118,7 @@ def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_gra
     atol = method_floats[MF_ATOL]
     lam = method_floats[MF_WEIGHT_DECAY]
     bound = method_floats[MF_DIVERGENCE_BOUND]
-    wsize = work_size(ints, data_a)
+    wsize = work_size(kind, ints, data_a)
 
     if status[s] != STATUS_OK:
         _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
@@ -143,12 +143,12 @@ def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_gra
         if not adaptive:
             n_steps = int(np.round((t_end - t) / h_fixed))
             for _ in range(n_steps):
-                rk_stages(th, h_fixed, A, K, stage, 0, ints, floats, data_a, data_b, work, lam)
+                rk_stages(kind, th, h_fixed, A, K, stage, 0, ints, floats, data_a, data_b, work, lam)
                 n_grad[s] += n_stages
                 if track_law:
                     for j in range(P):
                         g[j] = -K[0, j] - lam * th[j]
-                    _accumulate_gd_law(sp, g, qg, h_fixed, lam, ints, floats, group_off, group_degree)
+                    _accumulate_gd_law(kind, sp, g, qg, h_fixed, lam, ints, floats, group_off, group_degree)
                 combine(th, h_fixed, b, K, new)
                 if not within_bound(new, bound):
                     status[s] = STATUS_DIVERGED
@@ -159,9 +159,9 @@ def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_gra
                 n_accepted[s] += 1
         else:
             if h <= 0.0 and t_end > t:  # first step of this seed: choose it
-                vector_field(th, K[0], ints, floats, data_a, data_b, work, lam)
+                vector_field(kind, th, K[0], ints, floats, data_a, data_b, work, lam)
                 n_grad[s] += 2
-                h = initial_step(th, K[0], err_order, rtol, atol, t_end - t, ints, floats,
+                h = initial_step(kind, th, K[0], err_order, rtol, atol, t_end - t, ints, floats,
                                  data_a, data_b, work, lam, stage, new)
                 k0_valid = True
             while t < t_end and status[s] == STATUS_OK:
@@ -173,7 +173,7 @@ def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_gra
                     status[s] = STATUS_STEP_UNDERFLOW
                     break
                 first_stage = 1 if k0_valid else 0
-                rk_stages(th, h_try, A, K, stage, first_stage, ints, floats, data_a, data_b, work, lam)
+                rk_stages(kind, th, h_try, A, K, stage, first_stage, ints, floats, data_a, data_b, work, lam)
                 n_grad[s] += n_stages - first_stage
                 combine(th, h_try, b, K, new)
                 err = error_norm(th, new, h_try, b, b_err, K, rtol, atol)
@@ -199,7 +199,7 @@ def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_gra
                              out_scale, watch_slot, q_watch, pred_watch)
             break
         t = t_end
-        _record(s, js, th, t, ints, floats, data_a, data_b, work, g, q, scales, q0, sp,
+        _record(kind, s, js, th, t, ints, floats, data_a, data_b, work, g, q, scales, q0, sp,
                 track_law, lam, group_off, group_degree, watch_slot,
                 out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale, q_watch, pred_watch)
 
@@ -209,7 +209,7 @@ def _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_gra
 
 
 @njit(cache=True, nogil=True)
-def integrate_saves(seed_lo, seed_hi, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
+def integrate_saves(kind, seed_lo, seed_hi, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
                     save_times, first, last,
                     ints, floats, data_a, data_b,
                     A, b, b_err, method_ints, method_floats,
@@ -221,9 +221,11 @@ def integrate_saves(seed_lo, seed_hi, theta, t_now, h_next, pred, q0, status, t_
     Serial and GIL-free: the API runs disjoint seed ranges on a thread pool. (A numba ``prange``
     here measured twice the compile time — 27 s against 13 s of CPU for the reference run — for
     the same run time, and compile time is part of performance.)
+    ``kind`` (the model kind) is made a compile-time literal: one specialisation per model kind.
     """
+    literally(kind)
     for s in range(seed_lo, seed_hi):
-        _integrate_seed(s, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
+        _integrate_seed(kind, s, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
                         save_times, first, last,
                         ints, floats, data_a, data_b,
                         A, b, b_err, method_ints, method_floats,
@@ -233,22 +235,24 @@ def integrate_saves(seed_lo, seed_hi, theta, t_now, h_next, pred, q0, status, t_
 
 
 @njit(cache=True)
-def ensemble_charges(theta, ints, floats, nq):
+def ensemble_charges(kind, theta, ints, floats, nq):
     """q(θ) for every row: initial charges, final charges."""
+    literally(kind)
     out = np.empty((theta.shape[0], nq))
     for s in range(theta.shape[0]):
-        charges(theta[s], out[s], ints, floats)
+        charges(kind, theta[s], out[s], ints, floats)
     return out
 
 
 @njit(cache=True)
-def ensemble_loss_grad(theta, ints, floats, data_a, data_b):
+def ensemble_loss_grad(kind, theta, ints, floats, data_a, data_b):
     """Loss and gradient of every row (used by tests and baselines)."""
+    literally(kind)
     n_seeds, P = theta.shape
     loss = np.empty(n_seeds)
     grad = np.empty((n_seeds, P))
-    wsize = work_size(ints, data_a)
+    wsize = work_size(kind, ints, data_a)
     for s in range(n_seeds):
         work = np.empty(wsize)
-        loss[s] = loss_grad(theta[s], grad[s], ints, floats, data_a, data_b, work)
+        loss[s] = loss_grad(kind, theta[s], grad[s], ints, floats, data_a, data_b, work)
     return loss, grad

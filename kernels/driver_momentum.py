@@ -19,7 +19,7 @@ STATUS_SOLVE_FAILED and its remaining records are NaN.
 """
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from . import STATUS_DIVERGED, STATUS_OK, STATUS_SOLVE_FAILED
 from .explicit import within_bound
@@ -56,20 +56,20 @@ def _velocity(y, scheme, P, h, pv):
 
 
 @njit(cache=True)
-def state_charges(y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+def state_charges(kind, y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
     """D(q) into qv; for momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked)."""
-    charges(y[:P], qv, ints, floats)
+    charges(kind, y[:P], qv, ints, floats)
     if dyn == DYN_GF:
         return
     _velocity(y, scheme, P, h, pv)
-    isometric_charges(y[:P], pv, jv, ints, floats)
+    isometric_charges(kind, y[:P], pv, jv, ints, floats)
     if track and scheme != SCHEME_HEAVY_BALL and scheme != SCHEME_NESTEROV:
         for j in range(P):
             tmp[j] = y[j] + pv[j]
-        charges(tmp, qa, ints, floats)
+        charges(kind, tmp, qa, ints, floats)
         for j in range(P):
             tmp[j] = y[j] - pv[j]
-        charges(tmp, qb, ints, floats)
+        charges(kind, tmp, qb, ints, floats)
         for k in range(nq):
             ddot = 0.5 * (qa[k] - qb[k])
             iv[k] = tau * ddot + qv[k] + 2.0 * lam * y[2 * P + nq + k] - 2.0 * tau * y[2 * P + k]
@@ -79,10 +79,11 @@ def state_charges(y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats, qv, j
 
 
 @njit(cache=True)
-def ensemble_state_charges(y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats):
+def ensemble_state_charges(kind, y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats):
     """(D, J, I) of every seed's state (initial and final values)."""
+    literally(kind)  # one specialisation per model kind (see models.py)
     n = y.shape[0]
-    nj = n_isometric(ints)
+    nj = n_isometric(kind, ints)
     D = np.empty((n, nq))
     J = np.empty((n, nj))
     I = np.empty((n, nq))
@@ -91,18 +92,18 @@ def ensemble_state_charges(y, dyn, scheme, P, nq, h, tau, lam, track, ints, floa
         tmp = np.empty(P)
         qa = np.empty(nq)
         qb = np.empty(nq)
-        state_charges(y[s], dyn, scheme, P, nq, h, tau, lam, track, ints, floats, D[s], J[s], I[s],
+        state_charges(kind, y[s], dyn, scheme, P, nq, h, tau, lam, track, ints, floats, D[s], J[s], I[s],
                       pv, tmp, qa, qb)
     return D, J, I
 
 
 @njit(cache=True)
-def _record(s, js, y, t, dyn, scheme, P, nq, nj, h, tau, lam, track, ints, floats, data_a, data_b, work,
+def _record(kind, s, js, y, t, dyn, scheme, P, nq, nj, h, tau, lam, track, ints, floats, data_a, data_b, work,
             g, pv, tmp, qv, jv, iv, qa, qb, scales, jscales, q0, j0, i0, group_off, group_degree, iso_off,
             watch_slot, out_loss, out_drift, out_drift_max, out_law, out_scale, q_watch):
-    out_loss[s, js] = loss_grad(y[:P], g, ints, floats, data_a, data_b, work)
-    state_charges(y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats, qv, jv, iv, pv, tmp, qa, qb)
-    charge_scales(y[:P], scales, ints, floats)
+    out_loss[s, js] = loss_grad(kind, y[:P], g, ints, floats, data_a, data_b, work)
+    state_charges(kind, y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats, qv, jv, iv, pv, tmp, qa, qb)
+    charge_scales(kind, y[:P], scales, ints, floats)
     n_groups = group_degree.shape[0]
     momentum = dyn == DYN_MOMENTUM
     for grp in range(n_groups):
@@ -122,7 +123,7 @@ def _record(s, js, y, t, dyn, scheme, P, nq, nj, h, tau, lam, track, ints, float
         out_law[s, js, grp] = np.sqrt(r2) if momentum else np.nan  # NaN propagates when untracked
         out_scale[s, js, grp] = scales[grp]
     if momentum:
-        isometric_scales(y[:P], pv, jscales, ints, floats)
+        isometric_scales(kind, y[:P], pv, jscales, ints, floats)
         decay = np.exp(-t / tau)
         for grp in range(iso_off.shape[0] - 1):
             d2 = 0.0
@@ -157,11 +158,12 @@ def _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_law
 
 
 @njit(cache=True, nogil=True)
-def integrate_structured(seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad, n_steps_done, n_iters, max_iters, max_resid,
+def integrate_structured(kind, seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad, n_steps_done, n_iters, max_iters, max_resid,
                          n_retried, save_times, first, last, ints, floats, data_a, data_b,
                          A, b, ops, weights, method_ints, method_floats,
                          group_off, group_degree, iso_off, q0, j0, i0, watch_slot,
                          out_loss, out_drift, out_drift_max, out_law, out_scale, q_watch):
+    literally(kind)  # one specialisation per model kind (see models.py)
     n_seeds, n_state = y.shape
     scheme = method_ints[SI_SCHEME]
     dyn = method_ints[SI_DYN]
@@ -181,7 +183,7 @@ def integrate_structured(seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad,
     n_stages = b.shape[0]
     n_groups = group_degree.shape[0]
     n_iso_groups = iso_off.shape[0] - 1
-    wsize = work_size(ints, data_a)
+    wsize = work_size(kind, ints, data_a)
 
     for s in range(seed_lo, seed_hi):  # the API runs disjoint seed ranges on threads (see driver.py)
         if status[s] != STATUS_OK:
@@ -217,7 +219,7 @@ def integrate_structured(seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad,
             n_steps = int(np.round((t_end - t) / h))
             for _ in range(n_steps):
                 if scheme == SCHEME_EXPLICIT:
-                    explicit_system_step(ys, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
+                    explicit_system_step(kind, ys, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
                                          ints, floats, data_a, data_b, work)
                     n_grad[s] += n_stages
                 elif scheme == SCHEME_IMPLICIT:
@@ -229,7 +231,7 @@ def integrate_structured(seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad,
                             start[j] = ys[j]
                         solved = True
                         for _sub in range(n_sub):
-                            ok = implicit_step(start, h / n_sub, A, b, K, K_new, stage, new, tol, max_iter,
+                            ok = implicit_step(kind, start, h / n_sub, A, b, K, K_new, stage, new, tol, max_iter,
                                                dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b,
                                                work, result)
                             n_grad[s] += int(result[2])
@@ -253,14 +255,14 @@ def integrate_structured(seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad,
                 elif scheme == SCHEME_SPLITTING:
                     for j in range(n_state):
                         new[j] = ys[j]
-                    evals, grad_valid = splitting_step(new, h, ops, weights, P, nq, tau, lam, track, grad,
+                    evals, grad_valid = splitting_step(kind, new, h, ops, weights, P, nq, tau, lam, track, grad,
                                                        grad_valid, tmp, qa, qb, qc,
                                                        ints, floats, data_a, data_b, work)
                     n_grad[s] += evals
                 else:
                     for j in range(n_state):
                         new[j] = ys[j]
-                    momentum_algorithm_step(new, eta, beta, lam, scheme == SCHEME_NESTEROV, P, grad, look,
+                    momentum_algorithm_step(kind, new, eta, beta, lam, scheme == SCHEME_NESTEROV, P, grad, look,
                                             ints, floats, data_a, data_b, work)
                     n_grad[s] += 1
                 if not within_bound(new, bound):
@@ -276,7 +278,7 @@ def integrate_structured(seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad,
                                  watch_slot, q_watch)
                 break
             t = t_end
-            _record(s, js, ys, t, dyn, scheme, P, nq, nj, h, tau, lam, track, ints, floats, data_a, data_b,
+            _record(kind, s, js, ys, t, dyn, scheme, P, nq, nj, h, tau, lam, track, ints, floats, data_a, data_b,
                     work, g, pv, tmp, qv, jv, iv, qa, qb, scales, jscales, q0, j0, i0, group_off,
                     group_degree, iso_off, watch_slot, out_loss, out_drift, out_drift_max, out_law,
                     out_scale, q_watch)

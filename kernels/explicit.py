@@ -12,22 +12,22 @@ from .models import loss_grad
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def vector_field(theta, out, ints, floats, data_a, data_b, work, weight_decay):
+def vector_field(kind, theta, out, ints, floats, data_a, data_b, work, weight_decay):
     """out = −∇L(θ) − λθ; returns L(θ)."""
-    loss = loss_grad(theta, out, ints, floats, data_a, data_b, work)
+    loss = loss_grad(kind, theta, out, ints, floats, data_a, data_b, work)
     for j in range(theta.shape[0]):
         out[j] = -out[j] - weight_decay * theta[j]
     return loss
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def rk_stages(theta, h, A, K, stage, first_stage, ints, floats, data_a, data_b, work, weight_decay):
+def rk_stages(kind, theta, h, A, K, stage, first_stage, ints, floats, data_a, data_b, work, weight_decay):
     """Fill K[i] = f(θ + h Σ_j A[i, j] K[j]) for i ≥ first_stage (K[0] may be reused, FSAL)."""
     n_stages = K.shape[0]
     P = theta.shape[0]
     for i in range(first_stage, n_stages):
         if i == 0:
-            vector_field(theta, K[0], ints, floats, data_a, data_b, work, weight_decay)
+            vector_field(kind, theta, K[0], ints, floats, data_a, data_b, work, weight_decay)
             continue
         for j in range(P):
             stage[j] = theta[j]
@@ -36,7 +36,7 @@ def rk_stages(theta, h, A, K, stage, first_stage, ints, floats, data_a, data_b, 
             if a != 0.0:
                 for j in range(P):
                     stage[j] += a * K[m, j]
-        vector_field(stage, K[i], ints, floats, data_a, data_b, work, weight_decay)
+        vector_field(kind, stage, K[i], ints, floats, data_a, data_b, work, weight_decay)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -77,7 +77,7 @@ def within_bound(theta, bound):
 
 
 @njit(cache=True)
-def initial_step(theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
+def initial_step(kind, theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
                  weight_decay, trial, f1):
     """Hairer–Nørsett–Wanner's starting step (Solving ODEs I, II.4), per seed."""
     P = theta.shape[0]
@@ -93,7 +93,7 @@ def initial_step(theta, f0, order, rtol, atol, t_span, ints, floats, data_a, dat
     h0 = min(h0, t_span)
     for j in range(P):
         trial[j] = theta[j] + h0 * f0[j]
-    vector_field(trial, f1, ints, floats, data_a, data_b, work, weight_decay)
+    vector_field(kind, trial, f1, ints, floats, data_a, data_b, work, weight_decay)
     d2 = 0.0
     for j in range(P):
         sc = atol + rtol * abs(theta[j])

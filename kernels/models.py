@@ -1,81 +1,159 @@
-"""Dispatch from the model descriptor to each model's loss/gradient and charge kernels.
+"""Dispatch from the model kind to each model's loss/gradient and charge kernels.
 
-One branch per model kind keeps the driver a single specialisation (design: compile time counts).
+``kind`` is a compile-time literal (the entry kernels apply ``numba.literally`` to it), and each
+dispatcher below is an ``overload`` that picks the model's kernel while typing. So a run compiles
+only its own model's code: each model kind gets its own specialisation of the drivers, and compile
+time stays that of one model however many exist. (An ``if kind == …`` chain in a jitted function
+would still compile every model's kernels — numba types all branches before pruning — measured on
+the reference deep linear run: 36 s of CPU with the MLP compiled in, ~20 s without.)
+
+Adding a model kind: one entry in ``_KERNELS`` per dispatcher (and in ``_ISOMETRIC`` if the model has
+isometric momentum charges).
 """
 
-from numba import njit
+from numba import literally, types
+from numba.extending import overload
 
-from .layout import MODEL_DEEP_LINEAR, MODEL_MLP, model_kind
+from .layout import MODEL_DEEP_LINEAR, MODEL_MLP
 from .linear import linear_charge_scales, linear_charges, linear_loss_grad, linear_work_size
+from .linear_momentum import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
 from .mlp import mlp_charge_scales, mlp_charges, mlp_loss_grad, mlp_work_size
 
 
-@njit(cache=True)
-def work_size(ints, data_a):
+# The Python bodies below are stand-ins: inside compiled code the overloads replace them.
+
+def work_size(kind, ints, data_a):
     """Length of the per-seed work buffer; ``data_a`` gives data-dependent sizes (points N for MLPs)."""
-    kind = model_kind(ints)
-    if kind == MODEL_DEEP_LINEAR:
-        return linear_work_size(ints)
-    if kind == MODEL_MLP:
-        return mlp_work_size(ints, data_a.shape[1])
-    return 0
 
 
-@njit(cache=True)
-def loss_grad(theta, grad, ints, floats, data_a, data_b, work):
+def loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
     """Loss at ``theta``; writes ∇L(theta) into ``grad``."""
-    kind = model_kind(ints)
-    if kind == MODEL_DEEP_LINEAR:
-        return linear_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
-    if kind == MODEL_MLP:
-        return mlp_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
-    return 0.0
 
 
-@njit(cache=True)
-def charges(theta, q, ints, floats):
+def charges(kind, theta, q, ints, floats):
     """Every charge of the model at ``theta``, as one flat vector."""
-    kind = model_kind(ints)
-    if kind == MODEL_DEEP_LINEAR:
-        linear_charges(theta, q, ints)
-    elif kind == MODEL_MLP:
-        mlp_charges(theta, q, ints, floats)
 
 
-@njit(cache=True)
-def charge_scales(theta, scales, ints, floats):
+def charge_scales(kind, theta, scales, ints, floats):
     """Per charge group, the magnitude of the terms that cancel in it (round-off reference)."""
-    kind = model_kind(ints)
-    if kind == MODEL_DEEP_LINEAR:
-        linear_charge_scales(theta, scales, ints)
-    elif kind == MODEL_MLP:
-        mlp_charge_scales(theta, scales, ints, floats)
 
 
-# ---- momentum (isometric) charges, J(q, p) with J(t) = e^{−t/τ} J(0) under momentum flow (issue 5) ----
-# A model kind with isometric symmetries adds one branch to each of these; one without returns 0 / nothing.
-from .linear_momentum import linear_isometric_charges, linear_isometric_scales, linear_n_isometric  # noqa: E402
+def n_isometric(kind, ints):
+    """Number of isometric (momentum) charges J(q, p), with J(t) = e^{−t/τ} J(0) under momentum flow."""
 
 
-@njit(cache=True)
-def n_isometric(ints):
-    kind = model_kind(ints)
-    if kind == MODEL_DEEP_LINEAR:
-        return linear_n_isometric(ints)
+def isometric_charges(kind, theta, mom, out, ints, floats):
+    """Every isometric charge at position ``theta`` and momentum ``mom``, as one flat vector."""
+
+
+def isometric_scales(kind, theta, mom, scales, ints, floats):
+    """Per isometric group, the magnitude of the terms that cancel in it (round-off reference)."""
+
+
+def _linear_work_size(kind, ints, data_a):
+    return linear_work_size(ints)
+
+
+def _mlp_work_size(kind, ints, data_a):
+    return mlp_work_size(ints, data_a.shape[1])
+
+
+def _linear_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return linear_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _mlp_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return mlp_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _linear_charges(kind, theta, q, ints, floats):
+    linear_charges(theta, q, ints)
+
+
+def _mlp_charges(kind, theta, q, ints, floats):
+    mlp_charges(theta, q, ints, floats)
+
+
+def _linear_charge_scales(kind, theta, scales, ints, floats):
+    linear_charge_scales(theta, scales, ints)
+
+
+def _mlp_charge_scales(kind, theta, scales, ints, floats):
+    mlp_charge_scales(theta, scales, ints, floats)
+
+
+def _linear_n_isometric(kind, ints):
+    return linear_n_isometric(ints)
+
+
+def _no_isometric(kind, ints):
     return 0
 
 
-@njit(cache=True)
-def isometric_charges(theta, mom, out, ints, floats):
-    """Every isometric (momentum) charge at position ``theta`` and momentum ``mom``, as one flat vector."""
-    kind = model_kind(ints)
-    if kind == MODEL_DEEP_LINEAR:
-        linear_isometric_charges(theta, mom, out, ints)
+def _linear_isometric_charges(kind, theta, mom, out, ints, floats):
+    linear_isometric_charges(theta, mom, out, ints)
 
 
-@njit(cache=True)
-def isometric_scales(theta, mom, scales, ints, floats):
-    """Per isometric group, the magnitude of the terms that cancel in it (round-off reference)."""
-    kind = model_kind(ints)
-    if kind == MODEL_DEEP_LINEAR:
-        linear_isometric_scales(theta, mom, scales, ints)
+def _linear_isometric_scales(kind, theta, mom, scales, ints, floats):
+    linear_isometric_scales(theta, mom, scales, ints)
+
+
+def _nothing(kind, theta, mom, out, ints, floats):
+    return None
+
+
+_KERNELS = {
+    work_size: {MODEL_DEEP_LINEAR: _linear_work_size, MODEL_MLP: _mlp_work_size},
+    loss_grad: {MODEL_DEEP_LINEAR: _linear_loss_grad, MODEL_MLP: _mlp_loss_grad},
+    charges: {MODEL_DEEP_LINEAR: _linear_charges, MODEL_MLP: _mlp_charges},
+    charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales},
+    n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric},
+    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _nothing},
+    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _nothing},
+}
+
+
+def _select(kind, by_kind, force_literal):
+    """The kernel for a literal ``kind``; otherwise an implementation that asks for a literal."""
+    if not isinstance(kind, types.IntegerLiteral):
+        return force_literal
+    return by_kind.get(kind.literal_value)  # None: no such model kind (a typing error)
+
+
+_OVERLOAD = dict(prefer_literal=True, jit_options={"cache": True})
+
+
+@overload(work_size, **_OVERLOAD)
+def _ol_work_size(kind, ints, data_a):
+    return _select(kind, _KERNELS[work_size], lambda kind, ints, data_a: literally(kind))
+
+
+@overload(loss_grad, **_OVERLOAD)
+def _ol_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return _select(kind, _KERNELS[loss_grad],
+                   lambda kind, theta, grad, ints, floats, data_a, data_b, work: literally(kind))
+
+
+@overload(charges, **_OVERLOAD)
+def _ol_charges(kind, theta, q, ints, floats):
+    return _select(kind, _KERNELS[charges], lambda kind, theta, q, ints, floats: literally(kind))
+
+
+@overload(charge_scales, **_OVERLOAD)
+def _ol_charge_scales(kind, theta, scales, ints, floats):
+    return _select(kind, _KERNELS[charge_scales], lambda kind, theta, scales, ints, floats: literally(kind))
+
+
+@overload(n_isometric, **_OVERLOAD)
+def _ol_n_isometric(kind, ints):
+    return _select(kind, _KERNELS[n_isometric], lambda kind, ints: literally(kind))
+
+
+@overload(isometric_charges, **_OVERLOAD)
+def _ol_isometric_charges(kind, theta, mom, out, ints, floats):
+    return _select(kind, _KERNELS[isometric_charges], lambda kind, theta, mom, out, ints, floats: literally(kind))
+
+
+@overload(isometric_scales, **_OVERLOAD)
+def _ol_isometric_scales(kind, theta, mom, scales, ints, floats):
+    return _select(kind, _KERNELS[isometric_scales], lambda kind, theta, mom, scales, ints, floats: literally(kind))

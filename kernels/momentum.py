@@ -30,26 +30,26 @@ SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_SPLITTING, SCHEME_HEAVY_BALL, SCHEME_NE
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def system_field(y, out, dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work):
+def system_field(kind, y, out, dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work):
     """out = f(y) for the system ``dyn`` (see the module docstring); returns L at the position."""
     if dyn == DYN_GF:
-        loss = loss_grad(y[:P], out[:P], ints, floats, data_a, data_b, work)
+        loss = loss_grad(kind, y[:P], out[:P], ints, floats, data_a, data_b, work)
         for j in range(P):
             out[j] = -out[j] - lam * y[j]
         return loss
-    loss = loss_grad(y[:P], out[P:2 * P], ints, floats, data_a, data_b, work)  # ∇L into the ṗ slot
+    loss = loss_grad(kind, y[:P], out[P:2 * P], ints, floats, data_a, data_b, work)  # ∇L into the ṗ slot
     inv_tau = 1.0 / tau
     for j in range(P):
         out[P + j] = -(out[P + j] + lam * y[j] + y[P + j]) * inv_tau
         out[j] = y[P + j]
     if track:
-        charges(y[P:2 * P], out[2 * P:2 * P + nq], ints, floats)
-        charges(y[:P], out[2 * P + nq:2 * P + 2 * nq], ints, floats)
+        charges(kind, y[P:2 * P], out[2 * P:2 * P + nq], ints, floats)
+        charges(kind, y[:P], out[2 * P + nq:2 * P + 2 * nq], ints, floats)
     return loss
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def explicit_system_step(y, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
+def explicit_system_step(kind, y, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
                          ints, floats, data_a, data_b, work):
     """One step of any explicit tableau on the system: new = y + h Σ b_i K_i."""
     n = y.shape[0]
@@ -61,7 +61,7 @@ def explicit_system_step(y, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
             if a != 0.0:
                 for j in range(n):
                     stage[j] += a * K[m, j]
-        system_field(stage, K[i], dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
+        system_field(kind, stage, K[i], dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
     for j in range(n):
         new[j] = y[j]
     for i in range(b.shape[0]):
@@ -72,12 +72,12 @@ def explicit_system_step(y, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def momentum_algorithm_step(y, eta, beta, lam, nesterov, P, grad, look, ints, floats, data_a, data_b, work):
+def momentum_algorithm_step(kind, y, eta, beta, lam, nesterov, P, grad, look, ints, floats, data_a, data_b, work):
     """Heavy ball θ_{k+1} = θ_k + β(θ_k − θ_{k−1}) − η(∇L(θ_k) + λθ_k), or Nesterov (gradient at the
     look-ahead point θ_k + β(θ_k − θ_{k−1})), in place on y = [θ_k, θ_{k−1}]."""
     for j in range(P):
         look[j] = y[j] + beta * (y[j] - y[P + j]) if nesterov else y[j]
-    loss_grad(look, grad, ints, floats, data_a, data_b, work)
+    loss_grad(kind, look, grad, ints, floats, data_a, data_b, work)
     for j in range(P):
         if nesterov:
             new = look[j] - eta * (grad[j] + lam * look[j])

@@ -20,21 +20,21 @@ OP_DAMP, OP_KICK, OP_DRIFT = 0, 1, 2
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _simpson_add(acc, x, v, s, buf, qa, qb, qc, nq, ints, floats):
+def _simpson_add(kind, acc, x, v, s, buf, qa, qb, qc, nq, ints, floats):
     """acc += ∫_0^s D(x + σv) dσ, exact for the quadratic D (Simpson)."""
-    charges(x, qa, ints, floats)
+    charges(kind, x, qa, ints, floats)
     for j in range(x.shape[0]):
         buf[j] = x[j] + 0.5 * s * v[j]
-    charges(buf, qb, ints, floats)
+    charges(kind, buf, qb, ints, floats)
     for j in range(x.shape[0]):
         buf[j] = x[j] + s * v[j]
-    charges(buf, qc, ints, floats)
+    charges(kind, buf, qc, ints, floats)
     for k in range(nq):
         acc[k] += s / 6.0 * (qa[k] + 4.0 * qb[k] + qc[k])
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def splitting_step(y, h, ops, weights, P, nq, tau, lam, track, grad, grad_valid, buf, qa, qb, qc,
+def splitting_step(kind, y, h, ops, weights, P, nq, tau, lam, track, grad, grad_valid, buf, qa, qb, qc,
                    ints, floats, data_a, data_b, work):
     """Advance y in place by one step; returns (gradient evaluations, grad_valid after the step).
 
@@ -54,7 +54,7 @@ def splitting_step(y, h, ops, weights, P, nq, tau, lam, track, grad, grad_valid,
                 p[j] *= e
         elif op == OP_KICK:
             if not grad_valid:
-                loss_grad(q, grad, ints, floats, data_a, data_b, work)
+                loss_grad(kind, q, grad, ints, floats, data_a, data_b, work)
                 for j in range(P):
                     grad[j] += lam * q[j]
                 evals += 1
@@ -64,8 +64,8 @@ def splitting_step(y, h, ops, weights, P, nq, tau, lam, track, grad, grad_valid,
                 p[j] -= c * grad[j]
         else:  # OP_DRIFT
             if track:
-                _simpson_add(w, q, p, s, buf, qa, qb, qc, nq, ints, floats)
-                charges(p, qa, ints, floats)
+                _simpson_add(kind, w, q, p, s, buf, qa, qb, qc, nq, ints, floats)
+                charges(kind, p, qa, ints, floats)
                 for m in range(nq):
                     z[m] += s * qa[m]
             for j in range(P):

@@ -44,7 +44,7 @@ def trajectory(model, data, *, save_times, theta0, **simulate_kwargs) -> np.ndar
 
 def _grad(model, data, theta):
     X, Y = model.kernel_data(data)
-    return ensemble_loss_grad(np.ascontiguousarray(theta), model.descriptor(), model.constants(data), X, Y)
+    return ensemble_loss_grad(int(model.descriptor()[0]), np.ascontiguousarray(theta), model.descriptor(), model.constants(data), X, Y)
 
 
 def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str = "rk4",

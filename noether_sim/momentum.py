@@ -108,7 +108,7 @@ def _initial_velocity(velocity, model, data, theta, ids, root_seed, weight_decay
         return np.zeros_like(theta)
     if isinstance(velocity, str) and velocity == "gradient":  # the gradient-flow velocity −∇L − λθ
         ints, floats = model.descriptor(), model.constants(data)
-        _, grad = ensemble_loss_grad(theta, ints, floats, *model.kernel_data(data))
+        _, grad = ensemble_loss_grad(int(ints[0]), theta, ints, floats, *model.kernel_data(data))
         return -(grad + weight_decay * theta)
     if isinstance(velocity, numbers.Real) and not isinstance(velocity, bool):
         scale = v.non_negative("velocity", velocity)
@@ -246,7 +246,7 @@ def simulate_structured(model, data: TrainingData, *, dynamics: str = "momentum"
     elif dyn == DYN_MOMENTUM:
         y[:, P:2 * P] = mom
     eta, beta_used = heavy_ball_from_flow(h, tau) if dyn == DYN_MOMENTUM else (np.nan, np.nan)
-    q0, j0, i0 = ensemble_state_charges(y, dyn, scheme, P, nq, h, tau or 1.0, weight_decay, track, ints, floats)
+    q0, j0, i0 = ensemble_state_charges(int(ints[0]), y, dyn, scheme, P, nq, h, tau or 1.0, weight_decay, track, ints, floats)
     j0 = np.ascontiguousarray(j0[:, :nj])  # gradient flow records no isometric charges
 
     if tableau is not None:
@@ -279,7 +279,7 @@ def simulate_structured(model, data: TrainingData, *, dynamics: str = "momentum"
     try:
         for chunk in chunks:
             _over_seed_ranges(n_seeds, lambda lo, hi: integrate_structured(
-                lo, hi, y, t_now, status, t_div, n_grad, n_done, n_iters, max_iters, max_resid, n_retried,
+                int(ints[0]), lo, hi, y, t_now, status, t_div, n_grad, n_done, n_iters, max_iters, max_resid, n_retried,
                 times, chunk[0], chunk[-1] + 1, ints, floats, data_a, data_b,
                 A, b, ops, weights, method_ints, method_floats,
                 group_off, group_degree, iso_off, q0, j0, i0, watch_slot,
@@ -293,7 +293,7 @@ def simulate_structured(model, data: TrainingData, *, dynamics: str = "momentum"
     elapsed = _time.perf_counter() - started
 
     # ---- label ----
-    qf, jf, i_f = ensemble_state_charges(y, dyn, scheme, P, nq, h, tau or 1.0, weight_decay, track, ints, floats)
+    qf, jf, i_f = ensemble_state_charges(int(ints[0]), y, dyn, scheme, P, nq, h, tau or 1.0, weight_decay, track, ints, floats)
     jf = jf[:, :nj]
     ok = status[:, None] == STATUS_OK
     floor = EPS * np.sqrt(np.maximum(n_done, 1))[:, None] * np.nanmax(

@@ -181,11 +181,12 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     group_off = np.array([g.offset for g in groups] + [model.n_charges], dtype=np.int64)
     group_degree = np.array([g.degree for g in groups], dtype=np.int64)
     ints, floats = model.descriptor(), model.constants(data)
+    model_kind = int(ints[0])  # compile-time literal in the kernels: one specialisation per model kind
     data_a, data_b = model.kernel_data(data)
     nq, n_groups = model.n_charges, len(groups)
 
     theta_initial = theta.copy()
-    q0 = ensemble_charges(theta, ints, floats, nq)
+    q0 = ensemble_charges(model_kind, theta, ints, floats, nq)
     pred = q0.copy()
     t_now = np.zeros(n_seeds)
     h_next = np.full(n_seeds, h if h is not None else 0.0)
@@ -213,7 +214,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     try:
         for chunk in chunks:
             _over_seed_ranges(n_seeds, lambda lo, hi: integrate_saves(
-                lo, hi, theta, t_now, h_next, pred, q0, status, t_div, n_grad, n_acc, n_rej,
+                model_kind, lo, hi, theta, t_now, h_next, pred, q0, status, t_div, n_grad, n_acc, n_rej,
                 times, chunk[0], chunk[-1] + 1, ints, floats, data_a, data_b,
                 tableau.A, tableau.b, b_err, method_ints, method_floats, group_off, group_degree, watch_slot,
                 loss, out["drift"], out["drift_max"], out["predicted"], out["residual"], out["scale"],
@@ -227,7 +228,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     elapsed = _time.perf_counter() - started
 
     # ---- label ----
-    q_final = ensemble_charges(theta, ints, floats, nq)
+    q_final = ensemble_charges(model_kind, theta, ints, floats, nq)
     steps_taken = np.maximum(n_acc, 1)
     floor = EPS * np.sqrt(steps_taken)[:, None] * np.nanmax(np.where(np.isfinite(out["scale"]), out["scale"], np.nan),
                                                             axis=1, initial=0.0)

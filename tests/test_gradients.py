@@ -13,7 +13,7 @@ WIDTHS = {1: (5, 3), 2: (5, 4, 3), 3: (5, 4, 6, 3), 4: (4, 5, 3, 6, 2), 5: (3, 4
 
 def kernel_loss_grad(model, data, theta):
     a, b = model.kernel_data(data)
-    loss, grad = ensemble_loss_grad(theta[None, :].copy(), model.descriptor(), model.constants(data), a, b)
+    loss, grad = ensemble_loss_grad(int(model.descriptor()[0]), theta[None, :].copy(), model.descriptor(), model.constants(data), a, b)
     return loss[0], grad[0]
 
 

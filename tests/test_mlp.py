@@ -35,7 +35,7 @@ def classification(n_points=8, classes=3):
 
 def kernel_grad(model, data, theta):
     X, Y = model.kernel_data(data)
-    return ensemble_loss_grad(np.atleast_2d(theta), model.descriptor(), model.constants(data), X, Y)
+    return ensemble_loss_grad(int(model.descriptor()[0]), np.atleast_2d(theta), model.descriptor(), model.constants(data), X, Y)
 
 
 # ---------------------------------------------------------------- gradients

@@ -36,7 +36,7 @@ def reference():
 def grad_fn(model, data):
     ints, floats = model.descriptor(), model.constants(data)
     da, db = model.kernel_data(data)
-    return lambda th: ensemble_loss_grad(np.ascontiguousarray(th[None]), ints, floats, da, db)[1][0]
+    return lambda th: ensemble_loss_grad(int(ints[0]), np.ascontiguousarray(th[None]), ints, floats, da, db)[1][0]
 
 
 def fitted_order(hs, errs):
