@@ -287,36 +287,30 @@ def linear_charges(theta, q, ints):
     """Balance matrices D_i = W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ of every hidden layer, row-major.
 
     Evaluated on a gradient vector g instead of θ this is G_{i+1}ᵀG_{i+1} − G_iG_iᵀ − g_b g_bᵀ, the
-    η² coefficient of gradient descent's exact one-step law.
+    η² coefficient of gradient descent's exact one-step law. Both products go through ``gemm``
+    (the second with a negated transposed copy of W_i); each entry's sum runs in the same order
+    for (a, b) and (b, a), so D_i is exactly symmetric.
     """
     L = n_layers(ints)
+    widest = widest_layer(ints)
+    neg_t = np.empty(widest * widest)
     pos = 0
     for i in range(1, L):
         ni = width(ints, i)
         nprev = width(ints, i - 1)
         nnext = width(ints, i + 1)
-        D = q[pos: pos + ni * ni].reshape((ni, ni))
-        Wi = theta[weight_offset(ints, i): weight_offset(ints, i) + ni * nprev].reshape((ni, nprev))
-        Wn = theta[weight_offset(ints, i + 1): weight_offset(ints, i + 1) + nnext * ni].reshape((nnext, ni))
+        wi = weight_offset(ints, i)
+        wn = weight_offset(ints, i + 1)
+        gemm(q, pos, ni, theta, wn, 1, ni, theta, wn, ni, ni, ni, nnext, 0)
         for a in range(ni):
-            for b in range(ni):
-                D[a, b] = 0.0
-        for r in range(nnext):
-            for a in range(ni):
-                w = Wn[r, a]
-                for b in range(ni):
-                    D[a, b] += w * Wn[r, b]
-        for a in range(ni):
-            for b in range(ni):
-                acc = 0.0
-                for c in range(nprev):
-                    acc += Wi[a, c] * Wi[b, c]
-                D[a, b] -= acc
+            for c in range(nprev):
+                neg_t[c * ni + a] = -theta[wi + a * nprev + c]
+        gemm(q, pos, ni, theta, wi, nprev, 1, neg_t, 0, ni, ni, ni, nprev, 1)
         if ints[2] != 0:
             bo = bias_offset(ints, i)
             for a in range(ni):
                 for b in range(ni):
-                    D[a, b] -= theta[bo + a] * theta[bo + b]
+                    q[pos + a * ni + b] -= theta[bo + a] * theta[bo + b]
         pos += ni * ni
 
 
