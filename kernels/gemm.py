@@ -22,6 +22,7 @@ padding is needed. No bounds are checked: the caller passes consistent sizes (ke
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba import njit
 from numba.extending import intrinsic
 
 _LANES = 8  # doubles per vector (512 bits); LLVM splits them for narrower targets
@@ -128,7 +129,7 @@ def _emit_rows(builder, rows, i_lo, i_hi, c_ptr, a_ptr, b_ptr, ldc, a_rs, a_cs, 
 
 
 @intrinsic
-def gemm(typingctx, C, co, ldc, A, ao, a_rs, a_cs, B, bo, ldb, m, n, K, accumulate):
+def _gemm_ir(typingctx, C, co, ldc, A, ao, a_rs, a_cs, B, bo, ldb, m, n, K, accumulate):
     ints = (co, ldc, ao, a_rs, a_cs, bo, ldb, m, n, K, accumulate)
     if not all(isinstance(t, types.Integer) for t in ints):
         return None
@@ -157,3 +158,15 @@ def gemm(typingctx, C, co, ldc, A, ao, a_rs, a_cs, B, bo, ldb, m, n, K, accumula
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+_F = "float64[::1]"
+_I = "int64"
+
+
+# One explicit signature: call sites pass literal ints and views of different arrays, and each
+# combination would otherwise compile (and optimise) its own copy.
+@njit(f"void({_F}, {_I}, {_I}, {_F}, {_I}, {_I}, {_I}, {_F}, {_I}, {_I}, {_I}, {_I}, {_I}, {_I})", cache=True)
+def gemm(C, co, ldc, A, ao, a_rs, a_cs, B, bo, ldb, m, n, K, accumulate):
+    """See the module docstring (one compiled body shared by every caller keeps compile time down)."""
+    _gemm_ir(C, co, ldc, A, ao, a_rs, a_cs, B, bo, ldb, m, n, K, accumulate)

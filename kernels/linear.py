@@ -119,7 +119,7 @@ def _loss_grad_output_side(theta, grad, ints, floats, sxx, syx, work):
     # T = Ã Σxx, loss = ½⟨T, Ã⟩ − ⟨Σyx, Ã⟩ + ½ syy, then E = T − Σyx in place of T.
     e_off = pos
     pos += nL * na
-    gemm(work, e_off, na, work, a_off, na, 1, sxx, 0, na, nL, na, na, 0)
+    gemm(work, e_off, na, work, a_off, na, 1, sxx.reshape(na * na), 0, na, nL, na, na, 0)
     loss = 0.5 * floats[0]
     for r in range(nL):
         acc = 0.0
