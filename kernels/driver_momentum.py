@@ -19,7 +19,9 @@ STATUS_SOLVE_FAILED and its remaining records are NaN.
 """
 
 import numpy as np
-from numba import literally, njit
+from numba import njit
+
+from .layout import MODEL_DEEP_LINEAR, MODEL_MLP
 
 from . import STATUS_DIVERGED, STATUS_OK, STATUS_SOLVE_FAILED
 from .explicit import within_bound
@@ -78,10 +80,10 @@ def state_charges(kind, y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats,
             iv[k] = np.nan
 
 
-@njit(cache=True)
-def ensemble_state_charges(kind, y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats):
+@njit(cache=True, inline="always")
+def _ensemble_state_charges(kind, args):  # inlined into each per-kind entry (saves a compile level)
     """(D, J, I) of every seed's state (initial and final values)."""
-    literally(kind)  # one specialisation per model kind (see models.py)
+    (y, dyn, scheme, P, nq, h, tau, lam, track, ints, floats) = args
     n = y.shape[0]
     nj = n_isometric(kind, ints)
     D = np.empty((n, nq))
@@ -157,13 +159,12 @@ def _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_law
             q_watch[watch_slot[s], js, :] = np.nan
 
 
-@njit(cache=True, nogil=True)
-def integrate_structured(kind, seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad, n_steps_done, n_iters, max_iters, max_resid,
-                         n_retried, save_times, first, last, ints, floats, data_a, data_b,
-                         A, b, ops, weights, method_ints, method_floats,
-                         group_off, group_degree, iso_off, q0, j0, i0, watch_slot,
-                         out_loss, out_drift, out_drift_max, out_law, out_scale, q_watch):
-    literally(kind)  # one specialisation per model kind (see models.py)
+@njit(cache=True, nogil=True, inline="always")
+def _integrate_structured(kind, args):  # inlined into each per-kind entry (saves a compile level)
+    (seed_lo, seed_hi, y, t_now, status, t_diverged, n_grad, n_steps_done, n_iters, max_iters, max_resid,
+     n_retried, save_times, first, last, ints, floats, data_a, data_b, A, b, ops, weights, method_ints,
+     method_floats, group_off, group_degree, iso_off, q0, j0, i0, watch_slot, out_loss, out_drift,
+     out_drift_max, out_law, out_scale, q_watch) = args
     n_seeds, n_state = y.shape
     scheme = method_ints[SI_SCHEME]
     dyn = method_ints[SI_DYN]
@@ -285,3 +286,35 @@ def integrate_structured(kind, seed_lo, seed_hi, y, t_now, status, t_diverged, n
 
         y[s, :] = ys
         t_now[s] = t
+
+
+# ---- entries: one compiled function per model kind, where the kind is a constant (models.py) ----
+
+@njit(cache=True)
+def _ensemble_state_charges_deep_linear(*args):
+    return _ensemble_state_charges(MODEL_DEEP_LINEAR, args)
+
+
+@njit(cache=True)
+def _ensemble_state_charges_mlp(*args):
+    return _ensemble_state_charges(MODEL_MLP, args)
+
+
+def ensemble_state_charges(kind, *args):
+    """Run ``_ensemble_state_charges`` compiled for model ``kind`` (a plain int from the Python side)."""
+    return {MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear, MODEL_MLP: _ensemble_state_charges_mlp}[kind](*args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_structured_deep_linear(*args):
+    return _integrate_structured(MODEL_DEEP_LINEAR, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_structured_mlp(*args):
+    return _integrate_structured(MODEL_MLP, args)
+
+
+def integrate_structured(kind, *args):
+    """Run ``_integrate_structured`` compiled for model ``kind`` (a plain int from the Python side)."""
+    return {MODEL_DEEP_LINEAR: _integrate_structured_deep_linear, MODEL_MLP: _integrate_structured_mlp}[kind](*args)

@@ -1,14 +1,15 @@
 """Dispatch from the model kind to each model's loss/gradient and charge kernels.
 
-``kind`` is a compile-time literal (the entry kernels apply ``numba.literally`` to it), and each
-dispatcher below is an ``overload`` that picks the model's kernel while typing. So a run compiles
+``kind`` is a compile-time literal (each driver has one entry per model kind that passes its kind as
+a module constant, which numba types as a literal), and each dispatcher below is an ``overload``
+that picks the model's kernel while typing. So a run compiles
 only its own model's code: each model kind gets its own specialisation of the drivers, and compile
 time stays that of one model however many exist. (An ``if kind == …`` chain in a jitted function
 would still compile every model's kernels — numba types all branches before pruning — measured on
 the reference deep linear run: 36 s of CPU with the MLP compiled in, ~20 s without.)
 
-Adding a model kind: one entry in ``_KERNELS`` per dispatcher (and in ``_ISOMETRIC`` if the model has
-isometric momentum charges).
+Adding a model kind: one entry in each ``_KERNELS`` table, and one entry function per driver entry
+(``driver.py``, ``driver_momentum.py``).
 """
 
 from numba import literally, types
