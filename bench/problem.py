@@ -132,13 +132,13 @@ def backprop_gradient_flops(widths, n_points: int) -> int:
 
 
 def run_flops(problem: "Problem", gradient=None) -> float:
-    """FLOPs of a whole run: RK4 steps (4 gradients, the stage sums 3 × 2P, the update 4 × 2P) plus
+    """FLOPs of a whole run, all seeds: RK4 steps (4 gradients, the stage sums 3 × 2P, the update 4 × 2P) plus
     one recording (a gradient for the loss, the charges) at every save time, t = 0 included."""
     widths = problem.widths
     grad = gradient_flops(widths) if gradient is None else gradient
     P = n_params(widths)
     per_step = 4 * grad + 3 * 2 * P + 4 * 2 * P
-    return problem.n_steps * per_step + problem.n_saves * (grad + charge_flops(widths))
+    return problem.n_seeds * (problem.n_steps * per_step + problem.n_saves * (grad + charge_flops(widths)))
 
 
 # ---------------------------------------------------------------- the machine
