@@ -12,6 +12,7 @@ Takes about 3–5 minutes on the 2-core development machine.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -51,6 +52,7 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=10.0, help="seconds of repeats per case (best of up to 3)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
+    load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     log("peak: 4096 x 4096 float64 matmul ...")
     peak = measured_peak_gflops()
@@ -90,15 +92,16 @@ def main(argv=None):
     print(f"- CPU: {cpu_model()} (`lscpu`), shared with other jobs while measured")
     print(f"- float64 peak, 4096 × 4096 NumPy matmul ({blas_info()}): **{peak:.1f} GFLOP/s**")
     print(f"- {_versions()}; numba threads {numba.get_num_threads()}, torch threads 2")
-    print(f"- measured {time.strftime('%Y-%m-%d %H:%M')}\n")
+    print(f"- measured {time.strftime('%Y-%m-%d %H:%M')}; load average before the run {load_before}\n")
 
     print("## Reference problem: 10-16-16-5, N = 64, RK4 h = 0.01, loss + D1, D2 every 10 steps\n")
-    print("| implementation | timed on (seeds × steps) | best s (runs) | seed-steps/s | ours ÷ it "
+    print("| implementation | timed on (seeds × steps) | best s (runs) | cores used | seed-steps/s | ours ÷ it "
           "| GFLOP/s (own algorithm) | % of peak |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = "—" if r is ours else f"{ours['seed_steps_per_s'] / r['seed_steps_per_s']:.2f}×"
         print(f"| {r['label']} | {r['seeds']} × {r['steps']} | {r['seconds']:.3f} ({r['repeats']}) "
+              f"| {r['cores_used']:.2f} "
               f"| {r['seed_steps_per_s']:,.0f} | {ratio} | {r['gflops']:.2f} | {100 * r['gflops'] / peak:.1f} % |")
     best_a = max((r for r in rows if r["group"] == "a"), key=lambda r: r["seed_steps_per_s"], default=None)
     print()
