@@ -32,13 +32,17 @@ MF_STEP, MF_RTOL, MF_ATOL, MF_WEIGHT_DECAY, MF_DIVERGENCE_BOUND = 0, 1, 2, 3, 4
 @njit(cache=True, fastmath=FASTMATH)
 def _accumulate_gd_law(pred, g, qg, h, weight_decay, ints, floats, group_off, group_degree):
     charges(g, qg, ints, floats)
-    shrink = 1.0 - h * weight_decay
+    # (1 − hλ)^d q = q − c_d q with c_1 = hλ, c_2 = hλ(2 − hλ): computing the small decrement c_d
+    # rather than the factor fl(1 − hλ) avoids a systematic ε/2 per step, which over k steps would
+    # grow like k·ε (linearly) instead of round-off's √k·ε.
+    c1 = h * weight_decay
+    c2 = c1 * (2.0 - c1)
     for grp in range(group_degree.shape[0]):
         for k in range(group_off[grp], group_off[grp + 1]):
             if group_degree[grp] == 2:
-                pred[k] = shrink * shrink * pred[k] + h * h * qg[k]
+                pred[k] = (pred[k] - c2 * pred[k]) + h * h * qg[k]
             else:
-                pred[k] = shrink * pred[k] - h * qg[k]
+                pred[k] = (pred[k] - c1 * pred[k]) - h * qg[k]
 
 
 @njit(cache=True, fastmath=FASTMATH)

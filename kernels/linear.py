@@ -37,23 +37,20 @@ def linear_loss_grad(theta, grad, ints, floats, sxx, syx, work):
     n0 = width(ints, 0)
     has_bias = ints[2] != 0
 
-    # Forward: M_i = W_i M_{i-1} (+ b_i in the last column), M_0 = [I | 0].
-    pos = 0
-    m_off = np.empty(L + 1, np.int64)
-    for i in range(1, L + 1):
-        m_off[i] = pos
-        pos += width(ints, i) * na
+    # Forward: M_i = W_i M_{i-1} (+ b_i in the last column), M_0 = [I | 0]. M_i starts at m_off.
+    m_off = 0
+    m_prev = 0
     for i in range(1, L + 1):
         ni = width(ints, i)
         nprev = width(ints, i - 1)
         W = theta[weight_offset(ints, i): weight_offset(ints, i) + ni * nprev].reshape((ni, nprev))
-        M = work[m_off[i]: m_off[i] + ni * na].reshape((ni, na))
+        M = work[m_off: m_off + ni * na].reshape((ni, na))
         if i == 1:
             for r in range(ni):
                 for c in range(n0):
                     M[r, c] = W[r, c]
         else:
-            Mp = work[m_off[i - 1]: m_off[i - 1] + nprev * na].reshape((nprev, na))
+            Mp = work[m_prev: m_prev + nprev * na].reshape((nprev, na))
             for r in range(ni):
                 for c in range(na):
                     M[r, c] = 0.0
@@ -68,10 +65,13 @@ def linear_loss_grad(theta, grad, ints, floats, sxx, syx, work):
                     M[r, n0] = theta[bo + r]
                 else:
                     M[r, n0] += theta[bo + r]
+        m_prev = m_off
+        m_off += ni * na
+    pos = m_off  # m_prev is where M_L = Ã starts
 
     # Output side: T = Ã Σxx, E = T − Σyx, loss = ½⟨T, Ã⟩ − ⟨Σyx, Ã⟩ + ½ syy.
     nL = width(ints, L)
-    A = work[m_off[L]: m_off[L] + nL * na].reshape((nL, na))
+    A = work[m_prev: m_prev + nL * na].reshape((nL, na))
     T = work[pos: pos + nL * na].reshape((nL, na))
     pos += nL * na
     loss = 0.5 * floats[0]
@@ -94,6 +94,7 @@ def linear_loss_grad(theta, grad, ints, floats, sxx, syx, work):
     buf0 = work[pos: pos + widest * na]
     buf1 = work[pos + widest * na: pos + 2 * widest * na]
     delta = T
+    m_cur = m_prev  # offset of M_i as i goes down
     for i in range(L, 0, -1):
         ni = width(ints, i)
         nprev = width(ints, i - 1)
@@ -105,7 +106,8 @@ def linear_loss_grad(theta, grad, ints, floats, sxx, syx, work):
                 for c in range(n0):
                     G[r, c] = delta[r, c]
         else:
-            Mp = work[m_off[i - 1]: m_off[i - 1] + nprev * na].reshape((nprev, na))
+            m_cur -= nprev * na
+            Mp = work[m_cur: m_cur + nprev * na].reshape((nprev, na))
             for r in range(ni):
                 for c in range(nprev):
                     acc = 0.0

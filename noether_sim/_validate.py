@@ -12,7 +12,12 @@ class ConfigError(ValueError):
 
 
 def fail(name: str, value, allowed: str):
-    shown = value if not isinstance(value, np.ndarray) else f"array of shape {value.shape}"
+    if isinstance(value, np.ndarray):
+        shown = f"array of shape {value.shape}"
+    elif isinstance(value, (list, tuple)) and len(value) > 6:
+        shown = f"[{', '.join(f'{x:g}' if isinstance(x, float) else repr(x) for x in value[:3])}, … ({len(value)} values)]"
+    else:
+        shown = value
     raise ConfigError(f"{name}={shown!r} is invalid: {allowed}")
 
 

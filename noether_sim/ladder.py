@@ -5,8 +5,10 @@ For every seed and charge group, with q_j the final charge vector at step size h
 
     fitted order   slope of log|q_j − q_{j+1}| against log h_j (least squares over the ladder);
                    NaN where the differences are at the round-off floor (nothing to fit)
-    extrapolated   Richardson with the method's order p: q* = q_m + (q_m − q_{m−1}) / (r^p − 1),
-    drift          d* = |q* − q_law(T)|, from the two finest step sizes
+    extrapolated   Richardson q* = q_m + (q_m − q_{m−1}) / (r^p − 1) from the two finest step sizes,
+    drift          with p the fitted order rounded to an integer (a charge can converge faster than
+                   the method's order, e.g. order 3 for Heun); the method's order where nothing was
+                   fitted or the fit is lower. d* = |q* − q_law(T)|
     uncertainty    u = |q*(finest pair) − q*(next pair)|: how much the extrapolation still moves
     floor          round-off floor of the finest run (ε·√steps·scale)
 
@@ -71,23 +73,25 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
         return np.sqrt(np.sum(x[..., mask] ** 2, axis=-1))
 
     r = hs[:-1] / hs[1:]
-    q_star = q[1:] + (q[1:] - q[:-1]) / (r[:, None, None] ** p - 1.0)  # (m−1, S, nq)
     scale = ladder.scale.isel(h=-1, time=-1).transpose("seed", "charge").values
     floor = ladder.roundoff_floor.isel(h=-1).transpose("seed", "charge").values
 
     shape = (len(ladder.seed), len(names))
-    fitted, d_star, unc, d_fine = (np.full(shape, np.nan) for _ in range(4))
+    fitted, p_used, d_star, unc, d_fine = (np.full(shape, np.nan) for _ in range(5))
+    x = np.log(hs[:-1])
     for k, mask in enumerate(members):
         diffs = norm(q[1:] - q[:-1], mask)  # (m−1, S)
-        d_star[:, k] = norm(q_star[-1] - q_law, mask)
-        unc[:, k] = norm(q_star[-1] - q_star[-2], mask)
-        d_fine[:, k] = norm(q[-1] - q_law, mask)
         resolved = diffs > 10 * floor[None, :, k]
-        x = np.log(hs[:-1])
         for s in range(shape[0]):
             use = resolved[:, s]
             if use.sum() >= 2:
                 fitted[s, k] = np.polyfit(x[use], np.log(diffs[use, s]), 1)[0]
+        p_used[:, k] = np.where(np.isfinite(fitted[:, k]), np.maximum(p, np.round(fitted[:, k])), p)
+        pk = p_used[:, k][None, :, None]
+        q_star = q[1:] + (q[1:] - q[:-1]) / (r[:, None, None] ** pk - 1.0)  # (m−1, S, nq)
+        d_star[:, k] = norm(q_star[-1] - q_law, mask)
+        unc[:, k] = norm(q_star[-1] - q_star[-2], mask)
+        d_fine[:, k] = norm(q[-1] - q_law, mask)
 
     noise = np.maximum(unc, floor)
     verdict = np.where(d_star > VERDICT_FACTOR * noise, BROKEN,
@@ -96,6 +100,7 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     return xr.Dataset(
         {
             "fitted_order": (("seed", "charge"), fitted),
+            "extrapolation_order": (("seed", "charge"), p_used),
             "extrapolated_drift": (("seed", "charge"), d_star),
             "uncertainty": (("seed", "charge"), unc),
             "roundoff_floor": (("seed", "charge"), floor),

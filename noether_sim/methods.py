@@ -37,7 +37,7 @@ class Tableau:
     @property
     def fsal(self) -> bool:
         """First same as last: the last stage is the next step's first (saves one evaluation)."""
-        return bool(self.explicit and self.c[-1] == 1.0 and np.array_equal(self.A[-1], self.b))
+        return bool(self.explicit and np.array_equal(self.A[-1], self.b))
 
     @property
     def symplectic(self) -> bool:

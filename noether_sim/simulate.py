@@ -50,7 +50,7 @@ VARIABLES = {
 EPS = np.finfo(np.float64).eps
 
 
-def _save_grid(t_end, save_every, save_times):
+def _save_grid(t_end, save_every, save_times, fixed_step):
     if save_times is not None:
         times = v.finite_array("save_times", np.atleast_1d(save_times), 1)
         if np.any(times <= 0) or np.any(times > t_end * (1 + 1e-12)):
@@ -59,8 +59,8 @@ def _save_grid(t_end, save_every, save_times):
         if np.any(np.diff(times) <= 0):
             v.fail("save_times", list(times), "must be strictly increasing")
         return np.concatenate([[0.0], times])
-    if save_every is None:
-        save_every = t_end / 100
+    if save_every is None:  # about 100 records; for fixed steps, every whole number of steps
+        save_every = t_end / 100 if fixed_step is None else fixed_step * max(1, round(t_end / fixed_step) // 100)
     save_every = v.positive("save_every", save_every)
     if save_every > t_end * (1 + 1e-12):
         v.fail("save_every", save_every, f"must be <= t_end = {t_end}")
@@ -137,23 +137,25 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     atol = v.positive("atol", atol)
     divergence_bound = v.positive("divergence_bound", divergence_bound)
     max_steps = v.positive_int("max_steps", max_steps)
-    times = _save_grid(t_end, save_every, save_times)
+    times = _save_grid(t_end, save_every, save_times, None if tableau.adaptive else h)
     if not tableau.adaptive:
         steps = np.diff(times) / h
         if np.any(np.abs(steps - np.round(steps)) > 1e-9 * np.maximum(steps, 1)) or np.any(np.round(steps) < 1):
-            v.fail("save_times", list(times[1:]), f"with a fixed step h = {h}, every interval between save times "
-                                                  f"(and t_end) must be a whole number >= 1 of steps")
+            v.fail("save_times" if save_times is not None else "save_every",
+                   list(times[1:]) if save_times is not None else save_every,
+                   f"with a fixed step h = {h}, t_end = {t_end} and every interval between save times "
+                   f"must be a whole number >= 1 of steps")
     ids = _seed_ids(seeds)
     watch = np.atleast_1d(np.asarray(watch_seeds, dtype=np.int64))
     missing = np.setdiff1d(watch, ids)
     if len(missing):
-        v.fail("watch_seeds", list(watch), f"every watched seed must be among the seeds run (missing {list(missing)})")
+        v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()})")
     init = Gaussian() if init is None else init
     if not hasattr(init, "draw") and not isinstance(init, Given):
         v.fail("init", init, "must be an initialisation from noether_sim.init (Gaussian, Orthogonal, Balanced, Given)")
 
     # ---- lay out and allocate ----
-    theta = initial_weights(model, init, ids, root_seed)
+    theta = np.array(initial_weights(model, init, ids, root_seed), dtype=np.float64, order="C")  # own copy
     n_seeds, n_saves = len(ids), len(times)
     groups = model.charge_groups
     group_off = np.array([g.offset for g in groups] + [model.n_charges], dtype=np.int64)
