@@ -92,8 +92,7 @@ class Given:
         if arr.shape[-1] != model.n_params or (arr.ndim == 2 and arr.shape[0] != n_seeds):
             fail("init.theta", arr, f"must have shape ({model.n_params},) or ({n_seeds}, {model.n_params}) "
                                     f"(n_params of the model, one row per seed)")
-        # a fresh writable copy: the driver integrates in place and must not touch the caller's array
-        return np.array(np.broadcast_to(arr, (n_seeds, model.n_params)), dtype=np.float64, order="C")
+        return np.ascontiguousarray(np.broadcast_to(arr, (n_seeds, model.n_params)))
 
     def to_config(self):
         return {"kind": self.kind, "shape": list(self.theta.shape)}
