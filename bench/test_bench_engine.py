@@ -24,6 +24,7 @@ import pytest
 
 from . import baselines
 from .cases import CASE, CASES
+from .conftest import SUMMARY
 from .problem import measured_peak_gflops, start_times
 
 THETA_LOSS_RTOL = 1e-10
@@ -67,6 +68,7 @@ def test_throughput(benchmark, name):
     benchmark.extra_info.update(
         seeds=problem.n_seeds, steps=problem.n_steps, label=case.label,
         seed_steps_per_s=problem.seed_steps() / seconds, gflops=case.flops(problem) / seconds / 1e9)
+    SUMMARY[name] = dict(benchmark.extra_info, group=case.group)
     assert np.all(np.isfinite(result["loss"])) and np.all(np.isfinite(result["theta"]))
 
 
@@ -78,6 +80,7 @@ def test_peak_matmul(benchmark):
     benchmark.group = "machine peak"
     benchmark.pedantic(lambda: a @ b, rounds=2, iterations=1, warmup_rounds=1)
     benchmark.extra_info["gflops"] = 2 * n ** 3 / benchmark.stats.stats.min / 1e9
+    SUMMARY["peak"] = dict(benchmark.extra_info)
 
 
 def test_cold_and_warm_start(benchmark):
@@ -89,6 +92,7 @@ def test_cold_and_warm_start(benchmark):
         benchmark.pedantic(start_times, args=(cache,), rounds=2, iterations=1)
         benchmark.extra_info.update(cold_first_result_s=cold["first_result"], cold_import_s=cold["import"],
                                     warm_first_result_s=benchmark.stats.stats.min)
+        SUMMARY["start"] = dict(benchmark.extra_info)
 
 
 def test_measured_peak_is_sane():
