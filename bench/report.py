@@ -29,7 +29,7 @@ from bench import baselines  # noqa: E402
 from bench.cases import AGREEMENT, CASES, measure  # noqa: E402
 from bench.problem import (REFERENCE, blas_info, cpu_model, measured_peak_gflops, ours_result,  # noqa: E402
                            run_ours, start_times)
-from bench.scaling_table import scaling_table  # noqa: E402
+from bench.scaling_table import LEGEND, scaling_table  # noqa: E402
 
 
 def _versions() -> str:
@@ -133,8 +133,7 @@ def main(argv=None):
         log("scaling table ...")
         print("\n## Throughput against seeds and hidden width (10-w-w-5, ours)\n")
         print(scaling_table(peak_gflops=peak, log=log))
-        print("\nCells: seed-steps/s (GFLOP/s, % of peak). * = a 1-step run (10 steps would exceed the "
-              "time budget); skipped cells would hold over 1 GB of state.")
+        print(f"\n{LEGEND}")
     log(f"report took {time.perf_counter() - started:.0f} s")
 
 
