@@ -21,9 +21,11 @@ The kernel contract
    q(g) = ½gᵀSg, which is exactly the η² term of the gradient-descent one-step law (theory.md §3).
 3. **Methods are data.** An explicit Runge–Kutta method is its tableau (A, b, c, b_err) passed as
    arrays; one generic stepper (``explicit.py``) runs all of them, fixed-step or adaptive.
-4. **The ensemble driver** (``driver.py``) runs ``prange`` over seeds. Every seed owns its time,
-   step size, status and counters; nothing is shared between seeds, so seed i's numbers are
-   bit-identical whether it runs alone or in a batch, on one thread or several.
+4. **The ensemble driver** (``driver.py``) loops over a range of seeds with the GIL released; the
+   API runs disjoint seed ranges on a thread pool (``numba.get_num_threads()`` threads). Every seed
+   owns its time, step size, status and counters; nothing is shared between seeds, so seed i's
+   numbers are bit-identical whether it runs alone or in a batch, on one thread or several.
+   (Not ``prange``: it doubled the driver's compile time for no run-time gain.)
 5. **Outputs** are written into arrays the caller allocated: ``(n_seeds, n_saves, ...)`` for recorded
    quantities, ``(n_seeds,)`` for status, counters and time of divergence. The driver integrates one
    chunk of save times per call and keeps all its state in caller-owned arrays, so the API can show

@@ -7,42 +7,48 @@
     ints[4+L : 4+2L]         offset of W_1 … W_L in the flat row (row-major, n_i × n_{i-1})
     ints[4+2L : 4+3L]        offset of b_1 … b_L (meaningless without biases)
     ints[4+3L :]             model-specific extras (activation codes, …)
+
+Multilayer networks (MODEL_MLP, kernels/mlp.py) put three extras there, read by ``extra(ints, k)``:
+    extra 0  activation code (ACT_* in kernels/mlp.py)
+    extra 1  loss code (LOSS_* in kernels/mlp.py)
+    extra 2  1 if the first layer's rows enter only through w/|w| (weight normalisation, no gain)
 """
 
 from numba import njit
 
 MODEL_DEEP_LINEAR = 0
+MODEL_MLP = 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def model_kind(ints):
     return ints[0]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def n_layers(ints):
     return ints[1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def width(ints, i):
     """n_i, for i = 0 (input) … L (output)."""
     return ints[3 + i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def weight_offset(ints, i):
     """Offset of W_i, i = 1 … L."""
     return ints[3 + ints[1] + i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bias_offset(ints, i):
     """Offset of b_i, i = 1 … L."""
     return ints[3 + 2 * ints[1] + i]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def n_augmented(ints):
     """Columns of the augmented input x̃ = [x; 1] (n_0 + 1 with biases, n_0 without)."""
     return ints[3] + (1 if ints[2] != 0 else 0)
@@ -54,3 +60,9 @@ def widest_layer(ints):
     for i in range(ints[1] + 1):
         m = max(m, ints[3 + i])
     return m
+
+
+@njit(cache=True, inline="always")
+def extra(ints, k):
+    """Model-specific extra number k, stored after the bias offsets."""
+    return ints[4 + 3 * ints[1] + k]

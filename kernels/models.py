@@ -5,15 +5,19 @@ One branch per model kind keeps the driver a single specialisation (design: comp
 
 from numba import njit
 
-from .layout import MODEL_DEEP_LINEAR, model_kind
+from .layout import MODEL_DEEP_LINEAR, MODEL_MLP, model_kind
 from .linear import linear_charge_scales, linear_charges, linear_loss_grad, linear_work_size
+from .mlp import mlp_charge_scales, mlp_charges, mlp_loss_grad, mlp_work_size
 
 
 @njit(cache=True)
-def work_size(ints):
+def work_size(ints, data_a):
+    """Length of the per-seed work buffer; ``data_a`` gives data-dependent sizes (points N for MLPs)."""
     kind = model_kind(ints)
     if kind == MODEL_DEEP_LINEAR:
         return linear_work_size(ints)
+    if kind == MODEL_MLP:
+        return mlp_work_size(ints, data_a.shape[1])
     return 0
 
 
@@ -23,6 +27,8 @@ def loss_grad(theta, grad, ints, floats, data_a, data_b, work):
     kind = model_kind(ints)
     if kind == MODEL_DEEP_LINEAR:
         return linear_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+    if kind == MODEL_MLP:
+        return mlp_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
     return 0.0
 
 
@@ -32,6 +38,8 @@ def charges(theta, q, ints, floats):
     kind = model_kind(ints)
     if kind == MODEL_DEEP_LINEAR:
         linear_charges(theta, q, ints)
+    elif kind == MODEL_MLP:
+        mlp_charges(theta, q, ints, floats)
 
 
 @njit(cache=True)
@@ -40,3 +48,5 @@ def charge_scales(theta, scales, ints, floats):
     kind = model_kind(ints)
     if kind == MODEL_DEEP_LINEAR:
         linear_charge_scales(theta, scales, ints)
+    elif kind == MODEL_MLP:
+        mlp_charge_scales(theta, scales, ints, floats)

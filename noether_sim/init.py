@@ -92,7 +92,8 @@ class Given:
         if arr.shape[-1] != model.n_params or (arr.ndim == 2 and arr.shape[0] != n_seeds):
             fail("init.theta", arr, f"must have shape ({model.n_params},) or ({n_seeds}, {model.n_params}) "
                                     f"(n_params of the model, one row per seed)")
-        return np.ascontiguousarray(np.broadcast_to(arr, (n_seeds, model.n_params)))
+        # a fresh writable copy: the driver integrates these rows in place
+        return np.array(np.broadcast_to(arr, (n_seeds, model.n_params)), order="C")
 
     def to_config(self):
         return {"kind": self.kind, "shape": list(self.theta.shape)}

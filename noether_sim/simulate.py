@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import numbers
 import time as _time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import xarray as xr
@@ -192,12 +193,12 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     bar = _progress_bar(progress, t_end, f"{dynamics}/{tableau.name}")
     try:
         for chunk in chunks:
-            integrate_saves(theta, t_now, h_next, pred, q0, status, t_div, n_grad, n_acc, n_rej,
-                            times, chunk[0], chunk[-1] + 1, ints, floats, data_a, data_b,
-                            tableau.A, tableau.b, b_err, method_ints, method_floats,
-                            group_off, group_degree, watch_slot,
-                            loss, out["drift"], out["drift_max"], out["predicted"], out["residual"],
-                            out["scale"], q_watch, pred_watch)
+            _over_seed_ranges(n_seeds, lambda lo, hi: integrate_saves(
+                lo, hi, theta, t_now, h_next, pred, q0, status, t_div, n_grad, n_acc, n_rej,
+                times, chunk[0], chunk[-1] + 1, ints, floats, data_a, data_b,
+                tableau.A, tableau.b, b_err, method_ints, method_floats, group_off, group_degree, watch_slot,
+                loss, out["drift"], out["drift_max"], out["predicted"], out["residual"], out["scale"],
+                q_watch, pred_watch))
             if bar is not None:
                 bar.update(times[chunk[-1]] - bar.n)
                 bar.set_postfix(diverged=int(np.sum(status == STATUS_DIVERGED)), refresh=False)
@@ -260,6 +261,25 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         wall_seconds=elapsed, description=description,
     )
     return ds
+
+
+def _over_seed_ranges(n_seeds, run_range):
+    """Run ``run_range(lo, hi)`` over disjoint seed ranges on ``numba.get_num_threads()`` threads.
+
+    The kernels release the GIL; ranges are a few per thread so uneven seeds (adaptive steps,
+    divergence) balance out. A seed's arithmetic does not depend on its range: results are
+    bit-identical for any thread count.
+    """
+    import numba
+
+    threads = numba.get_num_threads()
+    if threads == 1 or n_seeds == 1:
+        run_range(0, n_seeds)
+        return
+    edges = np.linspace(0, n_seeds, min(n_seeds, 4 * threads) + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(run_range, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]:
+            future.result()
 
 
 def _progress_bar(progress, total, label):

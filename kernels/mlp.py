@@ -1,0 +1,415 @@
+"""Multilayer networks f(x) = W_L σ(… σ(W_1 x + b_1) …) + b_L on the raw data, squared or softmax loss.
+
+Data: data_a = X (n_0 × N), data_b = Y (n_L × N), columns are data points. Squared loss
+L = (1/2N) Σ_j |f(x_j) − y_j|²; softmax cross-entropy L = (1/N) Σ_j [(Σ_c Y_cj) logsumexp(f_j) − Σ_c Y_cj f_cj]
+(one-hot or soft labels; with Σ_c Y_cj = 1 this is −(1/N) Σ_j Σ_c Y_cj log softmax(f_j)_c).
+Optionally the first layer is weight-normalised without a gain: row k enters as v_k = w_k / |w_k|.
+
+model_floats: [leaky slope a, power α of ReLU(z)^α, homogeneity degree used in the rescale charges].
+
+Derivative convention at the kink z = 0: σ'(0) is the derivative from the left, i.e.
+ReLU'(0) = 0, leaky'(0) = a, |·|'(0) = 0 (sign(0)), (ReLU^α)'(0) = 0. Any choice keeps the charges'
+laws exact, because the symmetry identity σ'(z) z = α σ(z) holds trivially at z = 0.
+
+Charges, in this order in q (the Python model ``noether_sim.mlp.MLP`` names the same groups):
+    r_i  per-neuron rescale charges |w_in|² + b² − α|w_out|² of hidden layer i = 1 … L−1 (degree 2;
+         layer 1 is skipped when it is weight-normalised: its neurons cannot be rescaled)
+    T    softmax translation charges: Σ_c W_L[c, m] for every column m, then Σ_c b_L[c] (degree 1)
+    S    scale charges |w_k|² of the weight-normalised first-layer rows (degree 2)
+Each is θᵀSθ (or vᵀθ) with ⟨S θ, ∇L⟩ = 0, so evaluated on a gradient g it is the η² (or η) term of
+gradient descent's exact one-step law.
+
+Work buffer: for each layer i, Z_i (n_i × N) and, for hidden layers, H_i = σ(Z_i) (n_i × N); two
+back-propagation buffers (widest × N); the normalised first layer V (n_1 × n_0) and its row norms.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from . import FASTMATH
+from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
+
+ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
+LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
+F_SLOPE, F_POWER, F_CHARGE_DEGREE = 0, 1, 2
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@njit(cache=True)
+def mlp_work_size(ints, n_points):
+    L = n_layers(ints)
+    size = 0
+    for i in range(1, L + 1):
+        size += width(ints, i) * n_points * (2 if i < L else 1)
+    size += 2 * widest_layer(ints) * n_points
+    if extra(ints, 2) != 0:
+        size += width(ints, 1) * (width(ints, 0) + 1)
+    return size
+
+
+@njit(cache=True, inline="always")
+def _z_offset(ints, i, N):
+    pos = 0
+    for m in range(1, i):
+        pos += 2 * width(ints, m) * N
+    return pos
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _activate(z, out, code, slope, power):
+    """out = σ(z) elementwise; one loop per activation so each vectorises."""
+    n = z.shape[0]
+    if code == ACT_LINEAR:
+        for j in range(n):
+            out[j] = z[j]
+    elif code == ACT_RELU:
+        for j in range(n):
+            out[j] = max(z[j], 0.0)
+    elif code == ACT_LEAKY_RELU:
+        for j in range(n):
+            out[j] = z[j] if z[j] > 0.0 else slope * z[j]
+    elif code == ACT_ABS:
+        for j in range(n):
+            out[j] = abs(z[j])
+    elif code == ACT_RELU_POW:
+        for j in range(n):
+            out[j] = z[j] ** power if z[j] > 0.0 else 0.0
+    elif code == ACT_TANH:
+        for j in range(n):
+            out[j] = math.tanh(z[j])
+    elif code == ACT_SOFTPLUS:
+        for j in range(n):
+            out[j] = max(z[j], 0.0) + math.log1p(math.exp(-abs(z[j])))
+    else:  # GELU, exact: z Φ(z)
+        for j in range(n):
+            out[j] = z[j] * 0.5 * (1.0 + math.erf(z[j] * _INV_SQRT2))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _times_derivative(d, z, code, slope, power):
+    """d *= σ'(z) elementwise (σ'(0) from the left at kinks)."""
+    n = z.shape[0]
+    if code == ACT_LINEAR:
+        return
+    elif code == ACT_RELU:
+        for j in range(n):
+            d[j] = d[j] if z[j] > 0.0 else 0.0
+    elif code == ACT_LEAKY_RELU:
+        for j in range(n):
+            d[j] = d[j] if z[j] > 0.0 else slope * d[j]
+    elif code == ACT_ABS:
+        for j in range(n):
+            d[j] = d[j] if z[j] > 0.0 else (-d[j] if z[j] < 0.0 else 0.0)
+    elif code == ACT_RELU_POW:
+        for j in range(n):
+            d[j] = d[j] * power * z[j] ** (power - 1.0) if z[j] > 0.0 else 0.0
+    elif code == ACT_TANH:
+        for j in range(n):
+            t = math.tanh(z[j])
+            d[j] *= 1.0 - t * t
+    elif code == ACT_SOFTPLUS:
+        for j in range(n):
+            e = math.exp(-abs(z[j]))  # sigmoid, stable on both sides
+            d[j] *= 1.0 / (1.0 + e) if z[j] >= 0.0 else e / (1.0 + e)
+    else:
+        for j in range(n):
+            x = z[j]
+            d[j] *= 0.5 * (1.0 + math.erf(x * _INV_SQRT2)) + x * _INV_SQRT2PI * math.exp(-0.5 * x * x)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _forward_layer(W, Hin, b, has_bias, Z):
+    """Z = W Hin (+ b): four output rows at a time so each input row is loaded once per block."""
+    n, m = W.shape
+    N = Hin.shape[1]
+    k = 0
+    while k + 4 <= n:
+        z0, z1, z2, z3 = Z[k], Z[k + 1], Z[k + 2], Z[k + 3]
+        c0 = b[k] if has_bias else 0.0
+        c1 = b[k + 1] if has_bias else 0.0
+        c2 = b[k + 2] if has_bias else 0.0
+        c3 = b[k + 3] if has_bias else 0.0
+        for j in range(N):
+            z0[j] = c0
+            z1[j] = c1
+            z2[j] = c2
+            z3[j] = c3
+        for c in range(m):
+            x = Hin[c]
+            w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
+            for j in range(N):
+                xj = x[j]
+                z0[j] += w0 * xj
+                z1[j] += w1 * xj
+                z2[j] += w2 * xj
+                z3[j] += w3 * xj
+        k += 4
+    while k < n:
+        z = Z[k]
+        c0 = b[k] if has_bias else 0.0
+        for j in range(N):
+            z[j] = c0
+        for c in range(m):
+            x = Hin[c]
+            w = W[k, c]
+            for j in range(N):
+                z[j] += w * x[j]
+        k += 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _weight_gradient(D, Hin, G, gb, has_bias):
+    """G = D Hinᵀ and gb = D 1 (dot products over data points)."""
+    n, N = D.shape
+    m = Hin.shape[0]
+    for k in range(n):
+        d = D[k]
+        for c in range(m):
+            x = Hin[c]
+            acc = 0.0
+            for j in range(N):
+                acc += d[j] * x[j]
+            G[k, c] = acc
+        if has_bias:
+            acc = 0.0
+            for j in range(N):
+                acc += d[j]
+            gb[k] = acc
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _backward_layer(W, D, out):
+    """out = Wᵀ D, four rows of D at a time."""
+    n, m = W.shape
+    N = D.shape[1]
+    for c in range(m):
+        o = out[c]
+        for j in range(N):
+            o[j] = 0.0
+    k = 0
+    while k + 4 <= n:
+        d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
+        for c in range(m):
+            o = out[c]
+            w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
+            for j in range(N):
+                o[j] += w0 * d0[j] + w1 * d1[j] + w2 * d2[j] + w3 * d3[j]
+        k += 4
+    while k < n:
+        d = D[k]
+        for c in range(m):
+            o = out[c]
+            w = W[k, c]
+            for j in range(N):
+                o[j] += w * d[j]
+        k += 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
+    """Loss of one parameter row; its gradient is written into ``grad``."""
+    L = n_layers(ints)
+    N = X.shape[1]
+    has_bias = ints[2] != 0
+    act = extra(ints, 0)
+    loss_code = extra(ints, 1)
+    normalised = extra(ints, 2) != 0
+    slope = floats[F_SLOPE]
+    power = floats[F_POWER]
+    widest = widest_layer(ints)
+    buf_pos = _z_offset(ints, L, N) + width(ints, L) * N
+    bufs = (work[buf_pos: buf_pos + widest * N], work[buf_pos + widest * N: buf_pos + 2 * widest * N])
+    nv_pos = buf_pos + 2 * widest * N
+
+    # ---- forward ----
+    n0, n1 = width(ints, 0), width(ints, 1)
+    W1 = theta[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
+    norms = work[nv_pos + n1 * n0: nv_pos + n1 * n0 + (n1 if normalised else 0)]
+    if normalised:
+        V = work[nv_pos: nv_pos + n1 * n0].reshape((n1, n0))
+        for k in range(n1):
+            s = 0.0
+            for c in range(n0):
+                s += W1[k, c] * W1[k, c]
+            norms[k] = np.sqrt(s)
+            inv = 1.0 / norms[k]
+            for c in range(n0):
+                V[k, c] = W1[k, c] * inv
+        W1 = V
+    Hin = X
+    for i in range(1, L + 1):
+        ni, nprev = width(ints, i), width(ints, i - 1)
+        W = W1 if i == 1 else theta[weight_offset(ints, i): weight_offset(ints, i) + ni * nprev].reshape((ni, nprev))
+        bo = bias_offset(ints, i)
+        b = theta[bo: bo + ni] if has_bias else theta[0:0]
+        zo = _z_offset(ints, i, N)
+        Z = work[zo: zo + ni * N].reshape((ni, N))
+        _forward_layer(W, Hin, b, has_bias, Z)
+        if i < L:
+            H = work[zo + ni * N: zo + 2 * ni * N].reshape((ni, N))
+            for k in range(ni):
+                _activate(Z[k], H[k], act, slope, power)
+            Hin = H
+
+    # ---- loss and E = dL/df, written over f ----
+    nL = width(ints, L)
+    zo = _z_offset(ints, L, N)
+    F = work[zo: zo + nL * N].reshape((nL, N))
+    inv_n = 1.0 / N
+    loss = 0.0
+    if loss_code == LOSS_SQUARED:
+        for c in range(nL):
+            f, y = F[c], Y[c]
+            acc = 0.0
+            for j in range(N):
+                e = f[j] - y[j]
+                acc += e * e
+                f[j] = e * inv_n
+            loss += 0.5 * acc
+    else:
+        for j in range(N):
+            mx = F[0, j]
+            for c in range(1, nL):
+                mx = max(mx, F[c, j])
+            ssum = 0.0
+            ysum = 0.0
+            yf = 0.0
+            for c in range(nL):
+                ssum += np.exp(F[c, j] - mx)
+                ysum += Y[c, j]
+                yf += Y[c, j] * F[c, j]
+            lse = mx + np.log(ssum)
+            loss += ysum * lse - yf
+            for c in range(nL):
+                F[c, j] = (np.exp(F[c, j] - lse) * ysum - Y[c, j]) * inv_n
+    loss *= inv_n
+
+    # ---- backward: G_i = Δ_i H_{i−1}ᵀ, g_b = Δ_i 1, Δ_{i−1} = (W_iᵀ Δ_i) ∘ σ'(Z_{i−1}) ----
+    delta = F
+    for i in range(L, 0, -1):
+        ni, nprev = width(ints, i), width(ints, i - 1)
+        wo = weight_offset(ints, i)
+        G = grad[wo: wo + ni * nprev].reshape((ni, nprev))
+        bo = bias_offset(ints, i)
+        gb = grad[bo: bo + ni] if has_bias else grad[0:0]
+        if i > 1:
+            zp = _z_offset(ints, i - 1, N)
+            Hprev = work[zp + nprev * N: zp + 2 * nprev * N].reshape((nprev, N))
+        else:
+            Hprev = X
+        _weight_gradient(delta, Hprev, G, gb, has_bias)
+        if i > 1:
+            W = theta[wo: wo + ni * nprev].reshape((ni, nprev))
+            out = bufs[i % 2][: nprev * N].reshape((nprev, N))
+            _backward_layer(W, delta, out)
+            Zprev = work[zp: zp + nprev * N].reshape((nprev, N))
+            for k in range(nprev):
+                _times_derivative(out[k], Zprev[k], act, slope, power)
+            delta = out
+    if normalised:  # chain rule through v = w/|w|: g_w = (I − v vᵀ) g_v / |w|
+        G = grad[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
+        for k in range(n1):
+            proj = 0.0
+            for c in range(n0):
+                proj += W1[k, c] * G[k, c]
+            inv = 1.0 / norms[k]
+            for c in range(n0):
+                G[k, c] = (G[k, c] - proj * W1[k, c]) * inv
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mlp_charges(theta, q, ints, floats):
+    """Every charge (see the module doc) at ``theta``, or the η² / η law terms when given a gradient."""
+    L = n_layers(ints)
+    has_bias = ints[2] != 0
+    normalised = extra(ints, 2) != 0
+    alpha = floats[F_CHARGE_DEGREE]
+    pos = 0
+    for i in range(2 if normalised else 1, L):
+        ni, nprev, nnext = width(ints, i), width(ints, i - 1), width(ints, i + 1)
+        Wi = theta[weight_offset(ints, i): weight_offset(ints, i) + ni * nprev].reshape((ni, nprev))
+        Wn = theta[weight_offset(ints, i + 1): weight_offset(ints, i + 1) + nnext * ni].reshape((nnext, ni))
+        bo = bias_offset(ints, i)
+        for k in range(ni):
+            s = 0.0
+            for c in range(nprev):
+                s += Wi[k, c] * Wi[k, c]
+            if has_bias:
+                s += theta[bo + k] * theta[bo + k]
+            o = 0.0
+            for r in range(nnext):
+                o += Wn[r, k] * Wn[r, k]
+            q[pos + k] = s - alpha * o
+        pos += ni
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        nL, nprev = width(ints, L), width(ints, L - 1)
+        WL = theta[weight_offset(ints, L): weight_offset(ints, L) + nL * nprev].reshape((nL, nprev))
+        for m in range(nprev):
+            s = 0.0
+            for c in range(nL):
+                s += WL[c, m]
+            q[pos + m] = s
+        pos += nprev
+        if has_bias:
+            bo = bias_offset(ints, L)
+            s = 0.0
+            for c in range(nL):
+                s += theta[bo + c]
+            q[pos] = s
+            pos += 1
+    if normalised:
+        n1, n0 = width(ints, 1), width(ints, 0)
+        W1 = theta[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
+        for k in range(n1):
+            s = 0.0
+            for c in range(n0):
+                s += W1[k, c] * W1[k, c]
+            q[pos + k] = s
+        pos += n1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mlp_charge_scales(theta, scales, ints, floats):
+    """Per group, the size of the terms that cancel: Σ(|w_in|² + b² + α|w_out|²), Σ|entries|, Σ|w|²."""
+    L = n_layers(ints)
+    has_bias = ints[2] != 0
+    normalised = extra(ints, 2) != 0
+    alpha = abs(floats[F_CHARGE_DEGREE])
+    grp = 0
+    for i in range(2 if normalised else 1, L):
+        s = 0.0
+        wo = weight_offset(ints, i)
+        for k in range(wo, wo + width(ints, i) * width(ints, i - 1)):
+            s += theta[k] * theta[k]
+        if has_bias:
+            bo = bias_offset(ints, i)
+            for k in range(bo, bo + width(ints, i)):
+                s += theta[k] * theta[k]
+        wo = weight_offset(ints, i + 1)
+        for k in range(wo, wo + width(ints, i + 1) * width(ints, i)):
+            s += alpha * theta[k] * theta[k]
+        scales[grp] = s
+        grp += 1
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        s = 0.0
+        wo = weight_offset(ints, L)
+        for k in range(wo, wo + width(ints, L) * width(ints, L - 1)):
+            s += abs(theta[k])
+        if has_bias:
+            bo = bias_offset(ints, L)
+            for k in range(bo, bo + width(ints, L)):
+                s += abs(theta[k])
+        scales[grp] = s
+        grp += 1
+    if normalised:
+        s = 0.0
+        wo = weight_offset(ints, 1)
+        for k in range(wo, wo + width(ints, 1) * width(ints, 0)):
+            s += theta[k] * theta[k]
+        scales[grp] = s
+        grp += 1
