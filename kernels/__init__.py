@@ -20,7 +20,11 @@ The kernel contract
    charge ½θᵀSθ). Evaluating the same function on a gradient vector gives the quadratic form
    q(g) = ½gᵀSg, which is exactly the η² term of the gradient-descent one-step law (theory.md §3).
 3. **Methods are data.** An explicit Runge–Kutta method is its tableau (A, b, c, b_err) passed as
-   arrays; one generic stepper (``explicit.py``) runs all of them, fixed-step or adaptive.
+   arrays; one generic stepper (``explicit.py``) runs all of them, fixed-step or adaptive. Implicit
+   (Gauss–Legendre) tableaus run through one generic implicit stepper (``implicit.py``), splitting
+   methods (damp/kick/drift sub-steps with weights) through one splitting stepper (``splitting.py``);
+   ``driver_momentum.py`` drives them and momentum flow (state [q, p, ∫D(p), ∫D(q)], ``momentum.py``).
+   A model kind with isometric symmetries adds ``isometric_charges`` (J(q, p)) to ``models.py``.
 4. **The ensemble driver** (``driver.py``) loops over a range of seeds with the GIL released; the
    API runs disjoint seed ranges on a thread pool (``numba.get_num_threads()`` threads). Every seed
    owns its time, step size, status and counters; nothing is shared between seeds, so seed i's
@@ -40,12 +44,14 @@ STATUS_OK = 0
 STATUS_DIVERGED = 1  # parameters became non-finite or exceeded the divergence bound
 STATUS_STEP_UNDERFLOW = 2  # adaptive step size fell below the smallest allowed step
 STATUS_MAX_STEPS = 3  # adaptive integration exceeded its step budget
+STATUS_SOLVE_FAILED = 4  # implicit stage equations did not converge, even on the smallest substep
 
 STATUS_NAMES = {
     STATUS_OK: "ok",
     STATUS_DIVERGED: "diverged",
     STATUS_STEP_UNDERFLOW: "step size underflow",
     STATUS_MAX_STEPS: "step budget exceeded",
+    STATUS_SOLVE_FAILED: "implicit solve failed",
 }
 
 # fastmath flags for all kernels: FMA contraction and reassociation (so reductions vectorise).

@@ -1,4 +1,4 @@
-"""The ensemble driver: ``prange`` over seeds, each integrated independently between save times.
+"""The ensemble driver: seeds integrated independently between save times, a range of seeds per call.
 
 ``integrate_saves`` advances every live seed from its current time through save times
 ``save_times[first:last]`` and records, at each, the loss and per charge group:

@@ -50,3 +50,32 @@ def charge_scales(theta, scales, ints, floats):
         linear_charge_scales(theta, scales, ints)
     elif kind == MODEL_MLP:
         mlp_charge_scales(theta, scales, ints, floats)
+
+
+# ---- momentum (isometric) charges, J(q, p) with J(t) = e^{−t/τ} J(0) under momentum flow (issue 5) ----
+# A model kind with isometric symmetries adds one branch to each of these; one without returns 0 / nothing.
+from .linear_momentum import linear_isometric_charges, linear_isometric_scales, linear_n_isometric  # noqa: E402
+
+
+@njit(cache=True)
+def n_isometric(ints):
+    kind = model_kind(ints)
+    if kind == MODEL_DEEP_LINEAR:
+        return linear_n_isometric(ints)
+    return 0
+
+
+@njit(cache=True)
+def isometric_charges(theta, mom, out, ints, floats):
+    """Every isometric (momentum) charge at position ``theta`` and momentum ``mom``, as one flat vector."""
+    kind = model_kind(ints)
+    if kind == MODEL_DEEP_LINEAR:
+        linear_isometric_charges(theta, mom, out, ints)
+
+
+@njit(cache=True)
+def isometric_scales(theta, mom, scales, ints, floats):
+    """Per isometric group, the magnitude of the terms that cancel in it (round-off reference)."""
+    kind = model_kind(ints)
+    if kind == MODEL_DEEP_LINEAR:
+        linear_isometric_scales(theta, mom, scales, ints)

@@ -12,3 +12,13 @@ __all__ = ["DeepLinear", "TrainingData", "charge_matrix", "data", "init", "metho
 from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
 
 __all__ += ["analyse_ladder", "run_ladder", "summarise_verdicts"]
+
+from .store import load  # noqa: E402
+
+__all__ += ["load"]
+
+# structure-preserving integration and momentum dynamics (issue 5)
+from . import momentum  # noqa: E402
+from .momentum import flow_from_heavy_ball, heavy_ball_from_flow, simulate_structured  # noqa: E402
+
+__all__ += ["flow_from_heavy_ball", "heavy_ball_from_flow", "momentum", "simulate_structured"]

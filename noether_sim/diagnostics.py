@@ -21,7 +21,7 @@ import numpy as np
 from ._validate import fail, positive, positive_int
 from .init import Given
 from .kernels.driver import ensemble_loss_grad
-from .methods import get_method
+from .methods import EXPLICIT_METHODS, get_any_method
 from .simulate import simulate
 
 
@@ -54,8 +54,8 @@ def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str =
     Returns times, objective Φ(t) = L + λ|θ|²/2, dissipated E(t), balance Φ(t) + E(t) − Φ(0)
     (each (n_seeds, n_records)) and the final θ. Along the exact flow dΦ/dt = −|θ̇|², so balance ≡ 0.
     """
-    tab = get_method(method)
-    if tab.adaptive:
+    tab = get_any_method(method)
+    if method not in EXPLICIT_METHODS or tab.adaptive:
         fail("method", method, "energy_balance uses a fixed step: pick a non-adaptive explicit method")
     h = positive("h", h)
     n_steps = positive_int("n_steps", n_steps)

@@ -150,10 +150,114 @@ EXPLICIT_METHODS: dict[str, Tableau] = {
 }
 
 
-def get_method(name: str) -> Tableau:
-    try:
-        return EXPLICIT_METHODS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"method={name!r} is not a known method; known methods: {', '.join(EXPLICIT_METHODS)}"
-        ) from None
+# ---------------------------------------------------------------------------------------------
+# Implicit Runge–Kutta: Gauss–Legendre collocation (structure-preserving integration, issue 5).
+# Run by the generic implicit stepper kernels/implicit.py; like the explicit ones, these are data.
+# ---------------------------------------------------------------------------------------------
+
+def gauss_legendre(stages: int) -> Tableau:
+    """The s-stage Gauss–Legendre collocation method (order 2s), from the roots of P_s.
+
+    Nodes c_i = (1 + x_i)/2 with x_i the roots of the Legendre polynomial P_s (numpy's Golub–Welsch
+    eigenvalues, accurate to a few ulp). b and A are then fixed by the collocation conditions
+    B(s): Σ_j b_j c_j^{k-1} = 1/k and C(s): Σ_j a_ij c_j^{k-1} = c_i^k / k for k = 1 … s, solved as
+    Vandermonde systems (well conditioned for s ≤ 3). Order and symplectic condition are then
+    *checked* from the coefficients, not assumed.
+    """
+    x, _ = np.polynomial.legendre.leggauss(stages)
+    c = (1.0 + x) / 2.0
+    k = np.arange(1, stages + 1)
+    V = c[:, None] ** (k[None, :] - 1)  # V[j, k-1] = c_j^{k-1}
+    b = np.linalg.solve(V.T, 1.0 / k)
+    A = np.linalg.solve(V.T, (c[None, :] ** k[:, None] / k[:, None])).T
+    return Tableau(f"gl{stages}", f"implicit Gauss–Legendre, {stages} stage(s) (order {2 * stages}; "
+                                  f"symplectic, conserves every quadratic charge)", A, b, c, 2 * stages)
+
+
+IMPLICIT_METHODS: dict[str, Tableau] = {m.name: m for m in (gauss_legendre(s) for s in (1, 2, 3))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Splitting methods for momentum flow q̇ = p, ṗ = −(∇L(q) + λq)/τ − p/τ (theory.md §4): a list of
+# named exact sub-flows with weights (fractions of the step h):
+#   damp  p ← e^{−wh/τ} p                     (the exact friction flow)
+#   kick  p ← p − (wh/τ)(∇L(q) + λq)           (the exact flow of the potential, q fixed)
+#   drift q ← q + wh p                          (the exact free flow)
+# Each sub-flow is exact, kick and drift are symplectic and damp contracts the symplectic form by
+# exactly e^{−wh/τ}, so every composition below is conformal symplectic.
+# ---------------------------------------------------------------------------------------------
+
+SPLIT_OPS = ("damp", "kick", "drift")
+
+
+@dataclass(frozen=True)
+class Splitting:
+    name: str
+    description: str
+    steps: tuple  # ((op, weight), …) applied left to right
+    order: int  # claimed order (checked by the convergence tests)
+
+    def weight_sum(self, op: str) -> float:
+        return float(sum(w for o, w in self.steps if o == op))
+
+    @property
+    def consistent(self) -> bool:
+        """Every sub-flow adds up to one full step (necessary for order ≥ 1)."""
+        return all(abs(self.weight_sum(op) - 1.0) < 1e-14 for op in SPLIT_OPS)
+
+    @property
+    def symmetric(self) -> bool:
+        """A palindromic sequence is self-adjoint, so its order is even."""
+        return all(o1 == o2 and abs(w1 - w2) < 1e-15
+                   for (o1, w1), (o2, w2) in zip(self.steps, reversed(self.steps)))
+
+    @property
+    def conformal_symplectic(self) -> bool:
+        return all(op in SPLIT_OPS for op, _ in self.steps)
+
+    def op_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 op codes in SPLIT_OPS order, float64 weights) for the kernel."""
+        return (np.array([SPLIT_OPS.index(op) for op, _ in self.steps], dtype=np.int64),
+                np.array([w for _, w in self.steps], dtype=float))
+
+    def properties(self) -> dict:
+        return {"sub-steps": len(self.steps), "claimed order": self.order, "consistent": self.consistent,
+                "symmetric": self.symmetric, "conformal symplectic": self.conformal_symplectic}
+
+
+def compose(base: Splitting, weights, name: str, description: str, order: int) -> Splitting:
+    """The composition base_{w_1 h} ∘ base_{w_2 h} ∘ …, e.g. Yoshida's triple jump."""
+    return Splitting(name, description, tuple((op, w * c) for c in weights for op, w in base.steps), order)
+
+
+_CONFORMAL_EULER = Splitting(
+    "symplectic_euler",
+    "conformal symplectic Euler: damp, kick, drift (order 1); heavy ball with β = e^{−h/τ}, η = h²/τ",
+    (("damp", 1.0), ("kick", 1.0), ("drift", 1.0)), 1)
+_CONFORMAL_VERLET = Splitting(
+    "verlet",
+    "conformal Störmer–Verlet: half damp, half kick, drift, half kick, half damp (order 2)",
+    (("damp", 0.5), ("kick", 0.5), ("drift", 1.0), ("kick", 0.5), ("damp", 0.5)), 2)
+_YOSHIDA_W1 = 1.0 / (2.0 - 2.0 ** (1.0 / 3.0))
+_YOSHIDA_W0 = -(2.0 ** (1.0 / 3.0)) / (2.0 - 2.0 ** (1.0 / 3.0))
+
+SPLITTING_METHODS: dict[str, Splitting] = {
+    m.name: m
+    for m in (
+        _CONFORMAL_EULER,
+        _CONFORMAL_VERLET,
+        compose(_CONFORMAL_VERLET, (_YOSHIDA_W1, _YOSHIDA_W0, _YOSHIDA_W1), "yoshida4",
+                "Yoshida's triple jump of conformal Störmer–Verlet (order 4)", 4),
+    )
+}
+
+
+def get_any_method(name: str):
+    """An explicit or implicit tableau, or a splitting, by name."""
+    for table in (EXPLICIT_METHODS, IMPLICIT_METHODS, SPLITTING_METHODS):
+        if isinstance(name, str) and name in table:
+            return table[name]
+    known = [*EXPLICIT_METHODS, *IMPLICIT_METHODS, *SPLITTING_METHODS]
+    from ._validate import ConfigError
+
+    raise ConfigError(f"method={name!r} is not a known method; known methods: {', '.join(known)}")

@@ -20,7 +20,7 @@ from .kernels.driver import ensemble_charges, integrate_saves
 from . import _validate as v
 from .data import TrainingData
 from .init import Balanced, Gaussian, Given, to_config
-from .methods import get_method
+from .methods import get_any_method
 from .random import seed_rng
 
 DYNAMICS = {
@@ -94,7 +94,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              save_every: float | None = None, save_times=None, seeds=1, root_seed: int = 0,
              init=None, weight_decay: float = 0.0, rtol: float = 1e-8, atol: float = 1e-10,
              watch_seeds=(), divergence_bound: float = 1e8, max_steps: int = 10_000_000,
-             progress: bool = False, description: str = "") -> xr.Dataset:
+             progress: bool = False, description: str = "", **structured) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     dynamics  "gf" (gradient flow, any explicit method) or "gd" (gradient descent, learning rate h)
@@ -107,15 +107,34 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     init      initialisation (``init.Gaussian`` by default), ``watch_seeds`` seed ids whose full charge
               matrices are kept; a seed whose parameters leave |θ_j| <= divergence_bound (or become
               non-finite) is stopped, flagged and excluded from statistics.
+
+    Momentum dynamics ("momentum", "heavy_ball", "nesterov"), implicit methods ("gl1", "gl2", "gl3") and
+    splittings ("symplectic_euler", "verlet", "yoshida4") run through ``momentum.simulate_structured``,
+    which also takes its own keyword arguments (tau, beta, learning_rate, velocity, solve_tol, …).
     """
+    # ---- structure-preserving integration and momentum (issue 5): its own entry point ----
+    from .momentum import MOMENTUM_DYNAMICS, simulate_structured
+    from .methods import IMPLICIT_METHODS, SPLITTING_METHODS
+
+    if dynamics in MOMENTUM_DYNAMICS or (isinstance(method, str) and (method in IMPLICIT_METHODS
+                                                                      or method in SPLITTING_METHODS)):
+        return simulate_structured(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end,
+                                   n_steps=n_steps, save_every=save_every, save_times=save_times, seeds=seeds,
+                                   root_seed=root_seed, init=init, weight_decay=weight_decay,
+                                   watch_seeds=watch_seeds, divergence_bound=divergence_bound,
+                                   progress=progress, description=description, **structured)
+    if structured:
+        name = next(iter(structured))
+        v.fail(name, structured[name], "is not an argument of simulate() for this dynamics/method (momentum "
+                                       "dynamics and implicit or splitting methods take tau, beta, velocity, …)")
     # ---- validate everything before any work ----
     if dynamics not in DYNAMICS:
-        v.fail("dynamics", dynamics, f"must be one of {', '.join(DYNAMICS)}")
+        v.fail("dynamics", dynamics, f"must be one of {', '.join([*DYNAMICS, *MOMENTUM_DYNAMICS])}")
     if dynamics == "gd":
         if method not in (None, "euler"):
             v.fail("method", method, "gradient descent is explicit Euler; leave method unset or use 'euler'")
         method = "euler"
-    tableau = get_method(method or "rk4")
+    tableau = get_any_method(method or "rk4")
     if not isinstance(data, TrainingData):
         v.fail("data", data, "must be a noether_sim.data.TrainingData (see data.synthetic_regression, data.from_arrays)")
     data.check_fits(model)

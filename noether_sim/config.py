@@ -1,0 +1,423 @@
+"""Study configuration: a TOML file (or the built-in default study), validated before any work.
+
+A study is one model, one data set and one initialisation, integrated for a fixed time by one or
+more methods, each across a ladder of step sizes. ``load_config`` / ``parse_config`` return a
+complete, normalised nested dict (every optional key filled with its default); ``apply_overrides``
+applies ``--set key=value`` overrides (dotted keys, TOML-typed values) before validation.
+
+Every error is a ``ConfigError`` naming the key, its value and what is allowed; an unknown key
+suggests the closest valid one.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import numbers
+import re
+import tomllib
+from pathlib import Path
+
+from ._validate import ConfigError
+from .methods import EXPLICIT_METHODS
+
+# ---- the built-in default study (examples/default_study.toml is the same study, written out) ----
+
+DEFAULT_STUDY = {
+    "name": "default",
+    "description": ("Layer balance of the reference deep linear network (10-16-16-5) under gradient descent "
+                    "and gradient flow (Heun, RK4, Dormand-Prince), each across a ladder of step sizes"),
+    "t_end": 0.25,
+    "save_every": 0.015625,
+    "weight_decay": 0.0,
+    "divergence_bound": 1e8,
+    "model": {"kind": "deep_linear", "widths": [10, 16, 16, 5], "bias": False},
+    "data": {"kind": "synthetic_regression", "n_points": 64, "noise": 0.1, "teacher_scale": 1.0, "seed": 0},
+    "init": {"kind": "gaussian", "scale": 1.0, "bias_scale": 0.0},
+    "seeds": {"count": 1024, "root": 0},
+    "record": {"charges": "all", "watch_seeds": [], "final_weights": False},
+    # one table per method; the key is the method's label in the results (and in file names)
+    "methods": {
+        "gd": {"dynamics": "gd", "method": "euler",
+               "step_sizes": [2.0 ** -9, 2.0 ** -10, 2.0 ** -11, 2.0 ** -12]},
+        "gf-heun": {"dynamics": "gf", "method": "heun",
+                    "step_sizes": [2.0 ** -7, 2.0 ** -8, 2.0 ** -9, 2.0 ** -10]},
+        "gf-rk4": {"dynamics": "gf", "method": "rk4",
+                   "step_sizes": [2.0 ** -6, 2.0 ** -7, 2.0 ** -8, 2.0 ** -9]},
+        "gf-dp5": {"dynamics": "gf", "method": "dp5",
+                   "step_sizes": [2.0 ** -6, 2.0 ** -7, 2.0 ** -8, 2.0 ** -9]},
+    },
+}
+
+MODEL_KINDS = {
+    "deep_linear": "deep linear network f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss",
+    "mlp": "multilayer network f(x) = W_L σ(…σ(W_1 x + b_1)…) + b_L; model.activation, model.loss "
+           "(squared | softmax_ce), model.normalised_first_layer",
+}
+MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer")
+DATA_KINDS = {
+    "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
+                            "Gaussian label noise; one data set shared by every seed",
+    "whitened": "inputs with XXᵀ/N = I exactly, input-output correlation with given singular values",
+    "teacher_regression": "(mlp) Gaussian inputs labelled by a random teacher of the model's architecture "
+                          "(weights N(0, teacher_scale²/fan_in)), Gaussian label noise",
+    "teacher_classification": "(mlp, loss = softmax_ce) Gaussian inputs, one-hot labels: the argmax of a random "
+                              "teacher's outputs; a fraction label_noise of labels replaced at random",
+}
+INIT_KINDS = {
+    "gaussian": "W_i entries N(0, scale²/n_{i-1}), biases N(0, bias_scale²)",
+    "orthogonal": "W_i = scale × a random semi-orthogonal matrix, biases zero",
+    "balanced": "exactly balanced start (every D_i = 0), shared singular values scale × U[0.5, 1.5]",
+}
+DYNAMICS_KINDS = ("gd", "gf")
+MIN_LADDER = 3  # analyse_ladder needs three step sizes for an extrapolation and its uncertainty
+LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _mlp():
+    from . import mlp
+
+    return mlp
+
+
+# ---- a tiny schema: for each key, (required, checker) ----
+
+def _fail(key, value, allowed):
+    raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def _real(key, value, *, low=None, low_open=False, high=None):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
+        _fail(key, value, "must be a finite number")
+    if low is not None and (value < low or (low_open and value == low)):
+        _fail(key, value, f"must be {'>' if low_open else '>='} {low}")
+    if high is not None and value > high:
+        _fail(key, value, f"must be <= {high}")
+    return float(value)
+
+
+def _int(key, value, low=0):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        _fail(key, value, f"must be an integer >= {low}")
+    if value < low:
+        _fail(key, value, f"must be an integer >= {low}")
+    return int(value)
+
+
+def _bool(key, value):
+    if not isinstance(value, bool):
+        _fail(key, value, "must be true or false")
+    return value
+
+
+def _str(key, value, choices=None):
+    if not isinstance(value, str):
+        _fail(key, value, "must be a string" + (f", one of {', '.join(choices)}" if choices else ""))
+    if choices is not None and value not in choices:
+        _fail(key, value, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def _list(key, value, item, min_len=0):
+    if not isinstance(value, list):
+        _fail(key, value, f"must be a list (TOML array) of at least {min_len} values")
+    if len(value) < min_len:
+        _fail(key, value, f"must hold at least {min_len} values")
+    return [item(f"{key}[{i}]", x) for i, x in enumerate(value)]
+
+
+TOP = {
+    "name": (False, lambda k, v: _label(k, v)),
+    "description": (False, _str),
+    "t_end": (True, lambda k, v: _real(k, v, low=0, low_open=True)),
+    "save_every": (False, lambda k, v: _real(k, v, low=0, low_open=True)),
+    "save_times": (False, lambda k, v: _list(k, v, lambda kk, x: _real(kk, x, low=0, low_open=True), 1)),
+    "weight_decay": (False, lambda k, v: _real(k, v, low=0)),
+    "divergence_bound": (False, lambda k, v: _real(k, v, low=0, low_open=True)),
+    "model": (True, None), "data": (True, None), "init": (False, None), "seeds": (True, None),
+    "record": (False, None), "methods": (True, None),
+}
+MODEL = {
+    "kind": (False, lambda k, v: _str(k, v, list(MODEL_KINDS))),
+    "widths": (True, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 3)),
+    "bias": (False, _bool),
+    "activation": (False, lambda k, v: _str(k, v, list(_mlp().ACTIVATIONS))),
+    "loss": (False, lambda k, v: _str(k, v, list(_mlp().LOSSES))),
+    "slope": (False, lambda k, v: _real(k, v, low=0)),
+    "power": (False, lambda k, v: _real(k, v, low=1)),
+    "normalised_first_layer": (False, _bool),
+}
+DATA = {
+    "kind": (False, lambda k, v: _str(k, v, list(DATA_KINDS))),
+    "n_points": (True, lambda k, v: _int(k, v, 1)),
+    "noise": (False, lambda k, v: _real(k, v, low=0)),
+    "teacher_scale": (False, lambda k, v: _real(k, v, low=0)),
+    "singular_values": (False, lambda k, v: _list(k, v, lambda kk, x: _real(kk, x, low=0), 1)),
+    "label_noise": (False, lambda k, v: _real(k, v, low=0, high=1)),
+    "seed": (False, lambda k, v: _int(k, v, 0)),
+}
+INIT = {
+    "kind": (False, lambda k, v: _str(k, v, list(INIT_KINDS))),
+    "scale": (False, lambda k, v: _real(k, v, low=0)),
+    "bias_scale": (False, lambda k, v: _real(k, v, low=0)),
+}
+SEEDS = {
+    "count": (True, lambda k, v: _int(k, v, 1)),
+    "root": (False, lambda k, v: _int(k, v, 0)),
+}
+RECORD = {
+    "charges": (False, None),
+    "watch_seeds": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 0))),
+    "final_weights": (False, _bool),
+}
+METHOD = {
+    "dynamics": (True, lambda k, v: _str(k, v, list(DYNAMICS_KINDS))),
+    "method": (False, None),
+    "step_sizes": (True, lambda k, v: _list(k, v, lambda kk, x: _real(kk, x, low=0, low_open=True), MIN_LADDER)),
+}
+SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
+
+
+def _label(key, value):
+    if not isinstance(value, str) or not LABEL_RE.match(value):
+        _fail(key, value, "must be a name of letters, digits, '-', '_' or '.' (it names files), "
+                          "starting with a letter or digit")
+    return value
+
+
+def all_keys(config: dict | None = None) -> list[str]:
+    """Every valid dotted key (method tables under their labels in ``config``, or a placeholder)."""
+    keys = [k for k in TOP]
+    for sec, schema in SECTIONS.items():
+        keys += [f"{sec}.{k}" for k in schema]
+    labels = list((config or {}).get("methods", {}) or {}) or ["<label>"]
+    for label in labels:
+        keys += [f"methods.{label}.{k}" for k in METHOD]
+    return keys
+
+
+def _check_keys(table: dict, schema: dict, prefix: str, config: dict):
+    if not isinstance(table, dict):
+        _fail(prefix.rstrip("."), table, "must be a table (a [section] in TOML)")
+    for key in table:
+        if key not in schema:
+            full = prefix + key
+            close = difflib.get_close_matches(full, all_keys(config), n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys here: {', '.join(prefix + k for k in schema)}"
+            raise ConfigError(f"unknown key {full!r} (value {table[key]!r}){hint}")
+    for key, (required, _) in schema.items():
+        if required and key not in table:
+            raise ConfigError(f"missing key {prefix + key!r}: it is required (see the 'Study configuration' "
+                              f"section of README.md, or examples/default_study.toml)")
+
+
+def _checked(table, schema, prefix):
+    out = {}
+    for key, (_, check) in schema.items():
+        if key in table:
+            out[key] = check(prefix + key, table[key]) if check else table[key]
+    return out
+
+
+def parse_config(raw: dict) -> dict:
+    """Validate a study configuration (a dict as tomllib gives it) and return it complete, normalised."""
+    raw = copy.deepcopy(raw)
+    _check_keys(raw, TOP, "", raw)
+    cfg = _checked(raw, TOP, "")
+    cfg.setdefault("name", "study")
+    cfg.setdefault("description", "")
+    cfg.setdefault("weight_decay", 0.0)
+    cfg.setdefault("divergence_bound", 1e8)
+    if "save_every" in cfg and "save_times" in cfg:
+        raise ConfigError(f"save_every={cfg['save_every']!r} and save_times={cfg['save_times']!r} are both given: "
+                          f"give one of them")
+    if "save_every" not in cfg and "save_times" not in cfg:
+        cfg["save_every"] = cfg["t_end"] / 32
+
+    defaults = {
+        "model": {"kind": "deep_linear", "bias": False},
+        "data": {"kind": "synthetic_regression", "noise": 0.0, "teacher_scale": 1.0, "seed": 0},
+        "init": {"kind": "gaussian", "scale": 1.0, "bias_scale": 0.0},
+        "seeds": {"root": 0},
+        "record": {"charges": "all", "watch_seeds": [], "final_weights": False},
+    }
+    for sec, schema in SECTIONS.items():
+        table = raw.get(sec, {})
+        _check_keys(table, schema, sec + ".", raw)
+        cfg[sec] = {**defaults[sec], **_checked(table, schema, sec + ".")}
+
+    widths = cfg["model"]["widths"]
+    data = cfg["data"]
+    model_cfg = cfg["model"]
+    if model_cfg["kind"] == "mlp":
+        model_cfg = cfg["model"] = {"activation": "relu", "loss": "squared", "slope": 0.01, "power": 2.0,
+                                    "normalised_first_layer": False, **model_cfg}
+    else:
+        for key in MLP_ONLY_KEYS:
+            if key in model_cfg:
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'mlp'")
+    teacher = data["kind"].startswith("teacher_")
+    if teacher and model_cfg["kind"] != "mlp":
+        _fail("data.kind", data["kind"], "teacher data needs model.kind = 'mlp' (use synthetic_regression or whitened)")
+    softmax = model_cfg.get("loss") == "softmax_ce"
+    if softmax != (data["kind"] == "teacher_classification"):
+        _fail("data.kind", data["kind"], "model.loss = 'softmax_ce' goes with data.kind = 'teacher_classification' "
+                                         "and the other losses with regression data")
+    if "label_noise" in data and data["kind"] != "teacher_classification":
+        _fail("data.label_noise", data["label_noise"], "is only used with data.kind = 'teacher_classification'")
+    if data["kind"] == "teacher_classification":
+        data.pop("noise", None)
+        data.setdefault("label_noise", 0.0)
+    if data["kind"] == "whitened":
+        if "singular_values" not in data:
+            raise ConfigError("missing key 'data.singular_values': it is required when data.kind = 'whitened'")
+        if len(data["singular_values"]) > min(widths[0], widths[-1]):
+            _fail("data.singular_values", data["singular_values"],
+                  f"must hold at most min(input width, output width) = {min(widths[0], widths[-1])} values")
+        if data["n_points"] < widths[0]:
+            _fail("data.n_points", data["n_points"], f"must be >= the input width {widths[0]} to whiten the inputs")
+        for key in ("noise", "teacher_scale"):
+            data.pop(key, None)
+    elif "singular_values" in data:
+        _fail("data.singular_values", data["singular_values"], "is only used with data.kind = 'whitened'")
+    if cfg["init"]["kind"] != "gaussian":
+        cfg["init"].pop("bias_scale", None)
+
+    from .study import build_model  # the model itself knows its charges
+
+    try:
+        charge_names = [g.name for g in build_model(cfg).charge_groups]
+    except ConfigError as err:
+        raise ConfigError(f"model.{err}") from None
+    charges = cfg["record"]["charges"]
+    if charges == "all":
+        pass
+    elif isinstance(charges, list) and charges and all(isinstance(c, str) for c in charges):
+        for i, c in enumerate(charges):
+            if c not in charge_names:
+                _fail(f"record.charges[{i}]", c, f"must be one of this model's charges: {', '.join(charge_names)}")
+        if len(set(charges)) != len(charges):
+            _fail("record.charges", charges, "must not repeat a charge")
+    else:
+        _fail("record.charges", charges, f'must be "all" or a non-empty list of charge names ({", ".join(charge_names)})')
+    n_seeds = cfg["seeds"]["count"]
+    for i, s in enumerate(cfg["record"]["watch_seeds"]):
+        if s >= n_seeds:
+            _fail(f"record.watch_seeds[{i}]", s, f"must be a seed id < seeds.count = {n_seeds}")
+
+    methods = raw["methods"]
+    if not isinstance(methods, dict) or not methods:
+        _fail("methods", methods, "must hold at least one method table, e.g. [methods.gf-rk4]")
+    cfg["methods"] = {}
+    times = _save_grid(cfg)
+    for label, table in methods.items():
+        prefix = f"methods.{label}."
+        _label(f"methods.{label}", label)
+        _check_keys(table, METHOD, prefix, raw)
+        entry = _checked(table, METHOD, prefix)
+        cfg["methods"][label] = _check_method(prefix, entry, times)
+    return cfg
+
+
+def _check_method(prefix: str, entry: dict, times) -> dict:
+    fixed_step = [name for name, t in EXPLICIT_METHODS.items() if not t.adaptive]
+    if entry["dynamics"] == "gd":
+        method = entry.get("method", "euler")
+        if method != "euler":
+            _fail(prefix + "method", method, "gradient descent is explicit Euler: leave it out or write 'euler'")
+    else:
+        if "method" not in entry:
+            raise ConfigError(f"missing key {prefix + 'method'!r}: gradient flow needs an integrator, "
+                              f"one of {', '.join(fixed_step)}")
+        method = _str(prefix + "method", entry["method"], list(EXPLICIT_METHODS))
+        if EXPLICIT_METHODS[method].adaptive:
+            _fail(prefix + "method", method, f"a step-size ladder needs a fixed-step method, one of {', '.join(fixed_step)}")
+    hs = entry["step_sizes"]
+    if len(set(hs)) != len(hs):
+        _fail(prefix + "step_sizes", hs, "must be distinct")
+    if hs != sorted(hs, reverse=True):
+        _fail(prefix + "step_sizes", hs, "must be listed from the largest to the smallest")
+    intervals = [b - a for a, b in zip(times[:-1], times[1:])]
+    for i, h in enumerate(hs):
+        for dt in intervals:
+            n = dt / h
+            if round(n) < 1 or abs(n - round(n)) > 1e-9 * max(n, 1):
+                _fail(f"{prefix}step_sizes[{i}]", h, f"every interval between save times ({dt:g}, from save_every/"
+                                                     f"save_times and t_end) must be a whole number >= 1 of steps")
+    return {"dynamics": entry["dynamics"], "method": method, "step_sizes": [float(h) for h in hs]}
+
+
+def _save_grid(cfg) -> list[float]:
+    from .simulate import _save_grid as grid
+
+    t_end = cfg["t_end"]
+    if "save_times" in cfg:
+        st = cfg["save_times"]
+        if any(b <= a for a, b in zip(st[:-1], st[1:])):
+            _fail("save_times", st, "must be strictly increasing")
+        if st[-1] > t_end:
+            _fail("save_times", st, f"every save time must be <= t_end = {t_end}")
+        return [float(t) for t in grid(t_end, None, st, None)]
+    if cfg["save_every"] > t_end:
+        _fail("save_every", cfg["save_every"], f"must be <= t_end = {t_end}")
+    return [float(t) for t in grid(t_end, cfg["save_every"], None, None)]
+
+
+# ---- files and overrides ----
+
+def default_config() -> dict:
+    return parse_config(DEFAULT_STUDY)
+
+
+def read_toml(path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """'a.b=value' → (['a', 'b'], value), value parsed as TOML (a bare word is taken as a string)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r} is invalid: write key=value, e.g. seeds.count=16")
+    key, value = (s.strip() for s in text.split("=", 1))
+    parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"--set {text!r} is invalid: the key must be dotted names, e.g. methods.gf-rk4.step_sizes")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        if not re.match(r"^[A-Za-z0-9_.\-]+$", value):
+            raise ConfigError(f"--set {text!r} is invalid: {value!r} is not a TOML value "
+                              f"(quote strings with spaces: key='\"a b\"')") from None
+        parsed = value
+    return parts, parsed
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    raw = copy.deepcopy(raw)
+    for text in overrides or ():
+        parts, value = parse_override(text)
+        table = raw
+        for i, p in enumerate(parts[:-1]):
+            nxt = table.get(p)
+            if nxt is None:
+                nxt = table[p] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"--set {text!r} is invalid: {'.'.join(parts[:i + 1])!r} is a value, not a table")
+            table = nxt
+        table[parts[-1]] = value
+    return raw
+
+
+def load_config(path=None, overrides=()) -> dict:
+    """The study in ``path`` (a TOML file), or the built-in default study, with ``--set`` overrides."""
+    raw = DEFAULT_STUDY if path is None else read_toml(path)
+    if path is not None and "name" not in raw:
+        raw = {**raw, "name": Path(path).stem}
+    return parse_config(apply_overrides(raw, overrides))
