@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 import noether_sim as ns
+from noether_sim.kernels.layout import MODEL_DEEP_LINEAR
 from noether_sim.kernels.models import loss_grad, work_size
 
 numba.set_num_threads(1)
@@ -24,10 +25,10 @@ numba.set_num_threads(1)
 def _grad_loop(theta, ints, floats, a, b, n):
     P = theta.shape[1]
     g = np.empty(P)
-    work = np.empty(work_size(ints, a))
+    work = np.empty(work_size(MODEL_DEEP_LINEAR, ints, a))
     s = 0.0
     for i in range(n):
-        s += loss_grad(theta[i % theta.shape[0]], g, ints, floats, a, b, work)
+        s += loss_grad(MODEL_DEEP_LINEAR, theta[i % theta.shape[0]], g, ints, floats, a, b, work)
         s += g[i % P]
     return s
 

@@ -48,7 +48,7 @@ def test_moments_gradient_matches_kernel():
 
     model, data = PROBLEM.model, PROBLEM.data
     theta = PROBLEM.theta0()
-    loss_k, grad_k = ensemble_loss_grad(theta, model.descriptor(), model.constants(data),
+    loss_k, grad_k = ensemble_loss_grad(int(model.descriptor()[0]), theta, model.descriptor(), model.constants(data),
                                         *model.kernel_data(data))
     grad_b = np.empty_like(theta)
     loss_b = baselines.moments_loss_grad(PROBLEM.widths, data)(theta, grad_b)
