@@ -35,6 +35,11 @@ ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTP
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
 F_SLOPE, F_POWER, F_CHARGE_DEGREE = 0, 1, 2
 
+# Register-tiled kernels: FMA contraction but no reassociation, so LLVM cannot turn the reduction
+# over inputs into a (strided, gathered) vector reduction and instead vectorises across the 8
+# contiguous data points of a tile (SLP), one FMA per tile row and input.
+_LANEWISE = {"contract", "nsz"}
+
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -121,52 +126,114 @@ def _times_derivative(d, z, code, slope, power):
             d[j] *= 0.5 * (1.0 + math.erf(x * _INV_SQRT2)) + x * _INV_SQRT2PI * math.exp(-0.5 * x * x)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=_LANEWISE)
+def _rank4_rows(z0, z1, z2, z3, x0, x1, x2, x3, W, k, c):
+    """Rows z_k … z_{k+3} += W[k:k+4, c:c+4] · rows x0 … x3: 16 FMAs per point for 8 loads and 4 stores."""
+    w00, w01, w02, w03 = W[k, c], W[k, c + 1], W[k, c + 2], W[k, c + 3]
+    w10, w11, w12, w13 = W[k + 1, c], W[k + 1, c + 1], W[k + 1, c + 2], W[k + 1, c + 3]
+    w20, w21, w22, w23 = W[k + 2, c], W[k + 2, c + 1], W[k + 2, c + 2], W[k + 2, c + 3]
+    w30, w31, w32, w33 = W[k + 3, c], W[k + 3, c + 1], W[k + 3, c + 2], W[k + 3, c + 3]
+    for j in range(z0.shape[0]):
+        a0, a1, a2, a3 = x0[j], x1[j], x2[j], x3[j]
+        z0[j] = z0[j] + w00 * a0 + w01 * a1 + w02 * a2 + w03 * a3
+        z1[j] = z1[j] + w10 * a0 + w11 * a1 + w12 * a2 + w13 * a3
+        z2[j] = z2[j] + w20 * a0 + w21 * a1 + w22 * a2 + w23 * a3
+        z3[j] = z3[j] + w30 * a0 + w31 * a1 + w32 * a2 + w33 * a3
+
+
+@njit(cache=True, fastmath=_LANEWISE)
 def _forward_layer(W, Hin, b, has_bias, Z):
-    """Z = W Hin (+ b): four output rows at a time so each input row is loaded once per block."""
+    """Z = W Hin (+ b), summing over inputs in order (so the result is that of the plain loop).
+
+    Rank-4 updates of four rows at a time: each pass over the data points does 16 FMAs per point
+    for 8 loads and 4 stores, instead of one FMA per load/store pair.
+    """
     n, m = W.shape
-    N = Hin.shape[1]
+    for k in range(n):
+        c0 = b[k] if has_bias else 0.0
+        z = Z[k]
+        for j in range(z.shape[0]):
+            z[j] = c0
     k = 0
     while k + 4 <= n:
         z0, z1, z2, z3 = Z[k], Z[k + 1], Z[k + 2], Z[k + 3]
-        c0 = b[k] if has_bias else 0.0
-        c1 = b[k + 1] if has_bias else 0.0
-        c2 = b[k + 2] if has_bias else 0.0
-        c3 = b[k + 3] if has_bias else 0.0
-        for j in range(N):
-            z0[j] = c0
-            z1[j] = c1
-            z2[j] = c2
-            z3[j] = c3
-        for c in range(m):
+        c = 0
+        while c + 4 <= m:
+            _rank4_rows(z0, z1, z2, z3, Hin[c], Hin[c + 1], Hin[c + 2], Hin[c + 3], W, k, c)
+            c += 4
+        while c < m:
             x = Hin[c]
             w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
-            for j in range(N):
-                xj = x[j]
-                z0[j] += w0 * xj
-                z1[j] += w1 * xj
-                z2[j] += w2 * xj
-                z3[j] += w3 * xj
+            for j in range(x.shape[0]):
+                z0[j] += w0 * x[j]
+                z1[j] += w1 * x[j]
+                z2[j] += w2 * x[j]
+                z3[j] += w3 * x[j]
+            c += 1
         k += 4
-    while k < n:
+    while k < n:  # leftover rows (e.g. the output layer): eight inputs per pass
         z = Z[k]
-        c0 = b[k] if has_bias else 0.0
-        for j in range(N):
-            z[j] = c0
-        for c in range(m):
+        c = 0
+        while c + 8 <= m:
+            x0, x1, x2, x3, x4, x5, x6, x7 = (Hin[c], Hin[c + 1], Hin[c + 2], Hin[c + 3],
+                                              Hin[c + 4], Hin[c + 5], Hin[c + 6], Hin[c + 7])
+            w0, w1, w2, w3 = W[k, c], W[k, c + 1], W[k, c + 2], W[k, c + 3]
+            w4, w5, w6, w7 = W[k, c + 4], W[k, c + 5], W[k, c + 6], W[k, c + 7]
+            for j in range(z.shape[0]):
+                z[j] = (z[j] + w0 * x0[j] + w1 * x1[j] + w2 * x2[j] + w3 * x3[j]
+                        + w4 * x4[j] + w5 * x5[j] + w6 * x6[j] + w7 * x7[j])
+            c += 8
+        while c < m:
             x = Hin[c]
             w = W[k, c]
-            for j in range(N):
+            for j in range(z.shape[0]):
                 z[j] += w * x[j]
+            c += 1
         k += 1
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _dots4x4(d0, d1, d2, d3, x0, x1, x2, x3, G, k, c):
+    """G[k:k+4, c:c+4] = the 16 dot products of rows d_r and x_s: 8 loads per 16 FMAs."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
+    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
+    for j in range(d0.shape[0]):
+        a0, a1, a2, a3 = d0[j], d1[j], d2[j], d3[j]
+        y0, y1, y2, y3 = x0[j], x1[j], x2[j], x3[j]
+        s00 += a0 * y0; s01 += a0 * y1; s02 += a0 * y2; s03 += a0 * y3
+        s10 += a1 * y0; s11 += a1 * y1; s12 += a1 * y2; s13 += a1 * y3
+        s20 += a2 * y0; s21 += a2 * y1; s22 += a2 * y2; s23 += a2 * y3
+        s30 += a3 * y0; s31 += a3 * y1; s32 += a3 * y2; s33 += a3 * y3
+    G[k, c], G[k, c + 1], G[k, c + 2], G[k, c + 3] = s00, s01, s02, s03
+    G[k + 1, c], G[k + 1, c + 1], G[k + 1, c + 2], G[k + 1, c + 3] = s10, s11, s12, s13
+    G[k + 2, c], G[k + 2, c + 1], G[k + 2, c + 2], G[k + 2, c + 3] = s20, s21, s22, s23
+    G[k + 3, c], G[k + 3, c + 1], G[k + 3, c + 2], G[k + 3, c + 3] = s30, s31, s32, s33
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _weight_gradient(D, Hin, G, gb, has_bias):
-    """G = D Hinᵀ and gb = D 1 (dot products over data points)."""
+    """G = D Hinᵀ and gb = D 1 (dot products over data points), in 4 × 4 blocks of dot products."""
     n, N = D.shape
     m = Hin.shape[0]
-    for k in range(n):
+    k = 0
+    while k + 4 <= n:
+        d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
+        c = 0
+        while c + 4 <= m:
+            _dots4x4(d0, d1, d2, d3, Hin[c], Hin[c + 1], Hin[c + 2], Hin[c + 3], G, k, c)
+            c += 4
+        while c < m:
+            x = Hin[c]
+            s0 = s1 = s2 = s3 = 0.0
+            for j in range(N):
+                s0 += d0[j] * x[j]
+                s1 += d1[j] * x[j]
+                s2 += d2[j] * x[j]
+                s3 += d3[j] * x[j]
+            G[k, c], G[k + 1, c], G[k + 2, c], G[k + 3, c] = s0, s1, s2, s3
+            c += 1
+        k += 4
+    while k < n:  # leftover rows (e.g. the output layer)
         d = D[k]
         for c in range(m):
             x = Hin[c]
@@ -174,7 +241,10 @@ def _weight_gradient(D, Hin, G, gb, has_bias):
             for j in range(N):
                 acc += d[j] * x[j]
             G[k, c] = acc
-        if has_bias:
+        k += 1
+    if has_bias:
+        for k in range(n):
+            d = D[k]
             acc = 0.0
             for j in range(N):
                 acc += d[j]
