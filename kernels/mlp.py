@@ -251,32 +251,39 @@ def _weight_gradient(D, Hin, G, gb, has_bias):
             gb[k] = acc
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _backward_layer(W, D, out):
-    """out = Wᵀ D, four rows of D at a time."""
+@njit(cache=True, fastmath=_LANEWISE)
+def _backward_layer(W, D, out, Zprev, act, slope, power):
+    """out = (Wᵀ D) ∘ σ'(Zprev), one output row at a time: the row is summed over the rows of D four
+    at a time (in order) and multiplied by σ' while it is still in L1."""
     n, m = W.shape
-    N = D.shape[1]
     for c in range(m):
         o = out[c]
-        for j in range(N):
-            o[j] = 0.0
-    k = 0
-    while k + 4 <= n:
-        d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
-        for c in range(m):
-            o = out[c]
+        k = 0
+        if n >= 4:
+            d0, d1, d2, d3 = D[0], D[1], D[2], D[3]
+            w0, w1, w2, w3 = W[0, c], W[1, c], W[2, c], W[3, c]
+            for j in range(o.shape[0]):
+                o[j] = w0 * d0[j] + w1 * d1[j] + w2 * d2[j] + w3 * d3[j]
+            k = 4
+        else:
+            d0 = D[0]
+            w0 = W[0, c]
+            for j in range(o.shape[0]):
+                o[j] = w0 * d0[j]
+            k = 1
+        while k + 4 <= n:
+            d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
             w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
-            for j in range(N):
-                o[j] += w0 * d0[j] + w1 * d1[j] + w2 * d2[j] + w3 * d3[j]
-        k += 4
-    while k < n:
-        d = D[k]
-        for c in range(m):
-            o = out[c]
-            w = W[k, c]
-            for j in range(N):
-                o[j] += w * d[j]
-        k += 1
+            for j in range(o.shape[0]):
+                o[j] = o[j] + w0 * d0[j] + w1 * d1[j] + w2 * d2[j] + w3 * d3[j]
+            k += 4
+        while k < n:
+            d0 = D[k]
+            w0 = W[k, c]
+            for j in range(o.shape[0]):
+                o[j] += w0 * d0[j]
+            k += 1
+        _times_derivative(o, Zprev[c], act, slope, power)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -375,10 +382,8 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         if i > 1:
             W = theta[wo: wo + ni * nprev].reshape((ni, nprev))
             out = bufs[i % 2][: nprev * N].reshape((nprev, N))
-            _backward_layer(W, delta, out)
             Zprev = work[zp: zp + nprev * N].reshape((nprev, N))
-            for k in range(nprev):
-                _times_derivative(out[k], Zprev[k], act, slope, power)
+            _backward_layer(W, delta, out, Zprev, act, slope, power)
             delta = out
     if normalised:  # chain rule through v = w/|w|: g_w = (I − v vᵀ) g_v / |w|
         G = grad[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
