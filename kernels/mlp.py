@@ -30,14 +30,14 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
+from .simd import TILE_POINTS, dense_tile_1, dense_tile_8
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
 F_SLOPE, F_POWER, F_CHARGE_DEGREE = 0, 1, 2
 
-# Register-tiled kernels: FMA contraction but no reassociation, so LLVM cannot turn the reduction
-# over inputs into a (strided, gathered) vector reduction and instead vectorises across the 8
-# contiguous data points of a tile (SLP), one FMA per tile row and input.
+# FMA contraction but no reassociation: sums stay in the order written (loops over data points
+# still vectorise, being lane-wise), so the scalar remainder loops match the SIMD tiles exactly.
 _LANEWISE = {"contract", "nsz"}
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
@@ -127,69 +127,30 @@ def _times_derivative(d, z, code, slope, power):
 
 
 @njit(cache=True, fastmath=_LANEWISE)
-def _rank4_rows(z0, z1, z2, z3, x0, x1, x2, x3, W, k, c):
-    """Rows z_k … z_{k+3} += W[k:k+4, c:c+4] · rows x0 … x3: 16 FMAs per point for 8 loads and 4 stores."""
-    w00, w01, w02, w03 = W[k, c], W[k, c + 1], W[k, c + 2], W[k, c + 3]
-    w10, w11, w12, w13 = W[k + 1, c], W[k + 1, c + 1], W[k + 1, c + 2], W[k + 1, c + 3]
-    w20, w21, w22, w23 = W[k + 2, c], W[k + 2, c + 1], W[k + 2, c + 2], W[k + 2, c + 3]
-    w30, w31, w32, w33 = W[k + 3, c], W[k + 3, c + 1], W[k + 3, c + 2], W[k + 3, c + 3]
-    for j in range(z0.shape[0]):
-        a0, a1, a2, a3 = x0[j], x1[j], x2[j], x3[j]
-        z0[j] = z0[j] + w00 * a0 + w01 * a1 + w02 * a2 + w03 * a3
-        z1[j] = z1[j] + w10 * a0 + w11 * a1 + w12 * a2 + w13 * a3
-        z2[j] = z2[j] + w20 * a0 + w21 * a1 + w22 * a2 + w23 * a3
-        z3[j] = z3[j] + w30 * a0 + w31 * a1 + w32 * a2 + w33 * a3
-
-
-@njit(cache=True, fastmath=_LANEWISE)
 def _forward_layer(W, Hin, b, has_bias, Z):
-    """Z = W Hin (+ b), summing over inputs in order (so the result is that of the plain loop).
+    """Z = W Hin (+ b): every entry is b_k then one FMA per input, in input order.
 
-    Rank-4 updates of four rows at a time: each pass over the data points does 16 FMAs per point
-    for 8 loads and 4 stores, instead of one FMA per load/store pair.
+    Blocks of 16 data points × 8 rows are register tiles (kernels/simd.py); leftover rows take
+    one-row tiles and leftover points (N mod 16) a scalar loop with the same arithmetic.
     """
     n, m = W.shape
+    N = Hin.shape[1]
+    j = 0
+    while j + TILE_POINTS <= N:
+        k = 0
+        while k + 8 <= n:
+            dense_tile_8(W, Hin, Z, b, has_bias, k, j)
+            k += 8
+        while k < n:
+            dense_tile_1(W, Hin, Z, b, has_bias, k, j)
+            k += 1
+        j += TILE_POINTS
     for k in range(n):
-        c0 = b[k] if has_bias else 0.0
-        z = Z[k]
-        for j in range(z.shape[0]):
-            z[j] = c0
-    k = 0
-    while k + 4 <= n:
-        z0, z1, z2, z3 = Z[k], Z[k + 1], Z[k + 2], Z[k + 3]
-        c = 0
-        while c + 4 <= m:
-            _rank4_rows(z0, z1, z2, z3, Hin[c], Hin[c + 1], Hin[c + 2], Hin[c + 3], W, k, c)
-            c += 4
-        while c < m:
-            x = Hin[c]
-            w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
-            for j in range(x.shape[0]):
-                z0[j] += w0 * x[j]
-                z1[j] += w1 * x[j]
-                z2[j] += w2 * x[j]
-                z3[j] += w3 * x[j]
-            c += 1
-        k += 4
-    while k < n:  # leftover rows (e.g. the output layer): eight inputs per pass
-        z = Z[k]
-        c = 0
-        while c + 8 <= m:
-            x0, x1, x2, x3, x4, x5, x6, x7 = (Hin[c], Hin[c + 1], Hin[c + 2], Hin[c + 3],
-                                              Hin[c + 4], Hin[c + 5], Hin[c + 6], Hin[c + 7])
-            w0, w1, w2, w3 = W[k, c], W[k, c + 1], W[k, c + 2], W[k, c + 3]
-            w4, w5, w6, w7 = W[k, c + 4], W[k, c + 5], W[k, c + 6], W[k, c + 7]
-            for j in range(z.shape[0]):
-                z[j] = (z[j] + w0 * x0[j] + w1 * x1[j] + w2 * x2[j] + w3 * x3[j]
-                        + w4 * x4[j] + w5 * x5[j] + w6 * x6[j] + w7 * x7[j])
-            c += 8
-        while c < m:
-            x = Hin[c]
-            w = W[k, c]
-            for j in range(z.shape[0]):
-                z[j] += w * x[j]
-            c += 1
-        k += 1
+        for jj in range(j, N):
+            acc = b[k] if has_bias else 0.0
+            for c in range(m):
+                acc += W[k, c] * Hin[c, jj]
+            Z[k, jj] = acc
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -1,0 +1,97 @@
+"""Explicit-SIMD register tiles for dense layers, written as numba intrinsics (LLVM vector IR).
+
+numba runs LLVM's loop vectoriser but not its SLP vectoriser (switched off in numba for
+miscompilations), so scalar code can vectorise a loop over data points but cannot keep a block of
+outputs in registers across a reduction: every FMA of a rank-update loop then pays a load and a store
+of its output. These tiles hold ROWS × 16 outputs in 2·ROWS vector registers of 8 doubles for the
+whole reduction and issue one FMA per register and input, with the weight broadcast from memory.
+The arithmetic is exactly that of the plain loop ``z = b; for c: z = fma(w[c], x[c], z)``: the same
+FMAs in the same order, so results do not depend on the tiling.
+
+Only C-contiguous float64 arrays are accepted (the row stride is taken from the shape).
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+TILE_POINTS = 16  # data points per tile: two vectors of 8 doubles
+_VEC = 8
+
+
+def _c_float64(ty, ndim):
+    return isinstance(ty, types.Array) and ty.ndim == ndim and ty.layout == "C" and ty.dtype == types.float64
+
+
+def _make_dense_tile(rows):
+    @intrinsic
+    def dense_tile(typingctx, W, Hin, Z, b, has_bias, k, j):
+        """Z[k:k+rows, j:j+16] = (b[k:k+rows] if has_bias) + W[k:k+rows, :] Hin[:, j:j+16].
+
+        The caller guarantees k + rows ≤ W.shape[0] and j + 16 ≤ Hin.shape[1] (no bounds checks)."""
+        if not (_c_float64(W, 2) and _c_float64(Hin, 2) and _c_float64(Z, 2) and _c_float64(b, 1)):
+            return None
+        sig = types.void(W, Hin, Z, b, has_bias, k, j)
+
+        def codegen(context, builder, signature, args):
+            W_arg, H_arg, Z_arg, b_arg, has_bias_val, k_val, j_val = args
+            Wa = context.make_array(signature.args[0])(context, builder, W_arg)
+            Ha = context.make_array(signature.args[1])(context, builder, H_arg)
+            Za = context.make_array(signature.args[2])(context, builder, Z_arg)
+            ba = context.make_array(signature.args[3])(context, builder, b_arg)
+            dbl, i64, i32 = ir.DoubleType(), ir.IntType(64), ir.IntType(32)
+            vty = ir.VectorType(dbl, _VEC)
+            undef = ir.Constant(vty, ir.Undefined)
+            zero_mask = ir.Constant(ir.VectorType(i32, _VEC), [0] * _VEC)
+            vfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                                  f"llvm.fma.v{_VEC}f64")
+            m = builder.extract_value(Wa.shape, 1)
+            h_stride = builder.extract_value(Ha.shape, 1)
+            z_stride = builder.extract_value(Za.shape, 1)
+            n_vec = TILE_POINTS // _VEC
+
+            def splat(x):
+                return builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(i32, 0)),
+                                              undef, zero_mask)
+
+            def vector_at(data, index):
+                return builder.bitcast(builder.gep(data, [index], inbounds=True), vty.as_pointer())
+
+            def row(r):
+                return builder.add(k_val, ir.Constant(i64, r))
+
+            # accumulators start at the bias (allocas in the entry block: promoted to registers)
+            accs = []
+            for r in range(rows):
+                start = cgutils.alloca_once_value(builder, ir.Constant(dbl, 0.0))
+                with builder.if_then(has_bias_val):
+                    builder.store(builder.load(builder.gep(ba.data, [row(r)], inbounds=True)), start)
+                init = splat(builder.load(start))
+                for _ in range(n_vec):
+                    accs.append(cgutils.alloca_once_value(builder, init))
+            with cgutils.for_range(builder, m) as loop:
+                c = loop.index
+                x_pos = builder.add(builder.mul(c, h_stride), j_val)
+                xs = [builder.load(vector_at(Ha.data, builder.add(x_pos, ir.Constant(i64, v * _VEC))), align=8)
+                      for v in range(n_vec)]
+                for r in range(rows):
+                    w_ptr = builder.gep(Wa.data, [builder.add(builder.mul(row(r), m), c)], inbounds=True)
+                    w = splat(builder.load(w_ptr))
+                    for v in range(n_vec):
+                        acc = accs[r * n_vec + v]
+                        builder.store(builder.call(vfma, [w, xs[v], builder.load(acc)]), acc)
+            for r in range(rows):
+                z_pos = builder.add(builder.mul(row(r), z_stride), j_val)
+                for v in range(n_vec):
+                    builder.store(builder.load(accs[r * n_vec + v]),
+                                  vector_at(Za.data, builder.add(z_pos, ir.Constant(i64, v * _VEC))), align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return dense_tile
+
+
+dense_tile_8 = _make_dense_tile(8)
+dense_tile_1 = _make_dense_tile(1)
