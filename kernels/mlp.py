@@ -30,7 +30,7 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
-from .simd import TILE_POINTS, dense_tile_1, dense_tile_8
+from .simd import TILE_POINTS, dense_tile_1, dense_tile_8, dot_tile_4x4
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
@@ -154,34 +154,21 @@ def _forward_layer(W, Hin, b, has_bias, Z):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _dots4x4(d0, d1, d2, d3, x0, x1, x2, x3, G, k, c):
-    """G[k:k+4, c:c+4] = the 16 dot products of rows d_r and x_s: 8 loads per 16 FMAs."""
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = 0.0
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = 0.0
-    for j in range(d0.shape[0]):
-        a0, a1, a2, a3 = d0[j], d1[j], d2[j], d3[j]
-        y0, y1, y2, y3 = x0[j], x1[j], x2[j], x3[j]
-        s00 += a0 * y0; s01 += a0 * y1; s02 += a0 * y2; s03 += a0 * y3
-        s10 += a1 * y0; s11 += a1 * y1; s12 += a1 * y2; s13 += a1 * y3
-        s20 += a2 * y0; s21 += a2 * y1; s22 += a2 * y2; s23 += a2 * y3
-        s30 += a3 * y0; s31 += a3 * y1; s32 += a3 * y2; s33 += a3 * y3
-    G[k, c], G[k, c + 1], G[k, c + 2], G[k, c + 3] = s00, s01, s02, s03
-    G[k + 1, c], G[k + 1, c + 1], G[k + 1, c + 2], G[k + 1, c + 3] = s10, s11, s12, s13
-    G[k + 2, c], G[k + 2, c + 1], G[k + 2, c + 2], G[k + 2, c + 3] = s20, s21, s22, s23
-    G[k + 3, c], G[k + 3, c + 1], G[k + 3, c + 2], G[k + 3, c + 3] = s30, s31, s32, s33
-
-
-@njit(cache=True, fastmath=FASTMATH)
 def _weight_gradient(D, Hin, G, gb, has_bias):
     """G = D Hinᵀ and gb = D 1 (dot products over data points), in 4 × 4 blocks of dot products."""
     n, N = D.shape
     m = Hin.shape[0]
+    n_vec = N - N % 8  # points summed in vector lanes by the tiles; the rest are added after
     k = 0
     while k + 4 <= n:
         d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
         c = 0
         while c + 4 <= m:
-            _dots4x4(d0, d1, d2, d3, Hin[c], Hin[c + 1], Hin[c + 2], Hin[c + 3], G, k, c)
+            dot_tile_4x4(D, Hin, G, k, c, n_vec)
+            for r in range(k, k + 4):
+                for s in range(c, c + 4):
+                    for j in range(n_vec, N):
+                        G[r, s] += D[r, j] * Hin[s, j]
             c += 4
         while c < m:
             x = Hin[c]
@@ -219,6 +206,13 @@ def _backward_layer(W, D, out, Zprev, act, slope, power):
     n, m = W.shape
     for c in range(m):
         o = out[c]
+        if n == 1 and act == ACT_RELU:  # the usual output layer: one fused pass, same numbers
+            z = Zprev[c]
+            d0 = D[0]
+            w0 = W[0, c]
+            for j in range(o.shape[0]):
+                o[j] = w0 * d0[j] if z[j] > 0.0 else 0.0
+            continue
         k = 0
         if n >= 4:
             d0, d1, d2, d3 = D[0], D[1], D[2], D[3]

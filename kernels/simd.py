@@ -95,3 +95,71 @@ def _make_dense_tile(rows):
 
 dense_tile_8 = _make_dense_tile(8)
 dense_tile_1 = _make_dense_tile(1)
+
+
+def _make_dot_tile(rows, cols):
+    @intrinsic
+    def dot_tile(typingctx, D, Hin, G, k, c, n_points):
+        """G[k:k+rows, c:c+cols] = D[k:k+rows, :n] Hin[c:c+cols, :n]ᵀ for n = n_points (a multiple of 8):
+        one vector accumulator of 8 partial sums per output, reduced at the end by a transpose-add
+        tree (three shuffle+add stages for four outputs instead of four horizontal sums)."""
+        if not (_c_float64(D, 2) and _c_float64(Hin, 2) and _c_float64(G, 2)):
+            return None
+        sig = types.void(D, Hin, G, k, c, n_points)
+
+        def codegen(context, builder, signature, args):
+            D_arg, H_arg, G_arg, k_val, c_val, n_val = args
+            Da = context.make_array(signature.args[0])(context, builder, D_arg)
+            Ha = context.make_array(signature.args[1])(context, builder, H_arg)
+            Ga = context.make_array(signature.args[2])(context, builder, G_arg)
+            dbl, i64, i32 = ir.DoubleType(), ir.IntType(64), ir.IntType(32)
+            vty = ir.VectorType(dbl, _VEC)
+            vfma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                                  f"llvm.fma.v{_VEC}f64")
+            d_stride = builder.extract_value(Da.shape, 1)
+            h_stride = builder.extract_value(Ha.shape, 1)
+            g_stride = builder.extract_value(Ga.shape, 1)
+
+            def vector_at(data, index):
+                return builder.bitcast(builder.gep(data, [index], inbounds=True), vty.as_pointer())
+
+            def offset(base, r, stride):
+                return builder.mul(builder.add(base, ir.Constant(i64, r)), stride)
+
+            d_rows = [offset(k_val, r, d_stride) for r in range(rows)]
+            h_rows = [offset(c_val, s, h_stride) for s in range(cols)]
+            accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, [0.0] * _VEC)) for _ in range(rows * cols)]
+            n_vec = builder.udiv(n_val, ir.Constant(i64, _VEC))
+            with cgutils.for_range(builder, n_vec) as loop:
+                j = builder.mul(loop.index, ir.Constant(i64, _VEC))
+                ds = [builder.load(vector_at(Da.data, builder.add(p, j)), align=8) for p in d_rows]
+                hs = [builder.load(vector_at(Ha.data, builder.add(p, j)), align=8) for p in h_rows]
+                for r in range(rows):
+                    for s in range(cols):
+                        acc = accs[r * cols + s]
+                        builder.store(builder.call(vfma, [ds[r], hs[s], builder.load(acc)]), acc)
+
+            def shuffle_add(a, b, lo, hi):
+                mask_lo = ir.Constant(ir.VectorType(i32, len(lo)), lo)
+                mask_hi = ir.Constant(ir.VectorType(i32, len(hi)), hi)
+                return builder.fadd(builder.shuffle_vector(a, b, mask_lo), builder.shuffle_vector(a, b, mask_hi))
+
+            for r in range(rows):
+                for s0 in range(0, cols, 4):
+                    a, b, cc, d = (builder.load(accs[r * cols + s0 + t]) for t in range(4))
+                    # lanes [a0+a4 … a3+a7, b0+b4 …], then pairs, then the four totals a, b, c, d
+                    u = shuffle_add(a, b, [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+                    v = shuffle_add(cc, d, [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15])
+                    w = shuffle_add(u, v, [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15])
+                    x = shuffle_add(w, w, [0, 4, 2, 6], [1, 5, 3, 7])
+                    pos = builder.add(builder.add(offset(k_val, r, g_stride), c_val), ir.Constant(i64, s0))
+                    ptr = builder.bitcast(builder.gep(Ga.data, [pos], inbounds=True), x.type.as_pointer())
+                    builder.store(x, ptr, align=8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return dot_tile
+
+
+dot_tile_4x4 = _make_dot_tile(4, 4)
