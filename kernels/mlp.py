@@ -30,7 +30,7 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
-from .simd import TILE_POINTS, dense_tile_1, dense_tile_8, dot_tile_4x4
+from .simd import TILE_POINTS, dense_tile_1, dense_tile_8, dot_tile_1x4, dot_tile_4x4
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
@@ -181,9 +181,16 @@ def _weight_gradient(D, Hin, G, gb, has_bias):
             G[k, c], G[k + 1, c], G[k + 2, c], G[k + 3, c] = s0, s1, s2, s3
             c += 1
         k += 4
-    while k < n:  # leftover rows (e.g. the output layer)
+    while k < n:  # leftover rows (e.g. the output layer): one row × 4 columns per tile
         d = D[k]
-        for c in range(m):
+        c = 0
+        while c + 4 <= m:
+            dot_tile_1x4(D, Hin, G, k, c, n_vec)
+            for s in range(c, c + 4):
+                for j in range(n_vec, N):
+                    G[k, s] += d[j] * Hin[s, j]
+            c += 4
+        for c in range(c, m):
             x = Hin[c]
             acc = 0.0
             for j in range(N):

@@ -163,3 +163,4 @@ def _make_dot_tile(rows, cols):
 
 
 dot_tile_4x4 = _make_dot_tile(4, 4)
+dot_tile_1x4 = _make_dot_tile(1, 4)
