@@ -155,48 +155,36 @@ def _forward_layer(W, Hin, b, has_bias, Z):
 
 @njit(cache=True, fastmath=FASTMATH)
 def _weight_gradient(D, Hin, G, gb, has_bias):
-    """G = D Hinᵀ and gb = D 1 (dot products over data points), in 4 × 4 blocks of dot products."""
+    """G = D Hinᵀ and gb = D 1 (dot products over data points).
+
+    Blocks of 4 × 4 (leftover rows: 1 × 4) dot products are SIMD tiles (kernels/simd.py) over the
+    first N − N mod 8 points, the remaining points added after; leftover columns are plain dots.
+    """
     n, N = D.shape
     m = Hin.shape[0]
-    n_vec = N - N % 8  # points summed in vector lanes by the tiles; the rest are added after
-    k = 0
-    while k + 4 <= n:
-        d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
-        c = 0
-        while c + 4 <= m:
-            dot_tile_4x4(D, Hin, G, k, c, n_vec)
-            for r in range(k, k + 4):
+    n_vec = N - N % 8
+    m_tiled = m - m % 4
+    for c in range(0, m_tiled, 4):
+        k = 0
+        while k < n:
+            rows = 4 if k + 4 <= n else 1
+            if rows == 4:
+                dot_tile_4x4(D, Hin, G, k, c, n_vec)
+            else:
+                dot_tile_1x4(D, Hin, G, k, c, n_vec)
+            for r in range(k, k + rows):
                 for s in range(c, c + 4):
                     for j in range(n_vec, N):
                         G[r, s] += D[r, j] * Hin[s, j]
-            c += 4
-        while c < m:
-            x = Hin[c]
-            s0 = s1 = s2 = s3 = 0.0
-            for j in range(N):
-                s0 += d0[j] * x[j]
-                s1 += d1[j] * x[j]
-                s2 += d2[j] * x[j]
-                s3 += d3[j] * x[j]
-            G[k, c], G[k + 1, c], G[k + 2, c], G[k + 3, c] = s0, s1, s2, s3
-            c += 1
-        k += 4
-    while k < n:  # leftover rows (e.g. the output layer): one row × 4 columns per tile
+            k += rows
+    for k in range(n):
         d = D[k]
-        c = 0
-        while c + 4 <= m:
-            dot_tile_1x4(D, Hin, G, k, c, n_vec)
-            for s in range(c, c + 4):
-                for j in range(n_vec, N):
-                    G[k, s] += d[j] * Hin[s, j]
-            c += 4
-        for c in range(c, m):
+        for c in range(m_tiled, m):
             x = Hin[c]
             acc = 0.0
             for j in range(N):
                 acc += d[j] * x[j]
             G[k, c] = acc
-        k += 1
     if has_bias:
         for k in range(n):
             d = D[k]
