@@ -30,7 +30,7 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
-from .simd import TILE_POINTS, dense_tile_1, dense_tile_8, dot_tile_1x4, dot_tile_4x4
+from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_tile_1x4, dot_tile_4x4
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
@@ -135,18 +135,21 @@ def _forward_layer(W, Hin, b, has_bias, Z):
     """
     n, m = W.shape
     N = Hin.shape[1]
-    j = 0
-    while j + TILE_POINTS <= N:
-        k = 0
-        while k + 8 <= n:
+    n_tiled = n - n % 8
+    N_tiled = N - N % TILE_POINTS
+    for j in range(0, N_tiled, TILE_POINTS):
+        for k in range(0, n_tiled, 8):
             dense_tile_8(W, Hin, Z, b, has_bias, k, j)
-            k += 8
-        while k < n:
+    for k in range(n_tiled, n):  # leftover rows (e.g. the output layer)
+        j = 0
+        while j + 64 <= N_tiled:
+            dense_tile_1x64(W, Hin, Z, b, has_bias, k, j)
+            j += 64
+        while j < N_tiled:
             dense_tile_1(W, Hin, Z, b, has_bias, k, j)
-            k += 1
-        j += TILE_POINTS
+            j += TILE_POINTS
     for k in range(n):
-        for jj in range(j, N):
+        for jj in range(N_tiled, N):
             acc = b[k] if has_bias else 0.0
             for c in range(m):
                 acc += W[k, c] * Hin[c, jj]

@@ -24,12 +24,12 @@ def _c_float64(ty, ndim):
     return isinstance(ty, types.Array) and ty.ndim == ndim and ty.layout == "C" and ty.dtype == types.float64
 
 
-def _make_dense_tile(rows):
+def _make_dense_tile(rows, points=TILE_POINTS):
     @intrinsic
     def dense_tile(typingctx, W, Hin, Z, b, has_bias, k, j):
-        """Z[k:k+rows, j:j+16] = (b[k:k+rows] if has_bias) + W[k:k+rows, :] Hin[:, j:j+16].
+        """Z[k:k+rows, j:j+points] = (b[k:k+rows] if has_bias) + W[k:k+rows, :] Hin[:, j:j+points].
 
-        The caller guarantees k + rows ≤ W.shape[0] and j + 16 ≤ Hin.shape[1] (no bounds checks)."""
+        The caller guarantees k + rows ≤ W.shape[0] and j + points ≤ Hin.shape[1] (no bounds checks)."""
         if not (_c_float64(W, 2) and _c_float64(Hin, 2) and _c_float64(Z, 2) and _c_float64(b, 1)):
             return None
         sig = types.void(W, Hin, Z, b, has_bias, k, j)
@@ -49,7 +49,7 @@ def _make_dense_tile(rows):
             m = builder.extract_value(Wa.shape, 1)
             h_stride = builder.extract_value(Ha.shape, 1)
             z_stride = builder.extract_value(Za.shape, 1)
-            n_vec = TILE_POINTS // _VEC
+            n_vec = points // _VEC
 
             def splat(x):
                 return builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(i32, 0)),
@@ -95,6 +95,7 @@ def _make_dense_tile(rows):
 
 dense_tile_8 = _make_dense_tile(8)
 dense_tile_1 = _make_dense_tile(1)
+dense_tile_1x64 = _make_dense_tile(1, 64)  # one row: 8 independent FMA chains hide the FMA latency
 
 
 def _make_dot_tile(rows, cols):
