@@ -21,6 +21,7 @@ gradient descent's exact one-step law.
 
 Work buffer: for each layer i, Z_i (n_i × N) and, for hidden layers, H_i = σ(Z_i) (n_i × N); two
 back-propagation buffers (widest × N); the normalised first layer V (n_1 × n_0) and its row norms.
+ReLU hidden layers write only H_i (straight from the register tiles) and take σ'(z) = [h > 0].
 """
 
 import math
@@ -127,8 +128,8 @@ def _times_derivative(d, z, code, slope, power):
 
 
 @njit(cache=True, fastmath=_LANEWISE)
-def _forward_layer(W, Hin, b, has_bias, Z):
-    """Z = W Hin (+ b): every entry is b_k then one FMA per input, in input order.
+def _forward_layer(W, Hin, b, has_bias, Z, relu):
+    """Z = W Hin (+ b), or its ReLU if ``relu``: every entry is b_k then one FMA per input, in input order.
 
     Blocks of 16 data points × 8 rows are register tiles (kernels/simd.py); leftover rows take
     one-row tiles and leftover points (N mod 16) a scalar loop with the same arithmetic.
@@ -139,21 +140,21 @@ def _forward_layer(W, Hin, b, has_bias, Z):
     N_tiled = N - N % TILE_POINTS
     for j in range(0, N_tiled, TILE_POINTS):
         for k in range(0, n_tiled, 8):
-            dense_tile_8(W, Hin, Z, b, has_bias, k, j)
+            dense_tile_8(W, Hin, Z, b, has_bias, k, j, relu)
     for k in range(n_tiled, n):  # leftover rows (e.g. the output layer)
         j = 0
         while j + 64 <= N_tiled:
-            dense_tile_1x64(W, Hin, Z, b, has_bias, k, j)
+            dense_tile_1x64(W, Hin, Z, b, has_bias, k, j, relu)
             j += 64
         while j < N_tiled:
-            dense_tile_1(W, Hin, Z, b, has_bias, k, j)
+            dense_tile_1(W, Hin, Z, b, has_bias, k, j, relu)
             j += TILE_POINTS
     for k in range(n):
         for jj in range(N_tiled, N):
             acc = b[k] if has_bias else 0.0
             for c in range(m):
                 acc += W[k, c] * Hin[c, jj]
-            Z[k, jj] = acc
+            Z[k, jj] = max(acc, 0.0) if relu else acc
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -278,12 +279,17 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         b = theta[bo: bo + ni] if has_bias else theta[0:0]
         zo = _z_offset(ints, i, N)
         Z = work[zo: zo + ni * N].reshape((ni, N))
-        _forward_layer(W, Hin, b, has_bias, Z)
         if i < L:
             H = work[zo + ni * N: zo + 2 * ni * N].reshape((ni, N))
-            for k in range(ni):
-                _activate(Z[k], H[k], act, slope, power)
+            if act == ACT_RELU:  # H straight from the tiles; Z is not needed (σ'(z) = [h > 0])
+                _forward_layer(W, Hin, b, has_bias, H, True)
+            else:
+                _forward_layer(W, Hin, b, has_bias, Z, False)
+                for k in range(ni):
+                    _activate(Z[k], H[k], act, slope, power)
             Hin = H
+        else:
+            _forward_layer(W, Hin, b, has_bias, Z, False)
 
     # ---- loss and E = dL/df, written over f ----
     nL = width(ints, L)
@@ -335,7 +341,9 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         if i > 1:
             W = theta[wo: wo + ni * nprev].reshape((ni, nprev))
             out = bufs[i % 2][: nprev * N].reshape((nprev, N))
-            Zprev = work[zp: zp + nprev * N].reshape((nprev, N))
+            # ReLU: σ'(z) = [z > 0] = [max(z, 0) > 0] (NaN too), so H stands in for the Z never stored
+            zs = zp + nprev * N if act == ACT_RELU else zp
+            Zprev = work[zs: zs + nprev * N].reshape((nprev, N))
             _backward_layer(W, delta, out, Zprev, act, slope, power)
             delta = out
     if normalised:  # chain rule through v = w/|w|: g_w = (I − v vᵀ) g_v / |w|

@@ -26,16 +26,17 @@ def _c_float64(ty, ndim):
 
 def _make_dense_tile(rows, points=TILE_POINTS):
     @intrinsic
-    def dense_tile(typingctx, W, Hin, Z, b, has_bias, k, j):
-        """Z[k:k+rows, j:j+points] = (b[k:k+rows] if has_bias) + W[k:k+rows, :] Hin[:, j:j+points].
+    def dense_tile(typingctx, W, Hin, Z, b, has_bias, k, j, relu):
+        """Z[k:k+rows, j:j+points] = (b[k:k+rows] if has_bias) + W[k:k+rows, :] Hin[:, j:j+points], or if
+        ``relu`` its ReLU max(z, 0.0) (NaN kept, as numba's max), stored straight from the registers.
 
         The caller guarantees k + rows ≤ W.shape[0] and j + points ≤ Hin.shape[1] (no bounds checks)."""
         if not (_c_float64(W, 2) and _c_float64(Hin, 2) and _c_float64(Z, 2) and _c_float64(b, 1)):
             return None
-        sig = types.void(W, Hin, Z, b, has_bias, k, j)
+        sig = types.void(W, Hin, Z, b, has_bias, k, j, relu)
 
         def codegen(context, builder, signature, args):
-            W_arg, H_arg, Z_arg, b_arg, has_bias_val, k_val, j_val = args
+            W_arg, H_arg, Z_arg, b_arg, has_bias_val, k_val, j_val, relu_val = args
             Wa = context.make_array(signature.args[0])(context, builder, W_arg)
             Ha = context.make_array(signature.args[1])(context, builder, H_arg)
             Za = context.make_array(signature.args[2])(context, builder, Z_arg)
@@ -81,11 +82,13 @@ def _make_dense_tile(rows, points=TILE_POINTS):
                     for v in range(n_vec):
                         acc = accs[r * n_vec + v]
                         builder.store(builder.call(vfma, [w, xs[v], builder.load(acc)]), acc)
+            zero = ir.Constant(vty, [0.0] * _VEC)
             for r in range(rows):
                 z_pos = builder.add(builder.mul(row(r), z_stride), j_val)
                 for v in range(n_vec):
-                    builder.store(builder.load(accs[r * n_vec + v]),
-                                  vector_at(Za.data, builder.add(z_pos, ir.Constant(i64, v * _VEC))), align=8)
+                    z = builder.load(accs[r * n_vec + v])
+                    z = builder.select(relu_val, builder.select(builder.fcmp_ordered("<", z, zero), zero, z), z)
+                    builder.store(z, vector_at(Za.data, builder.add(z_pos, ir.Constant(i64, v * _VEC))), align=8)
             return context.get_dummy_value()
 
         return sig, codegen
