@@ -3,10 +3,11 @@
 numba runs LLVM's loop vectoriser but not its SLP vectoriser (switched off in numba for
 miscompilations), so scalar code can vectorise a loop over data points but cannot keep a block of
 outputs in registers across a reduction: every FMA of a rank-update loop then pays a load and a store
-of its output. These tiles hold ROWS × 16 outputs in 2·ROWS vector registers of 8 doubles for the
-whole reduction and issue one FMA per register and input, with the weight broadcast from memory.
-The arithmetic is exactly that of the plain loop ``z = b; for c: z = fma(w[c], x[c], z)``: the same
-FMAs in the same order, so results do not depend on the tiling.
+of its output. The dense tiles hold rows × points outputs in rows·points/8 vector registers of 8
+doubles for the whole reduction and issue one FMA per register and input, with the weight broadcast
+from memory. Their arithmetic is exactly that of the plain loop ``z = b; for c: z = fma(w[c], x[c], z)``:
+the same FMAs in the same order, so results do not depend on the tiling. The dot tiles keep one vector
+of partial sums per output of G = D Hᵀ and reduce them at the end.
 
 Only C-contiguous float64 arrays are accepted (the row stride is taken from the shape).
 """
