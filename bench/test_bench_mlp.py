@@ -9,12 +9,21 @@ weights, same RK4, same charges at the same save times) and is checked against t
 
 Run:  .venv/bin/python -m pytest bench/test_bench_mlp.py --benchmark-only -q
   or  .venv/bin/python bench/test_bench_mlp.py          (prints the table of bench/README_mlp.md)
+  or  .venv/bin/python bench/test_bench_mlp.py --cpu [engine numpy torch jax peak]
+      (single-threaded CPU time, time.process_time(), min over repetitions: the per-thread comparison
+       that a shared, loaded machine still measures fairly)
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+
+if __name__ == "__main__" and "--cpu" in sys.argv:  # one thread everywhere, set before any import
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[_var] = "1"
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 import numpy as np
 import pytest
@@ -95,7 +104,7 @@ def numpy_baseline(model, data, theta0, n_steps):
 def torch_baseline(model, data, theta0, n_steps):
     import torch
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
     X, Y = torch.from_numpy(data.X), torch.from_numpy(data.Y[0])
 
     def field(theta, X, Y):
@@ -234,5 +243,58 @@ def main():
         print(f"| {name} | {wall:.2f} | {rate:.0f} | {rate * 4 * FLOP_PER_GRAD / 1e9:.1f} | {diff:.1e} |")
 
 
+def _cpu_seconds(fn, repeats):
+    """Min over repeats of the process CPU time of fn() (one thread, so CPU time = one core's work)."""
+    best = np.inf
+    for _ in range(repeats):
+        t = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t)
+    return best
+
+
+def cpu_main(names):
+    """Single-threaded CPU-time table: engine on ENGINE_SEEDS seeds (per-seed cost does not depend on
+    the batch), baselines on all 1024 seeds (their GEMM shapes do), BENCH_STEPS steps each."""
+    import numba
+
+    numba.set_num_threads(1)
+    model, data, theta0 = problem()
+    engine_seeds = int(os.environ.get("NOETHER_BENCH_ENGINE_SEEDS", "256"))
+    repeats = int(os.environ.get("NOETHER_BENCH_REPEATS", "3"))
+    t = time.process_time()
+    engine(model, data, theta0[:2], SAVE_EVERY_STEPS)
+    print(f"engine first call (compile or cache load): {time.process_time() - t:.1f} s CPU")
+    expected = engine(model, data, theta0[:engine_seeds], BENCH_STEPS)
+    print(f"1 thread, process CPU time, min of {repeats} (engine) / 1 (baselines), {BENCH_STEPS} RK4 steps")
+    print("| implementation | seeds | CPU s | seed-steps/s | GFLOP/s | max rel. diff vs engine |")
+    print("|---|---|---|---|---|---|")
+
+    def row(name, seeds, sec, diff):
+        rate = seeds * BENCH_STEPS / sec
+        print(f"| {name} | {seeds} | {sec:.2f} | {rate:.0f} | {rate * 4 * FLOP_PER_GRAD / 1e9:.1f} | {diff} |",
+              flush=True)
+
+    for name in names:
+        if name == "engine":
+            sec = _cpu_seconds(lambda: engine(model, data, theta0[:engine_seeds], BENCH_STEPS), repeats)
+            row("engine (numba)", engine_seeds, sec, "0")
+        elif name == "peak":
+            a = np.random.default_rng(0).standard_normal((4096, 4096))
+            sec = _cpu_seconds(lambda: a @ a, 2)
+            print(f"float64 peak: 4096^2 numpy matmul {sec:.2f} s CPU = {2 * 4096 ** 3 / sec / 1e9:.1f} GFLOP/s")
+        elif available(name):
+            fn = BASELINES[name]
+            if name == "jax":
+                fn(model, data, theta0, SAVE_EVERY_STEPS)  # compile outside the timing
+            out = {}
+            sec = _cpu_seconds(lambda: out.setdefault("q", fn(model, data, theta0, BENCH_STEPS)), 1)
+            ref = out["q"][:engine_seeds]
+            row(name, SEEDS, sec, f"{np.max(np.abs(ref - expected)) / np.max(np.abs(expected)):.1e}")
+
+
 if __name__ == "__main__":
-    main()
+    if "--cpu" in sys.argv:
+        cpu_main([a for a in sys.argv[1:] if a != "--cpu"] or ["engine", "numpy", "torch", "jax", "peak"])
+    else:
+        main()

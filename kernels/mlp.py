@@ -21,6 +21,7 @@ gradient descent's exact one-step law.
 
 Work buffer: for each layer i, Z_i (n_i × N) and, for hidden layers, H_i = σ(Z_i) (n_i × N); two
 back-propagation buffers (widest × N); the normalised first layer V (n_1 × n_0) and its row norms.
+ReLU hidden layers write only H_i (straight from the register tiles) and take σ'(z) = [h > 0].
 """
 
 import math
@@ -30,10 +31,15 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
+from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_tile_1x4, dot_tile_4x4
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
 F_SLOPE, F_POWER, F_CHARGE_DEGREE = 0, 1, 2
+
+# FMA contraction but no reassociation: sums stay in the order written (loops over data points
+# still vectorise, being lane-wise), so the scalar remainder loops match the SIMD tiles exactly.
+_LANEWISE = {"contract", "nsz"}
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -121,92 +127,117 @@ def _times_derivative(d, z, code, slope, power):
             d[j] *= 0.5 * (1.0 + math.erf(x * _INV_SQRT2)) + x * _INV_SQRT2PI * math.exp(-0.5 * x * x)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _forward_layer(W, Hin, b, has_bias, Z):
-    """Z = W Hin (+ b): four output rows at a time so each input row is loaded once per block."""
+@njit(cache=True, fastmath=_LANEWISE)
+def _forward_layer(W, Hin, b, has_bias, Z, relu):
+    """Z = W Hin (+ b), or its ReLU if ``relu``: every entry is b_k then one FMA per input, in input order.
+
+    Blocks of 16 data points × 8 rows are register tiles (kernels/simd.py); leftover rows take
+    one-row tiles and leftover points (N mod 16) a scalar loop with the same arithmetic.
+    """
     n, m = W.shape
     N = Hin.shape[1]
-    k = 0
-    while k + 4 <= n:
-        z0, z1, z2, z3 = Z[k], Z[k + 1], Z[k + 2], Z[k + 3]
-        c0 = b[k] if has_bias else 0.0
-        c1 = b[k + 1] if has_bias else 0.0
-        c2 = b[k + 2] if has_bias else 0.0
-        c3 = b[k + 3] if has_bias else 0.0
-        for j in range(N):
-            z0[j] = c0
-            z1[j] = c1
-            z2[j] = c2
-            z3[j] = c3
-        for c in range(m):
-            x = Hin[c]
-            w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
-            for j in range(N):
-                xj = x[j]
-                z0[j] += w0 * xj
-                z1[j] += w1 * xj
-                z2[j] += w2 * xj
-                z3[j] += w3 * xj
-        k += 4
-    while k < n:
-        z = Z[k]
-        c0 = b[k] if has_bias else 0.0
-        for j in range(N):
-            z[j] = c0
-        for c in range(m):
-            x = Hin[c]
-            w = W[k, c]
-            for j in range(N):
-                z[j] += w * x[j]
-        k += 1
+    n_tiled = n - n % 8
+    N_tiled = N - N % TILE_POINTS
+    for j in range(0, N_tiled, TILE_POINTS):
+        for k in range(0, n_tiled, 8):
+            dense_tile_8(W, Hin, Z, b, has_bias, k, j, relu)
+    for k in range(n_tiled, n):  # leftover rows (e.g. the output layer)
+        j = 0
+        while j + 64 <= N_tiled:
+            dense_tile_1x64(W, Hin, Z, b, has_bias, k, j, relu)
+            j += 64
+        while j < N_tiled:
+            dense_tile_1(W, Hin, Z, b, has_bias, k, j, relu)
+            j += TILE_POINTS
+    for k in range(n):
+        for jj in range(N_tiled, N):
+            acc = b[k] if has_bias else 0.0
+            for c in range(m):
+                acc += W[k, c] * Hin[c, jj]
+            Z[k, jj] = max(acc, 0.0) if relu else acc
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def _weight_gradient(D, Hin, G, gb, has_bias):
-    """G = D Hinᵀ and gb = D 1 (dot products over data points)."""
+    """G = D Hinᵀ and gb = D 1 (dot products over data points).
+
+    Blocks of 4 × 4 (leftover rows: 1 × 4) dot products are SIMD tiles (kernels/simd.py) over the
+    first N − N mod 8 points, the remaining points added after; leftover columns are plain dots.
+    """
     n, N = D.shape
     m = Hin.shape[0]
+    n_vec = N - N % 8
+    m_tiled = m - m % 4
+    for c in range(0, m_tiled, 4):
+        k = 0
+        while k < n:
+            rows = 4 if k + 4 <= n else 1
+            if rows == 4:
+                dot_tile_4x4(D, Hin, G, k, c, n_vec)
+            else:
+                dot_tile_1x4(D, Hin, G, k, c, n_vec)
+            for r in range(k, k + rows):
+                for s in range(c, c + 4):
+                    for j in range(n_vec, N):
+                        G[r, s] += D[r, j] * Hin[s, j]
+            k += rows
     for k in range(n):
         d = D[k]
-        for c in range(m):
+        for c in range(m_tiled, m):
             x = Hin[c]
             acc = 0.0
             for j in range(N):
                 acc += d[j] * x[j]
             G[k, c] = acc
-        if has_bias:
+    if has_bias:
+        for k in range(n):
+            d = D[k]
             acc = 0.0
             for j in range(N):
                 acc += d[j]
             gb[k] = acc
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _backward_layer(W, D, out):
-    """out = Wᵀ D, four rows of D at a time."""
+@njit(cache=True, fastmath=_LANEWISE)
+def _backward_layer(W, D, out, Zprev, act, slope, power):
+    """out = (Wᵀ D) ∘ σ'(Zprev), one output row at a time: the row is summed over the rows of D four
+    at a time (in order) and multiplied by σ' while it is still in L1."""
     n, m = W.shape
-    N = D.shape[1]
     for c in range(m):
         o = out[c]
-        for j in range(N):
-            o[j] = 0.0
-    k = 0
-    while k + 4 <= n:
-        d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
-        for c in range(m):
-            o = out[c]
+        if n == 1 and act == ACT_RELU:  # the usual output layer: one fused pass, same numbers
+            z = Zprev[c]
+            d0 = D[0]
+            w0 = W[0, c]
+            for j in range(o.shape[0]):
+                o[j] = w0 * d0[j] if z[j] > 0.0 else 0.0
+            continue
+        k = 0
+        if n >= 4:
+            d0, d1, d2, d3 = D[0], D[1], D[2], D[3]
+            w0, w1, w2, w3 = W[0, c], W[1, c], W[2, c], W[3, c]
+            for j in range(o.shape[0]):
+                o[j] = w0 * d0[j] + w1 * d1[j] + w2 * d2[j] + w3 * d3[j]
+            k = 4
+        else:
+            d0 = D[0]
+            w0 = W[0, c]
+            for j in range(o.shape[0]):
+                o[j] = w0 * d0[j]
+            k = 1
+        while k + 4 <= n:
+            d0, d1, d2, d3 = D[k], D[k + 1], D[k + 2], D[k + 3]
             w0, w1, w2, w3 = W[k, c], W[k + 1, c], W[k + 2, c], W[k + 3, c]
-            for j in range(N):
-                o[j] += w0 * d0[j] + w1 * d1[j] + w2 * d2[j] + w3 * d3[j]
-        k += 4
-    while k < n:
-        d = D[k]
-        for c in range(m):
-            o = out[c]
-            w = W[k, c]
-            for j in range(N):
-                o[j] += w * d[j]
-        k += 1
+            for j in range(o.shape[0]):
+                o[j] = o[j] + w0 * d0[j] + w1 * d1[j] + w2 * d2[j] + w3 * d3[j]
+            k += 4
+        while k < n:
+            d0 = D[k]
+            w0 = W[k, c]
+            for j in range(o.shape[0]):
+                o[j] += w0 * d0[j]
+            k += 1
+        _times_derivative(o, Zprev[c], act, slope, power)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -248,12 +279,17 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         b = theta[bo: bo + ni] if has_bias else theta[0:0]
         zo = _z_offset(ints, i, N)
         Z = work[zo: zo + ni * N].reshape((ni, N))
-        _forward_layer(W, Hin, b, has_bias, Z)
         if i < L:
             H = work[zo + ni * N: zo + 2 * ni * N].reshape((ni, N))
-            for k in range(ni):
-                _activate(Z[k], H[k], act, slope, power)
+            if act == ACT_RELU:  # H straight from the tiles; Z is not needed (σ'(z) = [h > 0])
+                _forward_layer(W, Hin, b, has_bias, H, True)
+            else:
+                _forward_layer(W, Hin, b, has_bias, Z, False)
+                for k in range(ni):
+                    _activate(Z[k], H[k], act, slope, power)
             Hin = H
+        else:
+            _forward_layer(W, Hin, b, has_bias, Z, False)
 
     # ---- loss and E = dL/df, written over f ----
     nL = width(ints, L)
@@ -305,10 +341,10 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         if i > 1:
             W = theta[wo: wo + ni * nprev].reshape((ni, nprev))
             out = bufs[i % 2][: nprev * N].reshape((nprev, N))
-            _backward_layer(W, delta, out)
-            Zprev = work[zp: zp + nprev * N].reshape((nprev, N))
-            for k in range(nprev):
-                _times_derivative(out[k], Zprev[k], act, slope, power)
+            # ReLU: σ'(z) = [z > 0] = [max(z, 0) > 0] (NaN too), so H stands in for the Z never stored
+            zs = zp + nprev * N if act == ACT_RELU else zp
+            Zprev = work[zs: zs + nprev * N].reshape((nprev, N))
+            _backward_layer(W, delta, out, Zprev, act, slope, power)
             delta = out
     if normalised:  # chain rule through v = w/|w|: g_w = (I − v vᵀ) g_v / |w|
         G = grad[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
