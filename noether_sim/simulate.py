@@ -6,6 +6,7 @@ The one entry point from Python objects to the kernels. Everything it returns is
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
 import time as _time
@@ -297,9 +298,15 @@ def _over_seed_ranges(n_seeds, run_range):
         run_range(0, n_seeds)
         return
     edges = np.linspace(0, n_seeds, min(n_seeds, 4 * threads) + 1).astype(int)
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(run_range, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]:
-            future.result()
+    pool = _thread_pool(threads)
+    for future in [pool.submit(run_range, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]:
+        future.result()
+
+
+@functools.lru_cache(maxsize=None)
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count for the process (a run calls the kernels once per chunk)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="noether_sim")
 
 
 def _progress_bar(progress, total, label):
