@@ -23,7 +23,7 @@ from numba import njit
 from .layout import MODEL_DEEP_LINEAR, MODEL_MLP
 
 from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_STEP_UNDERFLOW
-from .explicit import combine, error_norm, initial_step, rk_stages, vector_field, within_bound
+from .explicit import combine, error_norm, initial_step, rk_stages, within_bound
 from .models import charge_scales, charges, loss_grad, work_size
 
 # method_ints fields
@@ -142,31 +142,17 @@ def _integrate_seed(kind, s, theta, t_now, h_next, pred, q0, status, t_diverged,
 
     for js in range(first, last):
         t_end = save_times[js]
-        if not adaptive:
-            n_steps = int(np.round((t_end - t) / h_fixed))
-            for _ in range(n_steps):
-                rk_stages(kind, th, h_fixed, A, K, stage, 0, ints, floats, data_a, data_b, work, lam)
-                n_grad[s] += n_stages
-                if track_law:
-                    for j in range(P):
-                        g[j] = -K[0, j] - lam * th[j]
-                    _accumulate_gd_law(kind, sp, g, qg, h_fixed, lam, ints, floats, group_off, group_degree)
-                combine(th, h_fixed, b, K, new)
-                if not within_bound(new, bound):
-                    status[s] = STATUS_DIVERGED
-                    t_diverged[s] = t + h_fixed
-                    break
-                th[:] = new
-                t += h_fixed
-                n_accepted[s] += 1
-        else:
-            if h <= 0.0 and t_end > t:  # first step of this seed: choose it
-                vector_field(kind, th, K[0], ints, floats, data_a, data_b, work, lam)
-                n_grad[s] += 2
-                h = initial_step(kind, th, K[0], err_order, rtol, atol, t_end - t, ints, floats,
-                                 data_a, data_b, work, lam, stage, new)
-                k0_valid = True
-            while t < t_end and status[s] == STATUS_OK:
+        if adaptive and h <= 0.0 and t_end > t:  # first step of this seed: choose it
+            n_grad[s] += 2
+            h = initial_step(kind, th, K[0], err_order, rtol, atol, t_end - t, ints, floats,
+                             data_a, data_b, work, lam, stage, new)
+            k0_valid = True
+        # One step loop for fixed and adaptive steps: a single call site of the stepper, so the
+        # gradient kernel is inlined (and optimised by LLVM) once — compile time.
+        steps_left = 0 if adaptive else int(np.round((t_end - t) / h_fixed))
+        while (t < t_end) if adaptive else (steps_left > 0):
+            h_try = h_fixed
+            if adaptive:
                 if n_accepted[s] + n_rejected[s] >= max_steps:
                     status[s] = STATUS_MAX_STEPS
                     break
@@ -174,27 +160,36 @@ def _integrate_seed(kind, s, theta, t_now, h_next, pred, q0, status, t_diverged,
                 if h_try < 1e-14 * max(1.0, abs(t)):
                     status[s] = STATUS_STEP_UNDERFLOW
                     break
-                first_stage = 1 if k0_valid else 0
-                rk_stages(kind, th, h_try, A, K, stage, first_stage, ints, floats, data_a, data_b, work, lam)
-                n_grad[s] += n_stages - first_stage
-                combine(th, h_try, b, K, new)
-                err = error_norm(th, new, h_try, b, b_err, K, rtol, atol)
-                if err <= 1.0:
-                    if not within_bound(new, bound):
-                        status[s] = STATUS_DIVERGED
-                        t_diverged[s] = t + h_try
-                        break
-                    th[:] = new
+            first_stage = 1 if k0_valid else 0
+            rk_stages(kind, th, h_try, A, K, stage, first_stage, ints, floats, data_a, data_b, work, lam)
+            n_grad[s] += n_stages - first_stage
+            if track_law:  # gradient descent: K[0] = −∇L − λθ at the step's start
+                for j in range(P):
+                    g[j] = -K[0, j] - lam * th[j]
+                _accumulate_gd_law(kind, sp, g, qg, h_try, lam, ints, floats, group_off, group_degree)
+            combine(th, h_try, b, K, new)
+            err = error_norm(th, new, h_try, b, b_err, K, rtol, atol) if adaptive else 0.0
+            if err <= 1.0:
+                if not within_bound(new, bound):
+                    status[s] = STATUS_DIVERGED
+                    t_diverged[s] = t + h_try
+                    break
+                th[:] = new
+                if adaptive:
                     t = t_end if h_try == t_end - t else t + h_try
-                    n_accepted[s] += 1
-                    if fsal:  # last stage was evaluated at the new θ
-                        K[0, :] = K[n_stages - 1]
-                    k0_valid = fsal
-                    factor = 5.0 if err == 0.0 else min(5.0, 0.9 * err ** (-1.0 / (err_order + 1)))
                 else:
-                    n_rejected[s] += 1
-                    k0_valid = True  # θ unchanged, so K[0] = f(θ) is still good
-                    factor = max(0.2, 0.9 * err ** (-1.0 / (err_order + 1))) if np.isfinite(err) else 0.2
+                    t += h_fixed
+                    steps_left -= 1
+                n_accepted[s] += 1
+                if fsal:  # the last stage was evaluated at the new θ, bit for bit (A[-1] = b)
+                    K[0, :] = K[n_stages - 1]
+                k0_valid = fsal
+                factor = 5.0 if err == 0.0 else min(5.0, 0.9 * err ** (-1.0 / (err_order + 1)))
+            else:
+                n_rejected[s] += 1
+                k0_valid = True  # θ unchanged, so K[0] = f(θ) is still good
+                factor = max(0.2, 0.9 * err ** (-1.0 / (err_order + 1))) if np.isfinite(err) else 0.2
+            if adaptive:
                 h = h_try * factor
         if status[s] != STATUS_OK:
             _mark_unrecorded(s, js, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,

@@ -26,17 +26,18 @@ def rk_stages(kind, theta, h, A, K, stage, first_stage, ints, floats, data_a, da
     n_stages = K.shape[0]
     P = theta.shape[0]
     for i in range(first_stage, n_stages):
-        if i == 0:
-            vector_field(kind, theta, K[0], ints, floats, data_a, data_b, work, weight_decay)
-            continue
-        for j in range(P):
-            stage[j] = theta[j]
-        for m in range(i):
-            a = h * A[i, m]
-            if a != 0.0:
-                for j in range(P):
-                    stage[j] += a * K[m, j]
-        vector_field(kind, stage, K[i], ints, floats, data_a, data_b, work, weight_decay)
+        x = theta
+        if i > 0:
+            for j in range(P):
+                stage[j] = theta[j]
+            for m in range(i):
+                a = h * A[i, m]
+                if a != 0.0:
+                    for j in range(P):
+                        stage[j] += a * K[m, j]
+            x = stage
+        # one call site: the gradient kernel is inlined once here (compile time), not once per branch
+        vector_field(kind, x, K[i], ints, floats, data_a, data_b, work, weight_decay)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -79,21 +80,26 @@ def within_bound(theta, bound):
 @njit(cache=True)
 def initial_step(kind, theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
                  weight_decay, trial, f1):
-    """Hairer–Nørsett–Wanner's starting step (Solving ODEs I, II.4), per seed."""
+    """Hairer–Nørsett–Wanner's starting step (Solving ODEs I, II.4), per seed; also fills f0 = f(θ)."""
     P = theta.shape[0]
     d0 = 0.0
     d1 = 0.0
-    for j in range(P):
-        sc = atol + rtol * abs(theta[j])
-        d0 += (theta[j] / sc) ** 2
-        d1 += (f0[j] / sc) ** 2
-    d0 = np.sqrt(d0 / P)
-    d1 = np.sqrt(d1 / P)
-    h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-    h0 = min(h0, t_span)
-    for j in range(P):
-        trial[j] = theta[j] + h0 * f0[j]
-    vector_field(kind, trial, f1, ints, floats, data_a, data_b, work, weight_decay)
+    h0 = 0.0
+    for r in range(2):  # r = 0: f0 = f(θ); r = 1: f1 = f(θ + h0 f0) (one call site, see rk_stages)
+        x = theta if r == 0 else trial
+        out = f0 if r == 0 else f1
+        vector_field(kind, x, out, ints, floats, data_a, data_b, work, weight_decay)
+        if r == 0:
+            for j in range(P):
+                sc = atol + rtol * abs(theta[j])
+                d0 += (theta[j] / sc) ** 2
+                d1 += (f0[j] / sc) ** 2
+            d0 = np.sqrt(d0 / P)
+            d1 = np.sqrt(d1 / P)
+            h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+            h0 = min(h0, t_span)
+            for j in range(P):
+                trial[j] = theta[j] + h0 * f0[j]
     d2 = 0.0
     for j in range(P):
         sc = atol + rtol * abs(theta[j])
