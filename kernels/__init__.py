@@ -34,8 +34,12 @@ The kernel contract
    quantities, ``(n_seeds,)`` for status, counters and time of divergence. The driver integrates one
    chunk of save times per call and keeps all its state in caller-owned arrays, so the API can show
    progress and stop between chunks without losing finished work.
-6. **Compile time** is part of performance: every kernel uses ``cache=True`` and the driver has a
-   single specialisation (float64 everywhere, int64 model descriptors).
+6. **Compile time** is part of performance: every kernel uses ``cache=True``; each driver has one
+   specialisation per model kind (float64 everywhere, int64 model descriptors, the kind a
+   compile-time constant so a run compiles only its own model's kernels, see ``models.py``); each
+   gradient kernel has one call site in the driver, because LLVM inlines and optimises a copy per
+   call site. numba's cache does not notice edits to a callee in another file: after editing
+   kernels/, delete kernels/__pycache__.
 
 Status codes (``STATUS_*`` below) replace exceptions for numerical events.
 """

@@ -1,6 +1,6 @@
 """Flow diagnostics that need whole states, not just charges (theory.md §2 items 2 and 6).
 
-Kept outside the compiled driver on purpose (simple, and the driver stays one specialisation):
+Kept outside the compiled driver on purpose (simple, and the driver's compile time stays small):
 
 trajectory      states θ(t) at save times, by chaining ``simulate`` from save time to save time
                 (each leg starts where the last ended; for adaptive methods the step controller
