@@ -28,13 +28,7 @@ def rk_stages(kind, theta, h, A, K, stage, first_stage, ints, floats, data_a, da
     for i in range(first_stage, n_stages):
         x = theta
         if i > 0:
-            for j in range(P):
-                stage[j] = theta[j]
-            for m in range(i):
-                a = h * A[i, m]
-                if a != 0.0:
-                    for j in range(P):
-                        stage[j] += a * K[m, j]
+            combine(theta, h, A[i], K, stage)  # A[i, m] = 0 for m >= i (explicit), so those are skipped
             x = stage
         # one call site: the gradient kernel is inlined once here (compile time), not once per branch
         vector_field(kind, x, K[i], ints, floats, data_a, data_b, work, weight_decay)

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
+from .explicit import combine
 from .models import charges, loss_grad
 
 DYN_GF, DYN_MOMENTUM = 0, 1
@@ -52,23 +53,10 @@ def system_field(kind, y, out, dyn, P, nq, tau, lam, track, ints, floats, data_a
 def explicit_system_step(kind, y, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
                          ints, floats, data_a, data_b, work):
     """One step of any explicit tableau on the system: new = y + h Σ b_i K_i."""
-    n = y.shape[0]
     for i in range(b.shape[0]):
-        for j in range(n):
-            stage[j] = y[j]
-        for m in range(i):
-            a = h * A[i, m]
-            if a != 0.0:
-                for j in range(n):
-                    stage[j] += a * K[m, j]
+        combine(y, h, A[i], K, stage)  # explicit: A[i, m] = 0 for m >= i, skipped
         system_field(kind, stage, K[i], dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
-    for j in range(n):
-        new[j] = y[j]
-    for i in range(b.shape[0]):
-        w = h * b[i]
-        if w != 0.0:
-            for j in range(n):
-                new[j] += w * K[i, j]
+    combine(y, h, b, K, new)
 
 
 @njit(cache=True, fastmath=FASTMATH)
