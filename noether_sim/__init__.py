@@ -2,6 +2,10 @@
 
 __version__ = "0.1.0"
 
+from ._kernel_cache import refresh_stale_kernel_cache  # noqa: E402
+
+refresh_stale_kernel_cache()  # before any kernel is imported: numba's cache misses cross-file edits
+
 from . import data, init, methods  # noqa: E402
 from .data import TrainingData  # noqa: E402
 from .models import DeepLinear  # noqa: E402
