@@ -38,8 +38,9 @@ The kernel contract
    specialisation per model kind (float64 everywhere, int64 model descriptors, the kind a
    compile-time constant so a run compiles only its own model's kernels, see ``models.py``); each
    gradient kernel has one call site in the driver, because LLVM inlines and optimises a copy per
-   call site. numba's cache does not notice edits to a callee in another file: after editing
-   kernels/, delete kernels/__pycache__.
+   call site. numba's cache does not notice edits to a callee in another file; importing
+   noether_sim clears the kernels' cache whenever any kernel source changed
+   (``noether_sim/_kernel_cache.py``).
 
 Status codes (``STATUS_*`` below) replace exceptions for numerical events.
 """
