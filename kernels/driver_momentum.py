@@ -21,7 +21,7 @@ STATUS_SOLVE_FAILED and its remaining records are NaN.
 import numpy as np
 from numba import njit
 
-from .layout import MODEL_DEEP_LINEAR, MODEL_MLP
+from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 
 from . import STATUS_DIVERGED, STATUS_OK, STATUS_SOLVE_FAILED
 from .explicit import within_bound
@@ -296,13 +296,25 @@ def _ensemble_state_charges_deep_linear(*args):
 
 
 @njit(cache=True)
+def _ensemble_state_charges_deep_linear_input_side(*args):
+    return _ensemble_state_charges(MODEL_DEEP_LINEAR_INPUT_SIDE, args)
+
+
+@njit(cache=True)
 def _ensemble_state_charges_mlp(*args):
     return _ensemble_state_charges(MODEL_MLP, args)
 
 
+_ENSEMBLE_STATE_CHARGES = {
+    MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear,
+    MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_state_charges_deep_linear_input_side,
+    MODEL_MLP: _ensemble_state_charges_mlp,
+}
+
+
 def ensemble_state_charges(kind, *args):
     """Run ``_ensemble_state_charges`` compiled for model ``kind`` (a plain int from the Python side)."""
-    return {MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear, MODEL_MLP: _ensemble_state_charges_mlp}[kind](*args)
+    return _ENSEMBLE_STATE_CHARGES[kind](*args)
 
 
 @njit(cache=True, nogil=True)
@@ -311,10 +323,22 @@ def _integrate_structured_deep_linear(*args):
 
 
 @njit(cache=True, nogil=True)
+def _integrate_structured_deep_linear_input_side(*args):
+    return _integrate_structured(MODEL_DEEP_LINEAR_INPUT_SIDE, args)
+
+
+@njit(cache=True, nogil=True)
 def _integrate_structured_mlp(*args):
     return _integrate_structured(MODEL_MLP, args)
 
 
+_INTEGRATE_STRUCTURED = {
+    MODEL_DEEP_LINEAR: _integrate_structured_deep_linear,
+    MODEL_DEEP_LINEAR_INPUT_SIDE: _integrate_structured_deep_linear_input_side,
+    MODEL_MLP: _integrate_structured_mlp,
+}
+
+
 def integrate_structured(kind, *args):
     """Run ``_integrate_structured`` compiled for model ``kind`` (a plain int from the Python side)."""
-    return {MODEL_DEEP_LINEAR: _integrate_structured_deep_linear, MODEL_MLP: _integrate_structured_mlp}[kind](*args)
+    return _INTEGRATE_STRUCTURED[kind](*args)

@@ -1,6 +1,6 @@
 """Readers for the int64 model descriptor ``model_ints`` built by ``noether_sim.models``.
 
-    ints[0]                  model kind (MODEL_DEEP_LINEAR, …)
+    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP)
     ints[1]                  L, the number of weight matrices
     ints[2]                  1 if every layer has a bias, else 0
     ints[3 : 4+L]            widths n_0 … n_L
@@ -18,6 +18,9 @@ from numba import njit
 
 MODEL_DEEP_LINEAR = 0
 MODEL_MLP = 1
+# Deep linear whose gradient is cheaper by products from the input side (wide outputs); the Python
+# model picks it (kernels/linear.py::_chain_costs), so a run compiles only the order it uses.
+MODEL_DEEP_LINEAR_INPUT_SIDE = 2
 
 
 @njit(cache=True)

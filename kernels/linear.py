@@ -50,19 +50,6 @@ def _chain_costs(ints):
     return input_side, output_side
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def linear_loss_grad(theta, grad, ints, floats, sxx, syx, work):
-    """Loss of one parameter row; its gradient is written into ``grad``.
-
-    Both orders compute the same gradient; the cheaper one for these widths runs (the output side
-    when n_L is small, as for 10-16-16-5: 6,740 against 10,580 multiply-adds).
-    """
-    input_side, output_side = _chain_costs(ints)
-    if output_side <= input_side:
-        return _loss_grad_output_side(theta, grad, ints, floats, sxx, syx, work)
-    return _loss_grad_input_side(theta, grad, ints, floats, sxx, syx, work)
-
-
 @njit(cache=True)
 def _r_offset(ints, i):
     """Where R_i = W_L … W_{i+1} (n_L × n_i) lives: in theta for i = L − 1 (it is W_L), else in work."""
@@ -76,7 +63,7 @@ def _r_offset(ints, i):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _loss_grad_output_side(theta, grad, ints, floats, sxx, syx, work):
+def linear_loss_grad_output_side(theta, grad, ints, floats, sxx, syx, work):
     """Loss and gradient by products from the output side (R_i, Φ_i); see the module docstring."""
     L = n_layers(ints)
     na = n_augmented(ints)
@@ -180,7 +167,7 @@ def _loss_grad_output_side(theta, grad, ints, floats, sxx, syx, work):
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _loss_grad_input_side(theta, grad, ints, floats, sxx, syx, work):
+def linear_loss_grad_input_side(theta, grad, ints, floats, sxx, syx, work):
     """Loss and gradient by products from the input side (M_i); see the module docstring."""
     L = n_layers(ints)
     na = n_augmented(ints)

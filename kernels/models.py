@@ -15,8 +15,9 @@ Adding a model kind: one entry in each ``_KERNELS`` table, and one entry functio
 from numba import literally, types
 from numba.extending import overload
 
-from .layout import MODEL_DEEP_LINEAR, MODEL_MLP
-from .linear import linear_charge_scales, linear_charges, linear_loss_grad, linear_work_size
+from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .linear import (linear_charge_scales, linear_charges, linear_loss_grad_input_side,
+                     linear_loss_grad_output_side, linear_work_size)
 from .linear_momentum import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
 from .mlp import mlp_charge_scales, mlp_charges, mlp_loss_grad, mlp_work_size
 
@@ -60,7 +61,11 @@ def _mlp_work_size(kind, ints, data_a):
 
 
 def _linear_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
-    return linear_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+    return linear_loss_grad_output_side(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _linear_loss_grad_input_side(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return linear_loss_grad_input_side(theta, grad, ints, floats, data_a, data_b, work)
 
 
 def _mlp_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
@@ -105,13 +110,16 @@ def _nothing(kind, theta, mom, out, ints, floats):
 
 _KERNELS = {
     work_size: {MODEL_DEEP_LINEAR: _linear_work_size, MODEL_MLP: _mlp_work_size},
-    loss_grad: {MODEL_DEEP_LINEAR: _linear_loss_grad, MODEL_MLP: _mlp_loss_grad},
+    loss_grad: {MODEL_DEEP_LINEAR: _linear_loss_grad, MODEL_MLP: _mlp_loss_grad,
+                MODEL_DEEP_LINEAR_INPUT_SIDE: _linear_loss_grad_input_side},
     charges: {MODEL_DEEP_LINEAR: _linear_charges, MODEL_MLP: _mlp_charges},
     charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales},
     n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric},
     isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _nothing},
     isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _nothing},
 }
+for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
+    _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])
 
 
 def _select(kind, by_kind, force_literal):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.layout import MODEL_DEEP_LINEAR
+from .kernels.layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE
 
 from ._validate import fail
 
@@ -68,9 +68,15 @@ class DeepLinear:
 
     def descriptor(self) -> np.ndarray:
         """The int64 ``model_ints`` of kernels/layout.py."""
+        from .kernels.linear import _chain_costs
+
         w_off, b_off = self.offsets
-        return np.array([MODEL_DEEP_LINEAR, self.n_layers, int(self.bias), *self.widths, *w_off, *b_off],
+        ints = np.array([MODEL_DEEP_LINEAR, self.n_layers, int(self.bias), *self.widths, *w_off, *b_off],
                         dtype=np.int64)
+        input_side, output_side = _chain_costs(ints)
+        if input_side < output_side:  # the cheaper order of the gradient's matrix chain
+            ints[0] = MODEL_DEEP_LINEAR_INPUT_SIDE
+        return ints
 
     def constants(self, data) -> np.ndarray:
         """``model_floats``: tr(YYᵀ)/N."""

@@ -215,7 +215,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     try:
         for chunk in chunks:
             _over_seed_ranges(n_seeds, lambda lo, hi: integrate_saves(
-                model_kind, lo, hi, theta, t_now, h_next, pred, q0, status, t_div, n_grad, n_acc, n_rej,
+                model_kind, tableau.adaptive, lo, hi, theta, t_now, h_next, pred, q0, status, t_div, n_grad, n_acc, n_rej,
                 times, chunk[0], chunk[-1] + 1, ints, floats, data_a, data_b,
                 tableau.A, tableau.b, b_err, method_ints, method_floats, group_off, group_degree, watch_slot,
                 loss, out["drift"], out["drift_max"], out["predicted"], out["residual"], out["scale"],
