@@ -17,7 +17,7 @@ from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
 
 __all__ += ["analyse_ladder", "run_ladder", "summarise_verdicts"]
 
-from .store import load  # noqa: E402
+from .results import load  # noqa: E402
 
 __all__ += ["load"]
 

@@ -81,7 +81,8 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
 
     from .store import StoreWriter, expected_blocks
-    from .study import StudyInterrupted, format_summary, run_study, study_provenance, summary_rows
+    from .results import format_summary, summary_rows
+    from .study import StudyInterrupted, run_study, study_provenance
 
     out = Path(args.out) if args.out else Path("results") / cfg["name"]
     progress = not args.quiet and sys.stderr.isatty()
@@ -125,7 +126,8 @@ def cmd_run(args) -> int:
 
 def _load_for_cli(path):
     """(dataset, exit code): loads an interrupted store's finished blocks, with a warning."""
-    from .store import IncompleteStoreError, NotAStoreError, load
+    from .results import load
+    from .store import IncompleteStoreError, NotAStoreError
 
     try:
         return load(path), EXIT_OK
@@ -142,7 +144,7 @@ def _load_for_cli(path):
 
 
 def cmd_report(args) -> int:
-    from .study import format_summary
+    from .results import format_summary
 
     ds, code = _load_for_cli(args.path)
     if ds is None:

@@ -20,6 +20,7 @@ import tomllib
 from pathlib import Path
 
 from ._validate import ConfigError
+from .builders import build_model
 from .methods import EXPLICIT_METHODS
 
 # ---- the built-in default study (examples/default_study.toml is the same study, written out) ----
@@ -283,8 +284,6 @@ def parse_config(raw: dict) -> dict:
         _fail("data.singular_values", data["singular_values"], "is only used with data.kind = 'whitened'")
     if cfg["init"]["kind"] != "gaussian":
         cfg["init"].pop("bias_scale", None)
-
-    from .study import build_model  # the model itself knows its charges
 
     try:
         charge_names = [g.name for g in build_model(cfg).charge_groups]

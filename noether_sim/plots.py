@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from .study import finest_step, h_text, ok_seeds
+from .results import finest_step, h_text, ok_seeds
 
 BAND = (0.05, 0.95)
 TIME_LABEL = "time t (dimensionless; t = kη for gradient descent)"
@@ -197,7 +197,7 @@ def figure_script_main(name: str, argv=None) -> int:
     """Entry point of the thin scripts in figures/: regenerate one figure from a saved store."""
     import argparse
 
-    from .store import load
+    from .results import load
 
     parser = argparse.ArgumentParser(description=f"Draw the {name!r} figure of a saved noether_sim study.")
     parser.add_argument("store", help="path of the study store (made by `noether-sim run`)")

@@ -15,7 +15,7 @@ its marker is written. ``load`` reads only blocks that have both; it refuses a s
 ``COMPLETE`` (naming the finished and missing blocks) unless ``allow_partial=True``, in which case it
 returns the finished blocks only and says so in ``attrs["complete"]`` / ``attrs["missing_blocks"]``.
 
-In memory a study is ONE ``xarray.Dataset`` (see ``study.assemble``): every per-block variable gains
+In memory a study is ONE ``xarray.Dataset`` (see ``results.assemble``): every per-block variable gains
 the leading dimensions ``scheme`` (the method's label, e.g. "gf-rk4"; not called "method" because
 ``Dataset.sel(method=...)`` is xarray's interpolation keyword and would silently select nothing) and
 ``step`` (the rung of that method's ladder, 0 = largest step size). The step size itself is the 2-D
@@ -138,37 +138,22 @@ def block_status(path) -> tuple[list, list]:
     return done, missing
 
 
-def load(path, allow_partial: bool = False) -> xr.Dataset:
-    """The study saved at ``path`` as one Dataset, exactly as ``noether-sim run`` made it.
+def _read_zarr(path: Path) -> xr.Dataset:
+    with xr.open_zarr(path, consolidated=True) as ds:
+        return ds.load()
 
-    An interrupted store raises ``IncompleteStoreError`` naming what is finished and what is missing;
-    with ``allow_partial=True`` it loads the finished blocks only (``attrs["complete"]`` is False).
-    """
-    from .study import assemble
 
+def describe_blocks(blocks) -> str:
+    return ", ".join(f"{label} h={h:.12g}" for label, _, h in blocks) or "none"
+
+
+def read_blocks(path, done) -> dict:
+    """{(label, k): block} for the finished blocks ``done``, each with the study's shared variables."""
     path = Path(path)
-    meta = read_study(path)
-    done, missing = block_status(path)
-    complete = (path / COMPLETE_FILE).exists() and not missing
-    if not complete and not allow_partial:
-        raise IncompleteStoreError(
-            f"study store {str(path)!r} is incomplete (interrupted, or still being written): "
-            f"{len(done)} of {len(done) + len(missing)} (method, step size) blocks are finished "
-            f"[{_describe(done)}]; missing [{_describe(missing)}]. "
-            f"Load the finished blocks with noether_sim.load(path, allow_partial=True), or rerun the study.")
     blocks = {}
     if done:
         initial = _read_zarr(path / INITIAL)
         for label, k, _ in done:
             block = _read_zarr(path / BLOCKS_DIR / f"{block_name(label, k)}.zarr")
             blocks[(label, k)] = block.assign({v: initial[v] for v in initial.data_vars})
-    return assemble(blocks, meta["config"], meta["provenance"], missing=[(lb, k) for lb, k, _ in missing])
-
-
-def _read_zarr(path: Path) -> xr.Dataset:
-    with xr.open_zarr(path, consolidated=True) as ds:
-        return ds.load()
-
-
-def _describe(blocks) -> str:
-    return ", ".join(f"{label} h={h:.12g}" for label, _, h in blocks) or "none"
+    return blocks

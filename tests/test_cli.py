@@ -13,8 +13,10 @@ import xarray as xr
 
 from noether_sim.cli import main
 from noether_sim.config import load_config
-from noether_sim.store import BLOCKS_DIR, IncompleteStoreError, load
-from noether_sim.study import build_data, build_init, build_model, run_block
+from noether_sim.results import load
+from noether_sim.store import BLOCKS_DIR, IncompleteStoreError
+from noether_sim.builders import build_data, build_init, build_model
+from noether_sim.study import run_block
 from study_helpers import QUICK
 
 ROOT = Path(__file__).resolve().parents[1]

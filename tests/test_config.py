@@ -102,7 +102,7 @@ def test_bad_mlp_study_values(override, parts):
 
 
 def test_mlp_study_builds_the_model_and_data_it_names():
-    from noether_sim.study import build_data, build_model
+    from noether_sim.builders import build_data, build_model
 
     cfg = load_config(None, MLP_STUDY + ["model.activation='leaky_relu'", "model.slope=0.2"])
     model, data = build_model(cfg), build_data(cfg)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from noether_sim import plots
-from noether_sim.store import StoreWriter, load
+from noether_sim.results import load
+from noether_sim.store import StoreWriter
 from noether_sim.study import run_study, study_provenance
 from study_helpers import quick_config
 

@@ -8,7 +8,8 @@ import pytest
 import xarray as xr
 
 import noether_sim
-from noether_sim.store import BLOCKS_DIR, COMPLETE_FILE, IncompleteStoreError, NotAStoreError, StoreWriter, load
+from noether_sim.results import load
+from noether_sim.store import BLOCKS_DIR, COMPLETE_FILE, IncompleteStoreError, NotAStoreError, StoreWriter
 from noether_sim.study import run_study, study_provenance
 from study_helpers import quick_config
 

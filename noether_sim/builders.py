@@ -1,0 +1,46 @@
+"""Config → objects: the model, data set and initialisation a study (or a sweep point) describes.
+
+Below both the config parser (which asks the model for its charge names) and the study runner.
+"""
+
+from __future__ import annotations
+
+from . import data as data_mod
+from . import init as init_mod
+from .models import DeepLinear
+
+
+def build_model(cfg):
+    m = cfg["model"]
+    if m["kind"] == "mlp":
+        from .mlp import MLP
+
+        return MLP(tuple(m["widths"]), bias=m["bias"], activation=m["activation"], loss=m["loss"],
+                   slope=m["slope"], power=m["power"], normalised_first_layer=m["normalised_first_layer"])
+    return DeepLinear(tuple(m["widths"]), bias=m["bias"])
+
+
+def build_data(cfg):
+    d, widths = cfg["data"], cfg["model"]["widths"]
+    if d["kind"].startswith("teacher_"):
+        from . import mlp
+
+        m = cfg["model"]
+        teacher = mlp.MLP(tuple(widths), bias=m["bias"], activation=m["activation"], loss=m["loss"],
+                          slope=m["slope"], power=m["power"])
+        if d["kind"] == "teacher_classification":
+            return mlp.teacher_classification(teacher, d["n_points"], seed=d["seed"],
+                                              weight_scale=d["teacher_scale"], label_noise=d["label_noise"])
+        return mlp.teacher_regression(teacher, d["n_points"], noise=d["noise"], seed=d["seed"],
+                                      weight_scale=d["teacher_scale"])
+    if d["kind"] == "whitened":
+        return data_mod.whitened(widths[0], widths[-1], d["n_points"], d["singular_values"], seed=d["seed"])
+    return data_mod.synthetic_regression(widths[0], widths[-1], d["n_points"], noise=d["noise"],
+                                         teacher_scale=d["teacher_scale"], seed=d["seed"])
+
+
+def build_init(cfg):
+    i = cfg["init"]
+    if i["kind"] == "gaussian":
+        return init_mod.Gaussian(scale=i["scale"], bias_scale=i["bias_scale"])
+    return init_mod.INITS[i["kind"]](scale=i["scale"])
