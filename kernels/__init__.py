@@ -19,28 +19,33 @@ The kernel contract
    cut into named groups by ``group_off``; each group has a degree (1: linear charge, 2: quadratic
    charge ½θᵀSθ). Evaluating the same function on a gradient vector gives the quadratic form
    q(g) = ½gᵀSg, which is exactly the η² term of the gradient-descent one-step law (theory.md §3).
-3. **Methods are data.** An explicit Runge–Kutta method is its tableau (A, b, c, b_err) passed as
-   arrays; one generic stepper (``explicit.py``) runs all of them, fixed-step or adaptive. Implicit
-   (Gauss–Legendre) tableaus run through one generic implicit stepper (``implicit.py``), splitting
-   methods (damp/kick/drift sub-steps with weights) through one splitting stepper (``splitting.py``);
-   ``driver_momentum.py`` drives them and momentum flow (state [q, p, ∫D(p), ∫D(q)], ``momentum.py``).
-   A model kind with isometric symmetries adds ``isometric_charges`` (J(q, p)) to ``models.py``.
-4. **The ensemble driver** (``driver.py``) loops over a range of seeds with the GIL released; the
-   API runs disjoint seed ranges on a thread pool (``numba.get_num_threads()`` threads). Every seed
-   owns its time, step size, status and counters; nothing is shared between seeds, so seed i's
-   numbers are bit-identical whether it runs alone or in a batch, on one thread or several.
-   (Not ``prange``: it doubled the driver's compile time for no run-time gain.)
+3. **Methods are data.** A Runge–Kutta method is its tableau (A, b, c, b_err) passed as arrays, a
+   splitting its op codes (damp/kick/drift) and weights. One driver (``driver.py``) runs them all; the
+   *scheme* (explicit fixed step, explicit adaptive, implicit, splitting, heavy ball / Nesterov) is a
+   compile-time constant like the model kind, and selects one step-attempt body (``explicit.py``
+   stage sums, ``implicit.py``, ``splitting.py``, ``fields.py``), so a run compiles only what it uses.
+   The vector field (``fields.py``: gradient flow, or momentum flow on y = [q, p, ∫D(p), ∫D(q)]),
+   the Runge–Kutta stage loop and the recording are each written once. A model kind with isometric
+   symmetries adds ``isometric_charges`` (J(q, p)) to ``models.py``.
+4. **The ensemble driver** loops over a range of seeds with the GIL released; the API runs disjoint
+   seed ranges on a thread pool (``numba.get_num_threads()`` threads). Every seed owns its time, step
+   size, status and counters; nothing is shared between seeds, so seed i's numbers are bit-identical
+   whether it runs alone or in a batch, on one thread or several. (Not ``prange``: it doubled the
+   driver's compile time for no run-time gain.) Its arguments are named bundles (namedtuples, which
+   numba types field by field): ``SeedState``, ``ModelData``, ``Method``, ``Settings``, ``ChargeRefs``,
+   ``Records``.
 5. **Outputs** are written into arrays the caller allocated: ``(n_seeds, n_saves, ...)`` for recorded
    quantities, ``(n_seeds,)`` for status, counters and time of divergence. The driver integrates one
    chunk of save times per call and keeps all its state in caller-owned arrays, so the API can show
    progress and stop between chunks without losing finished work.
-6. **Compile time** is part of performance: every kernel uses ``cache=True``; each driver has one
-   specialisation per model kind (float64 everywhere, int64 model descriptors, the kind a
-   compile-time constant so a run compiles only its own model's kernels, see ``models.py``); each
-   gradient kernel has one call site in the driver, because LLVM inlines and optimises a copy per
-   call site. numba's cache does not notice edits to a callee in another file; importing
-   noether_sim clears the kernels' cache whenever any kernel source changed
-   (``noether_sim/_kernel_cache.py``).
+6. **Compile time** is part of performance: every kernel uses ``cache=True``; the driver has one
+   specialisation per (model kind, scheme) (float64 everywhere, int64 model descriptors, both
+   compile-time constants, see ``models.py``); each gradient kernel has one call site per step body,
+   because LLVM inlines and optimises a copy per call site. numba's cache does not notice edits to a
+   callee in another file; importing noether_sim clears the kernels' cache whenever any kernel source
+   changed (``noether_sim/_kernel_cache.py``).
+7. **Random numbers** for initial weights and velocities come from ``counter_rng.py``: value j of seed i
+   is a pure function of (root, stream, i, j), so drawing is vectorised and bit-identical per seed id.
 
 Status codes (``STATUS_*`` below) replace exceptions for numerical events.
 """

@@ -1,36 +1,131 @@
-"""The ensemble driver: seeds integrated independently between save times, a range of seeds per call.
+"""The one ensemble driver: every dynamics and every method, seeds integrated independently between
+save times, a range of seeds per call.
 
-``integrate_saves`` advances every live seed from its current time through save times
-``save_times[first:last]`` and records, at each, the loss and per charge group:
+``integrate(kind, scheme, seed_lo, seed_hi, state, save_times, first, last, model, method, settings,
+refs, records)`` advances every live seed of the range from its current time through
+``save_times[first:last]``. Its arguments are the named bundles below. Two of them are compile-time
+constants, so a run compiles only the code it uses: the model ``kind`` (models.py) and the
+``scheme``, the kind of step:
 
-    drift      |q(t) − q_law(t)|_F     q_law = e^{−dλt} q(0), the flow's exact law (d = group degree)
-    drift_max  max_k |q_k(t) − q_law,k(t)|
-    predicted  |q_pred(t) − q_law(t)|_F  gradient descent only: the closed-form discretisation part
-    residual   |q(t) − q_pred(t)|_F      gradient descent only: what the exact law does not explain
-    scale      size of the terms that cancel in q (the round-off reference)
+    SCHEME_EXPLICIT   any explicit tableau at a fixed step (gradient flow, descent, momentum flow)
+    SCHEME_ADAPTIVE   an explicit embedded pair with per-seed step control (step_control.py)
+    SCHEME_IMPLICIT   any implicit tableau (Gauss–Legendre), stage equations by fixed point (implicit.py)
+    SCHEME_SPLITTING  damp/kick/drift splittings of momentum flow (splitting.py)
+    SCHEME_ALGORITHM  heavy ball or Nesterov on y = [θ_k, θ_{k−1}] (fields.py)
 
-q_pred is gradient descent's exact one-step law (theory.md §3) accumulated step by step:
-q_pred ← (1 − hλ)^d q_pred + h² q(g) (d = 2) or (1 − hλ) q_pred − h q(g) (d = 1), with g = ∇L
-(the loss gradient alone) at the step's start, which explicit Euler already evaluates as K[0].
+The vector field (fields.py) depends on ``settings.dyn``: gradient flow, or momentum flow with state
+[q, p, z, w]. Recorded at each save time, per charge group (the model's groups, then its isometric
+groups under momentum dynamics):
 
-All per-seed state lives in caller-owned arrays, so calls can be chained chunk by chunk, and
-disjoint seed ranges can run concurrently on threads (the kernels release the GIL).
+    drift       |q(t) − q_law(t)|_F. Model charges: q_law = e^{−dλt} q(0) (d = degree) under gradient
+                flow and descent; under momentum, which breaks them, q_law = q(0) (this is their change).
+                Isometric charges J: q_law = e^{−t/τ} J(0).
+    drift_max   max_k |q_k(t) − q_law,k(t)|
+    predicted   gradient descent: |q_pred(t) − q_law(t)|_F, the discretisation drift of the exact one-step law
+    residual    gradient descent: |q(t) − q_pred(t)|_F, what that law does not explain (round-off)
+    law         momentum flow with the balance law tracked: |I(t) − I(0)| (fields.py)
+    scale       size of the terms that cancel in q (the round-off reference)
+
+Quantities that do not apply are NaN. q_pred is gradient descent's exact one-step law (theory.md §3)
+accumulated step by step: q_pred ← (1 − hλ)^d q_pred + h² q(g) (d = 2) or (1 − hλ) q_pred − h q(g)
+(d = 1), with g = ∇L at the step's start, which explicit Euler already evaluates as K[0].
+
+A fixed implicit step whose stage equations do not converge is retried as 2, 4, … 2^max_halvings
+substeps from the same start (so it still lands on the save times); if none converges the seed stops
+with STATUS_SOLVE_FAILED. All per-seed state lives in caller-owned arrays, so calls can be chained
+chunk by chunk and disjoint seed ranges can run concurrently on threads (the kernels release the GIL).
 """
+
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_SOLVE_FAILED, STATUS_STEP_UNDERFLOW
+from .explicit import combine, within_bound
+from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages, system_field
+from .implicit import implicit_step
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .models import (charge_scales, charges, isometric_charges, isometric_scales, loss_grad, n_isometric,
+                     work_size)
+from .splitting import splitting_step
+from .step_control import MIN_RELATIVE_STEP, error_norm, initial_step, step_factor
 
-from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_STEP_UNDERFLOW
-from .explicit import combine, error_norm, initial_step, rk_stages, within_bound
-from .models import charge_scales, charges, loss_grad, work_size
+SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT, SCHEME_SPLITTING, SCHEME_ALGORITHM = 0, 1, 2, 3, 4
 
-# method_ints fields
-MI_ADAPTIVE, MI_FSAL, MI_ERROR_ORDER, MI_MAX_STEPS, MI_TRACK_GD_LAW = 0, 1, 2, 3, 4  # MI_ADAPTIVE: see the entries
-# method_floats fields
-MF_STEP, MF_RTOL, MF_ATOL, MF_WEIGHT_DECAY, MF_DIVERGENCE_BOUND = 0, 1, 2, 3, 4
+# ---- the named bundles the driver takes (numba types each as a tuple with named fields) ----
+
+ModelData = namedtuple("ModelData", ["ints", "floats", "data_a", "data_b"])
+"""The model descriptor and constants (models.py, layout.py) and its data (moments, or the points)."""
+
+Method = namedtuple("Method", ["A", "b", "b_err", "ops", "weights"])
+"""A tableau (A, b; b_err the embedded weights, = b without a pair) or a splitting (op codes, weights)."""
+
+Settings = namedtuple("Settings", [
+    "dyn", "n_params", "track_law", "track_gd_law", "nesterov", "fsal", "error_order", "max_steps",
+    "max_solve_iters", "max_halvings", "h", "rtol", "atol", "weight_decay", "tau", "eta", "beta",
+    "divergence_bound", "solve_tol"])
+"""Scalars: the dynamics (DYN_*), what to track, step control and implicit-solve limits, constants."""
+
+SeedState = namedtuple("SeedState", [
+    "y", "t", "h_next", "predicted", "status", "t_diverged", "n_grad", "n_accepted", "n_rejected",
+    "n_solve_iters", "max_solve_iters", "solve_residual", "n_retried"])
+"""Per seed: state row, time, next adaptive step, the GD law's q_pred, status and counters."""
+
+ChargeRefs = namedtuple("ChargeRefs", ["group_off", "group_degree", "iso_off", "q0", "j0", "i0", "watch_slot"])
+"""Charge group offsets and degrees, the initial charges (q, isometric J, law invariant I) per seed,
+and each seed's slot among the watched seeds (−1 if not watched)."""
+
+Records = namedtuple("Records", ["loss", "drift", "drift_max", "predicted", "residual", "law", "scale",
+                                 "watch", "predicted_watch"])
+"""Outputs (seed, save, group) and the watched seeds' full charge vectors (slot, save, component)."""
+
+_Work = namedtuple("_Work", ["K", "K_new", "stage", "new", "start", "work", "g", "grad", "look", "pv", "tmp",
+                             "q", "qg", "jv", "iv", "qa", "qb", "qc", "scales", "jscales", "result"])
+
+
+@njit(cache=True)
+def state_size(dyn, algorithm, P, nq, track):
+    if dyn != DYN_MOMENTUM:
+        return P
+    if algorithm or not track:
+        return 2 * P
+    return 2 * P + 2 * nq
+
+
+@njit(cache=True)
+def _velocity(y, algorithm, P, h, pv):
+    if algorithm:
+        for j in range(P):
+            pv[j] = (y[j] - y[P + j]) / h
+    else:
+        for j in range(P):
+            pv[j] = y[P + j]
+
+
+@njit(cache=True)
+def state_charges(kind, y, algorithm, cfg, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+    """q(θ) into qv; under momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked)."""
+    P = cfg.n_params
+    charges(kind, y[:P], qv, ints, floats)
+    if cfg.dyn != DYN_MOMENTUM:
+        return
+    _velocity(y, algorithm, P, cfg.h, pv)
+    isometric_charges(kind, y[:P], pv, jv, ints, floats)
+    if cfg.track_law and not algorithm:
+        for j in range(P):
+            tmp[j] = y[j] + pv[j]
+        charges(kind, tmp, qa, ints, floats)
+        for j in range(P):
+            tmp[j] = y[j] - pv[j]
+        charges(kind, tmp, qb, ints, floats)
+        for k in range(nq):
+            ddot = 0.5 * (qa[k] - qb[k])
+            iv[k] = cfg.tau * ddot + qv[k] + 2.0 * cfg.weight_decay * y[2 * P + nq + k] - 2.0 * cfg.tau * y[2 * P + k]
+    else:
+        for k in range(nq):
+            iv[k] = np.nan
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -49,233 +144,312 @@ def _accumulate_gd_law(kind, pred, g, qg, h, weight_decay, ints, floats, group_o
                 pred[k] = (pred[k] - c1 * pred[k]) - h * qg[k]
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def _record(kind, s, js, theta, t, ints, floats, data_a, data_b, work, g, q, scales, q0, pred,
-            track_law, weight_decay, group_off, group_degree, watch_slot,
-            out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale, q_watch, pred_watch):
-    out_loss[s, js] = loss_grad(kind, theta, g, ints, floats, data_a, data_b, work)
-    charges(kind, theta, q, ints, floats)
-    charge_scales(kind, theta, scales, ints, floats)
-    for grp in range(group_degree.shape[0]):
-        decay = np.exp(-group_degree[grp] * weight_decay * t)
+@njit(cache=True)
+def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
+    P = cfg.n_params
+    ints, floats = model.ints, model.floats
+    nq = refs.q0.shape[1]
+    momentum = cfg.dyn == DYN_MOMENTUM
+    rec.loss[s, js] = loss_grad(kind, y[:P], w.g, ints, floats, model.data_a, model.data_b, w.work)
+    state_charges(kind, y, algorithm, cfg, nq, ints, floats, w.q, w.jv, w.iv, w.pv, w.tmp, w.qa, w.qb)
+    charge_scales(kind, y[:P], w.scales, ints, floats)
+    group_off, group_degree = refs.group_off, refs.group_degree
+    n_groups = group_degree.shape[0]
+    law_tracked = momentum and cfg.track_law and not algorithm
+    for grp in range(n_groups):
+        decay = 1.0 if momentum else np.exp(-group_degree[grp] * cfg.weight_decay * t)
         drift2 = 0.0
         dmax = 0.0
         pred2 = 0.0
         res2 = 0.0
+        law2 = 0.0
         for k in range(group_off[grp], group_off[grp + 1]):
-            law = decay * q0[s, k]
-            d = q[k] - law
+            law = decay * refs.q0[s, k]
+            d = w.q[k] - law
             drift2 += d * d
             dmax = max(dmax, abs(d))
-            if track_law:
+            if cfg.track_gd_law:
                 p = pred[k] - law
                 pred2 += p * p
-                r = q[k] - pred[k]
+                r = w.q[k] - pred[k]
                 res2 += r * r
-        out_drift[s, js, grp] = np.sqrt(drift2)
-        out_drift_max[s, js, grp] = dmax
-        out_pred[s, js, grp] = np.sqrt(pred2) if track_law else np.nan
-        out_resid[s, js, grp] = np.sqrt(res2) if track_law else np.nan
-        out_scale[s, js, grp] = scales[grp]
-    slot = watch_slot[s]
+            if law_tracked:
+                r = w.iv[k] - refs.i0[s, k]
+                law2 += r * r
+        rec.drift[s, js, grp] = np.sqrt(drift2)
+        rec.drift_max[s, js, grp] = dmax
+        rec.predicted[s, js, grp] = np.sqrt(pred2) if cfg.track_gd_law else np.nan
+        rec.residual[s, js, grp] = np.sqrt(res2) if cfg.track_gd_law else np.nan
+        rec.law[s, js, grp] = np.sqrt(law2) if law_tracked else np.nan
+        rec.scale[s, js, grp] = w.scales[grp]
+    iso_off = refs.iso_off
+    if momentum:
+        isometric_scales(kind, y[:P], w.pv, w.jscales, ints, floats)
+    decay = np.exp(-t / cfg.tau)
+    for grp in range(iso_off.shape[0] - 1):  # isometric charges: values under momentum dynamics only
+        d2 = 0.0
+        dmax = 0.0
+        for k in range(iso_off[grp], iso_off[grp + 1]):
+            d = w.jv[k] - decay * refs.j0[s, k]
+            d2 += d * d
+            dmax = max(dmax, abs(d))
+        col = n_groups + grp
+        rec.drift[s, js, col] = np.sqrt(d2) if momentum else np.nan
+        rec.drift_max[s, js, col] = dmax if momentum else np.nan
+        rec.predicted[s, js, col] = np.nan
+        rec.residual[s, js, col] = np.nan
+        rec.law[s, js, col] = np.nan
+        rec.scale[s, js, col] = w.jscales[grp] if momentum else np.nan
+    slot = refs.watch_slot[s]
     if slot >= 0:
-        for k in range(q.shape[0]):
-            q_watch[slot, js, k] = q[k]
-            pred_watch[slot, js, k] = pred[k] if track_law else np.nan
+        for k in range(nq):
+            rec.watch[slot, js, k] = w.q[k]
+            rec.predicted_watch[slot, js, k] = pred[k] if cfg.track_gd_law else np.nan
+        nj = rec.watch.shape[2] - nq
+        for k in range(nj):
+            rec.watch[slot, js, nq + k] = w.jv[k] if momentum else np.nan
+            rec.predicted_watch[slot, js, nq + k] = np.nan
 
 
-# Step control exists only in adaptive specialisations: these overloads select on the literal
-# ``adaptive`` while typing, so a fixed-step run never compiles the starting-step estimate (which
-# evaluates the gradient: one more inlined copy of the gradient kernel) or the error norm. Measured on
-# the reference run, with the input-side chain order also left out: cold start 25.2 s -> 17.3 s.
+@njit(cache=True)
+def _mark_unrecorded(s, first, last, refs, rec):
+    for js in range(first, last):
+        rec.loss[s, js] = np.nan
+        rec.drift[s, js, :] = np.nan
+        rec.drift_max[s, js, :] = np.nan
+        rec.predicted[s, js, :] = np.nan
+        rec.residual[s, js, :] = np.nan
+        rec.law[s, js, :] = np.nan
+        rec.scale[s, js, :] = np.nan
+        slot = refs.watch_slot[s]
+        if slot >= 0:
+            rec.watch[slot, js, :] = np.nan
+            rec.predicted_watch[slot, js, :] = np.nan
 
-def _first_step(kind, adaptive, theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
-                weight_decay, trial, f1):
-    """Adaptive: Hairer's starting step (explicit.initial_step). Fixed steps never call it."""
+
+# ---- one step attempt per scheme, from y into w.new. Each returns (error norm, cache valid):
+# err <= 1 accepts the attempt (fixed steps return 0), err = inf means the step failed for good
+# (implicit solve); "cache valid" says whether, once accepted, the field at the new state is already
+# known (FSAL tableaus: their last stage, copied to K[0] by the driver; splittings: w.grad). These are
+# the bodies of the overload of ``_attempt`` below, which picks one while typing: a run compiles one. ----
+
+def _attempt_explicit(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+    P = cfg.n_params
+    nq = refs.q0.shape[1]
+    first_stage = 1 if cached else 0
+    rk_stages(kind, y, h, method.A, w.K, w.stage, first_stage, cfg.dyn, P, nq, cfg.tau, cfg.weight_decay,
+              cfg.track_law, model.ints, model.floats, model.data_a, model.data_b, w.work)
+    st.n_grad[s] += w.K.shape[0] - first_stage
+    if cfg.track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start
+        for j in range(P):
+            w.g[j] = -w.K[0, j] - cfg.weight_decay * y[j]
+        _accumulate_gd_law(kind, pred, w.g, w.qg, h, cfg.weight_decay, model.ints, model.floats,
+                           refs.group_off, refs.group_degree)
+    combine(y, h, method.b, w.K, w.new)
+    return 0.0, cfg.fsal
 
 
-def _step_error(adaptive, theta, new, h, b, b_err, K, rtol, atol):
-    """Adaptive: the embedded pair's scaled error norm. Fixed steps: 0 (every step is accepted)."""
+def _attempt_adaptive(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+    P = cfg.n_params
+    nq = refs.q0.shape[1]
+    first_stage = 1 if cached else 0
+    rk_stages(kind, y, h, method.A, w.K, w.stage, first_stage, cfg.dyn, P, nq, cfg.tau, cfg.weight_decay,
+              cfg.track_law, model.ints, model.floats, model.data_a, model.data_b, w.work)
+    st.n_grad[s] += w.K.shape[0] - first_stage
+    combine(y, h, method.b, w.K, w.new)
+    return error_norm(y, w.new, h, method.b, method.b_err, w.K, cfg.rtol, cfg.atol), cfg.fsal
+
+
+def _attempt_implicit(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+    # one step of h, else 2, 4, … substeps of h/n from the same start
+    n_state = y.shape[0]
+    nq = refs.q0.shape[1]
+    n_sub = 1
+    while n_sub <= (1 << cfg.max_halvings):
+        for j in range(n_state):
+            w.start[j] = y[j]
+        solved = True
+        for _sub in range(n_sub):
+            ok = implicit_step(kind, w.start, h / n_sub, method.A, method.b, w.K, w.K_new, w.stage, w.new,
+                               cfg.solve_tol, cfg.max_solve_iters, cfg.dyn, cfg.n_params, nq, cfg.tau,
+                               cfg.weight_decay, cfg.track_law, model.ints, model.floats, model.data_a,
+                               model.data_b, w.work, w.result)
+            st.n_grad[s] += int(w.result[2])
+            st.n_solve_iters[s] += int(w.result[0])
+            if not ok:
+                solved = False
+                break
+            st.max_solve_iters[s] = max(st.max_solve_iters[s], int(w.result[0]))
+            st.solve_residual[s] = max(st.solve_residual[s], w.result[1])
+            for j in range(n_state):
+                w.start[j] = w.new[j]
+        if solved:
+            if n_sub > 1:
+                st.n_retried[s] += 1
+            return 0.0, False
+        n_sub *= 2
+    st.solve_residual[s] = max(st.solve_residual[s], w.result[1])
+    return np.inf, False
+
+
+def _attempt_splitting(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+    for j in range(y.shape[0]):
+        w.new[j] = y[j]
+    evals, cached = splitting_step(kind, w.new, h, method.ops, method.weights, cfg.n_params, refs.q0.shape[1],
+                                   cfg.tau, cfg.weight_decay, cfg.track_law, w.grad, cached, w.tmp, w.qa, w.qb,
+                                   w.qc, model.ints, model.floats, model.data_a, model.data_b, w.work)
+    st.n_grad[s] += evals
+    return 0.0, cached
+
+
+def _attempt_algorithm(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+    for j in range(y.shape[0]):
+        w.new[j] = y[j]
+    momentum_algorithm_step(kind, w.new, cfg.eta, cfg.beta, cfg.weight_decay, cfg.nesterov, cfg.n_params, w.grad,
+                            w.look, model.ints, model.floats, model.data_a, model.data_b, w.work)
+    st.n_grad[s] += 1
+    return 0.0, False
+
+
+_ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adaptive,
+             SCHEME_IMPLICIT: _attempt_implicit, SCHEME_SPLITTING: _attempt_splitting,
+             SCHEME_ALGORITHM: _attempt_algorithm}
+
+
+def _attempt(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+    """One step attempt of ``scheme`` from y into w.new (stand-in: the overload replaces it)."""
+
+
+@overload(_attempt, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
+def _ol_attempt(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+    if not isinstance(scheme, types.IntegerLiteral):
+        raise TypeError("the scheme must be a compile-time constant")
+    return _ATTEMPTS[scheme.literal_value]
+
+
+def _first_step(scheme, kind, y, model, cfg, w, t_span, nq):
+    """Adaptive: Hairer's starting step (step_control.initial_step), which also fills K[0]. Others: 0."""
 
 
 @overload(_first_step, prefer_literal=True, jit_options={"cache": True})
-def _ol_first_step(kind, adaptive, theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
-                   weight_decay, trial, f1):
-    if isinstance(adaptive, types.BooleanLiteral) and not adaptive.literal_value:
-        return (lambda kind, adaptive, theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
-                weight_decay, trial, f1: 0.0)
-    return (lambda kind, adaptive, theta, f0, order, rtol, atol, t_span, ints, floats, data_a, data_b, work,
-            weight_decay, trial, f1: initial_step(kind, theta, f0, order, rtol, atol, t_span, ints, floats,
-                                                 data_a, data_b, work, weight_decay, trial, f1))
-
-
-@overload(_step_error, prefer_literal=True, jit_options={"cache": True})
-def _ol_step_error(adaptive, theta, new, h, b, b_err, K, rtol, atol):
-    if isinstance(adaptive, types.BooleanLiteral) and not adaptive.literal_value:
-        return lambda adaptive, theta, new, h, b, b_err, K, rtol, atol: 0.0
-    return lambda adaptive, theta, new, h, b, b_err, K, rtol, atol: error_norm(theta, new, h, b, b_err, K, rtol, atol)
+def _ol_first_step(scheme, kind, y, model, cfg, w, t_span, nq):
+    if isinstance(scheme, types.IntegerLiteral) and scheme.literal_value != SCHEME_ADAPTIVE:
+        return lambda scheme, kind, y, model, cfg, w, t_span, nq: 0.0
+    return lambda scheme, kind, y, model, cfg, w, t_span, nq: initial_step(
+        kind, y, w.K[0], cfg.error_order, cfg.rtol, cfg.atol, t_span, cfg.dyn, cfg.n_params, nq, cfg.tau,
+        cfg.weight_decay, cfg.track_law, model.ints, model.floats, model.data_a, model.data_b, w.work, w.stage,
+        w.new)
 
 
 @njit(cache=True)
-def _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
-                     out_scale, watch_slot, q_watch, pred_watch):
-    for js in range(first, last):
-        out_loss[s, js] = np.nan
-        out_drift[s, js, :] = np.nan
-        out_drift_max[s, js, :] = np.nan
-        out_pred[s, js, :] = np.nan
-        out_resid[s, js, :] = np.nan
-        out_scale[s, js, :] = np.nan
-        if watch_slot[s] >= 0:
-            q_watch[watch_slot[s], js, :] = np.nan
-            pred_watch[watch_slot[s], js, :] = np.nan
-
-
-@njit(cache=True)
-def _integrate_seed(kind, adaptive, s, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad,
-                    n_accepted, n_rejected,
-                    save_times, first, last,
-                    ints, floats, data_a, data_b,
-                    A, b, b_err, method_ints, method_floats,
-                    group_off, group_degree, watch_slot,
-                    out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale,
-                    q_watch, pred_watch):
-    n_seeds, P = theta.shape
-    n_stages = b.shape[0]
-    nq = q0.shape[1]
-    n_groups = group_degree.shape[0]
-    fsal = method_ints[MI_FSAL] != 0
-    err_order = method_ints[MI_ERROR_ORDER]
-    max_steps = method_ints[MI_MAX_STEPS]
-    track_law = method_ints[MI_TRACK_GD_LAW] != 0
-    h_fixed = method_floats[MF_STEP]
-    rtol = method_floats[MF_RTOL]
-    atol = method_floats[MF_ATOL]
-    lam = method_floats[MF_WEIGHT_DECAY]
-    bound = method_floats[MF_DIVERGENCE_BOUND]
-    wsize = work_size(kind, ints, data_a)
-
-    if status[s] != STATUS_OK:
-        _mark_unrecorded(s, first, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
-                         out_scale, watch_slot, q_watch, pred_watch)
+def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method, cfg, refs, rec):
+    if st.status[s] != STATUS_OK:
+        _mark_unrecorded(s, first, last, refs, rec)
         return
-    th = theta[s].copy()
-    K = np.empty((n_stages, P))
-    stage = np.empty(P)
-    new = np.empty(P)
-    g = np.empty(P)
-    work = np.empty(wsize)
-    q = np.empty(nq)
-    qg = np.empty(nq)
-    scales = np.empty(n_groups)
-    sp = pred[s]
-    t = t_now[s]
-    h = h_next[s]
-    k0_valid = False
+    adaptive = scheme == SCHEME_ADAPTIVE
+    algorithm = scheme == SCHEME_ALGORITHM
+    n_state = st.y.shape[1]
+    P = cfg.n_params
+    nq = refs.q0.shape[1]
+    nj = refs.j0.shape[1]
+    n_stages = method.b.shape[0]
+    n_groups = refs.group_degree.shape[0]
+    w = _Work(np.empty((n_stages, n_state)), np.empty((n_stages, n_state)), np.empty(n_state), np.empty(n_state),
+              np.empty(n_state), np.empty(work_size(kind, model.ints, model.data_a)), np.empty(P), np.empty(P),
+              np.empty(P), np.empty(P), np.empty(P), np.empty(nq), np.empty(nq), np.empty(max(nj, 1)),
+              np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq), np.empty(n_groups),
+              np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3))
+    y = st.y[s].copy()
+    pred = st.predicted[s]
+    t = st.t[s]
+    h = st.h_next[s]
+    cached = False
 
     for js in range(first, last):
         t_end = save_times[js]
         if adaptive and h <= 0.0 and t_end > t:  # first step of this seed: choose it
-            n_grad[s] += 2
-            h = _first_step(kind, adaptive, th, K[0], err_order, rtol, atol, t_end - t, ints, floats,
-                            data_a, data_b, work, lam, stage, new)
-            k0_valid = True
+            st.n_grad[s] += 2
+            h = _first_step(scheme, kind, y, model, cfg, w, t_end - t, nq)
+            cached = True
         # One step loop for fixed and adaptive steps: a single call site of the stepper, so the
         # gradient kernel is inlined (and optimised by LLVM) once — compile time.
-        steps_left = 0 if adaptive else int(np.round((t_end - t) / h_fixed))
+        steps_left = 0 if adaptive else int(np.round((t_end - t) / cfg.h))
         while (t < t_end) if adaptive else (steps_left > 0):
-            h_try = h_fixed
+            h_try = cfg.h
             if adaptive:
-                if n_accepted[s] + n_rejected[s] >= max_steps:
-                    status[s] = STATUS_MAX_STEPS
+                if st.n_accepted[s] + st.n_rejected[s] >= cfg.max_steps:
+                    st.status[s] = STATUS_MAX_STEPS
                     break
                 h_try = min(h, t_end - t)
-                if h_try < 1e-14 * max(1.0, abs(t)):
-                    status[s] = STATUS_STEP_UNDERFLOW
+                if h_try < MIN_RELATIVE_STEP * max(1.0, abs(t)):
+                    st.status[s] = STATUS_STEP_UNDERFLOW
                     break
-            first_stage = 1 if k0_valid else 0
-            rk_stages(kind, th, h_try, A, K, stage, first_stage, ints, floats, data_a, data_b, work, lam)
-            n_grad[s] += n_stages - first_stage
-            if track_law:  # gradient descent: K[0] = −∇L − λθ at the step's start
-                for j in range(P):
-                    g[j] = -K[0, j] - lam * th[j]
-                _accumulate_gd_law(kind, sp, g, qg, h_try, lam, ints, floats, group_off, group_degree)
-            combine(th, h_try, b, K, new)
-            err = _step_error(adaptive, th, new, h_try, b, b_err, K, rtol, atol)
+            err, cached_after = _attempt(scheme, kind, s, y, h_try, cached, model, method, cfg, st, w, pred, refs)
+            if err == np.inf and not adaptive:
+                st.status[s] = STATUS_SOLVE_FAILED
+                break
             if err <= 1.0:
-                if not within_bound(new, bound):
-                    status[s] = STATUS_DIVERGED
-                    t_diverged[s] = t + h_try
+                if not within_bound(w.new, cfg.divergence_bound):
+                    st.status[s] = STATUS_DIVERGED
+                    st.t_diverged[s] = t + h_try
                     break
-                th[:] = new
+                y[:] = w.new
                 if adaptive:
                     t = t_end if h_try == t_end - t else t + h_try
                 else:
-                    t += h_fixed
+                    t += h_try
                     steps_left -= 1
-                n_accepted[s] += 1
-                if fsal:  # the last stage was evaluated at the new θ, bit for bit (A[-1] = b)
-                    K[0, :] = K[n_stages - 1]
-                k0_valid = fsal
-                factor = 5.0 if err == 0.0 else min(5.0, 0.9 * err ** (-1.0 / (err_order + 1)))
+                st.n_accepted[s] += 1
+                if cfg.fsal:  # the last stage was evaluated at the new y, bit for bit (A[-1] = b)
+                    w.K[0, :] = w.K[n_stages - 1]
+                cached = cached_after
             else:
-                n_rejected[s] += 1
-                k0_valid = True  # θ unchanged, so K[0] = f(θ) is still good
-                factor = max(0.2, 0.9 * err ** (-1.0 / (err_order + 1))) if np.isfinite(err) else 0.2
+                st.n_rejected[s] += 1
+                cached = True  # y unchanged, so K[0] = f(y) is still good
             if adaptive:
-                h = h_try * factor
-        if status[s] != STATUS_OK:
-            _mark_unrecorded(s, js, last, out_loss, out_drift, out_drift_max, out_pred, out_resid,
-                             out_scale, watch_slot, q_watch, pred_watch)
+                h = h_try * step_factor(err, cfg.error_order, err <= 1.0)
+        if st.status[s] != STATUS_OK:
+            _mark_unrecorded(s, js, last, refs, rec)
             break
         t = t_end
-        _record(kind, s, js, th, t, ints, floats, data_a, data_b, work, g, q, scales, q0, sp,
-                track_law, lam, group_off, group_degree, watch_slot,
-                out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale, q_watch, pred_watch)
+        _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred)
 
-    theta[s, :] = th
-    t_now[s] = t
-    h_next[s] = h
+    st.y[s, :] = y
+    st.t[s] = t
+    st.h_next[s] = h
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _integrate_saves(kind, adaptive, args):  # inlined into each entry (saves a compile level)
+def _integrate(kind, scheme, args):  # inlined into each entry (saves a compile level)
     """Advance seeds seed_lo … seed_hi − 1 through save_times[first:last]; see the module docstring.
 
     Serial and GIL-free: the API runs disjoint seed ranges on a thread pool. (A numba ``prange``
-    here measured twice the compile time — 27 s against 13 s of CPU for the reference run — for
-    the same run time, and compile time is part of performance.)
-    ``kind`` and ``adaptive`` are compile-time constants (see the entries below): one specialisation per
-    model kind and step control, each compiling only the code it runs.
+    here doubled the compile time for the same run time, and compile time is part of performance.)
     """
-    (seed_lo, seed_hi, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad, n_accepted, n_rejected,
-     save_times, first, last, ints, floats, data_a, data_b, A, b, b_err, method_ints, method_floats,
-     group_off, group_degree, watch_slot, out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale,
-     q_watch, pred_watch) = args
+    (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
     for s in range(seed_lo, seed_hi):
-        _integrate_seed(kind, adaptive, s, theta, t_now, h_next, pred, q0, status, t_diverged, n_grad,
-                        n_accepted, n_rejected,
-                        save_times, first, last,
-                        ints, floats, data_a, data_b,
-                        A, b, b_err, method_ints, method_floats,
-                        group_off, group_degree, watch_slot,
-                        out_loss, out_drift, out_drift_max, out_pred, out_resid, out_scale,
-                        q_watch, pred_watch)
+        _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method, cfg, refs, rec)
 
 
 @njit(cache=True, inline="always")
-def _ensemble_charges(kind, args):  # inlined into each per-kind entry (saves a compile level)
-    """q(θ) for every row: initial charges, final charges."""
-    (theta, ints, floats, nq) = args
-    out = np.empty((theta.shape[0], nq))
-    for s in range(theta.shape[0]):
-        charges(kind, theta[s], out[s], ints, floats)
-    return out
+def _ensemble_state_charges(kind, args):  # inlined into each per-kind entry (saves a compile level)
+    """(q, J, I) of every seed's state (initial and final values)."""
+    (y, algorithm, cfg, nq, ints, floats) = args
+    n = y.shape[0]
+    P = cfg.n_params
+    nj = n_isometric(kind, ints)
+    q = np.empty((n, nq))
+    J = np.full((n, nj), np.nan)
+    I = np.full((n, nq), np.nan)
+    for s in range(n):
+        state_charges(kind, y[s], algorithm, cfg, nq, ints, floats, q[s], J[s], I[s], np.empty(P), np.empty(P),
+                      np.empty(nq), np.empty(nq))
+    return q, J, I
 
 
 @njit(cache=True, inline="always")
 def _ensemble_loss_grad(kind, args):  # inlined into each per-kind entry (saves a compile level)
-    """Loss and gradient of every row (used by tests and baselines)."""
+    """Loss and gradient of every row (initial velocities, tests, baselines)."""
     (theta, ints, floats, data_a, data_b) = args
     n_seeds, P = theta.shape
     loss = np.empty(n_seeds)
@@ -287,78 +461,132 @@ def _ensemble_loss_grad(kind, args):  # inlined into each per-kind entry (saves 
     return loss, grad
 
 
-# ---- entries: one compiled function per model kind, where the kind is a constant (models.py) ----
+# ---- entries: one compiled function per (model kind, scheme), both constants (see models.py) ----
 
 @njit(cache=True, nogil=True)
-def _integrate_saves_deep_linear(*args):
-    return _integrate_saves(MODEL_DEEP_LINEAR, False, args)
-
-
-@njit(cache=True, nogil=True)
-def _integrate_saves_deep_linear_input_side(*args):
-    return _integrate_saves(MODEL_DEEP_LINEAR_INPUT_SIDE, False, args)
+def _integrate_deep_linear_explicit(*args):
+    return _integrate(MODEL_DEEP_LINEAR, SCHEME_EXPLICIT, args)
 
 
 @njit(cache=True, nogil=True)
-def _integrate_saves_mlp(*args):
-    return _integrate_saves(MODEL_MLP, False, args)
+def _integrate_deep_linear_adaptive(*args):
+    return _integrate(MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE, args)
 
 
 @njit(cache=True, nogil=True)
-def _integrate_saves_adaptive_deep_linear(*args):
-    return _integrate_saves(MODEL_DEEP_LINEAR, True, args)
+def _integrate_deep_linear_implicit(*args):
+    return _integrate(MODEL_DEEP_LINEAR, SCHEME_IMPLICIT, args)
 
 
 @njit(cache=True, nogil=True)
-def _integrate_saves_adaptive_deep_linear_input_side(*args):
-    return _integrate_saves(MODEL_DEEP_LINEAR_INPUT_SIDE, True, args)
+def _integrate_deep_linear_splitting(*args):
+    return _integrate(MODEL_DEEP_LINEAR, SCHEME_SPLITTING, args)
 
 
 @njit(cache=True, nogil=True)
-def _integrate_saves_adaptive_mlp(*args):
-    return _integrate_saves(MODEL_MLP, True, args)
+def _integrate_deep_linear_algorithm(*args):
+    return _integrate(MODEL_DEEP_LINEAR, SCHEME_ALGORITHM, args)
 
 
-_INTEGRATE_SAVES = {
-    (False, MODEL_DEEP_LINEAR): _integrate_saves_deep_linear,
-    (False, MODEL_DEEP_LINEAR_INPUT_SIDE): _integrate_saves_deep_linear_input_side,
-    (False, MODEL_MLP): _integrate_saves_mlp,
-    (True, MODEL_DEEP_LINEAR): _integrate_saves_adaptive_deep_linear,
-    (True, MODEL_DEEP_LINEAR_INPUT_SIDE): _integrate_saves_adaptive_deep_linear_input_side,
-    (True, MODEL_MLP): _integrate_saves_adaptive_mlp,
+@njit(cache=True, nogil=True)
+def _integrate_deep_linear_input_side_explicit(*args):
+    return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_EXPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_deep_linear_input_side_adaptive(*args):
+    return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_ADAPTIVE, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_deep_linear_input_side_implicit(*args):
+    return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_IMPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_deep_linear_input_side_splitting(*args):
+    return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_SPLITTING, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_deep_linear_input_side_algorithm(*args):
+    return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_ALGORITHM, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_mlp_explicit(*args):
+    return _integrate(MODEL_MLP, SCHEME_EXPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_mlp_adaptive(*args):
+    return _integrate(MODEL_MLP, SCHEME_ADAPTIVE, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_mlp_implicit(*args):
+    return _integrate(MODEL_MLP, SCHEME_IMPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_mlp_splitting(*args):
+    return _integrate(MODEL_MLP, SCHEME_SPLITTING, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_mlp_algorithm(*args):
+    return _integrate(MODEL_MLP, SCHEME_ALGORITHM, args)
+
+
+_INTEGRATE = {
+    (MODEL_DEEP_LINEAR, SCHEME_EXPLICIT): _integrate_deep_linear_explicit,
+    (MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE): _integrate_deep_linear_adaptive,
+    (MODEL_DEEP_LINEAR, SCHEME_IMPLICIT): _integrate_deep_linear_implicit,
+    (MODEL_DEEP_LINEAR, SCHEME_SPLITTING): _integrate_deep_linear_splitting,
+    (MODEL_DEEP_LINEAR, SCHEME_ALGORITHM): _integrate_deep_linear_algorithm,
+    (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_EXPLICIT): _integrate_deep_linear_input_side_explicit,
+    (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_ADAPTIVE): _integrate_deep_linear_input_side_adaptive,
+    (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_IMPLICIT): _integrate_deep_linear_input_side_implicit,
+    (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_SPLITTING): _integrate_deep_linear_input_side_splitting,
+    (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_ALGORITHM): _integrate_deep_linear_input_side_algorithm,
+    (MODEL_MLP, SCHEME_EXPLICIT): _integrate_mlp_explicit,
+    (MODEL_MLP, SCHEME_ADAPTIVE): _integrate_mlp_adaptive,
+    (MODEL_MLP, SCHEME_IMPLICIT): _integrate_mlp_implicit,
+    (MODEL_MLP, SCHEME_SPLITTING): _integrate_mlp_splitting,
+    (MODEL_MLP, SCHEME_ALGORITHM): _integrate_mlp_algorithm,
 }
 
 
-def integrate_saves(kind, adaptive, *args):
-    """Run ``_integrate_saves`` compiled for model ``kind`` and (fixed or adaptive) step control."""
-    return _INTEGRATE_SAVES[(bool(adaptive), kind)](*args)
+def integrate(kind, scheme, *args):
+    """Run ``_integrate`` compiled for model ``kind`` and ``scheme`` (plain ints from the Python side)."""
+    return _INTEGRATE[(kind, scheme)](*args)
 
 
 @njit(cache=True)
-def _ensemble_charges_deep_linear(*args):
-    return _ensemble_charges(MODEL_DEEP_LINEAR, args)
+def _ensemble_state_charges_deep_linear(*args):
+    return _ensemble_state_charges(MODEL_DEEP_LINEAR, args)
 
 
 @njit(cache=True)
-def _ensemble_charges_deep_linear_input_side(*args):
-    return _ensemble_charges(MODEL_DEEP_LINEAR_INPUT_SIDE, args)
+def _ensemble_state_charges_deep_linear_input_side(*args):
+    return _ensemble_state_charges(MODEL_DEEP_LINEAR_INPUT_SIDE, args)
 
 
 @njit(cache=True)
-def _ensemble_charges_mlp(*args):
-    return _ensemble_charges(MODEL_MLP, args)
+def _ensemble_state_charges_mlp(*args):
+    return _ensemble_state_charges(MODEL_MLP, args)
 
 
-_ENSEMBLE_CHARGES = {
-    MODEL_DEEP_LINEAR: _ensemble_charges_deep_linear,
-    MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_charges_deep_linear_input_side,
-    MODEL_MLP: _ensemble_charges_mlp,
+_ENSEMBLE_STATE_CHARGES = {
+    MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear,
+    MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_state_charges_deep_linear_input_side,
+    MODEL_MLP: _ensemble_state_charges_mlp,
 }
 
 
-def ensemble_charges(kind, *args):
-    """Run ``_ensemble_charges`` compiled for model ``kind`` (a plain int from the Python side)."""
-    return _ENSEMBLE_CHARGES[kind](*args)
+def ensemble_state_charges(kind, *args):
+    """(q, J, I) per seed, compiled for model ``kind``: ``(y, algorithm, settings, nq, ints, floats)``."""
+    return _ENSEMBLE_STATE_CHARGES[kind](*args)
 
 
 @njit(cache=True)
@@ -384,5 +612,5 @@ _ENSEMBLE_LOSS_GRAD = {
 
 
 def ensemble_loss_grad(kind, *args):
-    """Run ``_ensemble_loss_grad`` compiled for model ``kind`` (a plain int from the Python side)."""
+    """Loss and gradient of every row, compiled for model ``kind``: ``(theta, ints, floats, data_a, data_b)``."""
     return _ENSEMBLE_LOSS_GRAD[kind](*args)

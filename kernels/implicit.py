@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
-from .momentum import system_field
+from .fields import system_field
 
 
 @njit(cache=True, fastmath=FASTMATH)

@@ -1,15 +1,16 @@
 """Dispatch from the model kind to each model's loss/gradient and charge kernels.
 
-``kind`` is a compile-time literal (each driver has one entry per model kind that passes its kind as
-a module constant, which numba types as a literal), and each dispatcher below is an ``overload``
-that picks the model's kernel while typing. So a run compiles
-only its own model's code: each model kind gets its own specialisation of the drivers, and compile
-time stays that of one model however many exist. (An ``if kind == …`` chain in a jitted function
-would still compile every model's kernels — numba types all branches before pruning — measured on
-the reference deep linear run: 36 s of CPU with the MLP compiled in, ~20 s without.)
+``kind`` is a compile-time literal (the driver has one entry per model kind and scheme that passes
+its kind as a module constant, which numba types as a literal), and each dispatcher below is an
+``overload`` that picks the model's kernel while typing. So a run compiles only its own model's code,
+and compile time stays that of one model however many exist. (An ``if kind == …`` chain in a jitted
+function would still compile every model's kernels: numba types all branches before pruning.)
 
-Adding a model kind: one entry in each ``_KERNELS`` table, and one entry function per driver entry
-(``driver.py``, ``driver_momentum.py``).
+Each model's implementation must take exactly the parameter names of the stand-in it implements (an
+overload whose names differ fails to type, which surfaces as "Cannot request literal type").
+
+Adding a model kind: one entry in each ``_KERNELS`` table, and one entry function per scheme in
+``driver.py``.
 """
 
 from numba import literally, types
@@ -18,7 +19,7 @@ from numba.extending import overload
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .linear import (linear_charge_scales, linear_charges, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
-from .linear_momentum import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
+from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
 from .mlp import mlp_charge_scales, mlp_charges, mlp_loss_grad, mlp_work_size
 
 
@@ -104,7 +105,11 @@ def _linear_isometric_scales(kind, theta, mom, scales, ints, floats):
     linear_isometric_scales(theta, mom, scales, ints)
 
 
-def _nothing(kind, theta, mom, out, ints, floats):
+def _no_isometric_charges(kind, theta, mom, out, ints, floats):  # an overload's parameter names must match
+    return None
+
+
+def _no_isometric_scales(kind, theta, mom, scales, ints, floats):
     return None
 
 
@@ -115,8 +120,8 @@ _KERNELS = {
     charges: {MODEL_DEEP_LINEAR: _linear_charges, MODEL_MLP: _mlp_charges},
     charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales},
     n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric},
-    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _nothing},
-    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _nothing},
+    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _no_isometric_charges},
+    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _no_isometric_scales},
 }
 for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
     _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])

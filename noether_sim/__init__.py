@@ -7,22 +7,14 @@ from ._kernel_cache import refresh_stale_kernel_cache  # noqa: E402
 refresh_stale_kernel_cache()  # before any kernel is imported: numba's cache misses cross-file edits
 
 from . import data, init, methods  # noqa: E402
+from ._validate import ConfigError  # noqa: E402
 from .data import TrainingData  # noqa: E402
+from .dynamics import flow_from_heavy_ball, heavy_ball_from_flow  # noqa: E402
+from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
 from .models import DeepLinear  # noqa: E402
+from .results import load  # noqa: E402
 from .simulate import charge_matrix, simulate  # noqa: E402
 
-__all__ = ["DeepLinear", "TrainingData", "charge_matrix", "data", "init", "methods", "simulate"]
-
-from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
-
-__all__ += ["analyse_ladder", "run_ladder", "summarise_verdicts"]
-
-from .results import load  # noqa: E402
-
-__all__ += ["load"]
-
-# structure-preserving integration and momentum dynamics (issue 5)
-from . import momentum  # noqa: E402
-from .momentum import flow_from_heavy_ball, heavy_ball_from_flow, simulate_structured  # noqa: E402
-
-__all__ += ["flow_from_heavy_ball", "heavy_ball_from_flow", "momentum", "simulate_structured"]
+__all__ = ["ConfigError", "DeepLinear", "TrainingData", "analyse_ladder", "charge_matrix", "data",
+           "flow_from_heavy_ball", "heavy_ball_from_flow", "init", "load", "methods", "run_ladder",
+           "simulate", "summarise_verdicts"]

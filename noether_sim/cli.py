@@ -166,8 +166,8 @@ def cmd_plot(args) -> int:
 
 def cmd_list(args) -> int:
     from .config import DATA_KINDS, INIT_KINDS, MODEL_KINDS
-    from .methods import EXPLICIT_METHODS
-    from .simulate import DYNAMICS
+    from .dynamics import DYNAMICS, methods_for
+    from .methods import EXPLICIT_METHODS, IMPLICIT_METHODS, SPLITTING_METHODS
 
     def section(title, items):
         print(title)
@@ -179,9 +179,11 @@ def cmd_list(args) -> int:
     section("models (model.kind):", MODEL_KINDS)
     section("data (data.kind):", DATA_KINDS)
     section("initialisations (init.kind):", INIT_KINDS)
-    section("dynamics (methods.<label>.dynamics):", DYNAMICS)
+    section("dynamics (methods.<label>.dynamics; simulate(dynamics=…)):",
+            {name: f"{text} [methods: {', '.join(methods_for(name)) or 'none, its own algorithm'}]"
+             for name, text in DYNAMICS.items()})
     methods = {}
-    for name, tab in EXPLICIT_METHODS.items():
+    for name, tab in {**EXPLICIT_METHODS, **IMPLICIT_METHODS}.items():
         p = tab.properties()
         flags = [f"{p['stages']} stages", f"order conditions hold to order {p['order conditions satisfied up to']}",
                  "explicit" if p["explicit"] else "implicit",
@@ -190,23 +192,20 @@ def cmd_list(args) -> int:
         if "embedded order" in p:
             flags.append(f"embedded order {p['embedded order']}")
         methods[name] = f"{tab.description} [{', '.join(flags)}]"
-    section("methods (methods.<label>.method):", methods)
-    from .methods import IMPLICIT_METHODS, SPLITTING_METHODS
-
-    other = {}
-    for name, tab in IMPLICIT_METHODS.items():
-        p = tab.properties()
-        other[name] = (f"{tab.description} [{p['stages']} stages, order conditions hold to order "
-                       f"{p['order conditions satisfied up to']}, implicit, "
-                       f"{'symplectic' if p['symplectic condition'] else 'not symplectic'}]")
     for name, split in SPLITTING_METHODS.items():
-        other[name] = split.description
-    section("structure-preserving methods (Python API: simulate(..., method=NAME)):", other)
-    section("momentum dynamics (Python API: simulate(..., dynamics=NAME, tau=… or learning_rate=…, beta=…)):", {
-        "momentum": "momentum flow τθ̈ + θ̇ = −∇L − λθ as a first-order system in (θ, p = θ̇); any explicit, "
-                    "Gauss–Legendre or splitting method",
-        "heavy_ball": "θ_{k+1} = θ_k + β(θ_k − θ_{k−1}) − η∇L(θ_k): conformal symplectic Euler with β = e^{−h/τ}, η = h²/τ",
-        "nesterov": "Nesterov's accelerated gradient: the gradient at θ_k + β(θ_k − θ_{k−1})",
+        p = split.properties()
+        methods[name] = (f"{split.description} [{p['sub-steps']} sub-steps, "
+                         f"{'conformal symplectic' if p['conformal symplectic'] else 'not conformal symplectic'}, "
+                         f"momentum flow only]")
+    section("methods (methods.<label>.method; simulate(method=…)):", methods)
+    section("options (in a [methods.<label>] table, or simulate(…) keywords):", {
+        "tau": "momentum, heavy_ball, nesterov: time constant of τθ̈ + θ̇ = −∇L − λθ (β = e^{−h/τ}, η = h²/τ)",
+        "velocity": "momentum dynamics: initial θ̇ = 'zero' (default), 'gradient' or a scale σ (Gaussian entries)",
+        "track_law": "momentum flow: integrate ∫D(q), ∫D(p) to check the balance law (default true)",
+        "solve_tol, max_solve_iters, max_halvings": "gl1, gl2, gl3: fixed-point tolerance (1e-14), sweeps per "
+                                                     "attempt (100), step halvings before failing (6)",
+        "rtol, atol, max_steps": "dopri5 (Python API only: not for ladders)",
+        "learning_rate, beta": "heavy_ball, nesterov (Python API): instead of (h, tau)",
     })
     section("charges (record.charges):", {
         "D<i>": "deep_linear, i = 1 … L−1: layer balance W_{i+1}ᵀW_{i+1} − W_iW_iᵀ (− b_ib_iᵀ with biases) of "
@@ -217,6 +216,8 @@ def cmd_list(args) -> int:
         "T": "mlp with loss = softmax_ce: translation charges, the sum over classes of b_L and of each column "
              "of W_L (linear)",
         "S": "mlp with normalised_first_layer: scale charges |w_k|² of the normalised rows of W_1",
+        "J<i>": "deep_linear under momentum dynamics: isometric charges, the antisymmetric part of "
+                "W_iP_iᵀ + b_ip_bᵀ − P_{i+1}ᵀW_{i+1}; exact law J(t) = e^{−t/τ}J(0)",
     })
     return EXIT_OK
 

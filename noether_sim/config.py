@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ._validate import ConfigError
 from .builders import build_model
-from .methods import EXPLICIT_METHODS
+from .dynamics import DYNAMICS, check_options, methods_for, resolve
+from .ensemble import save_grid as grid
 
 # ---- the built-in default study (examples/default_study.toml is the same study, written out) ----
 
@@ -71,7 +72,6 @@ INIT_KINDS = {
     "orthogonal": "W_i = scale × a random semi-orthogonal matrix, biases zero",
     "balanced": "exactly balanced start (every D_i = 0), shared singular values scale × U[0.5, 1.5]",
 }
-DYNAMICS_KINDS = ("gd", "gf")
 MIN_LADDER = 3  # analyse_ladder needs three step sizes for an extrapolation and its uncertainty
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -173,9 +173,13 @@ RECORD = {
     "final_weights": (False, _bool),
 }
 METHOD = {
-    "dynamics": (True, lambda k, v: _str(k, v, list(DYNAMICS_KINDS))),
+    "dynamics": (True, lambda k, v: _str(k, v, list(DYNAMICS))),
     "method": (False, None),
     "step_sizes": (True, lambda k, v: _list(k, v, lambda kk, x: _real(kk, x, low=0, low_open=True), MIN_LADDER)),
+    # the options of simulate() that a ladder can use; which dynamics/method takes which is checked
+    # by noether_sim.dynamics, as for the Python API
+    "tau": (False, None), "velocity": (False, None), "track_law": (False, None),
+    "solve_tol": (False, None), "max_solve_iters": (False, None), "max_halvings": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
 
@@ -320,18 +324,21 @@ def parse_config(raw: dict) -> dict:
 
 
 def _check_method(prefix: str, entry: dict, times) -> dict:
-    fixed_step = [name for name, t in EXPLICIT_METHODS.items() if not t.adaptive]
-    if entry["dynamics"] == "gd":
-        method = entry.get("method", "euler")
-        if method != "euler":
-            _fail(prefix + "method", method, "gradient descent is explicit Euler: leave it out or write 'euler'")
-    else:
-        if "method" not in entry:
-            raise ConfigError(f"missing key {prefix + 'method'!r}: gradient flow needs an integrator, "
-                              f"one of {', '.join(fixed_step)}")
-        method = _str(prefix + "method", entry["method"], list(EXPLICIT_METHODS))
-        if EXPLICIT_METHODS[method].adaptive:
-            _fail(prefix + "method", method, f"a step-size ladder needs a fixed-step method, one of {', '.join(fixed_step)}")
+    """One [methods.<label>] table, checked by the same rules as simulate()'s arguments."""
+    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes")}
+    if entry["dynamics"] in ("gf", "momentum") and "method" not in entry:
+        raise ConfigError(f"missing key {prefix + 'method'!r}: {entry['dynamics']} needs an integrator, one of "
+                          f"{', '.join(m for m in methods_for(entry['dynamics']) if m != 'dopri5')}")
+    try:
+        resolved = resolve(entry["dynamics"], entry.get("method"))
+        if resolved.adaptive:
+            _fail(prefix + "method", resolved.method, "a step-size ladder needs a fixed-step method; "
+                                                      "`noether-sim list` shows them")
+        full = check_options(resolved, options)
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}{err}") from None
+    if full.get("velocity") is not None and not isinstance(full["velocity"], (str, int, float)):
+        _fail(prefix + "velocity", full["velocity"], "must be 'zero', 'gradient' or a scale >= 0 in a study")
     hs = entry["step_sizes"]
     if len(set(hs)) != len(hs):
         _fail(prefix + "step_sizes", hs, "must be distinct")
@@ -344,11 +351,12 @@ def _check_method(prefix: str, entry: dict, times) -> dict:
             if round(n) < 1 or abs(n - round(n)) > 1e-9 * max(n, 1):
                 _fail(f"{prefix}step_sizes[{i}]", h, f"every interval between save times ({dt:g}, from save_every/"
                                                      f"save_times and t_end) must be a whole number >= 1 of steps")
-    return {"dynamics": entry["dynamics"], "method": method, "step_sizes": [float(h) for h in hs]}
+    return {"dynamics": entry["dynamics"], "method": resolved.method, "step_sizes": [float(h) for h in hs],
+            **{k: full[k] for k in options}}
 
 
 def _save_grid(cfg) -> list[float]:
-    from .simulate import _save_grid as grid
+
 
     t_end = cfg["t_end"]
     if "save_times" in cfg:

@@ -1,4 +1,11 @@
-"""Initialisations. Each is a small dataclass whose ``draw(model, rng)`` returns one flat parameter row."""
+"""Initialisations. Each is a small dataclass with
+
+    rows(model, root, seed_ids)  one flat parameter row per seed id, from the counter-based streams of
+                                 random.py (vectorised; row i depends only on (root, seed_ids[i]))
+    draw(model, rng)             one row from a NumPy Generator (for a single network by hand)
+
+Both shape the same standard normals (and uniforms) the same way: one code path per initialisation.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ._validate import fail, finite_array, non_negative
+from .random import INIT_STREAM, INIT_UNIFORM_STREAM, normal_rows, uniform_rows
 
 
 def _layer_scales(scale, n_layers):
@@ -16,49 +24,80 @@ def _layer_scales(scale, n_layers):
     return scales
 
 
-def _semi_orthogonal(rng, n_rows, n_cols):
-    """A random n_rows × n_cols matrix with orthonormal rows or columns (Haar, via signed QR)."""
-    big, small = max(n_rows, n_cols), min(n_rows, n_cols)
-    Q, R = np.linalg.qr(rng.standard_normal((big, small)))
-    Q = Q * np.sign(np.diag(R))
-    return Q if n_rows >= n_cols else Q.T
+def _semi_orthogonal(G, n_rows, n_cols):
+    """Random n_rows × n_cols matrices with orthonormal rows or columns (Haar, via signed QR) from a stack
+    G of standard normal (max × min) matrices; LAPACK factors each matrix of the stack on its own."""
+    Q, R = np.linalg.qr(G)
+    Q = Q * np.sign(np.diagonal(R, axis1=1, axis2=2))[:, None, :]
+    return Q if n_rows >= n_cols else np.swapaxes(Q, 1, 2)
+
+
+class _Drawn:
+    """Drawing for every initialisation from ``n_normals``/``n_uniforms`` and ``shape``."""
+
+    def n_uniforms(self, model):
+        return 0
+
+    def rows(self, model, root, seed_ids):
+        """One flat row per seed id; row i depends only on (root, seed_ids[i])."""
+        Z = normal_rows(root, INIT_STREAM, seed_ids, self.n_normals(model))
+        n_u = self.n_uniforms(model)
+        U = uniform_rows(root, INIT_UNIFORM_STREAM, seed_ids, n_u) if n_u else None
+        return np.ascontiguousarray(self.shape(model, Z, U))
+
+    def draw(self, model, rng):
+        """One flat row from a NumPy Generator."""
+        Z = rng.standard_normal((1, self.n_normals(model)))
+        n_u = self.n_uniforms(model)
+        return self.shape(model, Z, rng.random((1, n_u)) if n_u else None)[0]
 
 
 @dataclass(frozen=True)
-class Gaussian:
+class Gaussian(_Drawn):
     """W_i entries N(0, scale_i² / n_{i-1}); biases N(0, bias_scale²)."""
 
     scale: float | tuple = 1.0
     bias_scale: float = 0.0
     kind: str = "gaussian"
 
-    def draw(self, model, rng):
+    def n_normals(self, model):
+        return model.n_params
+
+    def shape(self, model, Z, U=None):
+        """Scale standard normals Z (n, n_params), laid out like the parameters, in place."""
         scales = _layer_scales(self.scale, model.n_layers)
         non_negative("bias_scale", self.bias_scale)
-        layers = []
-        for i in range(1, model.n_layers + 1):
-            n_out, n_in = model.weight_shape(i)
-            W = rng.standard_normal((n_out, n_in)) * scales[i - 1] / np.sqrt(n_in)
-            b = rng.standard_normal(n_out) * self.bias_scale if model.bias else None
-            layers.append((W, b))
-        return model.flatten(layers)
+        for i, (W, b) in enumerate(model.unflatten(Z), start=1):
+            W *= scales[i - 1] / np.sqrt(model.weight_shape(i)[1])
+            if b is not None:
+                b *= self.bias_scale
+        return Z
 
 
 @dataclass(frozen=True)
-class Orthogonal:
+class Orthogonal(_Drawn):
     """W_i = scale_i × a random semi-orthogonal matrix; biases zero."""
 
     scale: float | tuple = 1.0
     kind: str = "orthogonal"
 
-    def draw(self, model, rng):
+    def n_normals(self, model):
+        return sum(max(model.weight_shape(i)) * min(model.weight_shape(i)) for i in range(1, model.n_layers + 1))
+
+    def shape(self, model, Z, U=None):
         scales = _layer_scales(self.scale, model.n_layers)
-        return model.flatten([(scales[i - 1] * _semi_orthogonal(rng, *model.weight_shape(i)), None)
-                              for i in range(1, model.n_layers + 1)])
+        layers, pos = [], 0
+        for i in range(1, model.n_layers + 1):
+            n_out, n_in = model.weight_shape(i)
+            big, small = max(n_out, n_in), min(n_out, n_in)
+            G = Z[:, pos:pos + big * small].reshape(-1, big, small)
+            pos += big * small
+            layers.append((scales[i - 1] * _semi_orthogonal(G, n_out, n_in), None))
+        return model.flatten(layers)
 
 
 @dataclass(frozen=True)
-class Balanced:
+class Balanced(_Drawn):
     """Exactly balanced: W_i = Q_i diag(σ) Q_{i-1}ᵀ with orthonormal-column Q_i (n_i × r), biases zero.
 
     Then W_{i+1}ᵀW_{i+1} = W_iW_iᵀ = Q_i diag(σ²) Q_iᵀ, so every D_i = 0, and all layers share the
@@ -68,12 +107,22 @@ class Balanced:
     scale: float = 1.0
     kind: str = "balanced"
 
-    def draw(self, model, rng):
+    def n_normals(self, model):
+        return sum(n * min(model.widths) for n in model.widths)
+
+    def n_uniforms(self, model):
+        return min(model.widths)
+
+    def shape(self, model, Z, U=None):
         non_negative("scale", self.scale)
         r = min(model.widths)
-        sigma = self.scale * rng.uniform(0.5, 1.5, size=r)
-        Q = [_semi_orthogonal(rng, n, r) for n in model.widths]
-        return model.flatten([(Q[i] @ np.diag(sigma) @ Q[i - 1].T, None) for i in range(1, model.n_layers + 1)])
+        sigma = self.scale * (0.5 + U)  # (n, r), uniform in [0.5, 1.5]
+        Q, pos = [], 0
+        for n in model.widths:
+            Q.append(_semi_orthogonal(Z[:, pos:pos + n * r].reshape(-1, n, r), n, r))
+            pos += n * r
+        return model.flatten([(Q[i] * sigma[:, None, :] @ np.swapaxes(Q[i - 1], 1, 2), None)
+                              for i in range(1, model.n_layers + 1)])
 
 
 @dataclass(frozen=True, eq=False)

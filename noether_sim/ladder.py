@@ -26,19 +26,48 @@ import numpy as np
 import xarray as xr
 
 from ._validate import fail
-from .simulate import simulate
+from .ensemble import check_memory
+from .simulate import execute, plan
 
 CONSERVED, BROKEN, INCONCLUSIVE = "conserved by the flow", "broken by the flow", "inconclusive"
+EXCLUDED, NO_SUCH = "excluded (failed at some step size)", "no such charge in this dynamics"
+MIN_RUNGS = 3  # the extrapolation uses the two finest pairs, its uncertainty the next
 VERDICT_FACTOR = 5.0  # d* must exceed this many uncertainties to count as broken
 RESOLUTION = 1e-6  # uncertainty relative to the charge scale below which "conserved" is decidable
 
 
-def run_ladder(model, data, *, step_sizes, progress: bool = False, **kwargs) -> xr.Dataset:
-    """``simulate`` at each step size; results stacked along a new dimension ``h``."""
-    hs = np.sort(np.asarray(step_sizes, dtype=float))[::-1]
-    if hs.ndim != 1 or len(hs) < 2 or np.any(~np.isfinite(hs)) or np.any(hs <= 0) or len(set(hs)) != len(hs):
-        fail("step_sizes", step_sizes, "must be at least 2 distinct step sizes > 0")
-    runs = [simulate(model, data, h=float(h), progress=progress, **kwargs) for h in hs]
+def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=None, **kwargs) -> xr.Dataset:
+    """``simulate`` at each step size (largest first); results stacked along a new dimension ``h``.
+
+    Every rung runs to the same end time with the same save grid, and every rung is validated before
+    any runs: a ladder that could not be compared rung by rung is refused with a ConfigError.
+    Default save grid: about 32 records, each a whole number of steps of the largest step size.
+    """
+    for name in ("h", "n_steps", "learning_rate"):
+        if kwargs.get(name) is not None:
+            fail(name, kwargs[name], "a ladder takes its step sizes from step_sizes and one end time t_end "
+                                     "for every rung")
+    try:
+        hs = np.asarray(step_sizes, dtype=float)
+    except (TypeError, ValueError):
+        fail("step_sizes", step_sizes, f"must be at least {MIN_RUNGS} distinct step sizes > 0")
+    if hs.ndim != 1 or len(hs) < MIN_RUNGS or np.any(~np.isfinite(hs)) or np.any(hs <= 0) or len(set(hs)) != len(hs):
+        fail("step_sizes", step_sizes, f"must be at least {MIN_RUNGS} distinct step sizes > 0 (the extrapolation "
+                                       f"to h → 0 and its uncertainty need three)")
+    hs = np.sort(hs)[::-1]
+    if kwargs.get("save_every") is None and kwargs.get("save_times") is None and kwargs.get("t_end") is not None:
+        t_end = kwargs["t_end"]
+        if isinstance(t_end, (int, float)) and t_end > 0:
+            kwargs["save_every"] = float(hs[0] * max(1, round(t_end / hs[0]) // 32))
+    plans = [plan(model, data, h=float(h), memory_limit=memory_limit, **kwargs) for h in hs]
+    if plans[0].resolved.adaptive:
+        fail("method", plans[0].resolved.method, "a ladder needs a fixed-step method (an adaptive method chooses "
+                                                 "its own steps); see `noether-sim list`")
+    for p, h in zip(plans[1:], hs[1:]):
+        if len(p.times) != len(plans[0].times) or np.any(np.abs(p.times - plans[0].times) > 1e-12 * p.t_end):
+            fail("step_sizes", list(hs), f"every rung must share one save grid (h = {h:g} differs)")
+    check_memory({"rungs": sum(sum(p.memory.values()) for p in plans)}, memory_limit, "run_ladder()")
+    runs = [execute(p, progress=progress) for p in plans]
     return stack_runs(runs, hs)
 
 
@@ -52,20 +81,22 @@ def stack_runs(runs, hs) -> xr.Dataset:
 
 
 def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
-    """Per seed and charge: fitted order, extrapolated drift, uncertainty, floor, verdict; see module doc."""
-    if "h" not in ladder.dims or ladder.sizes["h"] < 3:
-        fail("ladder", dict(ladder.sizes), "needs a dimension 'h' with at least 3 step sizes")
+    """Per seed and charge: fitted order, extrapolated drift, uncertainty, floor, verdict; see module doc.
+
+    Each charge is compared with its own exact law at the end time (``charge_law_final``): the flow's
+    law for gradient flow and descent, e^{−t/τ}J(0) for isometric charges under momentum, and q(0) for
+    the model's charges under momentum (which breaks them). Charges with no value in this run (isometric
+    charges of gradient flow) get the verdict "no such charge".
+    """
+    if "h" not in ladder.dims or ladder.sizes["h"] < MIN_RUNGS:
+        fail("ladder", dict(ladder.sizes), f"needs a dimension 'h' with at least {MIN_RUNGS} step sizes")
     ladder = ladder.sortby("h", ascending=False)
     p = int(order if order is not None else ladder.attrs["method_order"])
     hs = ladder.h.values
     T = float(ladder.time.values[-1])
-    lam = float(ladder.attrs.get("weight_decay", 0.0))
     q = ladder.charge_final.transpose("h", "seed", "component").values  # (m, S, nq)
-    q0 = ladder.charge_initial.isel(h=-1).transpose("seed", "component").values
-    degree = ladder.component_degree.values
-    q_law = q0 * np.exp(-degree * lam * T)
+    q_law = ladder.charge_law_final.isel(h=-1).transpose("seed", "component").values
     ok = np.all(ladder.status.transpose("h", "seed").values == 0, axis=0)
-
     names = list(ladder.charge.values)
     members = [ladder.component_charge.values == name for name in names]
 
@@ -96,7 +127,9 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     noise = np.maximum(unc, floor)
     verdict = np.where(d_star > VERDICT_FACTOR * noise, BROKEN,
                        np.where(noise <= RESOLUTION * np.maximum(scale, np.finfo(float).tiny), CONSERVED, INCONCLUSIVE))
-    verdict = np.where(ok[:, None] & np.isfinite(d_star), verdict, "excluded (failed at some step size)")
+    verdict = np.where(ok[:, None] & np.isfinite(d_star), verdict, EXCLUDED).astype(object)
+    no_value = np.array([np.all(np.isnan(q_law[:, m])) if m.any() else True for m in members])
+    verdict[:, no_value] = NO_SUCH
     return xr.Dataset(
         {
             "fitted_order": (("seed", "charge"), fitted),
@@ -114,6 +147,8 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     )
 
 
+
+
 def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
     """One row per charge: medians over included seeds, verdict counts and the overall verdict."""
     rows = []
@@ -123,6 +158,8 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
         counts = {v: int(np.sum(verdicts == v)) for v in (CONSERVED, BROKEN, INCONCLUSIVE)}
         if len(verdicts) == 0:
             overall = "no seed to judge"
+        elif np.all(verdicts == NO_SUCH):
+            overall = NO_SUCH
         elif max(counts.values()) == len(verdicts):
             overall = max(counts, key=counts.get)
         else:

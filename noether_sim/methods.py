@@ -151,7 +151,7 @@ EXPLICIT_METHODS: dict[str, Tableau] = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Implicit Runge–Kutta: Gauss–Legendre collocation (structure-preserving integration, issue 5).
+# Implicit Runge–Kutta: Gauss–Legendre collocation (structure-preserving integration).
 # Run by the generic implicit stepper kernels/implicit.py; like the explicit ones, these are data.
 # ---------------------------------------------------------------------------------------------
 

@@ -111,6 +111,10 @@ class MLP(DeepLinear):
 
     # ---- plain NumPy reference implementation (tests, baselines, diagnostics) ----
 
+    def isometric_groups(self) -> list:
+        """None: the kernels compute isometric charges for deep linear networks only."""
+        return []
+
     def act(self, z):
         a = self.activation
         if a == "linear":

@@ -101,6 +101,19 @@ class DeepLinear:
     def n_charges(self) -> int:
         return sum(g.size for g in self.charge_groups)
 
+    def isometric_groups(self) -> list[ChargeGroup]:
+        """Charges of momentum dynamics from the rotations of each hidden layer (J_i, theory.md §2, §4),
+        laid out after the model's own charges; the kernels compute them in kernels/linear_isometric.py."""
+        groups, pos = [], self.n_charges
+        for i in range(1, self.n_layers):
+            n = self.widths[i]
+            bias = " + b_i p_{b_i}ᵀ" if self.bias else ""
+            groups.append(ChargeGroup(f"J{i}", pos, (n, n), 2,
+                                      f"isometric charge: antisymmetric part of W_{i}P_{i}ᵀ{bias} − P_{i + 1}ᵀW_{i + 1} "
+                                      f"(hidden layer {i}); exact law e^(−t/τ)J(0) under momentum flow"))
+            pos += n * n
+        return groups
+
     def unflatten(self, theta: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """[(W_i, b_i)] views of one flat parameter row (b_i is None without biases)."""
         w_off, b_off = self.offsets
@@ -113,13 +126,16 @@ class DeepLinear:
         return out
 
     def flatten(self, layers) -> np.ndarray:
-        """Inverse of ``unflatten`` for one network: [(W_i, b_i)] → flat row."""
+        """Inverse of ``unflatten``: [(W_i, b_i)] → flat row; W_i of shape (…, n_i, n_{i−1}) gives rows (…, P)."""
         parts = []
         for i, (W, b) in enumerate(layers, start=1):
-            parts.append(np.asarray(W, dtype=float).reshape(-1))
+            W = np.asarray(W, dtype=float)
+            lead = W.shape[:-2]
+            parts.append(W.reshape(lead + (-1,)))
             if self.bias:
-                parts.append(np.zeros(self.widths[i]) if b is None else np.asarray(b, dtype=float).reshape(-1))
-        return np.concatenate(parts)
+                parts.append(np.zeros(lead + (self.widths[i],)) if b is None
+                             else np.broadcast_to(np.asarray(b, dtype=float), lead + (self.widths[i],)))
+        return np.concatenate(parts, axis=-1)
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """Network outputs for inputs X (n_0 × N) — plain NumPy, used by tests and baselines."""

@@ -15,9 +15,9 @@ import numpy as np
 import xarray as xr
 
 from .kernels import STATUS_OK
-from .methods import EXPLICIT_METHODS
-from .ladder import BROKEN, CONSERVED, INCONCLUSIVE, analyse_ladder, summarise_verdicts
-from .store import COMPLETE_FILE, IncompleteStoreError, block_status, describe_blocks, read_blocks, read_study
+from .dynamics import resolve
+from .ladder import BROKEN, CONSERVED, INCONCLUSIVE, NO_SUCH, analyse_ladder, summarise_verdicts
+from .store import COMPLETE_FILE, SHARED_VARS, IncompleteStoreError, block_status, describe_blocks, read_blocks, read_study
 
 BLOCK_DIMS = ("scheme", "step")  # not "method": Dataset.sel(method=...) is xarray's interpolation keyword
 NOT_ANALYSED = "not analysed (fewer than 3 finished step sizes)"
@@ -61,9 +61,11 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
     present = [lb for lb in labels if any((lb, k) in blocks for k in range(n_steps))]
     if not blocks:
         raise ValueError("no finished block to assemble")
-    first = next(iter(blocks.values()))
+    # momentum blocks add isometric charges after the model's: the widest block's charges (and
+    # components) extend every other block's, which are padded with NaN
+    first = max(blocks.values(), key=lambda b: b.sizes.get("component", 0))
     # variables identical in every block (same seeds, same initialisation) are kept once
-    shared = [v for v in ("theta_initial", "charge_initial") if v in first]
+    shared = [v for v in SHARED_VARS if v in first]
     for key, b in blocks.items():
         for v in shared:
             if not np.array_equal(b[v].values, first[v].values):
@@ -78,7 +80,8 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
         for i, lb in enumerate(present):
             for k in range(n_steps):
                 if (lb, k) in blocks:
-                    arr[i, k] = blocks[(lb, k)][v].values
+                    val = blocks[(lb, k)][v].values
+                    arr[i, k][tuple(slice(0, n) for n in val.shape)] = val
         data_vars[v] = (BLOCK_DIMS + proto.dims, arr, proto.attrs)
     for v in shared:
         data_vars[v] = (first[v].dims, first[v].values, first[v].attrs)
@@ -98,7 +101,8 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
                               "units": "time (dimensionless)"}),
         "dynamics": ("scheme", [cfg["methods"][lb]["dynamics"] for lb in present]),
         "integrator": ("scheme", [cfg["methods"][lb]["method"] for lb in present]),
-        "method_order": ("scheme", [EXPLICIT_METHODS[cfg["methods"][lb]["method"]].order for lb in present]),
+        "method_order": ("scheme", [resolve(cfg["methods"][lb]["dynamics"], cfg["methods"][lb]["method"]).order
+                                    for lb in present]),
     })
     ds = xr.Dataset(data_vars, coords=coords)
     ds["time"].attrs.update(first["time"].attrs)
@@ -117,8 +121,11 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
                            data_vars="all", coords="minimal", compat="override", join="override",
                            combine_attrs="override")
         an = analyse_ladder(ladder)
-        fitted[i], d_star[i], unc[i] = an.fitted_order.values, an.extrapolated_drift.values, an.uncertainty.values
-        verdict[i] = an.verdict.values
+        c = an.sizes["charge"]  # the block's charges come first (see above)
+        fitted[i, :, :c], d_star[i, :, :c], unc[i, :, :c] = (an.fitted_order.values, an.extrapolated_drift.values,
+                                                            an.uncertainty.values)
+        verdict[i] = NO_SUCH
+        verdict[i, :, :c] = an.verdict.values
         included[i] = an.included.values
     ds["fitted_order"] = (("scheme", "seed", "charge"), fitted,
                           {"description": "slope of log|q(h_j) − q(h_{j+1})| against log h over the ladder"})
@@ -201,6 +208,8 @@ def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
                               "scale": fin.scale})
             verdicts = {r["charge"]: r for r in summarise_verdicts(sub)}
         for c in ds.charge.values:
+            if not np.any(np.isfinite(fin.drift.sel(charge=c).values)):
+                continue  # a charge this dynamics does not have (isometric charges of gradient flow)
             drift = fin.drift.sel(charge=c).values[ok]
             pred = fin.predicted.sel(charge=c).values[ok]
             res = fin.residual.sel(charge=c).values[ok]

@@ -1,148 +1,106 @@
-"""simulate(): validate, draw initial weights, allocate, run the compiled driver chunk by chunk, label.
+"""simulate(): the one entry point from Python objects to the kernels, for every dynamics and method.
 
-The one entry point from Python objects to the kernels. Everything it returns is an
-``xarray.Dataset`` whose variables are documented in ``VARIABLES`` below.
+``plan(...)`` validates every argument and estimates the memory a run needs, before any work;
+``execute(plan)`` draws the initial weights, allocates, runs the compiled driver chunk by chunk (progress,
+interruptible between chunks) and labels the result: an ``xarray.Dataset`` with the same variables
+(``VARIABLES``) whatever the dynamics and method; what does not apply is NaN (or 0 for counters).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import numbers
 import time as _time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
 
-from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
-from .kernels.driver import ensemble_charges, integrate_saves
-
 from . import _validate as v
 from .data import TrainingData
-from .init import Balanced, Gaussian, Given, to_config
-from .methods import get_any_method
-from .random import seed_rng
-
-DYNAMICS = {
-    "gf": "gradient flow θ̇ = −∇L − λθ, integrated by an explicit Runge–Kutta method",
-    "gd": "gradient descent θ ← θ − η(∇L + λθ) (explicit Euler with h = η, time t = kη)",
-}
+from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
+                       initial_velocity, resolve, step_and_time_constant)
+from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, over_seed_ranges, progress_bar,
+                       provenance, save_grid, seed_ids)
+from .init import Gaussian, Given, to_config
+from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
+from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ChargeRefs, Method, ModelData, Records, SeedState, Settings,
+                             ensemble_loss_grad, ensemble_state_charges, integrate, state_size)
+from .kernels.fields import DYN_MOMENTUM
 
 VARIABLES = {
     "loss": "training loss L(θ(t))",
-    "drift": "|q(t) − q_law(t)| (Frobenius), q_law = e^{−dλt} q(0) the flow's exact law, d the charge degree",
+    "drift": "|q(t) − q_law(t)| (Frobenius) per charge; q_law is the charge's exact law (coordinate charge_law)",
     "drift_max": "largest entry of |q(t) − q_law(t)|",
     "predicted": "gradient descent: |q_pred(t) − q_law(t)|, the discretisation drift its exact one-step law predicts",
     "residual": "gradient descent: |q(t) − q_pred(t)|, drift the exact law does not explain (round-off)",
+    "law_residual": "momentum flow, model charges: |I(t) − I(0)|, I = τḊ + D + 2λ∫D(q)dt − 2τ∫D(p)dt, the "
+                    "integrated exact law τD̈ + Ḋ + 2λD = 2τD(p)",
     "scale": "size of the terms that cancel in q (|W_{i+1}|² + |W_i|² + |b_i|² for D_i): round-off reference",
     "roundoff_floor": "ε·√(steps)·max_t scale: drift below this is round-off, not physics",
     "charge_initial": "every charge component at t = 0",
     "charge_final": "every charge component at the last save time",
+    "charge_law_final": "what each component's exact law predicts at the last save time (q_law(T))",
+    "law_initial": "momentum flow: the law invariant I at t = 0 (per model-charge component)",
+    "law_final": "momentum flow: the law invariant I at the last save time",
+    "theta_initial": "parameters at t = 0",
     "theta_final": "parameters at the last save time",
-    "status": "0 ok, 1 diverged, 2 step size underflow, 3 step budget exceeded",
+    "velocity_initial": "momentum dynamics: θ̇ at t = 0",
+    "velocity_final": "momentum dynamics: θ̇ at the last save time (heavy ball / Nesterov: (θ_k − θ_{k−1})/h)",
+    "status": "0 ok, 1 diverged, 2 step size underflow, 3 step budget exceeded, 4 implicit solve failed",
+    "diverged": "the seed's parameters became non-finite or exceeded divergence_bound",
     "t_diverged": "time at which the seed diverged (NaN if it did not)",
     "n_grad_evals": "gradient evaluations spent integrating",
     "n_accepted": "accepted steps",
-    "n_rejected": "rejected steps (adaptive methods)",
+    "n_rejected": "rejected steps (adaptive methods; 0 otherwise)",
+    "n_solve_iters": "implicit methods: fixed-point sweeps over all steps (0 otherwise)",
+    "max_solve_iters": "implicit methods: most sweeps any accepted (sub)step needed (0 otherwise)",
+    "solve_residual": "implicit methods: largest final fixed-point residual of any (sub)step (NaN otherwise)",
+    "n_retried_steps": "implicit methods: steps whose solve failed at h and were redone as 2, 4, … substeps",
     "charge_watch": "full charge vector of the watched seeds at every save time",
     "predicted_watch": "gradient descent: the exact law's prediction of charge_watch",
 }
 
-EPS = np.finfo(np.float64).eps
+
+@dataclass
+class Plan:
+    """Everything a run needs, validated; no work done yet."""
+
+    model: object
+    data: TrainingData
+    resolved: Resolved
+    options: dict
+    h: float | None
+    tau: float | None
+    t_end: float
+    times: np.ndarray
+    ids: np.ndarray
+    watch: np.ndarray
+    init: object
+    root_seed: int
+    weight_decay: float
+    divergence_bound: float
+    description: str
+    track_law: bool
+    memory: dict = field(default_factory=dict)
 
 
-def _save_grid(t_end, save_every, save_times, fixed_step):
-    if save_times is not None:
-        times = v.finite_array("save_times", np.atleast_1d(save_times), 1)
-        if np.any(times <= 0) or np.any(times > t_end * (1 + 1e-12)):
-            bad = times[(times <= 0) | (times > t_end * (1 + 1e-12))][0]
-            v.fail("save_times", float(bad), f"every save time must lie in (0, t_end = {t_end}]")
-        if np.any(np.diff(times) <= 0):
-            v.fail("save_times", list(times), "must be strictly increasing")
-        return np.concatenate([[0.0], times])
-    if save_every is None:  # about 100 records; for fixed steps, every whole number of steps
-        save_every = t_end / 100 if fixed_step is None else fixed_step * max(1, round(t_end / fixed_step) // 100)
-    save_every = v.positive("save_every", save_every)
-    if save_every > t_end * (1 + 1e-12):
-        v.fail("save_every", save_every, f"must be <= t_end = {t_end}")
-    n = int(np.floor(t_end / save_every * (1 + 1e-12)))
-    times = save_every * np.arange(n + 1)
-    if t_end - times[-1] > 1e-12 * t_end:
-        times = np.append(times, t_end)
-    times[-1] = min(times[-1], t_end)
-    return times
-
-
-def _seed_ids(seeds):
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        return np.arange(v.positive_int("seeds", seeds), dtype=np.int64)
-    ids = np.asarray(seeds)
-    if ids.ndim != 1 or len(ids) == 0 or ids.dtype.kind not in "iu" or np.any(ids < 0) or len(set(ids)) != len(ids):
-        v.fail("seeds", seeds, "must be a number of seeds >= 1 or a non-empty list of distinct seed ids >= 0")
-    return ids.astype(np.int64)
-
-
-def initial_weights(model, init, seed_ids, root_seed):
-    """One row per seed; seed i's row depends only on (root_seed, i)."""
-    if isinstance(init, Given):
-        return init.rows(model, len(seed_ids))
-    return np.stack([init.draw(model, seed_rng(root_seed, int(i))) for i in seed_ids])
-
-
-def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | None = None,
-             h: float | None = None, t_end: float | None = None, n_steps: int | None = None,
-             save_every: float | None = None, save_times=None, seeds=1, root_seed: int = 0,
-             init=None, weight_decay: float = 0.0, rtol: float = 1e-8, atol: float = 1e-10,
-             watch_seeds=(), divergence_bound: float = 1e8, max_steps: int = 10_000_000,
-             progress: bool = False, description: str = "", **structured) -> xr.Dataset:
-    """Integrate an ensemble of networks and record loss and charges at the save times.
-
-    dynamics  "gf" (gradient flow, any explicit method) or "gd" (gradient descent, learning rate h)
-    method    explicit method name (see ``methods.EXPLICIT_METHODS``); "gd" implies "euler"
-    h         step size (learning rate for "gd"); for the adaptive "dopri5" an optional first step
-    t_end     end time; or ``n_steps`` fixed steps of size h
-    save_every / save_times   when to record (t = 0 is always recorded); fixed-step methods need
-              save times that are whole multiples of h
-    seeds     number of seeds, or a list of seed ids; ``root_seed`` seeds the random initialisation
-    init      initialisation (``init.Gaussian`` by default), ``watch_seeds`` seed ids whose full charge
-              matrices are kept; a seed whose parameters leave |θ_j| <= divergence_bound (or become
-              non-finite) is stopped, flagged and excluded from statistics.
-
-    Momentum dynamics ("momentum", "heavy_ball", "nesterov"), implicit methods ("gl1", "gl2", "gl3") and
-    splittings ("symplectic_euler", "verlet", "yoshida4") run through ``momentum.simulate_structured``,
-    which also takes its own keyword arguments (tau, beta, learning_rate, velocity, solve_tol, …).
-    """
-    # ---- structure-preserving integration and momentum (issue 5): its own entry point ----
-    from .momentum import MOMENTUM_DYNAMICS, simulate_structured
-    from .methods import IMPLICIT_METHODS, SPLITTING_METHODS
-
-    if dynamics in MOMENTUM_DYNAMICS or (isinstance(method, str) and (method in IMPLICIT_METHODS
-                                                                      or method in SPLITTING_METHODS)):
-        return simulate_structured(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end,
-                                   n_steps=n_steps, save_every=save_every, save_times=save_times, seeds=seeds,
-                                   root_seed=root_seed, init=init, weight_decay=weight_decay,
-                                   watch_seeds=watch_seeds, divergence_bound=divergence_bound,
-                                   progress=progress, description=description, **structured)
-    if structured:
-        name = next(iter(structured))
-        v.fail(name, structured[name], "is not an argument of simulate() for this dynamics/method (momentum "
-                                       "dynamics and implicit or splitting methods take tau, beta, velocity, …)")
-    # ---- validate everything before any work ----
-    if dynamics not in DYNAMICS:
-        v.fail("dynamics", dynamics, f"must be one of {', '.join([*DYNAMICS, *MOMENTUM_DYNAMICS])}")
-    if dynamics == "gd":
-        if method not in (None, "euler"):
-            v.fail("method", method, "gradient descent is explicit Euler; leave method unset or use 'euler'")
-        method = "euler"
-    tableau = get_any_method(method or "rk4")
+def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps=None, save_every=None,
+         save_times=None, seeds=1, root_seed=0, init=None, weight_decay=0.0, watch_seeds=(),
+         divergence_bound=1e8, memory_limit=None, description="", **options) -> Plan:
+    """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
+    resolved = resolve(dynamics, method)
+    options = check_options(resolved, options)
     if not isinstance(data, TrainingData):
         v.fail("data", data, "must be a noether_sim.data.TrainingData (see data.synthetic_regression, data.from_arrays)")
+    if not hasattr(model, "charge_groups"):
+        v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP)")
     data.check_fits(model)
+    h, tau = step_and_time_constant(resolved, h, options)
     if h is not None:
         h = v.positive("h", h)
-    elif not tableau.adaptive:
-        v.fail("h", h, f"a step size (learning rate for gradient descent) > 0 is required for method {tableau.name!r}")
+    elif not resolved.adaptive:
+        v.fail("h", h, f"a step size (learning rate for gradient descent) > 0 is required for method {resolved.method!r}")
     if n_steps is not None:
         if t_end is not None:
             v.fail("n_steps", n_steps, "give either t_end or n_steps, not both")
@@ -154,177 +112,294 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         v.fail("t_end", t_end, "an end time > 0 (or n_steps) is required")
     t_end = v.positive("t_end", t_end)
     weight_decay = v.non_negative("weight_decay", weight_decay)
-    rtol = v.positive("rtol", rtol)
-    atol = v.positive("atol", atol)
     divergence_bound = v.positive("divergence_bound", divergence_bound)
-    max_steps = v.positive_int("max_steps", max_steps)
-    times = _save_grid(t_end, save_every, save_times, None if tableau.adaptive else h)
-    if not tableau.adaptive:
-        steps = np.diff(times) / h
-        if np.any(np.abs(steps - np.round(steps)) > 1e-9 * np.maximum(steps, 1)) or np.any(np.round(steps) < 1):
-            v.fail("save_times" if save_times is not None else "save_every",
-                   list(times[1:]) if save_times is not None else save_every,
-                   f"with a fixed step h = {h}, t_end = {t_end} and every interval between save times "
-                   f"must be a whole number >= 1 of steps")
-    ids = _seed_ids(seeds)
+    root_seed = v.positive_int("root_seed", root_seed, minimum=0)
+    if root_seed >= 2 ** 63:
+        v.fail("root_seed", root_seed, "must be < 2^63")
+    times = save_grid(t_end, save_every, save_times, None if resolved.adaptive else h)
+    if not resolved.adaptive:
+        check_whole_steps(times, h, save_every, save_times)
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool) and seeds >= 1:
+        # refuse an absurd ensemble before even listing its seed ids
+        check_memory(memory_needed(model, resolved, bool(options.get("track_law")), int(seeds), len(times),
+                                   len(np.atleast_1d(watch_seeds))), memory_limit)
+    ids = seed_ids(seeds)
     watch = np.atleast_1d(np.asarray(watch_seeds, dtype=np.int64))
-    missing = np.setdiff1d(watch, ids)
+    missing = watch[~np.isin(watch, ids)]
     if len(missing):
-        v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()})")
+        v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()[:5]})")
     init = Gaussian() if init is None else init
-    if not hasattr(init, "draw") and not isinstance(init, Given):
+    if not hasattr(init, "rows") and not isinstance(init, Given):
         v.fail("init", init, "must be an initialisation from noether_sim.init (Gaussian, Orthogonal, Balanced, Given)")
+    if not isinstance(description, str):
+        v.fail("description", description, "must be a string")
+    track_law = bool(options.get("track_law", False)) and resolved.scheme != SCHEME_ALGORITHM
+    p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
+             divergence_bound, description, track_law)
+    p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch))
+    check_memory(p.memory, memory_limit)
+    return p
 
-    # ---- lay out and allocate ----
-    theta = np.array(initial_weights(model, init, ids, root_seed), dtype=np.float64, order="C")  # own copy
-    n_seeds, n_saves = len(ids), len(times)
-    groups = model.charge_groups
-    group_off = np.array([g.offset for g in groups] + [model.n_charges], dtype=np.int64)
-    group_degree = np.array([g.degree for g in groups], dtype=np.int64)
-    ints, floats = model.descriptor(), model.constants(data)
-    model_kind = int(ints[0])  # compile-time literal in the kernels: one specialisation per model kind
-    data_a, data_b = model.kernel_data(data)
-    nq, n_groups = model.n_charges, len(groups)
 
-    theta_initial = theta.copy()
-    q0 = ensemble_charges(model_kind, theta, ints, floats, nq)
-    pred = q0.copy()
-    t_now = np.zeros(n_seeds)
-    h_next = np.full(n_seeds, h if h is not None else 0.0)
-    status = np.zeros(n_seeds, np.int64)
-    t_div = np.full(n_seeds, np.nan)
-    n_grad, n_acc, n_rej = (np.zeros(n_seeds, np.int64) for _ in range(3))
+def _isometric_groups(model, resolved) -> list:
+    """Isometric charges exist where there is a velocity: under the momentum dynamics."""
+    return model.isometric_groups() if resolved.dyn == DYN_MOMENTUM else []
+
+
+def _sizes(model, resolved, track_law):
+    P = model.n_params
+    nq = model.n_charges
+    iso = _isometric_groups(model, resolved)
+    nj = sum(g.size for g in iso)
+    n_groups = len(model.charge_groups) + len(iso)
+    n_state = state_size(resolved.dyn, resolved.scheme == SCHEME_ALGORITHM, P, nq, track_law)
+    return P, nq, nj, n_groups, n_state
+
+
+def memory_needed(model, resolved, track_law, n_seeds, n_saves, n_watched) -> dict:
+    """Bytes a run holds at once, by part (float64 and int64 alike: 8 bytes)."""
+    P, nq, nj, n_groups, n_state = _sizes(model, resolved, track_law)
+    S, T, W = float(n_seeds), float(n_saves), float(n_watched)
+    comp = nq + nj
+    return {
+        # the state, initial and final θ and velocity, their labelled copies
+        "state": 8.0 * S * (n_state + 6 * P),
+        "records": 8.0 * S * T * (1 + 7 * n_groups),
+        "charges": 8.0 * S * (3 * nq + 8 * comp + 20),
+        "watched seeds": 8.0 * W * T * comp * 2,
+    }
+
+
+def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | None = None,
+             h: float | None = None, t_end: float | None = None, n_steps: int | None = None,
+             save_every: float | None = None, save_times=None, seeds=1, root_seed: int = 0, init=None,
+             weight_decay: float = 0.0, tau: float | None = None, beta: float | None = None,
+             learning_rate: float | None = None, velocity=None, track_law: bool | None = None,
+             rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
+             solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
+             watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
+             progress: bool = False, description: str = "") -> xr.Dataset:
+    """Integrate an ensemble of networks and record loss and charges at the save times.
+
+    dynamics  "gf" gradient flow, "gd" gradient descent (learning rate h), "momentum" momentum flow
+              τθ̈ + θ̇ = −∇L − λθ, "heavy_ball" or "nesterov" (``noether-sim list`` shows them all)
+    method    gf: any explicit method (rk4 default; dopri5 adaptive) or gl1/gl2/gl3 (implicit);
+              gd: euler (implied); momentum: any of those or a splitting (verlet default,
+              symplectic_euler, yoshida4); heavy_ball / nesterov: none
+    h         step size (learning rate for gd); for the adaptive dopri5 an optional first step
+    t_end     end time; or ``n_steps`` fixed steps of size h
+    save_every / save_times   when to record (t = 0 is always recorded); fixed steps must land on them
+    seeds     number of seeds, or a list of seed ids; seed i starts from weights keyed by (root_seed, i)
+    init      initialisation (``init.Gaussian()`` by default); ``watch_seeds``: seed ids whose full
+              charge vectors are kept at every save time
+    weight_decay   λ ≥ 0 in the dynamics above
+    divergence_bound   a seed with |θ_j| above this (or non-finite) is stopped, flagged with its time
+              and excluded from statistics
+    memory_limit   bytes a call may allocate (default: the memory available now); larger calls are
+              refused before any work
+
+    Options that only some dynamics or methods take (any other combination is a ConfigError):
+    tau       momentum dynamics: the time constant (friction 1/τ); heavy_ball / nesterov take (h, tau)
+              or (learning_rate, beta), related by β = e^{−h/τ}, η = h²/τ
+    velocity  momentum dynamics: θ̇(0) = "zero" (default), "gradient" (−∇L − λθ), a scale σ, or an array
+    track_law momentum flow by a method: integrate ∫D(q), ∫D(p) to check the balance law (default True)
+    rtol, atol, max_steps   adaptive methods: tolerances and step budget per seed
+    solve_tol, max_solve_iters, max_halvings   implicit methods: relative fixed-point tolerance, sweeps
+              per attempt, and how often a failing step is halved before the seed is flagged
+    """
+    p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
+             save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
+             watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
+             description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
+             track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
+             max_solve_iters=max_solve_iters, max_halvings=max_halvings)
+    return execute(p, progress=progress)
+
+
+def execute(p: Plan, progress: bool = False) -> xr.Dataset:
+    """Run a validated plan (see ``plan``) and label its result."""
+    model, r, opts = p.model, p.resolved, p.options
+    P, nq, nj, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law)
+    algorithm = r.scheme == SCHEME_ALGORITHM
+    momentum = r.dyn == DYN_MOMENTUM
+    n_seeds, n_saves = len(p.ids), len(p.times)
+    ints, floats = model.descriptor(), model.constants(p.data)
+    kind = int(ints[0])  # compile-time literal in the kernels: one specialisation per model kind
+    data_a, data_b = model.kernel_data(p.data)
+    h = p.h if p.h is not None else 0.0
+    tau = p.tau if p.tau is not None else np.nan
+    eta, beta = heavy_ball_from_flow(h, tau) if momentum and p.h is not None else (np.nan, np.nan)
+
+    # ---- initial state ----
+    theta = np.array(initial_weights(model, p.init, p.ids, p.root_seed), dtype=np.float64, order="C")
+    if theta.shape != (n_seeds, P):
+        raise AssertionError(f"initialisation returned shape {theta.shape}, expected {(n_seeds, P)}")
+    velocity = None
+    if momentum:
+        velocity = initial_velocity(opts.get("velocity"), model, theta, p.ids, p.root_seed, p.weight_decay,
+                                    lambda th: ensemble_loss_grad(kind, th, ints, floats, data_a, data_b)[1])
+    y = np.zeros((n_seeds, n_state))
+    y[:, :P] = theta
+    if algorithm:
+        y[:, P:] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
+    elif momentum:
+        y[:, P:2 * P] = velocity
+
+    tableau, splitting = r.tableau, r.splitting
+    if tableau is not None:
+        b_err = tableau.b_err if tableau.b_err is not None else tableau.b
+        method = Method(tableau.A, tableau.b, b_err, np.zeros(1, np.int64), np.zeros(1))
+    else:
+        ops, weights = splitting.op_codes() if splitting is not None else (np.zeros(1, np.int64), np.zeros(1))
+        method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
+    cfg = Settings(
+        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd",
+        nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
+        error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,
+        max_steps=int(opts.get("max_steps", 0)), max_solve_iters=int(opts.get("max_solve_iters", 0)),
+        max_halvings=int(opts.get("max_halvings", 0)), h=float(h), rtol=float(opts.get("rtol", 0.0)),
+        atol=float(opts.get("atol", 0.0)), weight_decay=float(p.weight_decay), tau=float(tau if momentum else 1.0),
+        eta=float(eta), beta=float(beta), divergence_bound=float(p.divergence_bound),
+        solve_tol=float(opts.get("solve_tol", 0.0)))
+    model_data = ModelData(ints, floats, data_a, data_b)
+    q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, nq, ints, floats)
+    j0 = np.ascontiguousarray(j0[:, :nj]) if momentum else np.zeros((n_seeds, nj))
+
+    groups, iso = model.charge_groups, _isometric_groups(model, r)
     watch_slot = np.full(n_seeds, -1, np.int64)
-    row_of = {int(sid): row for row, sid in enumerate(ids)}
-    for slot, sid in enumerate(watch):
+    row_of = {int(sid): row for row, sid in enumerate(p.ids)}
+    for slot, sid in enumerate(p.watch):
         watch_slot[row_of[int(sid)]] = slot
-    out = {name: np.empty((n_seeds, n_saves, n_groups)) for name in
-           ("drift", "drift_max", "predicted", "residual", "scale")}
-    loss = np.empty((n_seeds, n_saves))
-    q_watch = np.empty((len(watch), n_saves, nq))
-    pred_watch = np.empty((len(watch), n_saves, nq))
-    method_ints = np.array([tableau.adaptive, tableau.fsal, tableau.error_order or tableau.order,
-                            max_steps, dynamics == "gd"], dtype=np.int64)
-    method_floats = np.array([h or 0.0, rtol, atol, weight_decay, divergence_bound])
-    b_err = tableau.b_err if tableau.b_err is not None else tableau.b
+    refs = ChargeRefs(np.array([g.offset for g in groups] + [nq], dtype=np.int64),
+                      np.array([g.degree for g in groups], dtype=np.int64),
+                      np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot)
+    st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
+                   np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
+                   np.zeros(n_seeds, np.int64))
+    rec = Records(np.empty((n_seeds, n_saves)), *(np.empty((n_seeds, n_saves, n_groups)) for _ in range(6)),
+                  np.empty((len(p.watch), n_saves, nq + nj)), np.empty((len(p.watch), n_saves, nq + nj)))
 
     # ---- run, one chunk of save times per kernel call (progress, interruptible between chunks) ----
     chunks = np.array_split(np.arange(n_saves), min(n_saves, 200))
     started = _time.perf_counter()
-    bar = _progress_bar(progress, t_end, f"{dynamics}/{tableau.name}")
+    bar = progress_bar(progress, p.t_end, f"{r.dynamics}/{r.method}")
     try:
         for chunk in chunks:
-            _over_seed_ranges(n_seeds, lambda lo, hi: integrate_saves(
-                model_kind, tableau.adaptive, lo, hi, theta, t_now, h_next, pred, q0, status, t_div, n_grad, n_acc, n_rej,
-                times, chunk[0], chunk[-1] + 1, ints, floats, data_a, data_b,
-                tableau.A, tableau.b, b_err, method_ints, method_floats, group_off, group_degree, watch_slot,
-                loss, out["drift"], out["drift_max"], out["predicted"], out["residual"], out["scale"],
-                q_watch, pred_watch))
+            over_seed_ranges(n_seeds, lambda lo, hi: integrate(
+                kind, r.scheme, lo, hi, st, p.times, chunk[0], chunk[-1] + 1, model_data, method, cfg, refs, rec))
             if bar is not None:
-                bar.update(times[chunk[-1]] - bar.n)
-                bar.set_postfix(diverged=int(np.sum(status == STATUS_DIVERGED)), refresh=False)
+                bar.update(p.times[chunk[-1]] - bar.n)
+                bar.set_postfix(failed=int(np.sum(st.status != STATUS_OK)), refresh=False)
     finally:
         if bar is not None:
             bar.close()
     elapsed = _time.perf_counter() - started
+    return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta, elapsed)
 
-    # ---- label ----
-    q_final = ensemble_charges(model_kind, theta, ints, floats, nq)
-    steps_taken = np.maximum(n_acc, 1)
-    floor = EPS * np.sqrt(steps_taken)[:, None] * np.nanmax(np.where(np.isfinite(out["scale"]), out["scale"], np.nan),
-                                                            axis=1, initial=0.0)
-    component_group = np.concatenate([[g.name] * g.size for g in groups]) if groups else np.array([], str)
-    component_degree = np.concatenate([[g.degree] * g.size for g in groups]) if groups else np.array([], int)
+
+def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta, elapsed) -> xr.Dataset:
+    model, r = p.model, p.resolved
+    P, nq, nj, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law)
+    algorithm = r.scheme == SCHEME_ALGORITHM
+    momentum = r.dyn == DYN_MOMENTUM
+    n_seeds = len(p.ids)
+    status = st.status
+    ok = status[:, None] == STATUS_OK
+    qf, jf, i_f = ensemble_state_charges(kind, st.y, algorithm, cfg, nq, ints, floats)
+    jf = jf[:, :nj] if momentum else np.full((n_seeds, nj), np.nan)
+    j0 = refs.j0 if momentum else np.full((n_seeds, nj), np.nan)
+    groups, iso = model.charge_groups, _isometric_groups(model, r)
+    all_groups = groups + iso
+    T = float(p.times[-1])
+    degree = np.concatenate([[g.degree] * g.size for g in groups]) if groups else np.zeros(0)
+    model_law = refs.q0 if momentum else refs.q0 * np.exp(-degree * p.weight_decay * T)
+    iso_law = j0 * np.exp(-T / p.tau) if momentum else np.full((n_seeds, nj), np.nan)
+    scale = rec.scale
+    floor = EPS * np.sqrt(np.maximum(st.n_accepted, 1))[:, None] * np.nanmax(
+        np.where(np.isfinite(scale), scale, np.nan), axis=1, initial=0.0)
+    if algorithm:
+        vel_final = (st.y[:, :P] - st.y[:, P:2 * P]) / p.h
+    elif momentum:
+        vel_final = st.y[:, P:2 * P]
+    else:
+        vel_final = np.full((n_seeds, P), np.nan)
+    nan_iso = np.full((n_seeds, nj), np.nan)
+    law_on = momentum and p.track_law
+    comp_group = np.concatenate([[g.name] * g.size for g in all_groups]) if all_groups else np.array([], str)
+    comp_degree = np.concatenate([[g.degree] * g.size for g in all_groups]) if all_groups else np.array([], int)
+    if momentum:  # momentum flow breaks the model's charges: their "drift" is their change from q(0)
+        laws = ["none: drift = q(t) − q(0)"] * len(groups) + ["e^(-t/τ)·J(0)"] * len(iso)
+    else:
+        laws = [f"e^(-{g.degree}λt)·q(0)" if p.weight_decay else "constant" for g in groups]
+    implicit = r.scheme == SCHEME_IMPLICIT
     ds = xr.Dataset(
         {
-            "loss": (("seed", "time"), loss),
-            **{name: (("seed", "time", "charge"), arr) for name, arr in out.items()},
+            "loss": (("seed", "time"), rec.loss),
+            "drift": (("seed", "time", "charge"), rec.drift),
+            "drift_max": (("seed", "time", "charge"), rec.drift_max),
+            "predicted": (("seed", "time", "charge"), rec.predicted),
+            "residual": (("seed", "time", "charge"), rec.residual),
+            "law_residual": (("seed", "time", "charge"), rec.law),
+            "scale": (("seed", "time", "charge"), scale),
             "roundoff_floor": (("seed", "charge"), floor),
-            "charge_initial": (("seed", "component"), q0),
-            "charge_final": (("seed", "component"), np.where(status[:, None] == STATUS_OK, q_final, np.nan)),
-            "theta_initial": (("seed", "param"), theta_initial),
-            "theta_final": (("seed", "param"), np.where(status[:, None] == STATUS_OK, theta, np.nan)),
+            "charge_initial": (("seed", "component"), np.concatenate([refs.q0, j0], axis=1)),
+            "charge_final": (("seed", "component"), np.where(ok, np.concatenate([qf, jf], axis=1), np.nan)),
+            "charge_law_final": (("seed", "component"), np.concatenate([model_law, iso_law], axis=1)),
+            "law_initial": (("seed", "component"), np.concatenate([refs.i0 if law_on else np.full_like(refs.q0, np.nan),
+                                                                   nan_iso], axis=1)),
+            "law_final": (("seed", "component"), np.where(ok & law_on, np.concatenate([i_f, nan_iso], axis=1), np.nan)),
+            "theta_initial": (("seed", "param"), theta),
+            "theta_final": (("seed", "param"), np.where(ok, st.y[:, :P], np.nan)),
+            "velocity_initial": (("seed", "param"), velocity if velocity is not None else np.full((n_seeds, P), np.nan)),
+            "velocity_final": (("seed", "param"), np.where(ok, vel_final, np.nan)),
             "status": ("seed", status),
             "diverged": ("seed", status == STATUS_DIVERGED),
-            "t_diverged": ("seed", t_div),
-            "n_grad_evals": ("seed", n_grad),
-            "n_accepted": ("seed", n_acc),
-            "n_rejected": ("seed", n_rej),
-            "charge_watch": (("watched_seed", "time", "component"), q_watch),
-            "predicted_watch": (("watched_seed", "time", "component"), pred_watch),
+            "t_diverged": ("seed", st.t_diverged),
+            "n_grad_evals": ("seed", st.n_grad),
+            "n_accepted": ("seed", st.n_accepted),
+            "n_rejected": ("seed", st.n_rejected),
+            "n_solve_iters": ("seed", st.n_solve_iters),
+            "max_solve_iters": ("seed", st.max_solve_iters),
+            "solve_residual": ("seed", st.solve_residual if implicit else np.full(n_seeds, np.nan)),
+            "n_retried_steps": ("seed", st.n_retried),
+            "charge_watch": (("watched_seed", "time", "component"), rec.watch),
+            "predicted_watch": (("watched_seed", "time", "component"), rec.predicted_watch),
         },
         coords={
-            "seed": ids, "time": times, "charge": [g.name for g in groups],
-            "component": np.arange(nq), "component_charge": ("component", component_group),
-            "component_degree": ("component", component_degree),
-            "watched_seed": watch, "param": np.arange(model.n_params),
-            "charge_degree": ("charge", group_degree),
+            "seed": p.ids, "time": p.times, "charge": [g.name for g in all_groups],
+            "charge_degree": ("charge", [g.degree for g in all_groups]),
+            "charge_kind": ("charge", ["model"] * len(groups) + ["isometric"] * len(iso)),
+            "charge_law": ("charge", laws),
+            "component": np.arange(nq + nj), "component_charge": ("component", comp_group),
+            "component_degree": ("component", comp_degree),
+            "watched_seed": p.watch, "param": np.arange(P),
         },
     )
     for name, text in VARIABLES.items():
-        if name in ds:
-            ds[name].attrs["description"] = text
-    ds["time"].attrs.update(units="time (dimensionless, t = k·η for gradient descent)")
+        ds[name].attrs["description"] = text
+    ds["time"].attrs.update(units="time (dimensionless, t = k·h for gradient descent and heavy ball)")
     config = {
-        "model": model.to_config(), "data": data.to_config(), "init": to_config(init),
-        "dynamics": dynamics, "method": tableau.name, "h": h, "t_end": t_end,
-        "weight_decay": weight_decay, "rtol": rtol, "atol": atol, "root_seed": int(root_seed),
-        "n_seeds": n_seeds, "divergence_bound": divergence_bound, "max_steps": max_steps,
+        "model": model.to_config(), "data": p.data.to_config(), "init": to_config(p.init),
+        "dynamics": r.dynamics, "method": r.method, "h": p.h, "t_end": p.t_end, "weight_decay": p.weight_decay,
+        "root_seed": int(p.root_seed), "n_seeds": n_seeds, "divergence_bound": p.divergence_bound,
+        **{k: (val if isinstance(val, (str, float, int, bool, type(None))) else "array") for k, val in p.options.items()},
+        "tau": p.tau,
     }
-    ds.attrs.update(_provenance())
+    if r.scheme == SCHEME_ALGORITHM:
+        config.update(learning_rate=eta, beta=beta)
+    ds.attrs.update(provenance())
     ds.attrs.update(
-        config=json.dumps(config), dynamics=dynamics, method=tableau.name, method_order=tableau.order,
-        h=h if h is not None else np.nan, t_end=t_end, weight_decay=weight_decay,
-        charge_shapes=json.dumps({g.name: list(g.shape) for g in groups}),
-        charge_descriptions=json.dumps({g.name: g.description for g in groups}),
+        config=json.dumps(config), dynamics=r.dynamics, method=r.method, method_order=r.order,
+        h=p.h if p.h is not None else np.nan, tau=p.tau if p.tau is not None else np.nan,
+        learning_rate=eta if momentum else (p.h if r.dynamics == "gd" else np.nan),
+        beta=beta if momentum else np.nan, t_end=p.t_end, weight_decay=p.weight_decay,
+        charge_shapes=json.dumps({g.name: list(g.shape) for g in all_groups}),
+        charge_descriptions=json.dumps({g.name: g.description for g in all_groups}),
         status_names=json.dumps({str(k): val for k, val in STATUS_NAMES.items()}),
         n_diverged=int(np.sum(status == STATUS_DIVERGED)), n_failed=int(np.sum(status != STATUS_OK)),
-        wall_seconds=elapsed, description=description,
+        wall_seconds=elapsed, description=p.description,
     )
     return ds
-
-
-def _over_seed_ranges(n_seeds, run_range):
-    """Run ``run_range(lo, hi)`` over disjoint seed ranges on ``numba.get_num_threads()`` threads.
-
-    The kernels release the GIL; ranges are a few per thread so uneven seeds (adaptive steps,
-    divergence) balance out. A seed's arithmetic does not depend on its range: results are
-    bit-identical for any thread count.
-    """
-    import numba
-
-    threads = numba.get_num_threads()
-    if threads == 1 or n_seeds == 1:
-        run_range(0, n_seeds)
-        return
-    edges = np.linspace(0, n_seeds, min(n_seeds, 4 * threads) + 1).astype(int)
-    pool = _thread_pool(threads)
-    for future in [pool.submit(run_range, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]:
-        future.result()
-
-
-@functools.lru_cache(maxsize=None)
-def _thread_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per thread count for the process (a run calls the kernels once per chunk)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="noether_sim")
-
-
-def _progress_bar(progress, total, label):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=label, unit="t", leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
-
-
-def _provenance() -> dict:
-    import numba
-
-    from . import __version__
-
-    return {"noether_sim_version": __version__, "numba_version": numba.__version__, "numpy_version": np.__version__,
-            "xarray_version": xr.__version__}
 
 
 def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> xr.DataArray:
@@ -337,3 +412,6 @@ def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> 
     arr = comp.values.reshape(comp.shape[:-1] + tuple(shape))
     dims = comp.dims[:-1] + tuple(f"{name}_{ax}" for ax in ("row", "col")[: len(shape)])
     return xr.DataArray(arr, dims=dims, coords={d: comp[d] for d in comp.dims[:-1]}, name=name)
+
+
+__all__ = ["simulate", "plan", "execute", "charge_matrix", "VARIABLES", "MOMENTUM_DYNAMICS", "OPTION_DEFAULTS"]

@@ -3,7 +3,7 @@
 Layout of a store directory::
 
     study.json                  the study's configuration and provenance (written first)
-    initial.zarr                what every block shares (theta_initial, charge_initial), stored once,
+    initial.zarr                what every block shares (theta_initial), stored once,
                                 written before the first block
     blocks/<label>__h<k>.zarr   one Zarr store per finished (method, step size) block: what simulate()
                                 returned for method <label> at its k-th step size (k = 0 the largest)
@@ -21,8 +21,8 @@ the leading dimensions ``scheme`` (the method's label, e.g. "gf-rk4"; not called
 ``step`` (the rung of that method's ladder, 0 = largest step size). The step size itself is the 2-D
 coordinate ``h(scheme, step)``, because each method has its own ladder; ladders of different lengths
 are padded (NaN for floats, -1 for integers, False for flags). ``ds.sel(scheme="gf-rk4").swap_dims(step="h")``
-indexes one method by step size. Variables the same in every block (``theta_initial``,
-``charge_initial``) are kept once, without those dimensions.
+indexes one method by step size. The initial weights, the same in every block, are kept once,
+without those dimensions.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 STUDY_FILE, COMPLETE_FILE, BLOCKS_DIR, INITIAL = "study.json", "COMPLETE", "blocks", "initial.zarr"
-SHARED_VARS = ("theta_initial", "charge_initial")  # identical in every block of a study: stored once
+SHARED_VARS = ("theta_initial",)  # identical in every block of a study: stored once
 FORMAT = "noether_sim study store, version 1"
 
 

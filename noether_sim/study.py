@@ -13,9 +13,10 @@ import numpy as np
 import xarray as xr
 
 from .builders import build_data, build_init, build_model
-from .methods import EXPLICIT_METHODS
+from .dynamics import resolve
 from .results import assemble
-from .simulate import _provenance, simulate
+from .ensemble import provenance
+from .simulate import simulate
 from .store import expected_blocks
 
 
@@ -30,13 +31,13 @@ class StudyInterrupted(Exception):
 def study_provenance() -> dict:
     import zarr
 
-    return {**_provenance(), "zarr_version": zarr.__version__, "python_version": sys.version.split()[0]}
+    return {**provenance(), "zarr_version": zarr.__version__, "python_version": sys.version.split()[0]}
 
 
 def block_cost(cfg, label) -> list[float]:
     """Relative work of each block of a method (gradient evaluations × seeds), for the progress bar's ETA."""
     m = cfg["methods"][label]
-    stages = EXPLICIT_METHODS[m["method"]].stages
+    stages = resolve(m["dynamics"], m["method"]).stages
     per_eval = 2.0 if m["dynamics"] == "gd" else 1.0  # gradient descent also evaluates its exact law
     return [cfg["t_end"] / h * stages * per_eval * cfg["seeds"]["count"] for h in m["step_sizes"]]
 
@@ -46,11 +47,12 @@ def block_cost(cfg, label) -> list[float]:
 def run_block(cfg, label, k, model, data, init, progress=False) -> xr.Dataset:
     m = cfg["methods"][label]
     save = {"save_times": cfg["save_times"]} if "save_times" in cfg else {"save_every": cfg["save_every"]}
-    ds = simulate(model, data, dynamics=m["dynamics"], method=m["method"], h=m["step_sizes"][k],
-                  t_end=cfg["t_end"], seeds=cfg["seeds"]["count"], root_seed=cfg["seeds"]["root"], init=init,
-                  weight_decay=cfg["weight_decay"], divergence_bound=cfg["divergence_bound"],
-                  watch_seeds=cfg["record"]["watch_seeds"], progress=progress,
-                  description=f"{cfg['name']}: {label} at step size {k}", **save)
+    options = {key: val for key, val in m.items() if key not in ("dynamics", "method", "step_sizes")}
+    ds = simulate(model, data, dynamics=m["dynamics"], method=m["method"],
+                  h=m["step_sizes"][k], t_end=cfg["t_end"], seeds=cfg["seeds"]["count"],
+                  root_seed=cfg["seeds"]["root"], init=init, weight_decay=cfg["weight_decay"],
+                  divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
+                  progress=progress, description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
     return trim_block(ds, cfg)
 
 
@@ -64,7 +66,7 @@ def trim_block(ds: xr.Dataset, cfg) -> xr.Dataset:
         ds.attrs.update(charge_shapes=json.dumps({c: shapes[c] for c in charges}),
                         charge_descriptions=json.dumps({c: descr[c] for c in charges}))
     if not cfg["record"]["final_weights"]:
-        ds = ds.drop_vars("theta_final")
+        ds = ds.drop_vars(["theta_final", "velocity_initial", "velocity_final"])
     return ds
 
 

@@ -11,7 +11,8 @@ from noether_sim import diagnostics as dg
 from noether_sim import init, simulate
 from noether_sim._validate import ConfigError
 from noether_sim.kernels.driver import ensemble_loss_grad
-from noether_sim.ladder import BROKEN, CONSERVED, analyse_ladder, run_ladder, summarise_verdicts
+from noether_sim.ensemble import initial_weights
+from noether_sim.ladder import BROKEN, CONSERVED, INCONCLUSIVE, analyse_ladder, run_ladder, summarise_verdicts
 from noether_sim.methods import EXPLICIT_METHODS
 from noether_sim.mlp import ACTIVATIONS, MLP, teacher_classification, teacher_regression
 
@@ -94,11 +95,19 @@ def verdicts(model, data, **overrides):
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "abs", "relu_pow"])
 def test_rescale_charges_of_homogeneous_networks_are_conserved(activation):
     """Kinks: a crossing contributes O(h²·|jump|·|θ̇|) to the drift (the stages straddle the jump), not
-    O(h⁵). On this ladder (T = 0.5, N = 8, h ≤ 0.0125) it stays below the 1e-6·scale resolution for all
-    8 seeds, although 3 of them cross a kink (diagnostics.sign_changes). With more crossings (deeper ReLU
-    nets, longer T) Richardson at order 4 misjudges such seeds: see the report in bench/README_mlp.md."""
-    rows = verdicts(make(activation), regression())
-    assert rows["r1"]["verdict"] == CONSERVED, rows["r1"]
+    O(h⁵), so the order-4 Richardson extrapolation cannot resolve a seed that crosses kinks often: such a
+    seed may come out "inconclusive", never "broken". Every seed whose path crosses no kink
+    (diagnostics.sign_changes along a fine trajectory) is judged "conserved"; see bench/README_mlp.md."""
+    model, data = make(activation), regression()
+    an = analyse_ladder(run_ladder(model, data, **LADDER))
+    theta0 = initial_weights(model, LADDER["init"], np.arange(LADDER["seeds"]), 0)
+    path = dg.trajectory(model, data, save_times=np.linspace(0, 0.5, 161)[1:], theta0=theta0, method="rk4",
+                         h=0.0015625 / 2)
+    crossings = dg.sign_changes(model, path, data.X)
+    verdict = an.verdict.sel(charge="r1").values
+    assert np.all(verdict[crossings == 0] == CONSERVED), (verdict, crossings)
+    assert np.all(np.isin(verdict[crossings > 0], [CONSERVED, INCONCLUSIVE])), (verdict, crossings)
+    assert np.sum(crossings == 0) >= LADDER["seeds"] // 2  # the assertion above is about most seeds
 
 
 @pytest.mark.parametrize("activation", CONTROLS)

@@ -1,12 +1,13 @@
-"""First-order systems for structure-preserving integration (issue 5), and the discrete momentum
-algorithms.
+"""The vector fields every stepper integrates, on one seed's state row ``y``, and the discrete
+momentum algorithms (heavy ball, Nesterov).
 
-State rows ``y`` (one per seed, float64):
+State rows (float64):
 
-    gradient flow (DYN_GF)         y = θ                                   f(y) = −∇L(θ) − λθ
-    momentum flow (DYN_MOMENTUM)   y = [q, p, z, w]                        q̇ = p
-                                                                           ṗ = −(∇L(q) + λq + p)/τ
-                                                                           ż = D(p),  ẇ = D(q)
+    gradient flow / descent (DYN_GF)  y = θ                      f(y) = −∇L(θ) − λθ
+    momentum flow (DYN_MOMENTUM)      y = [q, p] or [q, p, z, w] q̇ = p
+                                                                 ṗ = −(∇L(q) + λq + p)/τ
+                                                                 ż = D(p),  ẇ = D(q)
+    heavy ball / Nesterov             y = [θ_k, θ_{k−1}]         velocity (θ_k − θ_{k−1})/h
 
 z and w (length nq, present only when the balance law is tracked) are the integrals ∫D(p)dt and
 ∫D(q)dt of the model's quadratic charges, so that the integrated exact law of theory.md §2,
@@ -15,8 +16,6 @@ z and w (length nq, present only when the balance law is tracked) are the integr
 
 is a constant of the flow (τD̈ + Ḋ + 2λD = 2τD(p), from θ̇ᵀSθ̇ = 2D(θ̇)). I is a quadratic function
 of the augmented state, so Gauss–Legendre methods keep it to the solve tolerance, like D under GF.
-
-Heavy ball and Nesterov store y = [θ_k, θ_{k−1}]; their velocity is (θ_k − θ_{k−1})/h.
 """
 
 import numpy as np
@@ -27,18 +26,19 @@ from .explicit import combine
 from .models import charges, loss_grad
 
 DYN_GF, DYN_MOMENTUM = 0, 1
-SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_SPLITTING, SCHEME_HEAVY_BALL, SCHEME_NESTEROV = 0, 1, 2, 3, 4
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def system_field(kind, y, out, dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work):
     """out = f(y) for the system ``dyn`` (see the module docstring); returns L at the position."""
-    if dyn == DYN_GF:
-        loss = loss_grad(kind, y[:P], out[:P], ints, floats, data_a, data_b, work)
+    momentum = dyn == DYN_MOMENTUM
+    # one call site of the gradient kernel (LLVM inlines a copy per call site: compile time)
+    grad = out[P:2 * P] if momentum else out[:P]
+    loss = loss_grad(kind, y[:P], grad, ints, floats, data_a, data_b, work)
+    if not momentum:
         for j in range(P):
             out[j] = -out[j] - lam * y[j]
         return loss
-    loss = loss_grad(kind, y[:P], out[P:2 * P], ints, floats, data_a, data_b, work)  # ∇L into the ṗ slot
     inv_tau = 1.0 / tau
     for j in range(P):
         out[P + j] = -(out[P + j] + lam * y[j] + y[P + j]) * inv_tau
@@ -50,13 +50,15 @@ def system_field(kind, y, out, dyn, P, nq, tau, lam, track, ints, floats, data_a
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def explicit_system_step(kind, y, h, A, b, K, stage, new, dyn, P, nq, tau, lam, track,
-                         ints, floats, data_a, data_b, work):
-    """One step of any explicit tableau on the system: new = y + h Σ b_i K_i."""
-    for i in range(b.shape[0]):
-        combine(y, h, A[i], K, stage)  # explicit: A[i, m] = 0 for m >= i, skipped
-        system_field(kind, stage, K[i], dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
-    combine(y, h, b, K, new)
+def rk_stages(kind, y, h, A, K, stage, first_stage, dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b,
+              work):
+    """Fill K[i] = f(y + h Σ_j A[i, j] K[j]) for i ≥ first_stage (K[0] may be reused: FSAL)."""
+    for i in range(first_stage, K.shape[0]):
+        x = y
+        if i > 0:
+            combine(y, h, A[i], K, stage)  # explicit: A[i, m] = 0 for m >= i, skipped
+            x = stage
+        system_field(kind, x, K[i], dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
 
 
 @njit(cache=True, fastmath=FASTMATH)

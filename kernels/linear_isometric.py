@@ -1,4 +1,4 @@
-"""Momentum (isometric) charges of deep linear networks.
+"""Isometric charges of deep linear networks (conserved, up to e^{−t/τ}, by momentum flow).
 
 For hidden layer i the GL(n_i) action W_i → M W_i, b_i → M b_i, W_{i+1} → W_{i+1} M⁻¹ has, for
 M = I + sE, the generator ξ with ⟨p, ξ⟩ = tr(E C_i),

@@ -1,0 +1,206 @@
+"""Dynamics × methods: which method runs which dynamics with which options, checked in one place for
+the Python API (``simulate``) and the study configuration (``config.py``).
+
+Heavy ball is conformal symplectic Euler on momentum flow (theory.md §4): β = e^{−h/τ}, η = h²/τ; see
+``heavy_ball_from_flow`` and ``flow_from_heavy_ball``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validate as v
+from .kernels.driver import SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_SPLITTING
+from .kernels.fields import DYN_GF, DYN_MOMENTUM
+from .methods import EXPLICIT_METHODS, IMPLICIT_METHODS, SPLITTING_METHODS
+from .random import VELOCITY_STREAM, normal_rows
+
+DYNAMICS = {
+    "gf": "gradient flow θ̇ = −∇L − λθ, by an explicit (fixed or adaptive) or implicit Runge–Kutta method",
+    "gd": "gradient descent θ ← θ − η(∇L + λθ) (explicit Euler with h = η, time t = kη)",
+    "momentum": "momentum flow τθ̈ + θ̇ = −∇L − λθ as q̇ = p, ṗ = −(∇L(q) + λq + p)/τ, by an explicit or "
+                "implicit Runge–Kutta method or a conformal symplectic splitting",
+    "heavy_ball": "θ_{k+1} = θ_k + β(θ_k − θ_{k−1}) − η(∇L(θ_k) + λθ_k), time t = k·h (β = e^{−h/τ}, η = h²/τ)",
+    "nesterov": "θ_{k+1} = y_k − η(∇L(y_k) + λy_k), y_k = θ_k + β(θ_k − θ_{k−1}), time t = k·h",
+}
+MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
+DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet"}
+
+# options a dynamics or method takes, with their defaults; any other is refused by name
+OPTION_DEFAULTS = {
+    "tau": None, "beta": None, "learning_rate": None, "velocity": "zero", "track_law": True,
+    "rtol": 1e-8, "atol": 1e-10, "max_steps": 10_000_000,
+    "solve_tol": 1e-14, "max_solve_iters": 100, "max_halvings": 6,
+}
+_TAKES = {
+    "tau": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
+    "beta": ("heavy_ball and nesterov", lambda r: r.scheme == SCHEME_ALGORITHM),
+    "learning_rate": ("heavy_ball and nesterov", lambda r: r.scheme == SCHEME_ALGORITHM),
+    "velocity": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
+    "track_law": ("momentum flow integrated by a method (not heavy_ball / nesterov)",
+                  lambda r: r.dynamics == "momentum"),
+    "rtol": ("the adaptive methods (dopri5)", lambda r: r.scheme == SCHEME_ADAPTIVE),
+    "atol": ("the adaptive methods (dopri5)", lambda r: r.scheme == SCHEME_ADAPTIVE),
+    "max_steps": ("the adaptive methods (dopri5)", lambda r: r.scheme == SCHEME_ADAPTIVE),
+    "solve_tol": ("the implicit methods (gl1, gl2, gl3)", lambda r: r.scheme == SCHEME_IMPLICIT),
+    "max_solve_iters": ("the implicit methods (gl1, gl2, gl3)", lambda r: r.scheme == SCHEME_IMPLICIT),
+    "max_halvings": ("the implicit methods (gl1, gl2, gl3)", lambda r: r.scheme == SCHEME_IMPLICIT),
+}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A (dynamics, method) pair the driver can run."""
+
+    dynamics: str
+    method: str  # the method's name; heavy_ball / nesterov are their own algorithm
+    scheme: int  # kernels.driver.SCHEME_*
+    dyn: int  # kernels.fields.DYN_*
+    order: int  # convergence order in the step size
+    stages: int  # gradient evaluations per step (for cost estimates; implicit: per fixed-point sweep)
+    tableau: object = None
+    splitting: object = None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.scheme == SCHEME_ADAPTIVE
+
+
+def methods_for(dynamics: str) -> list[str]:
+    if dynamics == "gd":
+        return ["euler"]
+    if dynamics in ("heavy_ball", "nesterov"):
+        return []
+    names = [*EXPLICIT_METHODS, *IMPLICIT_METHODS]
+    return names + list(SPLITTING_METHODS) if dynamics == "momentum" else names
+
+
+def resolve(dynamics, method) -> Resolved:
+    """Check a (dynamics, method) pair; ConfigError naming the one that does not fit."""
+    if not isinstance(dynamics, str) or dynamics not in DYNAMICS:
+        v.fail("dynamics", dynamics, f"must be one of {', '.join(DYNAMICS)}")
+    if dynamics in ("heavy_ball", "nesterov"):
+        if method not in (None, dynamics):
+            v.fail("method", method, f"{dynamics} is its own algorithm; leave method unset")
+        return Resolved(dynamics, dynamics, SCHEME_ALGORITHM, DYN_MOMENTUM, 1, 1)
+    method = DEFAULT_METHOD[dynamics] if method is None else method
+    allowed = methods_for(dynamics)
+    if not isinstance(method, str) or method not in allowed:
+        why = {"gd": "gradient descent is explicit Euler; leave method unset or use 'euler'",
+               "gf": "gradient flow takes a Runge–Kutta method (splittings integrate momentum flow)"}.get(
+            dynamics, "momentum flow takes a Runge–Kutta method or a splitting")
+        v.fail("method", method, f"{why}: one of {', '.join(allowed)}")
+    dyn = DYN_MOMENTUM if dynamics == "momentum" else DYN_GF
+    if method in SPLITTING_METHODS:
+        sp = SPLITTING_METHODS[method]
+        kicks = sum(1 for op, _ in sp.steps if op == "kick")
+        return Resolved(dynamics, method, SCHEME_SPLITTING, dyn, sp.order, kicks, splitting=sp)
+    if method in IMPLICIT_METHODS:
+        tab = IMPLICIT_METHODS[method]
+        return Resolved(dynamics, method, SCHEME_IMPLICIT, dyn, tab.order, tab.stages, tableau=tab)
+    tab = EXPLICIT_METHODS[method]
+    return Resolved(dynamics, method, SCHEME_ADAPTIVE if tab.adaptive else SCHEME_EXPLICIT, dyn, tab.order,
+                    tab.stages, tableau=tab)
+
+
+def check_options(resolved: Resolved, given: dict) -> dict:
+    """Refuse, by name, an option the (dynamics, method) does not take; check values; fill defaults."""
+    out = {}
+    for name, value in given.items():
+        if name not in OPTION_DEFAULTS:
+            v.fail(name, value, f"is not an option of simulate(); options: {', '.join(OPTION_DEFAULTS)}")
+        if value is None:
+            continue
+        where, applies = _TAKES[name]
+        if not applies(resolved):
+            v.fail(name, value, f"applies only to {where}, not to dynamics={resolved.dynamics!r} with "
+                                f"method={resolved.method!r}")
+        out[name] = value
+    for name in ("tau", "learning_rate"):
+        if name in out:
+            out[name] = v.positive(name, out[name])
+    if "beta" in out and (not isinstance(out["beta"], numbers.Real) or isinstance(out["beta"], bool)
+                          or not 0.0 < out["beta"] < 1.0):
+        v.fail("beta", out["beta"], "must be a number with 0 < beta < 1")
+    for name in ("rtol", "atol", "solve_tol"):
+        if name in out:
+            out[name] = v.positive(name, out[name])
+    for name in ("max_steps", "max_solve_iters"):
+        if name in out:
+            out[name] = v.positive_int(name, out[name])
+    if "max_halvings" in out:
+        out["max_halvings"] = v.positive_int("max_halvings", out["max_halvings"], minimum=0)
+        if out["max_halvings"] > 20:
+            v.fail("max_halvings", out["max_halvings"], "must be <= 20 (2^20 substeps per step)")
+    if "track_law" in out and not isinstance(out["track_law"], bool):
+        v.fail("track_law", out["track_law"], "must be True or False")
+    if "velocity" in out:
+        check_velocity(out["velocity"])
+    full = {name: out.get(name, default) for name, default in OPTION_DEFAULTS.items()
+            if _TAKES[name][1](resolved)}
+    if resolved.dynamics in MOMENTUM_DYNAMICS and "learning_rate" not in out and "beta" not in out \
+            and full.get("tau") is None:
+        v.fail("tau", None, "momentum dynamics need the time constant tau > 0 (friction 1/tau)"
+               + ("; heavy_ball and nesterov take (h, tau) or (learning_rate, beta)"
+                  if resolved.scheme == SCHEME_ALGORITHM else ""))
+    return full
+
+
+def check_velocity(velocity):
+    if velocity is None or (isinstance(velocity, str) and velocity in ("zero", "gradient")):
+        return
+    if isinstance(velocity, numbers.Real) and not isinstance(velocity, bool):
+        v.non_negative("velocity", velocity)
+        return
+    if isinstance(velocity, str):
+        v.fail("velocity", velocity, "must be 'zero', 'gradient', a scale >= 0 (Gaussian entries) or an array")
+    v.finite_array("velocity", velocity, np.ndim(velocity) if np.ndim(velocity) in (1, 2) else 1)
+
+
+def step_and_time_constant(resolved: Resolved, h, options: dict):
+    """(h, τ) of a run; heavy ball / Nesterov may give (learning_rate, beta) instead of (h, tau)."""
+    lr, beta, tau = options.get("learning_rate"), options.get("beta"), options.get("tau")
+    if lr is not None or beta is not None:
+        if lr is None or beta is None:
+            v.fail("learning_rate" if lr is None else "beta", None, "heavy_ball / nesterov given by "
+                   "(learning_rate, beta) need both")
+        for name, value in (("h", h), ("tau", tau)):
+            if value is not None:
+                v.fail(name, value, "give either (h, tau) or (learning_rate, beta), not a mix")
+        return flow_from_heavy_ball(lr, beta)
+    return h, tau
+
+
+def heavy_ball_from_flow(h: float, tau: float) -> tuple[float, float]:
+    """(learning rate η, momentum β) of the heavy ball that is conformal symplectic Euler with step h on
+    momentum flow with time constant τ: β = e^{−h/τ}, η = h²/τ (theory.md §4)."""
+    h, tau = v.positive("h", h), v.positive("tau", tau)
+    return h * h / tau, float(np.exp(-h / tau))
+
+
+def flow_from_heavy_ball(learning_rate: float, beta: float) -> tuple[float, float]:
+    """(h, τ) of heavy ball (η, β), 0 < β < 1: h/τ = −ln β and η = h²/τ give h = η/(−ln β), τ = h/(−ln β)."""
+    eta = v.positive("learning_rate", learning_rate)
+    if not isinstance(beta, numbers.Real) or isinstance(beta, bool) or not (0.0 < beta < 1.0):
+        v.fail("beta", beta, "must be a number with 0 < beta < 1")
+    rate = -np.log(beta)
+    return eta / rate, eta / rate ** 2
+
+
+def initial_velocity(velocity, model, theta, ids, root_seed, weight_decay, grad_of) -> np.ndarray:
+    """θ̇(0): 'zero', 'gradient' (−∇L − λθ), a scale σ (N(0, σ²) entries keyed by (root_seed, seed id)),
+    or an array (n_params,) / (n_seeds, n_params)."""
+    n_seeds, P = theta.shape
+    if velocity is None or (isinstance(velocity, str) and velocity == "zero"):
+        return np.zeros_like(theta)
+    if isinstance(velocity, str) and velocity == "gradient":
+        return -(grad_of(theta) + weight_decay * theta)
+    if isinstance(velocity, numbers.Real):
+        return float(velocity) * normal_rows(root_seed, VELOCITY_STREAM, ids, P)
+    arr = np.asarray(velocity, dtype=float)
+    if arr.shape[-1] != P or (arr.ndim == 2 and arr.shape[0] != n_seeds):
+        v.fail("velocity", arr, f"must have shape ({P},) or ({n_seeds}, {P})")
+    return np.ascontiguousarray(np.broadcast_to(arr, theta.shape), dtype=float).copy()
