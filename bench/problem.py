@@ -20,7 +20,7 @@ import numpy as np
 
 import noether_sim
 from noether_sim.init import Gaussian, Given
-from noether_sim.simulate import initial_weights
+from noether_sim.ensemble import initial_weights
 
 # RK4 weights and the stage coefficients of the classic tableau (c = 0, ½, ½, 1).
 RK4_STAGE_A = (0.5, 0.5, 1.0)

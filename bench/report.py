@@ -81,7 +81,7 @@ def main(argv=None):
         cold = start_times(cache)
         warm = min((start_times(cache) for _ in range(2)), key=lambda r: r["first_result"])
     from noether_sim.init import Gaussian
-    from noether_sim.simulate import initial_weights
+    from noether_sim.ensemble import initial_weights
 
     t0 = time.perf_counter()
     initial_weights(REFERENCE.model, Gaussian(), np.arange(REFERENCE.n_seeds), 0)

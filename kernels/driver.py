@@ -227,44 +227,37 @@ def _mark_unrecorded(s, first, last, refs, rec):
             rec.predicted_watch[slot, js, :] = np.nan
 
 
-# ---- one step attempt per scheme, from y into w.new. Each returns (error norm, cache valid):
+# ---- one step attempt per scheme, from y into new. Each returns (error norm, cache valid, gradient evaluations):
 # err <= 1 accepts the attempt (fixed steps return 0), err = inf means the step failed for good
 # (implicit solve); "cache valid" says whether, once accepted, the field at the new state is already
 # known (FSAL tableaus: their last stage, copied to K[0] by the driver; splittings: w.grad). These are
 # the bodies of the overload of ``_attempt`` below, which picks one while typing: a run compiles one. ----
 
-def _attempt_explicit(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
-    P = cfg.n_params
-    nq = refs.q0.shape[1]
+def _attempt_explicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+                      model, method, cfg, st, w, pred, refs):
     first_stage = 1 if cached else 0
-    rk_stages(kind, y, h, method.A, w.K, w.stage, first_stage, cfg.dyn, P, nq, cfg.tau, cfg.weight_decay,
-              cfg.track_law, model.ints, model.floats, model.data_a, model.data_b, w.work)
-    st.n_grad[s] += w.K.shape[0] - first_stage
-    if cfg.track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start
-        for j in range(P):
-            w.g[j] = -w.K[0, j] - cfg.weight_decay * y[j]
-        _accumulate_gd_law(kind, pred, w.g, w.qg, h, cfg.weight_decay, model.ints, model.floats,
-                           refs.group_off, refs.group_degree)
-    combine(y, h, method.b, w.K, w.new)
-    return 0.0, cfg.fsal
+    rk_stages(kind, y, h, A, K, stage, first_stage, cfg.dyn, cfg.n_params, refs.q0.shape[1], cfg.tau,
+              cfg.weight_decay, cfg.track_law, ints, floats, data_a, data_b, work)
+    combine(y, h, b, K, new)
+    return 0.0, cfg.fsal, K.shape[0] - first_stage
 
 
-def _attempt_adaptive(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
-    P = cfg.n_params
-    nq = refs.q0.shape[1]
+def _attempt_adaptive(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+                      model, method, cfg, st, w, pred, refs):
     first_stage = 1 if cached else 0
-    rk_stages(kind, y, h, method.A, w.K, w.stage, first_stage, cfg.dyn, P, nq, cfg.tau, cfg.weight_decay,
-              cfg.track_law, model.ints, model.floats, model.data_a, model.data_b, w.work)
-    st.n_grad[s] += w.K.shape[0] - first_stage
-    combine(y, h, method.b, w.K, w.new)
-    return error_norm(y, w.new, h, method.b, method.b_err, w.K, cfg.rtol, cfg.atol), cfg.fsal
+    rk_stages(kind, y, h, A, K, stage, first_stage, cfg.dyn, cfg.n_params, refs.q0.shape[1], cfg.tau,
+              cfg.weight_decay, cfg.track_law, ints, floats, data_a, data_b, work)
+    combine(y, h, b, K, new)
+    return error_norm(y, new, h, b, method.b_err, K, cfg.rtol, cfg.atol), cfg.fsal, K.shape[0] - first_stage
 
 
-def _attempt_implicit(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+def _attempt_implicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+                      model, method, cfg, st, w, pred, refs):
     # one step of h, else 2, 4, … substeps of h/n from the same start
     n_state = y.shape[0]
     nq = refs.q0.shape[1]
     n_sub = 1
+    evals = 0
     while n_sub <= (1 << cfg.max_halvings):
         for j in range(n_state):
             w.start[j] = y[j]
@@ -274,7 +267,7 @@ def _attempt_implicit(scheme, kind, s, y, h, cached, model, method, cfg, st, w, 
                                cfg.solve_tol, cfg.max_solve_iters, cfg.dyn, cfg.n_params, nq, cfg.tau,
                                cfg.weight_decay, cfg.track_law, model.ints, model.floats, model.data_a,
                                model.data_b, w.work, w.result)
-            st.n_grad[s] += int(w.result[2])
+            evals += int(w.result[2])
             st.n_solve_iters[s] += int(w.result[0])
             if not ok:
                 solved = False
@@ -286,29 +279,29 @@ def _attempt_implicit(scheme, kind, s, y, h, cached, model, method, cfg, st, w, 
         if solved:
             if n_sub > 1:
                 st.n_retried[s] += 1
-            return 0.0, False
+            return 0.0, False, evals
         n_sub *= 2
     st.solve_residual[s] = max(st.solve_residual[s], w.result[1])
-    return np.inf, False
+    return np.inf, False, evals
 
 
-def _attempt_splitting(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+def _attempt_splitting(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+                       model, method, cfg, st, w, pred, refs):
     for j in range(y.shape[0]):
         w.new[j] = y[j]
     evals, cached = splitting_step(kind, w.new, h, method.ops, method.weights, cfg.n_params, refs.q0.shape[1],
                                    cfg.tau, cfg.weight_decay, cfg.track_law, w.grad, cached, w.tmp, w.qa, w.qb,
                                    w.qc, model.ints, model.floats, model.data_a, model.data_b, w.work)
-    st.n_grad[s] += evals
-    return 0.0, cached
+    return 0.0, cached, evals
 
 
-def _attempt_algorithm(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+def _attempt_algorithm(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+                       model, method, cfg, st, w, pred, refs):
     for j in range(y.shape[0]):
         w.new[j] = y[j]
     momentum_algorithm_step(kind, w.new, cfg.eta, cfg.beta, cfg.weight_decay, cfg.nesterov, cfg.n_params, w.grad,
-                            w.look, model.ints, model.floats, model.data_a, model.data_b, w.work)
-    st.n_grad[s] += 1
-    return 0.0, False
+                            w.look, ints, floats, data_a, data_b, work)
+    return 0.0, False, 1
 
 
 _ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adaptive,
@@ -316,12 +309,18 @@ _ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adapt
              SCHEME_ALGORITHM: _attempt_algorithm}
 
 
-def _attempt(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
-    """One step attempt of ``scheme`` from y into w.new (stand-in: the overload replaces it)."""
+def _attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+             model, method, cfg, st, w, pred, refs):
+    """One step attempt of ``scheme`` from y into w.new (stand-in: the overload replaces it).
+
+    The arrays every step uses come unpacked (once per seed, not per step: taking an array out of a
+    named bundle costs a reference-count update, measurable at this step rate); the bundles carry
+    the rest."""
 
 
 @overload(_attempt, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
-def _ol_attempt(scheme, kind, s, y, h, cached, model, method, cfg, st, w, pred, refs):
+def _ol_attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+                model, method, cfg, st, w, pred, refs):
     if not isinstance(scheme, types.IntegerLiteral):
         raise TypeError("the scheme must be a compile-time constant")
     return _ATTEMPTS[scheme.literal_value]
@@ -360,6 +359,15 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
               np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq), np.empty(n_groups),
               np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3))
     y = st.y[s].copy()
+    K, stage, new, work, g, qg = w.K, w.stage, w.new, w.work, w.g, w.qg
+    group_off, group_degree = refs.group_off, refs.group_degree
+    track_gd_law = cfg.track_gd_law
+    lam = cfg.weight_decay
+    n_grad = 0  # counters kept in locals in the step loop, added to the caller's arrays after it
+    n_accepted = 0
+    n_rejected = 0
+    ints, floats, data_a, data_b = model.ints, model.floats, model.data_a, model.data_b
+    A, b = method.A, method.b
     pred = st.predicted[s]
     t = st.t[s]
     h = st.h_next[s]
@@ -368,7 +376,7 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
     for js in range(first, last):
         t_end = save_times[js]
         if adaptive and h <= 0.0 and t_end > t:  # first step of this seed: choose it
-            st.n_grad[s] += 2
+            n_grad += 2
             h = _first_step(scheme, kind, y, model, cfg, w, t_end - t, nq)
             cached = True
         # One step loop for fixed and adaptive steps: a single call site of the stepper, so the
@@ -377,34 +385,40 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
         while (t < t_end) if adaptive else (steps_left > 0):
             h_try = cfg.h
             if adaptive:
-                if st.n_accepted[s] + st.n_rejected[s] >= cfg.max_steps:
+                if st.n_accepted[s] + st.n_rejected[s] + n_accepted + n_rejected >= cfg.max_steps:
                     st.status[s] = STATUS_MAX_STEPS
                     break
                 h_try = min(h, t_end - t)
                 if h_try < MIN_RELATIVE_STEP * max(1.0, abs(t)):
                     st.status[s] = STATUS_STEP_UNDERFLOW
                     break
-            err, cached_after = _attempt(scheme, kind, s, y, h_try, cached, model, method, cfg, st, w, pred, refs)
+            err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints, floats,
+                                                data_a, data_b, A, b, model, method, cfg, st, w, pred, refs)
+            n_grad += evals
+            if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start
+                for j in range(P):
+                    g[j] = -K[0, j] - lam * y[j]
+                _accumulate_gd_law(kind, pred, g, qg, h_try, lam, ints, floats, group_off, group_degree)
             if err == np.inf and not adaptive:
                 st.status[s] = STATUS_SOLVE_FAILED
                 break
             if err <= 1.0:
-                if not within_bound(w.new, cfg.divergence_bound):
+                if not within_bound(new, cfg.divergence_bound):
                     st.status[s] = STATUS_DIVERGED
                     st.t_diverged[s] = t + h_try
                     break
-                y[:] = w.new
+                y[:] = new
                 if adaptive:
                     t = t_end if h_try == t_end - t else t + h_try
                 else:
                     t += h_try
                     steps_left -= 1
-                st.n_accepted[s] += 1
+                n_accepted += 1
                 if cfg.fsal:  # the last stage was evaluated at the new y, bit for bit (A[-1] = b)
-                    w.K[0, :] = w.K[n_stages - 1]
+                    K[0, :] = K[n_stages - 1]
                 cached = cached_after
             else:
-                st.n_rejected[s] += 1
+                n_rejected += 1
                 cached = True  # y unchanged, so K[0] = f(y) is still good
             if adaptive:
                 h = h_try * step_factor(err, cfg.error_order, err <= 1.0)
@@ -417,6 +431,9 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
     st.y[s, :] = y
     st.t[s] = t
     st.h_next[s] = h
+    st.n_grad[s] += n_grad
+    st.n_accepted[s] += n_accepted
+    st.n_rejected[s] += n_rejected
 
 
 @njit(cache=True, nogil=True, inline="always")
