@@ -245,6 +245,31 @@ def _sample_theta(model, rng, n):
     return theta
 
 
+PIECEWISE = ("relu", "leaky_relu", "abs", "relu_pow")
+
+
+def _one_sided_neurons(model, theta, X):
+    """Hidden neurons of a piecewise activation whose pre-activation has one sign on every data point:
+    dead (or linear) on the data, they open extra local laws, so such θ are not generic."""
+    if getattr(model, "activation", None) not in PIECEWISE:
+        return []
+    out = []
+    for i, Z in enumerate(model.preactivations(theta, X)[:-1], start=1):
+        pos = (Z > 0).mean(axis=1)
+        out += [f"layer {i} neuron {k}" for k in np.nonzero((pos == 0) | (pos == 1))[0]]
+    return out
+
+
+def _generic_theta(model, X, rng, tries=200):
+    """A parameter draw at which every piecewise-linear hidden neuron changes sign over the data."""
+    for _ in range(tries):
+        theta = _sample_theta(model, rng, 1)[0]
+        bad = _one_sided_neurons(model, theta, X)
+        if not bad:
+            return theta, []
+    return theta, bad
+
+
 def _sample_data(model, rng, n):
     X = rng.standard_normal((model.widths[0], n))
     if getattr(model, "loss", "squared") == "softmax_ce":
@@ -398,9 +423,10 @@ def solve_quadratic(model, fields, rng, min_gap, structure, antisymmetric=False)
         basis = np.asarray(basis)
         mats = list(np.tensordot(null.T, basis, axes=1)) if null.shape[1] else []
         del basis
-        coords = np.array([antisym_coords(M) if antisymmetric else sym_coords(M) for M in mats]).T
-        Q = _orth(coords, min_gap) if mats else coords
-        mats = [sym_matrix(Q[:, k], P, antisymmetric) for k in range(Q.shape[1])]
+        if mats:
+            coords = np.array([antisym_coords(M) if antisymmetric else sym_coords(M) for M in mats]).T
+            Q = _nonzero_span(coords)
+            mats = [sym_matrix(Q[:, k], P, antisymmetric) for k in range(Q.shape[1])]
     return LawBasis(form, mats, dec, structure, rows.shape[0])
 
 
@@ -544,6 +570,13 @@ def catalogue_momentum_forms(model):
     return forms
 
 
+def _nonzero_span(vectors, zero=1e-8):
+    """Orthonormal basis of the span of columns that are images of unit vectors under a map of norm
+    O(1): directions with singular value <= ``zero`` are the map's kernel (exact zeros plus round-off)."""
+    u, s, _ = np.linalg.svd(vectors, full_matrices=False)
+    return u[:, s > zero]
+
+
 def _missing(found, catalogue_vectors, min_gap):
     """Orthonormal columns spanning the part of span(found) outside span(catalogue)."""
     if found.shape[1] == 0:
@@ -676,9 +709,12 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
             fail("n_data", n_data, "is only used without data (data=None); the data set fixes the points")
         X, Y = data.X, data.Y
     fields = _Fields(model, X, Y, flow, tau)
-    results = []
+    results, notes = [], []
     for _ in range(points):
-        theta = _sample_theta(model, rng, 1)[0]
+        theta, one_sided = _generic_theta(model, X, rng)
+        if one_sided:
+            notes.append(f"no draw of θ found in which every hidden neuron changes sign over the data "
+                         f"({', '.join(one_sided)} do not): the count is that of a non-generic region")
         z0 = theta if flow == "gradient" else np.concatenate([theta, rng.standard_normal(P) / math.sqrt(P), [0.0]])
         results.append(lie_rank(fields, z0, rng, max_depth=max_depth, min_gap=min_gap))
     ranks = {p.decision.rank for p in results}
@@ -699,6 +735,9 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     quad = solve_quadratic(model, fields, rng, min_gap, quadratic, antisymmetric=(flow == "momentum"))
     cat = _check_catalogue(model, fields, lin, quad, count, rng, min_gap) if catalogue else \
         CatalogueCheck([], 0, False, [], [], [], ["catalogue not checked"])
+    if notes:
+        cat = CatalogueCheck(cat.groups, cat.independent, cat.complete, cat.missing_linear, cat.missing_quadratic,
+                             cat.missing, cat.notes + notes[:1])
     return DiscoveryResult(model.to_config(), flow, tau if flow == "momentum" else None, P, fields.dim, count,
                            decided, message, results, lin, quad, cat, fields.N, time.perf_counter() - started,
                            {"points": points, "seed": seed, "max_depth": max_depth, "min_gap": min_gap,
@@ -745,6 +784,9 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
     anti = momentum
     coords = antisym_coords if anti else sym_coords
     cat_quad = [coords(M) for e in kept if e["degree"] in ("quadratic", "bilinear") for M, _ in e["forms"]]
+    if not anti:  # products of linear charges are quadratic charges too (functionally dependent ones)
+        lv = cat_lin.T
+        cat_quad += [sym_coords(np.outer(a, b) + np.outer(b, a)) for i, a in enumerate(lv) for b in lv[i:]]
     found_lin = np.array(lin.basis).reshape(-1, P).T
     miss_lin = _missing(found_lin, cat_lin, min_gap)
     n_coords = P * (P - 1) // 2 if anti else P * (P + 1) // 2
