@@ -26,3 +26,7 @@ from . import momentum  # noqa: E402
 from .momentum import flow_from_heavy_ball, heavy_ball_from_flow, simulate_structured  # noqa: E402
 
 __all__ += ["flow_from_heavy_ball", "heavy_ball_from_flow", "momentum", "simulate_structured"]
+
+from .discover import discover  # noqa: E402
+
+__all__ += ["discover"]

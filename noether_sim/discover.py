@@ -20,7 +20,8 @@ fields (αp, −(αp + ∇L_ω(q))/τ, α) with Σω = α, and laws may depend o
 
 Laws of low degree are solved for directly, as null spaces of linear conditions over sampled θ and data:
 linear ⟨v, θ⟩ (⟨v, ∇ℓ⟩ = 0) and quadratic ½θᵀSθ (θᵀS∇ℓ(θ) = 0) under gradient flow; under momentum
-flow, e^{t/τ}⟨v, p⟩ (the same v) and e^{t/τ}⟨p, Kq⟩ with K antisymmetric and (Kq)ᵀ∇ℓ(q) = 0.
+flow, each such v gives two laws, e^{t/τ}⟨v, p⟩ and ⟨v, q + τp⟩ (⟨v, τq̈ + q̇⟩ = 0 integrates once),
+and e^{t/τ}⟨p, Kq⟩ with K antisymmetric and (Kq)ᵀ∇ℓ(q) = 0.
 """
 
 from __future__ import annotations
@@ -593,7 +594,12 @@ def _missing(found, catalogue_vectors, min_gap):
 
 @dataclass(frozen=True)
 class DiscoveryResult:
-    """What ``discover`` found. ``count`` is None when the rank could not be decided (see ``message``)."""
+    """What ``discover`` found. ``count`` is None when the rank could not be decided (see ``message``).
+
+    ``count`` is dim − the largest rank over the sampled points. For smooth networks every generic point
+    gives the same rank; for piecewise-linear ones (ReLU with biases, deeper than two layers) the rank
+    can differ between activation regions of θ, each of positive measure: ``counts`` lists them.
+    """
 
     model: dict
     flow: str
@@ -610,6 +616,10 @@ class DiscoveryResult:
     n_data: int
     seconds: float
     settings: dict = field(default_factory=dict)
+
+    @property
+    def counts(self) -> list:
+        return [self.dim - p.decision.rank for p in self.points]
 
     @property
     def rank(self) -> int:
@@ -662,7 +672,7 @@ def format_table(results) -> str:
 # the front door
 
 def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: int = 0, flow: str = "gradient",
-             tau: float = 1.0, n_data: int | None = None, max_depth: int = 4, quadratic: str = "auto",
+             tau: float = 1.0, n_data: int | None = None, max_depth: int | None = None, quadratic: str = "auto",
              min_gap: float = 1e4, catalogue: bool = True) -> DiscoveryResult:
     """Count and find the conservation laws of ``model`` (a DeepLinear or MLP).
 
@@ -670,9 +680,11 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
                for every data set made of these points. None: ``n_data`` generic points (Gaussian inputs,
                Gaussian targets or random soft labels), i.e. laws that hold for every data set.
     points     number of generic parameter points (and velocities, under momentum) at which the Lie
-               algebra's dimension is measured; they must agree
+               algebra's dimension is measured; the count is taken where it is largest (see
+               ``DiscoveryResult``)
     flow       "gradient" (θ̇ = −∇L) or "momentum" (τθ̈ + θ̇ = −∇L; laws h(θ, θ̇, t))
-    max_depth  deepest bracket tried; the rank must stop growing before it
+    max_depth  deepest bracket tried; the rank must stop growing before it (default 4 for gradient flow,
+               5 for momentum flow, whose drift field takes more brackets to fill its algebra)
     quadratic  "auto" (full search up to 2100 unknowns, else "layer_gram"), "full" or "layer_gram":
                forms Σ_i ⟨A_i, W̃_iW̃_iᵀ⟩ + ⟨B_i, W̃_iᵀW̃_i⟩ of the augmented layers W̃_i = [W_i | b_i]
     min_gap    the singular-value ratio a rank decision needs; below it the result says undecided
@@ -686,9 +698,11 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     if quadratic not in STRUCTURES:
         fail("quadratic", quadratic, f"must be one of {', '.join(STRUCTURES)}")
     points = positive_int("points", points)
+    if max_depth is None:
+        max_depth = 4 if flow == "gradient" else 5
     max_depth = positive_int("max_depth", max_depth)
-    if max_depth > 5:
-        fail("max_depth", max_depth, "must be at most 5 (each depth costs about three times the previous one)")
+    if max_depth > 6:
+        fail("max_depth", max_depth, "must be at most 6 (each depth costs about three times the previous one)")
     tau = positive("tau", tau)
     min_gap = positive("min_gap", min_gap)
     if min_gap <= 1:
@@ -717,21 +731,24 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
                          f"({', '.join(one_sided)} do not): the count is that of a non-generic region")
         z0 = theta if flow == "gradient" else np.concatenate([theta, rng.standard_normal(P) / math.sqrt(P), [0.0]])
         results.append(lie_rank(fields, z0, rng, max_depth=max_depth, min_gap=min_gap))
-    ranks = {p.decision.rank for p in results}
-    decided = all(p.decision.decided and p.stable for p in results) and len(ranks) == 1
-    count = fields.dim - ranks.pop() if decided else None
-    if decided:
+    point_ranks = [p.decision.rank for p in results]
+    decided = all(p.decision.decided and p.stable for p in results)
+    count = fields.dim - max(point_ranks) if decided else None
+    if decided and len(set(point_ranks)) == 1:
         message = (f"{count} independent conservation law{'s' if count != 1 else ''} at generic points: "
                    f"dim Lie = {fields.dim - count} of {fields.dim} at each of {points} points")
-    elif len({p.decision.rank for p in results}) > 1:
-        message = f"undecided: the points disagree (ranks {[p.decision.rank for p in results]})"
+    elif decided:  # piecewise-linear networks: regions of θ with fewer active patterns hold extra local laws
+        message = (f"{count} independent conservation law{'s' if count != 1 else ''} where the Lie algebra is "
+                   f"largest; the count varies with θ: {[fields.dim - r for r in point_ranks]} at the "
+                   f"{points} points (extra laws hold locally in some activation regions)")
     else:
         bad = [p for p in results if not (p.decision.decided and p.stable)][0]
         message = (bad.decision.message if not bad.decision.decided else
                    f"undecided: the rank still grew at bracket depth {bad.depth} = max_depth "
                    f"(ranks {list(bad.rank_by_depth)}); raise max_depth")
     lin = solve_linear(model, fields, rng, min_gap,
-                       form="linear ⟨v, θ⟩" if flow == "gradient" else "linear e^{t/τ}⟨v, p⟩")
+                       form="linear ⟨v, θ⟩" if flow == "gradient" else
+                       "linear: each v gives e^{t/τ}⟨v, p⟩ and ⟨v, q + τp⟩")
     quad = solve_quadratic(model, fields, rng, min_gap, quadratic, antisymmetric=(flow == "momentum"))
     cat = _check_catalogue(model, fields, lin, quad, count, rng, min_gap) if catalogue else \
         CatalogueCheck([], 0, False, [], [], [], ["catalogue not checked"])
@@ -748,8 +765,8 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
     P = model.n_params
     momentum = fields.flow == "momentum"
     forms = catalogue_forms(model)
-    if momentum:  # translations give e^{t/τ}⟨v, p⟩; the kernels' isometric charges give ⟨p, Kq⟩
-        forms = [f for f in forms if f[2] == "linear"] + catalogue_momentum_forms(model)
+    if momentum:  # what momentum runs record as conserved: the isometric charges e^{t/τ}⟨p, Kq⟩
+        forms = catalogue_momentum_forms(model)
     theta, g = _sample_rows(model, fields, rng, 24)
     groups, grads, notes = {}, [], []
     th0 = _sample_theta(model, rng, 1)[0]
@@ -806,3 +823,43 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
     complete = count is not None and independent == count and not text
     public = [{k: v for k, v in e.items() if k != "forms"} for e in groups.values()]
     return CatalogueCheck(public, independent, complete, missing_lin, missing_quad, text, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# the figure
+
+def plot_discovery(results, point: int = 0):
+    """Singular values of the generated span at one sampled point, one panel per result, with the gap
+    that sets the rank (and so the count) marked. Returns a matplotlib Figure (no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    results = [results] if isinstance(results, DiscoveryResult) else list(results)
+    if not results:
+        fail("results", results, "must hold at least one DiscoveryResult")
+    fig = Figure(figsize=(5.2 * len(results), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for ax, r in zip(axes, results):
+        d = r.points[point].decision
+        s = np.maximum(d.singular_values, d.floor)
+        idx = np.arange(1, s.size + 1)
+        kept = idx <= d.rank
+        ax.semilogy(idx[kept], s[kept], "o", ms=3, color="C0", label=f"kept: dim Lie = {d.rank}")
+        ax.semilogy(idx[~kept], s[~kept], "x", ms=4, color="C3",
+                    label=f"at or below round-off: {s.size - d.rank} conservation law{'s' if s.size - d.rank != 1 else ''}")
+        ax.axhline(d.floor, color="0.6", lw=0.8, ls=":", label="round-off floor (ε·rows)")
+        ax.axhline(d.tolerance, color="C2", lw=1.0, ls="--", label=f"rank tolerance {d.tolerance:.1e}")
+        if d.rank < s.size:
+            ax.annotate("", xy=(d.rank + 0.5, s[d.rank]), xytext=(d.rank + 0.5, s[d.rank - 1]),
+                        arrowprops=dict(arrowstyle="<->", color="k"))
+        p = r.points[point]
+        verdict = ("decided" if r.decided else "UNDECIDED: " + ("gap too small" if not d.decided else
+                   "rank still growing at max depth" if not p.stable else "points disagree"))
+        ax.text(0.03, 0.03, f"gap ×{d.gap:.1e}\nnext largest ×{d.next_gap:.1e}\n"
+                            f"rank by bracket depth {list(p.rank_by_depth)}\n{verdict}",
+                transform=ax.transAxes, fontsize=8, va="bottom")
+        row = r.summary_row()
+        ax.set_title(f"{row['model']}, {r.flow} flow\n{r.dim} dims, count = {row['count']}", fontsize=9)
+        ax.set_xlabel("index of singular value (descending)")
+        ax.set_ylabel("singular value / largest")
+        ax.legend(fontsize=7, loc="center right")
+    return fig
