@@ -51,8 +51,9 @@ class RankDecision:
     """The rank of a set of vectors, chosen at the largest gap of its singular values.
 
     singular_values  normalised by the largest, descending; dim − n_vectors trailing zeros are implicit
-    gap              σ_rank / σ_{rank+1}: the ratio that separates kept from discarded values
-                     (σ_{dim+1} is the round-off floor ``floor``, so full rank is a gap too)
+    gap              σ_rank / σ_{rank+1}: the ratio that separates kept from discarded values, with values
+                     below the round-off floor ``floor`` (ε × rows) read as the floor, and σ_{dim+1} = floor
+                     (so full rank is a gap too)
     next_gap         the largest other ratio between neighbouring values
     tolerance        the threshold the decision amounts to: √(σ_rank σ_{rank+1})
     decided          gap ≥ min_gap, no other gap ≥ min_gap, and the discarded values are ≤ 1e-8
@@ -116,7 +117,7 @@ def _null_space(rows: np.ndarray, min_gap: float):
     """(orthonormal basis of the null space as columns, RankDecision) of unit-scaled ``rows``."""
     norms = np.linalg.norm(rows, axis=1)
     A = rows[norms > 0] / norms[norms > 0, None]
-    _, s, vt = np.linalg.svd(A, full_matrices=True)
+    _, s, vt = np.linalg.svd(A, full_matrices=A.shape[0] < A.shape[1])  # vt is square either way
     dec = _decide(s, rows.shape[1], max(A.shape[0], rows.shape[1]), min_gap)
     return vt[dec.rank:].T, dec
 
@@ -723,6 +724,7 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
             fail("n_data", n_data, "is only used without data (data=None); the data set fixes the points")
         X, Y = data.X, data.Y
     fields = _Fields(model, X, Y, flow, tau)
+    stamps = [time.perf_counter()]
     results, notes = [], []
     for _ in range(points):
         theta, one_sided = _generic_theta(model, X, rng)
@@ -746,19 +748,24 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
         message = (bad.decision.message if not bad.decision.decided else
                    f"undecided: the rank still grew at bracket depth {bad.depth} = max_depth "
                    f"(ranks {list(bad.rank_by_depth)}); raise max_depth")
+    stamps.append(time.perf_counter())
     lin = solve_linear(model, fields, rng, min_gap,
                        form="linear ⟨v, θ⟩" if flow == "gradient" else
                        "linear: each v gives e^{t/τ}⟨v, p⟩ and ⟨v, q + τp⟩")
+    stamps.append(time.perf_counter())
     quad = solve_quadratic(model, fields, rng, min_gap, quadratic, antisymmetric=(flow == "momentum"))
+    stamps.append(time.perf_counter())
     cat = _check_catalogue(model, fields, lin, quad, count, rng, min_gap) if catalogue else \
         CatalogueCheck([], 0, False, [], [], [], ["catalogue not checked"])
+    stamps.append(time.perf_counter())
+    timings = dict(zip(("lie", "linear", "quadratic", "catalogue"), np.diff(stamps).round(4).tolist()))
     if notes:
         cat = CatalogueCheck(cat.groups, cat.independent, cat.complete, cat.missing_linear, cat.missing_quadratic,
                              cat.missing, cat.notes + notes[:1])
     return DiscoveryResult(model.to_config(), flow, tau if flow == "momentum" else None, P, fields.dim, count,
                            decided, message, results, lin, quad, cat, fields.N, time.perf_counter() - started,
                            {"points": points, "seed": seed, "max_depth": max_depth, "min_gap": min_gap,
-                            "quadratic": quadratic})
+                            "quadratic": quadratic, "seconds_by_stage": timings})
 
 
 def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
@@ -840,12 +847,12 @@ def plot_discovery(results, point: int = 0):
     axes = fig.subplots(1, len(results), squeeze=False)[0]
     for ax, r in zip(axes, results):
         d = r.points[point].decision
-        s = np.maximum(d.singular_values, d.floor)
+        s = np.maximum(d.singular_values, 1e-20)  # exact zeros (fewer vectors than dimensions) drawn at 1e-20
         idx = np.arange(1, s.size + 1)
         kept = idx <= d.rank
         ax.semilogy(idx[kept], s[kept], "o", ms=3, color="C0", label=f"kept: dim Lie = {d.rank}")
         ax.semilogy(idx[~kept], s[~kept], "x", ms=4, color="C3",
-                    label=f"at or below round-off: {s.size - d.rank} conservation law{'s' if s.size - d.rank != 1 else ''}")
+                    label=f"round-off: {s.size - d.rank} conservation law{'s' if s.size - d.rank != 1 else ''}")
         ax.axhline(d.floor, color="0.6", lw=0.8, ls=":", label="round-off floor (ε·rows)")
         ax.axhline(d.tolerance, color="C2", lw=1.0, ls="--", label=f"rank tolerance {d.tolerance:.1e}")
         if d.rank < s.size:
