@@ -349,38 +349,47 @@ def _pair_coords(M, antisymmetric):
 
 
 def _structured_rows(model, theta, g, structure, antisymmetric):
-    """Rows θᵀS_k g (or (K_k θ)ᵀ g) for the basis S_k of the searched forms, and that basis' matrices."""
+    """Rows θᵀS_k g (or (K_k θ)ᵀ g) over the basis S_k of the searched forms."""
     P = model.n_params
     if structure == "full":
         if antisymmetric:
             r, c = np.triu_indices(P, 1)
-            rows = (theta[:, c] * g[:, r] - theta[:, r] * g[:, c]) / math.sqrt(2.0)  # (Kθ)ᵀg, K = (E_rc − E_cr)/√2
-        else:
-            r, c = np.triu_indices(P)
-            rows = np.where(r == c, 1.0, 1.0 / math.sqrt(2.0)) * (theta[:, r] * g[:, c] + theta[:, c] * g[:, r]) \
-                * np.where(r == c, 0.5, 1.0)
-        return rows, None
-    parts, basis = [], []
+            return (theta[:, c] * g[:, r] - theta[:, r] * g[:, c]) / math.sqrt(2.0)  # (Kθ)ᵀg, K = (E_rc − E_cr)/√2
+        r, c = np.triu_indices(P)
+        return np.where(r == c, 0.5, 1.0 / math.sqrt(2.0)) * (theta[:, r] * g[:, c] + theta[:, c] * g[:, r])
+    parts = []
     for n, m, idx in _layer_blocks(model):
         Wt, Gt = theta[:, idx], g[:, idx]  # (rows, n, m)
         parts.append(_pair_coords(np.einsum("rkc,rlc->rkl", Gt, Wt), antisymmetric))  # A acts on the left
         parts.append(_pair_coords(np.einsum("rkc,rkd->rcd", Wt, Gt), antisymmetric))  # B acts on the right
-        for side, size in (("left", n), ("right", m)):
-            r, c = np.triu_indices(size, 1 if antisymmetric else 0)
-            for a, b in zip(r, c):
-                E = np.zeros((size, size))
-                if a == b:
-                    E[a, a] = 1.0
-                else:
-                    E[a, b] = E[b, a] = 1.0 / math.sqrt(2.0)
-                    if antisymmetric:
-                        E[b, a] = -E[b, a]
-                big = np.kron(E, np.eye(m)) if side == "left" else np.kron(np.eye(n), E.T)
-                S = np.zeros((P, P))
-                flat = idx.reshape(-1)
-                S[np.ix_(flat, flat)] = big
-                basis.append(S)
-    return np.hstack(parts), basis
+    return np.hstack(parts)
+
+
+def _pair_matrix(coords, size, antisymmetric):
+    """The (anti)symmetric matrix with the given orthonormal-basis coordinates (inverse of _pair_coords)."""
+    r, c = np.triu_indices(size, 1 if antisymmetric else 0)
+    E = np.zeros((size, size))
+    w = np.full(r.size, 1.0 / math.sqrt(2.0)) if antisymmetric else np.where(r == c, 1.0, 1.0 / math.sqrt(2.0))
+    E[r, c] = coords * w
+    return E - E.T if antisymmetric else E + np.triu(E, 1).T
+
+
+def _layer_gram_matrix(model, z, antisymmetric):
+    """S (or K) of the layer-Gram form with coordinates z: on each augmented layer W̃ (n × m, row-major
+    in θ), A ⊗ I_m + I_n ⊗ Bᵀ — the Hessian (up to a factor 2) of ⟨A, W̃W̃ᵀ⟩ + ⟨B, W̃ᵀW̃⟩, or the
+    generator W̃ ↦ AW̃ + W̃B."""
+    P = model.n_params
+    S = np.zeros((P, P))
+    pos = 0
+    for n, m, idx in _layer_blocks(model):
+        na = n * (n - 1) // 2 if antisymmetric else n * (n + 1) // 2
+        nb = m * (m - 1) // 2 if antisymmetric else m * (m + 1) // 2
+        A = _pair_matrix(z[pos: pos + na], n, antisymmetric)
+        B = _pair_matrix(z[pos + na: pos + na + nb], m, antisymmetric)
+        pos += na + nb
+        flat = idx.reshape(-1)
+        S[np.ix_(flat, flat)] += np.kron(A, np.eye(m)) + np.kron(np.eye(n), B.T)
+    return S
 
 
 @dataclass(frozen=True)
@@ -416,15 +425,13 @@ def solve_quadratic(model, fields, rng, min_gap, structure, antisymmetric=False)
         n_unknowns = sum((n * (n - 1) if antisymmetric else n * (n + 1)) // 2
                          + (m * (m - 1) if antisymmetric else m * (m + 1)) // 2 for n, m, _ in _layer_blocks(model))
     theta, g = _sample_rows(model, fields, rng, n_unknowns + 32)
-    rows, basis = _structured_rows(model, theta, g, structure, antisymmetric)
+    rows = _structured_rows(model, theta, g, structure, antisymmetric)
     null, dec = _null_space(rows, min_gap)
     form = "bilinear e^{t/τ}⟨p, Kq⟩, K antisymmetric" if antisymmetric else "quadratic ½θᵀSθ"
     if structure == "full":
         mats = [sym_matrix(null[:, k], P, antisymmetric) for k in range(null.shape[1])]
     else:  # map to matrices; the parametrisation's kernel (A = I, B = −I on a layer) maps to 0
-        basis = np.asarray(basis)
-        mats = list(np.tensordot(null.T, basis, axes=1)) if null.shape[1] else []
-        del basis
+        mats = [_layer_gram_matrix(model, null[:, k], antisymmetric) for k in range(null.shape[1])]
         if mats:
             coords = np.array([antisym_coords(M) if antisymmetric else sym_coords(M) for M in mats]).T
             Q = _nonzero_span(coords)
@@ -517,28 +524,37 @@ def catalogue_forms(model):
         return []
     ints = model.descriptor()
     floats = model.constants(None) if getattr(model, "kind", "") == "mlp" else np.zeros(1)
-    r, c = np.triu_indices(P, 1)
-    probes = np.zeros((P + r.size, P))
-    probes[np.arange(P), np.arange(P)] = 1.0
-    probes[P + np.arange(r.size), r] = 1.0
-    probes[P + np.arange(r.size), c] = 1.0
-    q = ensemble_charges(int(ints[0]), np.ascontiguousarray(probes), ints, floats, nq)
-    out = []
+
+    def charges(probes):
+        return ensemble_charges(int(ints[0]), np.ascontiguousarray(probes), ints, floats, nq)
+
+    comps = []
     for g in groups:
-        comps = range(g.offset, g.offset + g.size)
+        ks = range(g.offset, g.offset + g.size)
         if len(g.shape) == 2:  # a symmetric matrix charge: its upper triangle
             n = g.shape[0]
-            comps = [g.offset + a * n + b for a in range(n) for b in range(a, n)]
-        for k in comps:
-            if g.degree == 1:
-                out.append((g, k - g.offset, "linear", q[:P, k].copy()))
-            else:
-                diag = q[:P, k]
-                S = np.diag(2.0 * diag)
-                off = q[P:, k] - diag[r] - diag[c]
-                S[r, c] = off
-                S[c, r] = off
-                out.append((g, k - g.offset, "quadratic", S))
+            ks = [g.offset + a * n + b for a in range(n) for b in range(a, n)]
+        comps += [(g, k) for k in ks]
+    cols = np.array([k for _, k in comps])
+    diag = charges(np.eye(P))[:, cols]  # q(e_a): v_a, or ½S_aa
+    quad = np.array([g.degree == 2 for g, _ in comps])
+    mats = np.zeros((int(quad.sum()), P, P))
+    qcols = cols[quad]
+    for a in range(P):  # S_ab = q(e_a + e_b) − q(e_a) − q(e_b), one row a at a time (memory O(P²) per charge)
+        if not quad.any():
+            break
+        probes = np.eye(P)
+        probes[:, a] += 1.0
+        qa = charges(probes)[:, qcols]
+        mats[:, a, :] = (qa - diag[a, quad][None, :] - diag[:, quad]).T
+        mats[:, a, a] = 2.0 * diag[a, quad]
+    out, j = [], 0
+    for (g, k), is_quad, i in zip(comps, quad, range(len(comps))):
+        if is_quad:
+            out.append((g, k - g.offset, "quadratic", mats[j]))
+            j += 1
+        else:
+            out.append((g, k - g.offset, "linear", diag[:, i].copy()))
     return out
 
 
@@ -553,23 +569,20 @@ def catalogue_momentum_forms(model):
 
     P, ints = model.n_params, model.descriptor()
     nj = sum(g.size for g in groups)
-    Ks = np.zeros((nj, P, P))
+    used = [(g, a * g.shape[0] + b) for g in groups for a in range(g.shape[0]) for b in range(a + 1, g.shape[0])]
+    cols = np.array([g.offset + k for g, k in used], dtype=np.int64)
+    Ks = np.zeros((len(used), P, P))
     out = np.zeros(nj)
-    for a in range(P):
-        theta = np.zeros(P)
+    theta, mom = np.zeros(P), np.zeros(P)
+    for a in range(P):  # J(e_a, e_b) = K_ba: J is bilinear in (θ, p)
+        theta[:] = 0.0
         theta[a] = 1.0
         for b in range(P):
-            mom = np.zeros(P)
+            mom[:] = 0.0
             mom[b] = 1.0
             linear_isometric_charges(theta, mom, out, ints)
-            Ks[:, b, a] = out
-    forms = []
-    for g in groups:
-        n = g.shape[0]
-        for a in range(n):
-            for b in range(a + 1, n):
-                forms.append((g, a * n + b, "bilinear", Ks[g.offset + a * n + b]))
-    return forms
+            Ks[:, b, a] = out[cols]
+    return [(g, k, "bilinear", Ks[i]) for i, (g, k) in enumerate(used)]
 
 
 def _nonzero_span(vectors, zero=1e-8):
