@@ -1,6 +1,7 @@
 """What a discovery costs against the number of parameters P (plain script, prints a Markdown table).
 
     .venv/bin/python bench/bench_discover.py [gradient|momentum|both]
+    .venv/bin/python bench/bench_discover.py large     # the reference 10-16-16-5 (P = 496), max_depth 6
 
 For each model: P, the count found, the bracket depth it needed, and the wall time of ``ns.discover``
 (2 generic points, default settings) split into its stages: Lie-algebra rank (fields and brackets by
@@ -32,7 +33,19 @@ MODELS = [
 ]
 
 
+def large():
+    model = ns.DeepLinear((10, 16, 16, 5))
+    ns.discover(ns.DeepLinear((2, 2, 1)), points=1)
+    t0 = time.perf_counter()
+    r = ns.discover(model, points=1, max_depth=6)
+    total = time.perf_counter() - t0
+    print(f"P = {model.n_params}: {r.message}; rank by depth {list(r.points[0].rank_by_depth)}; "
+          f"catalogue complete: {r.catalogue.complete}; stages {r.settings['seconds_by_stage']}; total {total:.1f} s")
+
+
 def main(which="both"):
+    if which == "large":
+        return large()
     flows = ("gradient", "momentum") if which == "both" else (which,)
     ns.discover(ns.DeepLinear((2, 2, 1)), points=1)  # compile the charge kernels once (not timed)
     ns.discover(MLP((2, 2, 1)), points=1)

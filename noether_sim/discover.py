@@ -190,9 +190,12 @@ def _bracket(fields, leaves, z):
     return dV_U - dU_V
 
 
-def bracket_vectors(fields, z0, leaves, chunk=48):
+def bracket_vectors(fields, z0, leaves, chunk=None):
     """Values at z0 of the right-normed brackets of ``leaves`` (a list, one per level, each n rows)."""
     n = _leaf_count(leaves[0])
+    if chunk is None:  # a depth-d bracket carries 2^(d−1) jet coefficients per activation (widest × N)
+        per_row = 2 ** (len(leaves) - 1) * fields.N * max(fields.model.widths)
+        chunk = int(min(48, max(1, 2_000_000 // per_row)))
     out = np.empty((n, z0.shape[-1]))
     for start in range(0, n, chunk):
         idx = slice(start, min(n, start + chunk))
@@ -695,7 +698,9 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
                Gaussian targets or random soft labels), i.e. laws that hold for every data set.
     points     number of generic parameter points (and velocities, under momentum) at which the Lie
                algebra's dimension is measured; the count is taken where it is largest (see
-               ``DiscoveryResult``)
+               ``DiscoveryResult``). With piecewise-linear activations θ is redrawn until every hidden
+               neuron changes sign over the data: one that is dead, or linear, on all of it opens extra
+               laws that hold only in that region
     flow       "gradient" (θ̇ = −∇L) or "momentum" (τθ̈ + θ̇ = −∇L; laws h(θ, θ̇, t))
     max_depth  deepest bracket tried; the rank must stop growing before it (default 4 for gradient flow,
                5 for momentum flow, whose drift field takes more brackets to fill its algebra)

@@ -8,6 +8,8 @@ Known counts used as oracles (derivations in the comments):
   momentum flow (Marcotte et al. 2023, 2024).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -247,14 +249,16 @@ def test_the_figure_shows_the_gap_that_sets_the_count(tmp_path):
 def test_cli_discover_prints_the_table(capsys):
     from noether_sim.cli import main
 
-    code = main(["discover", "--set", "model.widths=[3, 2, 2]", "--set", "data.n_points=16"])
+    study = str(Path(__file__).resolve().parents[1] / "examples" / "default_study.toml")
+    code = main(["discover", study, "--set", "model.widths=[3, 2, 2]", "--set", "data.n_points=16"])
     out = capsys.readouterr().out
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["model", "flow", "P", "laws"]
     assert lines[1].split()[:4] == ["deep_linear", "[3,", "2,", "2]"] and " 3 " in lines[1]
     assert "momentum" in lines[2] and " 1 " in lines[2]
-    assert main(["discover", "--set", "model.widths=[3, 2, 2]", "--study-data", "--flow", "gradient"]) == 0
+    assert main(["discover", study, "--set", "model.widths=[3, 2, 2]", "--study-data", "--flow", "gradient"]) == 0
+    assert main(["discover", study, "--set", "model.kind=perceptron"]) == 2  # a ConfigError: usage
 
 
 @pytest.mark.parametrize("kwargs,name", [
