@@ -5,7 +5,7 @@
 
 For each model: P, the count found, the bracket depth it needed, and the wall time of ``ns.discover``
 (2 generic points, default settings) split into its stages: Lie-algebra rank (fields and brackets by
-jets), linear laws, quadratic laws (full search up to 2100 unknowns, layer-Gram above), catalogue check
+jets), linear laws, quadratic laws (full search up to 1200 unknowns, P ≤ 48; layer-Gram above), catalogue check
 (polarisation of the package's charge kernel; its first call compiles that kernel, so a warm-up run
 of each model kind comes first and is not timed).
 """
@@ -18,6 +18,7 @@ from noether_sim.mlp import MLP
 
 MODELS = [
     ("2-layer linear", ns.DeepLinear((3, 3, 3))),
+    ("3-layer linear", ns.DeepLinear((4, 4, 4, 4))),  # P = 48: the largest full quadratic search
     ("2-layer linear", ns.DeepLinear((5, 5, 5))),
     ("2-layer linear", ns.DeepLinear((6, 5, 6))),
     ("2-layer linear", ns.DeepLinear((7, 7, 7))),

@@ -39,7 +39,7 @@ from .data import TrainingData
 EPS = np.finfo(float).eps
 FLOWS = ("gradient", "momentum")
 STRUCTURES = ("auto", "full", "layer_gram")
-FULL_QUADRATIC_MAX_UNKNOWNS = 2100  # P ≤ 64: a dense SVD of the full symmetric (or antisymmetric) system
+FULL_QUADRATIC_MAX_UNKNOWNS = 1200  # P ≤ 48: a dense SVD of the full symmetric system (~(1.2k)³ flops)
 CONSERVED_TOL = 1e-9  # |⟨∇q, ∇ℓ⟩| / (|∇q||∇ℓ|) below which a catalogue charge counts as conserved
 
 
@@ -418,6 +418,15 @@ def solve_linear(model, fields, rng, min_gap, form="linear ⟨v, θ⟩"):
 
 
 def solve_quadratic(model, fields, rng, min_gap, structure, antisymmetric=False):
+    """Symmetric S with θᵀS∇ℓ(θ) = 0 (or, for momentum, antisymmetric K with (Kθ)ᵀ∇ℓ(θ) = 0).
+
+    "full" searches all P(P+1)/2 (or P(P−1)/2) entries: a dense SVD whose cost grows like P⁶.
+    "layer_gram" searches the forms Σ_i ⟨A_i, W̃_iW̃_iᵀ⟩ + ⟨B_i, W̃_iᵀW̃_i⟩ of the augmented layers
+    W̃_i = [W_i | b_i] (generators W̃_i ↦ A_iW̃_i + W̃_iB_i): the symmetries of dense layers with
+    elementwise activations act on neuron indices by such left and right multiplications, and every
+    quadratic charge of the catalogue (D_i, r_i, S) is of this form. A quadratic law outside it is not
+    found; the count does not depend on it, and the catalogue check says when laws are left unexplained.
+    """
     P = model.n_params
     n_full = P * (P - 1) // 2 if antisymmetric else P * (P + 1) // 2
     if structure == "auto":
@@ -704,7 +713,7 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     flow       "gradient" (θ̇ = −∇L) or "momentum" (τθ̈ + θ̇ = −∇L; laws h(θ, θ̇, t))
     max_depth  deepest bracket tried; the rank must stop growing before it (default 4 for gradient flow,
                5 for momentum flow, whose drift field takes more brackets to fill its algebra)
-    quadratic  "auto" (full search up to 2100 unknowns, else "layer_gram"), "full" or "layer_gram":
+    quadratic  "auto" (full search up to 1200 unknowns, P ≤ 48, else "layer_gram"), "full" or "layer_gram":
                forms Σ_i ⟨A_i, W̃_iW̃_iᵀ⟩ + ⟨B_i, W̃_iᵀW̃_i⟩ of the augmented layers W̃_i = [W_i | b_i]
     min_gap    the singular-value ratio a rank decision needs; below it the result says undecided
     """
