@@ -404,6 +404,7 @@ class LawBasis:
     decision: RankDecision
     structure: str
     n_rows: int
+    products: int = 0  # how many of the found (bi)linear-in-θ laws are products of found linear laws
 
     @property
     def dim(self) -> int:
@@ -597,6 +598,33 @@ def catalogue_momentum_forms(model):
     return [(g, k, "bilinear", Ks[i]) for i, (g, k) in enumerate(used)]
 
 
+def linear_products(vectors, antisymmetric=False):
+    """Coordinates (columns) of the products of linear laws: sym(v_a v_bᵀ) under gradient flow (the
+    law ⟨v_a, θ⟩⟨v_b, θ⟩), v_a v_bᵀ − v_b v_aᵀ under momentum flow (e^{t/τ}(⟨v_a, p⟩⟨v_b, q⟩ − …),
+    a function of e^{t/τ}⟨v, p⟩ and ⟨v, q + τp⟩)."""
+    V = _nonzero_span(np.asarray(vectors, dtype=float).T).T if len(vectors) else np.zeros((0, 0))
+    P = V.shape[1] if V.size else 0
+    cols = []
+    for i, a in enumerate(V):
+        for b in V[i + (1 if antisymmetric else 0):]:
+            cols.append(antisym_coords(np.outer(a, b) - np.outer(b, a)) if antisymmetric
+                        else sym_coords(np.outer(a, b) + np.outer(b, a)))
+    n = P * (P - 1) // 2 if antisymmetric else P * (P + 1) // 2
+    return np.array(cols).T if cols else np.zeros((n, 0))
+
+
+def _products_in(quad, lin, P, antisymmetric):
+    """dim(span(found quadratic laws) ∩ span(products of found linear laws))."""
+    if not quad.basis or not lin.basis:
+        return 0
+    coords = antisym_coords if antisymmetric else sym_coords
+    F = np.array([coords(S) for S in quad.basis]).T
+    G = linear_products(np.array(lin.basis), antisymmetric)
+    if G.shape[1] == 0:
+        return 0
+    return F.shape[1] + _nonzero_span(G).shape[1] - _nonzero_span(np.hstack([F, G])).shape[1]
+
+
 def _nonzero_span(vectors, zero=1e-8):
     """Orthonormal basis of the span of columns that are images of unit vectors under a map of norm
     O(1): directions with singular value <= ``zero`` are the map's kernel (exact zeros plus round-off)."""
@@ -659,7 +687,8 @@ class DiscoveryResult:
         return {"model": name, "flow": self.flow, "P": self.n_params,
                 "count": "?" if self.count is None else str(self.count),
                 "gap": f"{min(p.decision.gap for p in self.points):.2g}",
-                "linear": str(self.linear.dim), "quadratic": f"{self.quadratic.dim} ({self.quadratic.structure})",
+                "linear": str(self.linear.dim), "quadratic": f"{self.quadratic.dim} ({self.quadratic.structure}"
+                + (f"; {self.quadratic.products} products of linear)" if self.quadratic.products else ")"),
                 "catalogue": f"{self.catalogue.independent}",
                 "complete": "yes" if self.catalogue.complete else "NO",
                 "seconds": f"{self.seconds:.1f}"}
@@ -781,6 +810,8 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
                        "linear: each v gives e^{t/τ}⟨v, p⟩ and ⟨v, q + τp⟩")
     stamps.append(time.perf_counter())
     quad = solve_quadratic(model, fields, rng, min_gap, quadratic, antisymmetric=(flow == "momentum"))
+    quad = LawBasis(quad.form, quad.basis, quad.decision, quad.structure, quad.n_rows,
+                    _products_in(quad, lin, P, flow == "momentum"))
     stamps.append(time.perf_counter())
     cat = _check_catalogue(model, fields, lin, quad, count, rng, min_gap) if catalogue else \
         CatalogueCheck([], 0, False, [], [], [], ["catalogue not checked"])
@@ -835,9 +866,10 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
     anti = momentum
     coords = antisym_coords if anti else sym_coords
     cat_quad = [coords(M) for e in kept if e["degree"] in ("quadratic", "bilinear") for M, _ in e["forms"]]
-    if not anti:  # products of linear charges are quadratic charges too (functionally dependent ones)
-        lv = cat_lin.T
-        cat_quad += [sym_coords(np.outer(a, b) + np.outer(b, a)) for i, a in enumerate(lv) for b in lv[i:]]
+    # products of linear laws are quadratic (bilinear) laws too, functionally dependent ones: a found
+    # linear law missing from the catalogue is reported once, as linear
+    products = linear_products(np.vstack([cat_lin.T, np.array(lin.basis).reshape(-1, P)]), anti)
+    cat_quad += list(products.T)
     found_lin = np.array(lin.basis).reshape(-1, P).T
     miss_lin = _missing(found_lin, cat_lin, min_gap)
     n_coords = P * (P - 1) // 2 if anti else P * (P + 1) // 2
