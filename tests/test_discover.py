@@ -129,6 +129,8 @@ def test_softmax_translations_are_the_linear_laws():
     model = MLP((3, 3, 3), activation="relu", loss="softmax_ce", bias=True)
     res = ns.discover(model, seed=4)
     assert res.linear.dim == 4  # Σ_c W_2[c, m] for m = 1…3 and Σ_c b_2[c]
+    assert res.quadratic.dim == 3 + 10 and res.quadratic.products == 10  # r1, and T_a T_b (a ≤ b)
+    assert res.catalogue.complete and res.catalogue.missing == []
     V = np.array(res.linear.basis)
     # each found v is constant over the classes within a column of W_2 (and over b_2), zero elsewhere
     W2 = model.unflatten(V)[1][0]  # (4, classes, 3)
@@ -297,3 +299,34 @@ def test_rank_is_the_same_at_symmetric_images_of_a_point():
     assert not np.allclose(moved, theta)
     ranks = [lie_rank(fields, z, np.random.default_rng(15)).decision.rank for z in (theta, moved)]
     assert ranks == [3 * 3 + 2 * 3 - 6] * 2  # P − r(r+1)/2 with r = 3
+
+
+def test_found_momentum_laws_are_conserved_along_a_momentum_trajectory():
+    """e^{t/τ}⟨p, Kq⟩ for each found K, and e^{t/τ}⟨v, p⟩, ⟨v, q + τp⟩ for each found v, stay constant
+    under τq̈ + q̇ = −∇L (scipy DOP853, rtol 1e-12) on a data set the discovery never saw."""
+    from scipy.integrate import solve_ivp
+
+    model, tau = MLP((3, 3, 3), activation="linear", loss="softmax_ce"), 0.7
+    res = ns.discover(model, seed=16, flow="momentum", tau=tau)
+    assert res.decided and res.linear.dim == 3 and res.quadratic.dim >= 3
+    rng = np.random.default_rng(17)
+    X, Y = rng.standard_normal((3, 25)), rng.dirichlet(np.ones(3), 25).T
+    w = np.full((1, 25), 1 / 25)
+    P = model.n_params
+
+    def rhs(t, y):
+        g = J.weighted_gradient(model, J.Jet(y[None, None, :P]), X, Y, w).value[0]
+        return np.concatenate([y[P:], -(g + y[P:]) / tau])
+
+    y0 = np.concatenate([rng.standard_normal(P) / np.sqrt(3), rng.standard_normal(P)])
+    T = 1.5
+    sol = solve_ivp(rhs, (0, T), y0, method="DOP853", rtol=1e-12, atol=1e-12)
+    assert sol.success
+    (q0, p0), (q1, p1) = (y0[:P], y0[P:]), (sol.y[:P, -1], sol.y[P:, -1])
+    assert np.linalg.norm(q1 - q0) > 1e-2
+    laws = [lambda q, p, t, K=K: np.exp(t / tau) * p @ K @ q for K in res.quadratic.basis]
+    laws += [lambda q, p, t, v=v: np.exp(t / tau) * v @ p for v in res.linear.basis]
+    laws += [lambda q, p, t, v=v: v @ (q + tau * p) for v in res.linear.basis]
+    for h in laws:
+        a, b = h(q0, p0, 0.0), h(q1, p1, T)
+        assert abs(b - a) < 1e-9 * max(1.0, abs(a))
