@@ -465,6 +465,16 @@ def _ensemble_state_charges(kind, args):  # inlined into each per-kind entry (sa
 
 
 @njit(cache=True, inline="always")
+def _ensemble_charges(kind, args):  # inlined into each per-kind entry (saves a compile level)
+    """q(θ) for every row."""
+    (theta, ints, floats, nq) = args
+    out = np.empty((theta.shape[0], nq))
+    for s in range(theta.shape[0]):
+        charges(kind, theta[s], out[s], ints, floats)
+    return out
+
+
+@njit(cache=True, inline="always")
 def _ensemble_loss_grad(kind, args):  # inlined into each per-kind entry (saves a compile level)
     """Loss and gradient of every row (initial velocities, tests, baselines)."""
     (theta, ints, floats, data_a, data_b) = args
@@ -604,6 +614,33 @@ _ENSEMBLE_STATE_CHARGES = {
 def ensemble_state_charges(kind, *args):
     """(q, J, I) per seed, compiled for model ``kind``: ``(y, algorithm, settings, nq, ints, floats)``."""
     return _ENSEMBLE_STATE_CHARGES[kind](*args)
+
+
+@njit(cache=True)
+def _ensemble_charges_deep_linear(*args):
+    return _ensemble_charges(MODEL_DEEP_LINEAR, args)
+
+
+@njit(cache=True)
+def _ensemble_charges_deep_linear_input_side(*args):
+    return _ensemble_charges(MODEL_DEEP_LINEAR_INPUT_SIDE, args)
+
+
+@njit(cache=True)
+def _ensemble_charges_mlp(*args):
+    return _ensemble_charges(MODEL_MLP, args)
+
+
+_ENSEMBLE_CHARGES = {
+    MODEL_DEEP_LINEAR: _ensemble_charges_deep_linear,
+    MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_charges_deep_linear_input_side,
+    MODEL_MLP: _ensemble_charges_mlp,
+}
+
+
+def ensemble_charges(kind, *args):
+    """The model's charges of every row, compiled for model ``kind``: ``(theta, ints, floats, nq)``."""
+    return _ENSEMBLE_CHARGES[kind](*args)
 
 
 @njit(cache=True)

@@ -15,6 +15,8 @@ from .models import DeepLinear  # noqa: E402
 from .results import load  # noqa: E402
 from .simulate import charge_matrix, simulate  # noqa: E402
 
-__all__ = ["ConfigError", "DeepLinear", "TrainingData", "analyse_ladder", "charge_matrix", "data",
+from .discover import discover  # noqa: E402
+
+__all__ = ["ConfigError", "DeepLinear", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
            "flow_from_heavy_ball", "heavy_ball_from_flow", "init", "load", "methods", "run_ladder",
            "simulate", "summarise_verdicts"]
