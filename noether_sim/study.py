@@ -74,7 +74,7 @@ def run_study(cfg: dict, writer=None, *, progress: bool = False, log=None) -> xr
     Returns the assembled Dataset. Ctrl-C raises ``StudyInterrupted`` after the finished blocks are saved.
     """
     model, data, init = build_model(cfg), build_data(cfg), build_init(cfg)
-    todo = expected_blocks(cfg)
+    todo = [(label, k, h) for _, label, k, h in expected_blocks(cfg)]
     costs = {(lb, k): c for lb in cfg["methods"] for k, c in enumerate(block_cost(cfg, lb))}
     blocks, kept = {}, []
     bar = None
