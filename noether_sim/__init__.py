@@ -26,3 +26,8 @@ from . import momentum  # noqa: E402
 from .momentum import flow_from_heavy_ball, heavy_ball_from_flow, simulate_structured  # noqa: E402
 
 __all__ += ["flow_from_heavy_ball", "heavy_ball_from_flow", "momentum", "simulate_structured"]
+
+# studies and sweeps into a result store, on this process or a Dask cluster
+from .execute import run_study  # noqa: E402
+
+__all__ += ["run_study"]

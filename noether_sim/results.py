@@ -312,9 +312,12 @@ def assemble_sweep(blocks: dict, meta: dict, missing=()) -> xr.Dataset:
     grid = np.empty(shape, dtype=object)
     for p, ix in enumerate(layout["index"]):
         d = per_point[p] if per_point[p] is not None else _filler(template)
-        grid[tuple(ix)] = d.drop_attrs(deep=False)
+        # empty arrays (no watched seeds) in memory: Dask cannot pick chunks for padding a size-0 array
+        d = d.drop_attrs(deep=False)
+        grid[tuple(ix)] = d.assign({v: d[v].load() for v in d.data_vars if d[v].size == 0})
     ds = xr.combine_nested(grid.tolist(), concat_dim=dims, data_vars="all", coords="different", compat="equals",
                            join="outer", fill_value=fills, combine_attrs="drop")
+    ds = ds.transpose(*dims, *BLOCK_DIMS, ...)  # sweep axes first, in the order written, then the study's
     from .sweep import coordinate
 
     for d in layout["dims"]:
@@ -348,13 +351,20 @@ def sweep_point(ds: xr.Dataset, p: int) -> xr.Dataset:
     layout = json.loads(ds.attrs["sweep"])
     cfg = json.loads(ds.attrs["point_configs"])[p]
     sub = ds.isel({d["name"]: i for d, i in zip(layout["dims"], layout["index"][p])})
-    real = np.isfinite(sub.scale.isel(time=0)).any([d for d in ("scheme", "step", "seed") if d in sub.scale.dims])
-    sub = sub.sel(charge=sub.charge.values[real.values])
+    # trim the padding other points' shapes put in (their charges, parameters, seeds, save times)
+    real = {
+        "charge": np.isfinite(sub.scale.isel(time=0)).any(("scheme", "step", "seed")),
+        "component": np.isfinite(sub.charge_initial).any("seed"),
+        "param": np.isfinite(sub.theta_initial).any("seed"),
+        "seed": np.isfinite(sub.theta_initial).any("param"),
+        "time": np.isfinite(sub.loss).any(("scheme", "step", "seed")),
+    }
+    sub = sub.isel({d: np.flatnonzero(m.values) for d, m in real.items()})
     finished = [[lb, k] for q, lb, k in json.loads(ds.attrs["finished_blocks"]) if q == p]
     missing = [[lb, k] for q, lb, k in json.loads(ds.attrs["missing_blocks"]) if q == p]
-    sub.attrs.update({"study_config": json.dumps(cfg), "complete": not missing,
+    sub.attrs = {**ds.attrs, "study_config": json.dumps(cfg), "complete": not missing,
                       "finished_blocks": json.dumps(finished), "missing_blocks": json.dumps(missing),
-                      "t_end": cfg["t_end"], "weight_decay": cfg["weight_decay"], "sweep_point": p})
+                      "t_end": cfg["t_end"], "weight_decay": cfg["weight_decay"], "sweep_point": p}
     return sub
 
 
