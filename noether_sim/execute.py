@@ -51,7 +51,10 @@ def compute_block(store, cfg: dict, point, label: str, k: int, threads: int | No
     The one task every execution mode runs (Dask pickles it by reference: workers import noether_sim).
     """
     from . import study  # looked up at call time: tests replace study.run_block to simulate failures
+    from .store import read_marker
 
+    if read_marker(store, block_name(label, k, point)) is not None:
+        return 0.0  # finished already (a task rerun after its worker died having written it)
     if threads is not None:
         import numba
 
@@ -160,12 +163,13 @@ def _run_dask(out, tasks, progress, name, workers, scheduler):
                                 pure=False)
             futures[fut] = (cfg, lb, k)
         done = 0
-        for fut in as_completed(futures):
+        for fut in as_completed(list(futures)):
             fut.result()  # a failed block fails the run (finished blocks are kept)
+            cfg, lb, k = futures.pop(fut)
+            fut.release()  # else Dask recomputes a finished block whose worker later dies, to restore its result
             done += 1
             if bar is not None:
-                cfg, lb, k = futures[fut]
-                bar.set_postfix_str(f"{done}/{len(futures)} blocks")
+                bar.set_postfix_str(f"{done}/{len(tasks)} blocks")
                 bar.update(block_cost(cfg, lb, k))
     except BaseException:
         client.cancel(list(futures))
