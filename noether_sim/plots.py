@@ -301,6 +301,9 @@ def save_figures(ds: xr.Dataset, out_dir, names=None) -> list[Path]:
     """Write every figure (or ``names``) as PNG and PDF into ``out_dir``; returns the paths.
 
     A sweep gets the figures across its swept keys (``SWEEP_FIGURES``); a single study the others."""
+    from .results import with_analysis
+
+    ds = with_analysis(ds)  # the ladder analysis once, not once per figure
     default = SWEEP_FIGURES if _sweep_axes(ds) else FIGURES
     return [p for name in (names or default) for p in save_figure(ds, name, out_dir)]
 

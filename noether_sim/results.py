@@ -71,6 +71,36 @@ def load(path, allow_partial: bool = False, verify: bool = True) -> xr.Dataset:
     return assemble_sweep(blocks, meta, missing=missing_keys)
 
 
+ANALYSIS_VARS = ("fitted_order", "extrapolated_drift", "extrapolation_uncertainty", "verdict", "ladder_included")
+# one fixed width, so that a verdict array has the same dtype however it was computed (eagerly or by Dask)
+VERDICT_DTYPE = np.dtype(f"<U{max(len(v) for v in (CONSERVED, BROKEN, INCONCLUSIVE, NOT_ANALYSED))}")
+
+
+def _analysis_shapes(S, C):
+    return [((S, C), np.float64)] * 3 + [((S, C), VERDICT_DTYPE), ((S,), np.bool_)]
+
+
+def _not_analysed(S, C):
+    return [np.full((S, C), np.nan), np.full((S, C), np.nan), np.full((S, C), np.nan),
+            np.full((S, C), NOT_ANALYSED, dtype=VERDICT_DTYPE), np.zeros(S, bool)]
+
+
+def _ladder_analysis(ladder: xr.Dataset) -> list:
+    """The ladder verdicts of one method (``analyse_ladder``) as arrays (seed, charge) and (seed,)."""
+    an = analyse_ladder(ladder)
+    return [an.fitted_order.values.astype(np.float64), an.extrapolated_drift.values.astype(np.float64),
+            an.uncertainty.values.astype(np.float64), an.verdict.values.astype(VERDICT_DTYPE),
+            an.included.values.astype(bool)]
+
+
+def with_analysis(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its ladder analysis computed (one pass over the inputs, however many variables use it)."""
+    names = [v for v in ANALYSIS_VARS if v in ds]
+    if not names or all(ds[v].chunks is None for v in names):
+        return ds
+    return ds.assign(ds[names].compute().data_vars)
+
+
 def _fill_value(dtype):
     if dtype.kind == "f":
         return np.nan
@@ -143,32 +173,44 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
     ds["time"].attrs.update(first["time"].attrs)
 
     # ---- ladder analysis, per method over its finished rungs ----
+    # Over blocks backed by Dask (``load``) the analysis is a Dask task per method, run when its result
+    # is first asked for: opening a store reads no data. ``with_analysis(ds)`` computes all of it in one pass.
     S, C = ds.sizes["seed"], ds.sizes["charge"]
-    fitted, d_star, unc = (np.full((len(present), S, C), np.nan) for _ in range(3))
-    verdict = np.full((len(present), S, C), NOT_ANALYSED, dtype=object)
-    included = np.zeros((len(present), S), bool)
     needed = [v for v in ("charge_final", "charge_initial", "status", "scale", "roundoff_floor") if v in first]
-    for i, lb in enumerate(present):
+    lazy = first["loss"].chunks is not None
+    parts = []
+    for lb in present:
         ks = [k for k in range(n_steps) if (lb, k) in blocks]
         if len(ks) < 3 or ks != list(range(len(ks))):
+            parts.append(_not_analysed(S, C))
             continue
         ladder = xr.concat([blocks[(lb, k)][needed] for k in ks],
                            dim=xr.DataArray(np.array([cfg["methods"][lb]["step_sizes"][k] for k in ks]), dims="h"),
                            data_vars="all", coords="minimal", compat="override", join="override",
-                           combine_attrs="override").load()
-        an = analyse_ladder(ladder)
-        fitted[i], d_star[i], unc[i] = an.fitted_order.values, an.extrapolated_drift.values, an.uncertainty.values
-        verdict[i] = an.verdict.values
-        included[i] = an.included.values
-    ds["fitted_order"] = (("scheme", "seed", "charge"), fitted,
+                           combine_attrs="override")
+        if lazy:
+            import dask
+            import dask.array as da
+
+            res = dask.delayed(_ladder_analysis, nout=5, pure=True)(ladder)
+            parts.append([da.from_delayed(r, shape, dtype=dt) for r, (shape, dt) in zip(res, _analysis_shapes(S, C))])
+        else:
+            parts.append(_ladder_analysis(ladder.load()))
+    if lazy:
+        import dask.array as da
+
+        stack = [da.stack([da.asarray(p[j]) for p in parts]) for j in range(5)]
+    else:
+        stack = [np.stack([p[j] for p in parts]) for j in range(5)]
+    ds["fitted_order"] = (("scheme", "seed", "charge"), stack[0],
                           {"description": "slope of log|q(h_j) − q(h_{j+1})| against log h over the ladder"})
-    ds["extrapolated_drift"] = (("scheme", "seed", "charge"), d_star,
+    ds["extrapolated_drift"] = (("scheme", "seed", "charge"), stack[1],
                                 {"description": "|q* − q_law(T)|, q* the Richardson extrapolation to h → 0"})
-    ds["extrapolation_uncertainty"] = (("scheme", "seed", "charge"), unc,
+    ds["extrapolation_uncertainty"] = (("scheme", "seed", "charge"), stack[2],
                                        {"description": "how much q* moves between the two finest step-size pairs"})
-    ds["verdict"] = (("scheme", "seed", "charge"), verdict.astype(str),
+    ds["verdict"] = (("scheme", "seed", "charge"), stack[3],
                      {"description": f"{CONSERVED!r}, {BROKEN!r} or {INCONCLUSIVE!r} (see noether_sim.ladder)"})
-    ds["ladder_included"] = (("scheme", "seed"), included,
+    ds["ladder_included"] = (("scheme", "seed"), stack[4],
                              {"description": "the seed finished every step size of the ladder (judged)"})
 
     finished = sorted(blocks, key=lambda key: (labels.index(key[0]), key[1]))
@@ -223,6 +265,7 @@ def ok_seeds(ds: xr.Dataset, method: str) -> np.ndarray:
 
 
 def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
+    ds = with_analysis(ds)
     rows = []
     for lb in ds.scheme.values:
         k = finest_step(ds, lb)
@@ -378,6 +421,7 @@ def describe_point(ds: xr.Dataset, p: int) -> str:
 
 def format_any_summary(ds: xr.Dataset) -> str:
     """The summary table of a study, or of every point of a sweep (verdicts per point)."""
+    ds = with_analysis(ds)
     if not sweep_dims(ds):
         return format_summary(ds)
     layout = json.loads(ds.attrs["sweep"])

@@ -165,7 +165,7 @@ def check_manifest(folder: Path, manifest: dict, full: bool = True) -> list[str]
     return problems
 
 
-def write_component(path, name: str, ds: xr.Dataset, meta: dict) -> bool:
+def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | None = None) -> bool:
     """Write one component atomically, then its marker; False if it was already finished (left as is)."""
     blocks = Path(path) / BLOCKS_DIR
     final, marker = blocks / f"{name}.zarr", blocks / f"{name}.done"
@@ -183,20 +183,26 @@ def write_component(path, name: str, ds: xr.Dataset, meta: dict) -> bool:
         if marker.exists():
             return False
         manifest = file_manifest(final)  # complete (it was renamed into place), its writer died before its marker
+    if t0 is not None:  # Zarr writes and checksums of this block (and its point's initial state, if first)
+        meta["timing"]["write_seconds_before_marker"] = time.perf_counter() - t0
     _write_json_atomic(marker, {**meta, "component": name, "files": manifest, "finished": _stamp()})
     return True
 
 
-def write_block(path, label: str, k: int, block: xr.Dataset, point: int | None = None) -> bool:
+def write_block(path, label: str, k: int, block: xr.Dataset, point: int | None = None, timing=None) -> bool:
     """Write one finished block (and, the first time, its point's shared initial state) into the store.
 
     Safe to call from any process that sees the store's file system (Dask workers do).
     """
+    t0 = time.perf_counter()
     shared = block[[v for v in SHARED_VARS if v in block]]
     pmeta = {} if point is None else {"point": point}
     write_component(path, initial_name(point), shared, {"kind": "initial", **pmeta})
-    return write_component(path, block_name(label, k, point), block.drop_vars(list(shared.data_vars)),
-                           {"kind": "block", "method": label, "step": k, "h": float(block.attrs["h"]), **pmeta})
+    meta = {"kind": "block", "method": label, "step": k, "h": float(block.attrs["h"]), **pmeta}
+    if timing is not None:
+        meta["timing"] = dict(timing)
+    return write_component(path, block_name(label, k, point), block.drop_vars(list(shared.data_vars)), meta,
+                           t0=t0 if timing is not None else None)
 
 
 def read_marker(path, name: str) -> dict | None:
