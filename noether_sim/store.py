@@ -372,6 +372,11 @@ def verify_store(path, full: bool = True, blocks=None) -> dict:
             if name not in names:
                 names.append(name)
     damaged = {}
+    if (path / COMPLETE_FILE).exists():  # a complete store lost a block's marker: damage, not "not yet run"
+        for p, label, k, _ in study_blocks(meta):
+            name = block_name(label, k, p)
+            if read_marker(path, name) is None:
+                damaged[name] = ["its marker is missing, but the store was marked complete"]
     for name in names:
         marker = read_marker(path, name)
         if marker is None:

@@ -246,6 +246,14 @@ def test_verify_names_every_damaged_block(complete_store, tmp_path, capsys):
         assert f"DAMAGED {name}:" in text
 
 
+def test_complete_store_missing_a_block_marker_is_damaged(complete_store, tmp_path, capsys):
+    out = copy_of(complete_store, tmp_path)
+    (out / BLOCKS_DIR / "gf-heun__h1.done").unlink()
+    shutil.rmtree(out / BLOCKS_DIR / "gf-heun__h1.zarr")
+    assert main(["verify", str(out)]) == 1
+    assert "DAMAGED gf-heun__h1: its marker is missing, but the store was marked complete" in capsys.readouterr().out
+
+
 def test_damaged_initial_state_damages_every_block(complete_store, tmp_path):
     out = copy_of(complete_store, tmp_path)
     _chunk(out, "initial", "theta_initial").unlink()
@@ -271,6 +279,9 @@ def test_load_of_an_intact_store_is_lazy_and_complete(complete_store):
     ds = noether_sim.load(complete_store)
     assert ds.attrs["complete"] is True
     assert ds.drift.chunks is not None  # backed by Dask: nothing read until asked
+    assert ds.verdict.chunks is not None  # the ladder analysis too, until first asked for
+    eager = load(complete_store).compute()
+    assert eager.verdict.dtype == ds.verdict.dtype and "conserved by the flow" in set(eager.verdict.values.ravel())
     assert read_study(complete_store)["fingerprint"]
 
 
