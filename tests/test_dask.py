@@ -154,3 +154,36 @@ def _n_workers(address) -> int:
             return len(client.scheduler_info()["workers"])
     except OSError:
         return 0
+
+
+def test_kill_9_of_a_local_cluster_run_then_rerun_resumes(tmp_path):
+    out = tmp_path / "k9"
+    sets = ["--set", "seeds.count=192", "--set", "t_end=0.125"]
+    run = subprocess.Popen([sys.executable, "-m", "noether_sim", "run", *sets, "--out", str(out), "--workers", "2",
+                            "--quiet", "--no-figures"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: out.exists() and len(list((out / BLOCKS_DIR).glob("*__h*.done"))) >= 1
+                  or run.poll() is not None, "a first block", timeout=240)
+        assert run.poll() is None, run.communicate()
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    time.sleep(8)  # the cluster's workers notice their parent is gone and stop: no block appears after that
+    n = len(list((out / BLOCKS_DIR).glob("*__h*.done")))
+    time.sleep(4)
+    assert len(list((out / BLOCKS_DIR).glob("*__h*.done"))) == n < 16
+    assert main(["run", *sets, "--out", str(out), "--workers", "2", "--quiet", "--no-figures"]) == 0
+    assert ns.load(out).attrs["complete"] is True
+    assert main(["verify", str(out)]) == 0
+
+
+def test_workers_and_scheduler_are_checked(tmp_path, capsys):
+    assert main(["run", "--workers", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "--workers 0 is invalid: must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "b")])
+    assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -207,3 +207,11 @@ step_sizes = [0.015625, 0.0078125, 0.00390625]
     # weight decay is swept: each point's drift is measured against its own law e^{-2λt} Q(0)
     assert ds.drift.dims[:2] == ("init.scale", "weight_decay")
     assert float(ds.drift.sel({"weight_decay": 0.01}).isel(time=-1).max()) < 1e-3
+
+
+def test_one_progress_bar_over_all_blocks(tmp_path, capsys):
+    cfg = small_sweep({"init.scale": [0.5, 1.0]})
+    del cfg["methods"]["gd"]
+    ns.run_study(cfg, tmp_path / "s", progress=True)
+    err = capsys.readouterr().err
+    assert "small:" in err and "100%" in err and "block 6/6: p1__rk4__h2" in err
