@@ -27,15 +27,8 @@ import xarray as xr
 
 from .builders import build_data, build_init, build_model
 from .store import StoreWriter, block_name, expected_blocks, write_block
+from .study import StudyInterrupted  # noqa: F401  (raised here; the CLI catches it from here)
 from .sweep import Plan, plan as make_plan
-
-
-class StudyInterrupted(Exception):
-    """Ctrl-C during a study; ``kept`` lists every finished block (point, label, k, h) in the store."""
-
-    def __init__(self, kept, missing):
-        super().__init__(f"interrupted: kept {len(kept)} finished blocks, {len(missing)} not run")
-        self.kept, self.missing = kept, missing
 
 
 def block_cost(cfg, label, k) -> float:

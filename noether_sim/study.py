@@ -20,7 +20,8 @@ from .store import expected_blocks
 
 
 class StudyInterrupted(Exception):
-    """Ctrl-C during a study; ``kept`` lists the (method, k, h) blocks saved before it."""
+    """Ctrl-C during a study; ``kept`` lists the blocks saved before it, ``missing`` the others
+    ((label, k, h) from ``run_study`` here; (point, label, k, h) from ``execute.run_study``)."""
 
     def __init__(self, kept, missing):
         super().__init__(f"interrupted: kept {len(kept)} finished blocks, {len(missing)} not run")
