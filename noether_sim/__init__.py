@@ -17,6 +17,8 @@ from .simulate import charge_matrix, simulate  # noqa: E402
 
 from .discover import discover  # noqa: E402
 
+from .execute import run_study  # noqa: E402  (studies and sweeps into a store, here or on Dask)
+
 __all__ = ["ConfigError", "DeepLinear", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
            "flow_from_heavy_ball", "heavy_ball_from_flow", "init", "load", "methods", "run_ladder",
-           "simulate", "summarise_verdicts"]
+           "run_study", "simulate", "summarise_verdicts"]

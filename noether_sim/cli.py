@@ -1,6 +1,7 @@
 """The ``noether-sim`` command: run a study, report it, plot it, list what exists.
 
-Exit codes: 0 ok; 1 the run (or reading a store) failed; 2 bad usage or bad configuration;
+Exit codes: 0 ok; 1 the run (or reading a store) failed, or `verify` found damage; 2 bad usage, bad
+configuration, or a store that cannot be written (another study, or another writer holds it);
 130 interrupted by Ctrl-C (the finished blocks are kept in the store).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -34,13 +36,33 @@ def _parser() -> argparse.ArgumentParser:
                           "default: the built-in default study (examples/default_study.toml)")
     run.add_argument("--out", metavar="PATH",
                      help="where to write the store and its figures/ (default: results/<study name>); "
-                          "an earlier study store there is replaced")
+                          "an unfinished store of the same study there is resumed, another study's is "
+                          "refused unless --overwrite")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one configuration key (dotted, TOML-typed value), e.g. --set seeds.count=64 "
                           "--set 'methods.gf-rk4.step_sizes=[0.1, 0.05, 0.025]'; repeatable")
     run.add_argument("--quiet", "-q", action="store_true",
                      help="no progress bars and no table (progress is also off when stderr is not a terminal)")
     run.add_argument("--no-figures", action="store_true", help="do not draw the figures")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace a store of a different study at --out (only the store's own files are removed)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run blocks on a local Dask cluster of N worker processes (default: in this process)")
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run blocks on the workers of a running `dask scheduler` (the store must be on a "
+                            "file system every worker sees)")
+
+    st = sub.add_parser("status", help="print how far a study store is: blocks done / total, and its writer",
+                        description="Print a store's progress (blocks done / total), whether it is complete, "
+                                    "and the run holding its lock, if any.", epilog=EPILOG)
+    st.add_argument("path", metavar="PATH", help="the study store")
+
+    ver = sub.add_parser("verify", help="check every finished block of a store against its checksums",
+                         description="Check every finished block's files (inventory, sizes, CRC-32 checksums "
+                                     "recorded when it was written). Exits 1 naming every damaged block.",
+                         epilog=EPILOG)
+    ver.add_argument("path", metavar="PATH", help="the study store")
 
     rep = sub.add_parser("report", help="print the summary of a saved study",
                          description="Print the summary table of a saved study (an interrupted store: "
@@ -87,8 +109,8 @@ def _err(msg: str):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "report": cmd_report, "plot": cmd_plot, "list": cmd_list,
-                "discover": cmd_discover}[args.command](args)
+        return {"run": cmd_run, "report": cmd_report, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
+                "verify": cmd_verify, "discover": cmd_discover}[args.command](args)
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
@@ -96,48 +118,52 @@ def main(argv=None) -> int:
 
 def cmd_run(args) -> int:
     from ._validate import ConfigError
-    from .config import load_config
+    from .sweep import plan as make_plan
 
+    if args.workers is not None and args.workers < 1:
+        _err(f"--workers {args.workers} is invalid: must be an integer >= 1")
+        return EXIT_USAGE
     try:
-        cfg = load_config(args.config, args.overrides)
+        plan = make_plan(args.config, args.overrides)
     except ConfigError as err:
         _err(str(err))
         return EXIT_USAGE
 
-    from .store import StoreWriter, expected_blocks
-    from .results import format_summary, summary_rows
-    from .study import StudyInterrupted, run_study, study_provenance
+    from .execute import StudyInterrupted, n_blocks, run_study
+    from .results import format_any_summary
+    from .store import StoreLockedError, StoreMismatchError
 
-    out = Path(args.out) if args.out else Path("results") / cfg["name"]
+    out = Path(args.out) if args.out else Path("results") / plan.name
     progress = not args.quiet and sys.stderr.isatty()
     say = (lambda *a, **k: None) if args.quiet else print
-    try:
-        writer = StoreWriter(out, cfg, study_provenance())
-    except (FileExistsError, OSError) as err:
-        _err(str(err))
-        return EXIT_USAGE
-    n_blocks = len(expected_blocks(cfg))
-    say(f"study {cfg['name']!r}: {cfg['seeds']['count']} seeds, {len(cfg['methods'])} methods, "
-        f"{n_blocks} (method, step size) blocks -> {out}", flush=True)
+    total = n_blocks(plan)
+    base = plan.points[0] if plan.points else plan.config
+    points = f"{len(plan.points)} sweep points × " if plan.points else ""
+    say(f"study {plan.name!r}: {base['seeds']['count']} seeds, {points}{len(base['methods'])} methods, "
+        f"{total} blocks -> {out}", flush=True)
     started = time.perf_counter()
     try:
-        ds = run_study(cfg, writer, progress=progress)
+        ds = run_study(plan=plan, out=out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
+                       progress=progress, log=lambda m: say(m, flush=True))
+    except (StoreLockedError, StoreMismatchError, FileExistsError) as err:
+        _err(str(err))
+        return EXIT_USAGE
     except StudyInterrupted as stop:
-        kept = ", ".join(f"{lb} h={h:.12g}" for lb, _, h in stop.kept) or "none"
+        from .store import describe_blocks
+
         _err(f"interrupted by Ctrl-C after {time.perf_counter() - started:.1f} s. Kept {len(stop.kept)} of "
-             f"{n_blocks} finished (method, step size) blocks in {out}: {kept}. The store is marked incomplete; "
-             f"load them with noether_sim.load({str(out)!r}, allow_partial=True) or `noether-sim report {out}`.")
+             f"{total} finished blocks in {out}: {describe_blocks(stop.kept)}. The store is marked incomplete; "
+             f"rerun the same command to resume it, load the finished blocks with "
+             f"noether_sim.load({str(out)!r}, allow_partial=True) or `noether-sim report {out}`.")
         return EXIT_INTERRUPTED
     except Exception as err:  # a failed run: say what, keep what finished
-        _err(f"the run failed: {type(err).__name__}: {err} (finished blocks are kept in {out}, marked incomplete)")
+        _err(f"the run failed: {type(err).__name__}: {err} (finished blocks are kept in {out}, marked incomplete; "
+             f"rerun the same command to resume)")
         return EXIT_FAILED
-    from dataclasses import asdict
-
-    writer.finish([asdict(r) for r in summary_rows(ds)])
     elapsed = time.perf_counter() - started
     if not args.quiet:
         print()
-        print(format_summary(ds))
+        print(format_any_summary(ds))
     say(f"\nstore: {out}  (noether_sim.load({str(out)!r}))")
     if not args.no_figures:
         from .plots import save_figures
@@ -183,32 +209,74 @@ def cmd_discover(args) -> int:
     return EXIT_OK if all(r.decided for r in results) else EXIT_FAILED
 
 
+def cmd_status(args) -> int:
+    from .store import NotAStoreError, describe_blocks, describe_holder, store_status
+
+    try:
+        st = store_status(args.path)
+    except NotAStoreError as err:
+        _err(str(err))
+        return EXIT_USAGE
+    points = f", {st['points']} sweep points" if st["points"] else ""
+    print(f"{args.path}: study {st['name']!r}{points}: {st['done']} / {st['total']} blocks done"
+          + (", complete" if st["complete"] else ", incomplete"))
+    if st["lock"]:
+        stale = " (stale: that process is gone; the next run takes the lock over)" if st["lock_stale"] else ""
+        print(f"being written by {describe_holder(st['lock'])}{stale}")
+    if st["missing"] and len(st["missing"]) <= 20:
+        print(f"missing: {describe_blocks(st['missing'])}")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from .store import NotAStoreError, block_status, describe_blocks, verify_store
+
+    try:
+        damaged = verify_store(args.path)
+        done, missing = block_status(args.path)
+    except NotAStoreError as err:
+        _err(str(err))
+        return EXIT_USAGE
+    for name, problems in damaged.items():
+        print(f"DAMAGED {name}: {'; '.join(problems)}")
+    if missing:
+        print(f"not finished ({len(missing)}): {describe_blocks(missing)}")
+    if damaged:
+        _err(f"{len(damaged)} damaged components in {args.path}: {', '.join(damaged)}; rerun the study into the "
+             f"same --out to recompute them")
+        return EXIT_FAILED
+    print(f"{args.path}: {len(done)} finished blocks intact (every file present, checksums match)")
+    return EXIT_OK
+
+
 def _load_for_cli(path):
     """(dataset, exit code): loads an interrupted store's finished blocks, with a warning."""
     from .results import load
-    from .store import IncompleteStoreError, NotAStoreError
+    from .store import DamagedStoreError, IncompleteStoreError, NotAStoreError
 
     try:
         return load(path), EXIT_OK
     except NotAStoreError as err:
         _err(str(err))
         return None, EXIT_USAGE
-    except IncompleteStoreError as err:
+    except (IncompleteStoreError, DamagedStoreError) as err:
         print(f"noether-sim: warning: {err}", file=sys.stderr)
         try:
-            return load(path, allow_partial=True), EXIT_OK
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # said above
+                return load(path, allow_partial=True), EXIT_OK
         except ValueError as err2:  # nothing finished at all
             _err(str(err2))
             return None, EXIT_FAILED
 
 
 def cmd_report(args) -> int:
-    from .results import format_summary
+    from .results import format_any_summary
 
     ds, code = _load_for_cli(args.path)
     if ds is None:
         return code
-    print(format_summary(ds))
+    print(format_any_summary(ds))
     return EXIT_OK
 
 

@@ -228,6 +228,9 @@ def _checked(table, schema, prefix):
 def parse_config(raw: dict) -> dict:
     """Validate a study configuration (a dict as tomllib gives it) and return it complete, normalised."""
     raw = copy.deepcopy(raw)
+    if "sweep" in raw:  # a grid of studies: sweep.plan expands it into points, each parsed here
+        raise ConfigError(f"sweep={raw['sweep']!r}: this configuration is a sweep; expand it into its points with "
+                          f"noether_sim.sweep.plan (noether-sim run and noether_sim.run_study do)")
     _check_keys(raw, TOP, "", raw)
     cfg = _checked(raw, TOP, "")
     cfg.setdefault("name", "study")

@@ -176,10 +176,119 @@ FIGURES = {
 }
 
 
+# ---- sweeps: figures across the swept keys ----
+
+def _sweep_axes(ds):
+    from .results import sweep_dims
+
+    return sweep_dims(ds)
+
+
+def _over_dim(da: xr.DataArray, dim: str, reduce) -> np.ndarray:
+    """``reduce`` (a NaN-ignoring statistic) over every dimension but ``dim``: one value per swept value."""
+    other = [d for d in da.dims if d != dim]
+    vals = da.transpose(dim, *other).values.reshape(da.sizes[dim], -1)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-padding slice (a charge a point lacks)
+        return np.array([reduce(v) for v in vals])
+
+
+def _sweep_figure(ds, var, ylabel, title, log):
+    dims = _sweep_axes(ds)
+    colors = _colors(ds)
+    charges = list(ds.charge.values)
+    fig = Figure(figsize=(5.5 * len(charges), 3.8 * len(dims)), layout="constrained")
+    axes = fig.subplots(len(dims), len(charges), squeeze=False)
+    others = ", ".join(dims)
+    fig.suptitle(f"{title}\n(median over seeds and over the other swept keys of {others})")
+    for r, dim in enumerate(dims):
+        labels = [str(v) for v in ds[dim].values]
+        x = np.arange(len(labels))
+        for c, charge in enumerate(charges):
+            ax = axes[r, c]
+            for s in ds.scheme.values:
+                da = ds[var].sel(scheme=s, charge=charge)
+                y = _over_dim(da, dim, np.nanmedian)
+                ax.plot(x, y, "o-", color=colors[str(s)], label=str(s), gid=f"median:{s}")
+                if var == "fitted_order":
+                    ax.axhline(int(ds.method_order.sel(scheme=s)), color=colors[str(s)], linestyle=":", linewidth=1)
+            ax.set_xticks(x, labels)
+            ax.set_xlabel(dim)
+            ax.set_ylabel(ylabel)
+            if log:
+                ax.set_yscale("log")
+            ax.set_title(_charge_title(ds, charge), fontsize="medium")
+            ax.legend(fontsize="small")
+    return fig
+
+
+def sweep_drift(ds: xr.Dataset) -> Figure:
+    """Extrapolated h → 0 drift of each charge against each swept value, per method."""
+    return _sweep_figure(ds, "extrapolated_drift", "h → 0 drift d* = |q* − q_law(T)|",
+                         "Extrapolated (h → 0) charge drift across the sweep", log=True)
+
+
+def sweep_order(ds: xr.Dataset) -> Figure:
+    """Fitted order of each charge's drift against each swept value (dotted: the method's order)."""
+    return _sweep_figure(ds, "fitted_order", "fitted order (slope of drift against h)",
+                         "Fitted drift order across the sweep", log=False)
+
+
+def sweep_verdicts(ds: xr.Dataset) -> Figure:
+    """Verdict map over the first two swept keys (one row if one key): per method and charge, the fraction
+    of judged seeds whose charge is conserved by the flow, with the majority verdict written in each cell."""
+    from .ladder import BROKEN, CONSERVED, INCONCLUSIVE
+
+    dims = _sweep_axes(ds)
+    d0, d1 = (dims + [None])[:2]
+    schemes, charges = list(ds.scheme.values), list(ds.charge.values)
+    fig = Figure(figsize=(4.2 * len(charges), 3.2 * len(schemes)), layout="constrained")
+    axes = fig.subplots(len(schemes), len(charges), squeeze=False)
+    rest = [d for d in dims if d not in (d0, d1)]
+    fig.suptitle("Verdict map: fraction of seeds conserved by the flow"
+                 + (f" (over seeds and {', '.join(rest)})" if rest else " (over seeds)"))
+    short = {CONSERVED: "conserved", BROKEN: "broken", INCONCLUSIVE: "inconcl."}
+    for i, s in enumerate(schemes):
+        for j, charge in enumerate(charges):
+            ax = axes[i, j]
+            v = ds.verdict.sel(scheme=s, charge=charge)
+            v = v.transpose(d0, *([d1] if d1 else []), ...)
+            n0, n1 = v.sizes[d0], (v.sizes[d1] if d1 else 1)
+            vals = v.values.reshape(n0, n1, -1)
+            frac = np.full((n0, n1), np.nan)
+            for a in range(n0):
+                for b in range(n1):
+                    judged = [x for x in vals[a, b] if x in short]
+                    if judged:
+                        frac[a, b] = np.mean([x == CONSERVED for x in judged])
+                        top = max(short, key=judged.count)
+                        ax.text(b, a, short[top], ha="center", va="center", fontsize="small")
+            im = ax.imshow(frac, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", gid=f"map:{s}:{charge}")
+            ax.set_yticks(range(n0), [str(x) for x in ds[d0].values])
+            ax.set_ylabel(d0)
+            if d1:
+                ax.set_xticks(range(n1), [str(x) for x in ds[d1].values])
+                ax.set_xlabel(d1)
+            else:
+                ax.set_xticks([])
+            ax.set_title(f"{s}, {charge}", fontsize="medium")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="fraction conserved by the flow")
+    return fig
+
+
+SWEEP_FIGURES = {
+    "sweep_drift": sweep_drift,
+    "sweep_order": sweep_order,
+    "sweep_verdicts": sweep_verdicts,
+}
+
+
 def save_figure(ds: xr.Dataset, name: str, out_dir, formats=("png", "pdf")) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = FIGURES[name](ds)
+    fig = {**FIGURES, **SWEEP_FIGURES}[name](ds)
     paths = []
     for fmt in formats:
         path = out_dir / f"{name}.{fmt}"
@@ -189,8 +298,14 @@ def save_figure(ds: xr.Dataset, name: str, out_dir, formats=("png", "pdf")) -> l
 
 
 def save_figures(ds: xr.Dataset, out_dir, names=None) -> list[Path]:
-    """Write every figure (or ``names``) as PNG and PDF into ``out_dir``; returns the paths."""
-    return [p for name in (names or FIGURES) for p in save_figure(ds, name, out_dir)]
+    """Write every figure (or ``names``) as PNG and PDF into ``out_dir``; returns the paths.
+
+    A sweep gets the figures across its swept keys (``SWEEP_FIGURES``); a single study the others."""
+    from .results import with_analysis
+
+    ds = with_analysis(ds)  # the ladder analysis once, not once per figure
+    default = SWEEP_FIGURES if _sweep_axes(ds) else FIGURES
+    return [p for name in (names or default) for p in save_figure(ds, name, out_dir)]
 
 
 def figure_script_main(name: str, argv=None) -> int:

@@ -8,6 +8,7 @@ keyword) and ``step`` (the rung of that method's ladder, 0 = largest step size).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,22 +17,39 @@ import xarray as xr
 
 from .kernels import STATUS_OK
 from .dynamics import resolve
-from .ladder import BROKEN, CONSERVED, INCONCLUSIVE, NO_SUCH, analyse_ladder, summarise_verdicts
-from .store import COMPLETE_FILE, SHARED_VARS, IncompleteStoreError, block_status, describe_blocks, read_blocks, read_study
+from .ladder import BROKEN, CONSERVED, EXCLUDED, INCONCLUSIVE, NO_SUCH, analyse_ladder, summarise_verdicts
+from .store import (COMPLETE_FILE, SHARED_VARS, DamagedStoreError, IncompleteStoreError, block_name, block_status,
+                    damaged_blocks, describe_blocks, describe_damage, initial_name, open_component, read_study,
+                    study_blocks, verify_store)
 
 BLOCK_DIMS = ("scheme", "step")  # not "method": Dataset.sel(method=...) is xarray's interpolation keyword
 NOT_ANALYSED = "not analysed (fewer than 3 finished step sizes)"
 
 
-def load(path, allow_partial: bool = False) -> xr.Dataset:
-    """The study saved at ``path`` as one Dataset, exactly as ``noether-sim run`` made it.
+def load(path, allow_partial: bool = False, verify: bool = True) -> xr.Dataset:
+    """The study (or sweep) saved at ``path`` as one Dataset, its arrays backed lazily by Dask.
 
-    An interrupted store raises ``IncompleteStoreError`` naming what is finished and what is missing;
-    with ``allow_partial=True`` it loads the finished blocks only (``attrs["complete"]`` is False).
+    Every finished block's files are checked against the inventory and checksums recorded when it was
+    written (``verify=False`` checks only that every file is there with its size, which reads no data).
+    A damaged block raises ``DamagedStoreError`` naming it; an interrupted store raises
+    ``IncompleteStoreError`` naming what is finished and what is missing. With ``allow_partial=True``
+    both load what is intact, with a warning for damaged blocks (``attrs["complete"]`` is then False and
+    ``attrs["missing_blocks"]`` lists what is not there).
     """
     path = Path(path)
     meta = read_study(path)
     done, missing = block_status(path)
+    damaged = verify_store(path, full=verify, blocks=done)
+    bad = damaged_blocks(path, damaged, done)
+    if bad:
+        text = (f"study store {str(path)!r} is damaged: {len(bad)} finished blocks have missing or changed files "
+                f"[{describe_blocks(bad)}] ({describe_damage(damaged)})")
+        if not allow_partial:
+            raise DamagedStoreError(text + ". Load the intact blocks with noether_sim.load(path, allow_partial=True), "
+                                           "or rerun the study into the same --out to recompute them.", damaged)
+        warnings.warn(text + "; they are left out", stacklevel=2)
+        done = [b for b in done if b not in bad]
+        missing = [b for b in study_blocks(meta) if b not in done]
     complete = (path / COMPLETE_FILE).exists() and not missing
     if not complete and not allow_partial:
         raise IncompleteStoreError(
@@ -39,9 +57,54 @@ def load(path, allow_partial: bool = False) -> xr.Dataset:
             f"{len(done)} of {len(done) + len(missing)} (method, step size) blocks are finished "
             f"[{describe_blocks(done)}]; missing [{describe_blocks(missing)}]. "
             f"Load the finished blocks with noether_sim.load(path, allow_partial=True), or rerun the study.")
-    blocks = read_blocks(path, done)
-    return assemble(blocks, meta["config"], meta["provenance"], missing=[(lb, k) for lb, k, _ in missing])
+    initial = {}
+    blocks = {}
+    for p, label, k, _ in done:
+        if p not in initial:
+            initial[p] = open_component(path, initial_name(p))
+        blocks[(p, label, k)] = open_component(path, block_name(label, k, p)).assign(
+            {v: initial[p][v] for v in initial[p].data_vars})
+    missing_keys = [(p, lb, k) for p, lb, k, _ in missing]
+    if meta.get("points") is None:
+        return assemble({(lb, k): b for (_, lb, k), b in blocks.items()}, meta["config"], meta["provenance"],
+                        missing=[(lb, k) for _, lb, k in missing_keys])
+    return assemble_sweep(blocks, meta, missing=missing_keys)
 
+
+ANALYSIS_VARS = ("fitted_order", "extrapolated_drift", "extrapolation_uncertainty", "verdict", "ladder_included")
+# one fixed width, so that a verdict array has the same dtype however it was computed (eagerly or by Dask)
+VERDICT_DTYPE = np.dtype(f"<U{max(len(v) for v in (CONSERVED, BROKEN, INCONCLUSIVE, NOT_ANALYSED, NO_SUCH, EXCLUDED))}")
+
+
+def _analysis_shapes(S, C):
+    return [((S, C), np.float64)] * 3 + [((S, C), VERDICT_DTYPE), ((S,), np.bool_)]
+
+
+def _not_analysed(S, C):
+    return [np.full((S, C), np.nan), np.full((S, C), np.nan), np.full((S, C), np.nan),
+            np.full((S, C), NOT_ANALYSED, dtype=VERDICT_DTYPE), np.zeros(S, bool)]
+
+
+def _ladder_analysis(ladder: xr.Dataset, n_charges: int) -> list:
+    """The ladder verdicts of one method (``analyse_ladder``) as arrays (seed, charge) and (seed,), padded
+    to the study's ``n_charges`` charges (a gradient-flow method has no isometric charges: NO_SUCH)."""
+    an = analyse_ladder(ladder)
+    S, c = an.sizes["seed"], an.sizes["charge"]
+    out = []
+    for name, fill, dtype in (("fitted_order", np.nan, np.float64), ("extrapolated_drift", np.nan, np.float64),
+                              ("uncertainty", np.nan, np.float64), ("verdict", NO_SUCH, VERDICT_DTYPE)):
+        arr = np.full((S, n_charges), fill, dtype=dtype)
+        arr[:, :c] = an[name].values  # the method's charges come first (see _assemble_point)
+        out.append(arr)
+    return out + [an.included.values.astype(bool)]
+
+
+def with_analysis(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its ladder analysis computed (one pass over the inputs, however many variables use it)."""
+    names = [v for v in ANALYSIS_VARS if v in ds]
+    if not names or all(ds[v].chunks is None for v in names):
+        return ds
+    return ds.assign(ds[names].compute().data_vars)
 
 
 def _fill_value(dtype):
@@ -54,37 +117,55 @@ def _fill_value(dtype):
     return ""
 
 
+def _filler(block: xr.Dataset) -> xr.Dataset:
+    """A stand-in for a missing block: the same layout, padded (NaN, -1, False, "")."""
+    return xr.Dataset({v: xr.full_like(block[v], _fill_value(block[v].dtype)) for v in block.data_vars},
+                      attrs=block.attrs)
+
+
 def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Dataset:
-    """One Dataset from {(label, k): block}; see store.py for the layout. Ladder analysis included."""
+    """One Dataset from {(label, k): block}; see store.py for the layout. Ladder analysis included.
+
+    Blocks may be in memory or backed by Dask (``load``): stacking keeps them lazy; only the few
+    variables the ladder analysis needs (final charges, status, scale, floor) are read.
+    """
     labels = list(cfg["methods"])
     n_steps = max(len(m["step_sizes"]) for m in cfg["methods"].values())
     present = [lb for lb in labels if any((lb, k) in blocks for k in range(n_steps))]
+    return _assemble_point(blocks, cfg, provenance, missing, present, n_steps)
+
+
+def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Dataset:
     if not blocks:
         raise ValueError("no finished block to assemble")
+    labels = list(cfg["methods"])
     # momentum blocks add isometric charges after the model's: the widest block's charges (and
     # components) extend every other block's, which are padded with NaN
     first = max(blocks.values(), key=lambda b: b.sizes.get("component", 0))
     # variables identical in every block (same seeds, same initialisation) are kept once
     shared = [v for v in SHARED_VARS if v in first]
-    for key, b in blocks.items():
-        for v in shared:
-            if not np.array_equal(b[v].values, first[v].values):
-                raise ValueError(f"block {key}: {v} differs from the other blocks (not one study?)")
     per_block = [v for v in first.data_vars if v not in shared]
+    proto = _filler(first[per_block])
 
-    shape_mk = (len(present), n_steps)
-    data_vars = {}
-    for v in per_block:
-        proto = first[v]
-        arr = np.full(shape_mk + proto.shape, _fill_value(proto.dtype), dtype=proto.dtype)
-        for i, lb in enumerate(present):
-            for k in range(n_steps):
-                if (lb, k) in blocks:
-                    val = blocks[(lb, k)][v].values
-                    arr[i, k][tuple(slice(0, n) for n in val.shape)] = val
-        data_vars[v] = (BLOCK_DIMS + proto.dims, arr, proto.attrs)
+    def widened(block):
+        if block.sizes.get("component", 0) == first.sizes.get("component", 0):
+            return block
+        empty = [v for v in block.data_vars if block[v].size == 0]  # (Dask cannot reindex an empty array)
+        wide = block.drop_vars(empty).reindex(charge=first.charge.values, component=first.component.values)
+        return wide.assign({v: xr.zeros_like(first[v].variable) for v in empty})
+
+    rows = []
+    for lb in present:
+        rung = [widened(blocks[(lb, k)][per_block]) if (lb, k) in blocks else proto for k in range(n_steps)]
+        rows.append(xr.concat(rung, dim="step", data_vars="all", coords="minimal", compat="override",
+                              join="override", combine_attrs="override"))
+    stacked = xr.concat(rows, dim="scheme", data_vars="all", coords="minimal", compat="override",
+                        join="override", combine_attrs="override")
+    data_vars = {v: (BLOCK_DIMS + first[v].dims, stacked[v].transpose(*BLOCK_DIMS, *first[v].dims).data,
+                     first[v].attrs) for v in per_block}
     for v in shared:
-        data_vars[v] = (first[v].dims, first[v].values, first[v].attrs)
+        data_vars[v] = (first[v].dims, first[v].data, first[v].attrs)
+    shape_mk = (len(present), n_steps)
     h = np.full(shape_mk, np.nan)
     wall = np.full(shape_mk, np.nan)
     for i, lb in enumerate(present):
@@ -94,7 +175,7 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
                 wall[i, k] = blocks[(lb, k)].attrs["wall_seconds"]
     data_vars["wall_seconds"] = (BLOCK_DIMS, wall, {"description": "wall-clock seconds of each block's integration"})
 
-    coords = {name: c for name, c in first.coords.items()}
+    coords = {name: c.variable for name, c in first.coords.items()}
     coords.update({
         "scheme": present, "step": np.arange(n_steps),
         "h": (BLOCK_DIMS, h, {"description": "step size (learning rate for gradient descent)",
@@ -108,34 +189,44 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
     ds["time"].attrs.update(first["time"].attrs)
 
     # ---- ladder analysis, per method over its finished rungs ----
+    # Over blocks backed by Dask (``load``) the analysis is a Dask task per method, run when its result
+    # is first asked for: opening a store reads no data. ``with_analysis(ds)`` computes all of it in one pass.
     S, C = ds.sizes["seed"], ds.sizes["charge"]
-    fitted, d_star, unc = (np.full((len(present), S, C), np.nan) for _ in range(3))
-    verdict = np.full((len(present), S, C), NOT_ANALYSED, dtype=object)
-    included = np.zeros((len(present), S), bool)
-    for i, lb in enumerate(present):
+    needed = [v for v in ("charge_final", "charge_law_final", "status", "scale", "roundoff_floor") if v in first]
+    lazy = first["loss"].chunks is not None
+    parts = []
+    for lb in present:
         ks = [k for k in range(n_steps) if (lb, k) in blocks]
         if len(ks) < 3 or ks != list(range(len(ks))):
+            parts.append(_not_analysed(S, C))
             continue
-        ladder = xr.concat([blocks[(lb, k)] for k in ks],
+        ladder = xr.concat([blocks[(lb, k)][needed] for k in ks],
                            dim=xr.DataArray(np.array([cfg["methods"][lb]["step_sizes"][k] for k in ks]), dims="h"),
                            data_vars="all", coords="minimal", compat="override", join="override",
                            combine_attrs="override")
-        an = analyse_ladder(ladder)
-        c = an.sizes["charge"]  # the block's charges come first (see above)
-        fitted[i, :, :c], d_star[i, :, :c], unc[i, :, :c] = (an.fitted_order.values, an.extrapolated_drift.values,
-                                                            an.uncertainty.values)
-        verdict[i] = NO_SUCH
-        verdict[i, :, :c] = an.verdict.values
-        included[i] = an.included.values
-    ds["fitted_order"] = (("scheme", "seed", "charge"), fitted,
+        if lazy:
+            import dask
+            import dask.array as da
+
+            res = dask.delayed(_ladder_analysis, nout=5, pure=True)(ladder, C)
+            parts.append([da.from_delayed(r, shape, dtype=dt) for r, (shape, dt) in zip(res, _analysis_shapes(S, C))])
+        else:
+            parts.append(_ladder_analysis(ladder.load(), C))
+    if lazy:
+        import dask.array as da
+
+        stack = [da.stack([da.asarray(p[j]) for p in parts]) for j in range(5)]
+    else:
+        stack = [np.stack([p[j] for p in parts]) for j in range(5)]
+    ds["fitted_order"] = (("scheme", "seed", "charge"), stack[0],
                           {"description": "slope of log|q(h_j) − q(h_{j+1})| against log h over the ladder"})
-    ds["extrapolated_drift"] = (("scheme", "seed", "charge"), d_star,
+    ds["extrapolated_drift"] = (("scheme", "seed", "charge"), stack[1],
                                 {"description": "|q* − q_law(T)|, q* the Richardson extrapolation to h → 0"})
-    ds["extrapolation_uncertainty"] = (("scheme", "seed", "charge"), unc,
+    ds["extrapolation_uncertainty"] = (("scheme", "seed", "charge"), stack[2],
                                        {"description": "how much q* moves between the two finest step-size pairs"})
-    ds["verdict"] = (("scheme", "seed", "charge"), verdict.astype(str),
+    ds["verdict"] = (("scheme", "seed", "charge"), stack[3],
                      {"description": f"{CONSERVED!r}, {BROKEN!r} or {INCONCLUSIVE!r} (see noether_sim.ladder)"})
-    ds["ladder_included"] = (("scheme", "seed"), included,
+    ds["ladder_included"] = (("scheme", "seed"), stack[4],
                              {"description": "the seed finished every step size of the ladder (judged)"})
 
     finished = sorted(blocks, key=lambda key: (labels.index(key[0]), key[1]))
@@ -190,6 +281,7 @@ def ok_seeds(ds: xr.Dataset, method: str) -> np.ndarray:
 
 
 def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
+    ds = with_analysis(ds)
     rows = []
     for lb in ds.scheme.values:
         k = finest_step(ds, lb)
@@ -256,3 +348,111 @@ def format_summary(ds: xr.Dataset) -> str:
         lines.insert(0, f"INCOMPLETE STUDY: {len(missing)} (method, step size) blocks missing: "
                         + ", ".join(f"{lb} step {k}" for lb, k in missing))
     return "\n".join(lines)
+
+
+def assemble_sweep(blocks: dict, meta: dict, missing=()) -> xr.Dataset:
+    """One Dataset from the blocks {(point, label, k): block} of a sweep: one dimension per sweep axis
+    (named as its key; see sweep.py), then the layout of a single study. Points differ in shape where
+    their settings do (widths: charges and parameters; seeds.count: seeds); the union is kept and
+    padded like a missing block. A point with no finished block is all padding."""
+    points, layout = meta["points"], meta["sweep"]
+    labels = list(dict.fromkeys(lb for cfg in points for lb in cfg["methods"]))
+    n_steps = max(len(m["step_sizes"]) for cfg in points for m in cfg["methods"].values())
+    present = [lb for lb in labels if any(key[1] == lb for key in blocks)]
+    per_point = []
+    for p, cfg in enumerate(points):
+        pb = {(lb, k): b for (q, lb, k), b in blocks.items() if q == p}
+        pm = [(lb, k) for q, lb, k in missing if q == p]
+        per_point.append(_assemble_point(pb, cfg, meta["provenance"], pm, present, n_steps) if pb else None)
+    template = next((d for d in per_point if d is not None), None)
+    if template is None:
+        raise ValueError("no finished block to assemble")
+    fills = {v: _fill_value(template[v].dtype) for v in template.data_vars}
+    dims = [d["name"] for d in layout["dims"]]
+    shape = tuple(len(d["values"][d["keys"][0]]) for d in layout["dims"])
+    grid = np.empty(shape, dtype=object)
+    for p, ix in enumerate(layout["index"]):
+        d = per_point[p] if per_point[p] is not None else _filler(template)
+        # empty arrays (no watched seeds) in memory: Dask cannot pick chunks for padding a size-0 array
+        d = d.drop_attrs(deep=False)
+        grid[tuple(ix)] = d.assign({v: d[v].load() for v in d.data_vars if d[v].size == 0})
+    ds = xr.combine_nested(grid.tolist(), concat_dim=dims, data_vars="all", coords="different", compat="equals",
+                           join="outer", fill_value=fills, combine_attrs="drop")
+    ds = ds.transpose(*dims, *BLOCK_DIMS, ...)  # sweep axes first, in the order written, then the study's
+    from .sweep import coordinate
+
+    for d in layout["dims"]:
+        for key in d["keys"]:
+            ds = ds.assign_coords({key: (d["name"], coordinate(d["values"][key]))})
+    finished = sorted(blocks)
+    first = next(iter(blocks.values()))
+    ds.attrs.update({
+        **meta["provenance"],
+        "study_name": meta["config"]["name"], "study_description": meta["config"].get("description", ""),
+        "study_config": json.dumps(meta["config"]), "sweep": json.dumps(layout),
+        "point_configs": json.dumps(points),
+        "complete": not missing,
+        "finished_blocks": json.dumps([[p, lb, int(k)] for p, lb, k in finished]),
+        "missing_blocks": json.dumps([[p, lb, int(k)] for p, lb, k in missing]),
+        **{a: first.attrs[a] for a in ("status_names",) if a in first.attrs},
+    })
+    return ds
+
+
+def sweep_dims(ds: xr.Dataset) -> list[str]:
+    """The sweep's dimensions of a loaded study (empty for a study without a sweep)."""
+    if "sweep" not in ds.attrs:
+        return []
+    return [d["name"] for d in json.loads(ds.attrs["sweep"])["dims"]]
+
+
+def sweep_point(ds: xr.Dataset, p: int) -> xr.Dataset:
+    """Point ``p`` of a loaded sweep as a single study's Dataset (what ``format_summary`` and the
+    per-study figures take): its padding of other points' shapes removed, its own attributes restored."""
+    layout = json.loads(ds.attrs["sweep"])
+    cfg = json.loads(ds.attrs["point_configs"])[p]
+    sub = ds.isel({d["name"]: i for d, i in zip(layout["dims"], layout["index"][p])})
+    # trim the padding other points' shapes put in (their charges, parameters, seeds, save times)
+    real = {
+        "charge": np.isfinite(sub.scale.isel(time=0)).any(("scheme", "step", "seed")),
+        "component": np.isfinite(sub.charge_initial).any([d for d in sub.charge_initial.dims if d != "component"]),
+        "param": np.isfinite(sub.theta_initial).any("seed"),
+        "seed": np.isfinite(sub.theta_initial).any("param"),
+        "time": np.isfinite(sub.loss).any(("scheme", "step", "seed")),
+    }
+    sub = sub.isel({d: np.flatnonzero(m.values) for d, m in real.items()})
+    finished = [[lb, k] for q, lb, k in json.loads(ds.attrs["finished_blocks"]) if q == p]
+    missing = [[lb, k] for q, lb, k in json.loads(ds.attrs["missing_blocks"]) if q == p]
+    sub.attrs = {**ds.attrs, "study_config": json.dumps(cfg), "complete": not missing,
+                      "finished_blocks": json.dumps(finished), "missing_blocks": json.dumps(missing),
+                      "t_end": cfg["t_end"], "weight_decay": cfg["weight_decay"], "sweep_point": p}
+    return sub
+
+
+def describe_point(ds: xr.Dataset, p: int) -> str:
+    from .sweep import value_label
+
+    layout = json.loads(ds.attrs["sweep"])
+    return ", ".join(f"{key}={value_label(d['values'][key][i])}"
+                     for d, i in zip(layout["dims"], layout["index"][p]) for key in d["keys"])
+
+
+def format_any_summary(ds: xr.Dataset) -> str:
+    """The summary table of a study, or of every point of a sweep (verdicts per point)."""
+    ds = with_analysis(ds)
+    if not sweep_dims(ds):
+        return format_summary(ds)
+    layout = json.loads(ds.attrs["sweep"])
+    finished = {q for q, _, _ in json.loads(ds.attrs["finished_blocks"])}
+    parts = [f"sweep {ds.attrs['study_name']!r}: {len(layout['index'])} points over "
+             + " × ".join(f"{d['name']} ({len(d['values'][d['keys'][0]])})" for d in layout["dims"])]
+    if not ds.attrs.get("complete", True):
+        parts.append(f"INCOMPLETE SWEEP: {len(json.loads(ds.attrs['missing_blocks']))} blocks missing")
+    for p in range(len(layout["index"])):
+        parts.append("")
+        parts.append(f"=== point {p}: {describe_point(ds, p)} ===")
+        if p not in finished:
+            parts.append("no finished block")
+            continue
+        parts.append(format_summary(sweep_point(ds, p)))
+    return "\n".join(parts)

@@ -1,44 +1,60 @@
-"""The result store: one study on disk, written block by block so an interruption never looks complete.
+"""The result store: one study on disk, written block by block, that never claims more than it holds.
 
 Layout of a store directory::
 
-    study.json                  the study's configuration and provenance (written first)
-    initial.zarr                what every block shares (theta_initial), stored once,
-                                written before the first block
-    blocks/<label>__h<k>.zarr   one Zarr store per finished (method, step size) block: what simulate()
-                                returned for method <label> at its k-th step size (k = 0 the largest)
-    blocks/<label>__h<k>.done   the block's completion marker, written after its Zarr store is in place
-    COMPLETE                    written last, once every block of the study is in place
+    study.json                   the study: configuration, its fingerprint, the sweep points (if any),
+                                 the list of every block it expects, provenance (written first)
+    LOCK                         present while a writer works on the store: host, PID, start time
+    blocks/<name>.zarr           one Zarr store per finished component
+    blocks/<name>.done           the component's completion marker, written after its Zarr store is in
+                                 place: what it is, and the size and CRC-32 of every file in it
+    COMPLETE                     written last, once every block of the study is in place
 
-Each block is written under a temporary name and renamed into place (atomic on one file system), then
-its marker is written. ``load`` reads only blocks that have both; it refuses a store without
-``COMPLETE`` (naming the finished and missing blocks) unless ``allow_partial=True``, in which case it
-returns the finished blocks only and says so in ``attrs["complete"]`` / ``attrs["missing_blocks"]``.
+Components: ``<label>__h<k>`` is a block, what ``simulate()`` returned for method ``<label>`` at its k-th
+step size (k = 0 the largest); ``initial`` holds what every block of the study shares
+(``theta_initial``). In a sweep every name is prefixed with its point, ``p<i>__`` (each point has its
+own initialisation).
 
-In memory a study is ONE ``xarray.Dataset`` (see ``results.assemble``): every per-block variable gains
-the leading dimensions ``scheme`` (the method's label, e.g. "gf-rk4"; not called "method" because
-``Dataset.sel(method=...)`` is xarray's interpolation keyword and would silently select nothing) and
-``step`` (the rung of that method's ladder, 0 = largest step size). The step size itself is the 2-D
-coordinate ``h(scheme, step)``, because each method has its own ladder; ladders of different lengths
-are padded (NaN for floats, -1 for integers, False for flags). ``ds.sel(scheme="gf-rk4").swap_dims(step="h")``
-indexes one method by step size. The initial weights, the same in every block, are kept once,
-without those dimensions.
+Safety rules (each guards a way a store could lie):
+
+- A component is written under a temporary name and renamed into place (atomic on one file system);
+  only then is its marker written, so a ``.done`` always describes a complete Zarr store. A component
+  that already has a marker is never written again: a resumed study leaves finished blocks byte-identical.
+  Two writers racing for the same component (a Dask task retried after its worker died) are harmless:
+  the first rename wins and the loser discards its copy (the two are bit-identical).
+- The marker's file inventory makes a missing chunk damage rather than a silent fill value, and its
+  checksums catch changed bytes; ``verify_store`` checks both, naming each damaged component.
+- One writer at a time: ``LOCK`` is created with ``O_CREAT | O_EXCL`` (atomic), holds the writer's host
+  and PID, and is taken before anything in the store is touched. A lock whose process is gone (same
+  host, PID not running or started later than the lock) is stale and taken over.
+- The fingerprint of the configuration decides what a rerun into an existing store does: the same study
+  resumes; a different one is refused unless ``overwrite=True``, which removes only the store's own files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import socket
+import threading
 import time
+import uuid
+import zlib
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
-STUDY_FILE, COMPLETE_FILE, BLOCKS_DIR, INITIAL = "study.json", "COMPLETE", "blocks", "initial.zarr"
-SHARED_VARS = ("theta_initial",)  # identical in every block of a study: stored once
-FORMAT = "noether_sim study store, version 1"
+STUDY_FILE, COMPLETE_FILE, BLOCKS_DIR, LOCK_FILE = "study.json", "COMPLETE", "blocks", "LOCK"
+# identical in every block of a study point: stored once. (Not the initial charges: momentum blocks
+# add isometric charges, which depend on the initial velocity.)
+SHARED_VARS = ("theta_initial",)
+FORMAT = "noether_sim study store, version 2"
+# what a store's own entries look like (overwrite removes these and nothing else)
+_OWN_TOP = (STUDY_FILE, COMPLETE_FILE, "initial.zarr")
+_OWN_BLOCK = re.compile(r"^(\.?[A-Za-z0-9][A-Za-z0-9_.-]*\.(zarr|done)(\.tmp-[A-Za-z0-9_-]+)?|\..*\.tmp-[A-Za-z0-9_-]+)$")
 
 
 class IncompleteStoreError(RuntimeError):
@@ -49,16 +65,67 @@ class NotAStoreError(FileNotFoundError):
     """The path holds no noether_sim study store."""
 
 
-def block_name(label: str, k: int) -> str:
-    return f"{label}__h{k}"
+class StoreLockedError(RuntimeError):
+    """Another writer holds the store's lock."""
 
 
-def expected_blocks(config: dict) -> list[tuple[str, int, float]]:
-    return [(label, k, h) for label, m in config["methods"].items() for k, h in enumerate(m["step_sizes"])]
+class StoreMismatchError(RuntimeError):
+    """The store holds a different study than the one asked to run into it."""
+
+
+class DamagedStoreError(RuntimeError):
+    """Files of finished blocks are missing or changed; ``damaged`` maps component name → problems."""
+
+    def __init__(self, message, damaged):
+        super().__init__(message)
+        self.damaged = damaged
+
+
+# ---- names ----
+
+def block_name(label: str, k: int, point: int | None = None) -> str:
+    return (f"p{point}__" if point is not None else "") + f"{label}__h{k}"
+
+
+def initial_name(point: int | None = None) -> str:
+    return (f"p{point}__" if point is not None else "") + "initial"
+
+
+def expected_blocks(config: dict, points: list | None = None) -> list[tuple]:
+    """Every block of a study: (point, label, k, h); point is None for a study without a sweep.
+
+    ``points`` is a list of per-point configurations (a sweep); each point has its own ladders.
+    """
+    if points is None:
+        return [(None, label, k, h) for label, m in config["methods"].items() for k, h in enumerate(m["step_sizes"])]
+    return [(i, label, k, h) for i, cfg in enumerate(points)
+            for label, m in cfg["methods"].items() for k, h in enumerate(m["step_sizes"])]
+
+
+def describe_blocks(blocks) -> str:
+    return ", ".join((f"point {p} " if p is not None else "") + f"{label} h={h:.12g}"
+                     for p, label, _, h in blocks) or "none"
+
+
+def fingerprint(config: dict) -> str:
+    """SHA-256 of the configuration in canonical JSON: equal fingerprints, the same study."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---- files ----
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _tmp_suffix() -> str:
+    # unique per process AND thread AND call: Dask runs several tasks in one worker process
+    return f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
 
 
 def _write_json_atomic(path: Path, obj):
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{_tmp_suffix()}")
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1)
         f.flush()
@@ -66,52 +133,195 @@ def _write_json_atomic(path: Path, obj):
     os.replace(tmp, path)
 
 
-def _write_zarr_atomic(ds: xr.Dataset, final: Path):
-    """Write under a temporary name, then rename into place: ``final`` exists only when complete."""
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+def _crc32(path: Path) -> str:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return f"{crc:08x}"
+
+
+def file_manifest(folder: Path) -> dict:
+    """{relative path: [size in bytes, CRC-32]} of every file under ``folder``."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            p = Path(root) / name
+            out[p.relative_to(folder).as_posix()] = [p.stat().st_size, _crc32(p)]
+    return dict(sorted(out.items()))
+
+
+def check_manifest(folder: Path, manifest: dict, full: bool = True) -> list[str]:
+    """Problems of ``folder`` against its manifest (empty: intact). ``full=False`` skips the CRCs."""
+    if not folder.is_dir():
+        return [f"{folder.name} is missing"]
+    problems = []
+    for rel, (size, crc) in manifest.items():
+        p = folder / rel
+        if not p.is_file():
+            problems.append(f"file {rel} is missing")
+        elif p.stat().st_size != size:
+            problems.append(f"file {rel} has {p.stat().st_size} bytes, {size} were written")
+        elif full and _crc32(p) != crc:
+            problems.append(f"file {rel} fails its checksum (bytes changed since it was written)")
+    return problems
+
+
+def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | None = None) -> bool:
+    """Write one component atomically, then its marker; False if it was already finished (left as is)."""
+    blocks = Path(path) / BLOCKS_DIR
+    final, marker = blocks / f"{name}.zarr", blocks / f"{name}.done"
+    if marker.exists():
+        return False
+    tmp = blocks / f".{name}.zarr.tmp-{_tmp_suffix()}"
     ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
-    os.replace(tmp, final)
+    manifest = file_manifest(tmp)
+    try:
+        os.rename(tmp, final)  # a directory onto an existing non-empty one fails: the first writer wins
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        if marker.exists():
+            return False
+        manifest = file_manifest(final)  # complete (it was renamed into place), its writer died before its marker
+    if t0 is not None:  # Zarr writes and checksums of this block (and its point's initial state, if first)
+        meta["timing"]["write_seconds_before_marker"] = time.perf_counter() - t0
+    _write_json_atomic(marker, {**meta, "component": name, "files": manifest, "finished": _stamp()})
+    return True
 
 
-class StoreWriter:
-    """Creates a store at ``path`` and adds finished blocks to it, each atomically."""
+def write_block(path, label: str, k: int, block: xr.Dataset, point: int | None = None, timing=None) -> bool:
+    """Write one finished block (and, the first time, its point's shared initial state) into the store.
 
-    def __init__(self, path, config: dict, provenance: dict):
-        self.path = Path(path)
-        if self.path.exists():
-            if not (self.path / STUDY_FILE).exists() and any(self.path.iterdir()):
-                raise FileExistsError(f"{str(self.path)!r} exists and is not a noether_sim study store; "
-                                      f"choose another --out")
-            shutil.rmtree(self.path)  # an earlier study at the same place is replaced
-        (self.path / BLOCKS_DIR).mkdir(parents=True)
-        self.config = config
-        self.written: list[str] = []
-        self.initial: xr.Dataset | None = None
-        _write_json_atomic(self.path / STUDY_FILE, {"format": FORMAT, "config": config, "provenance": provenance,
-                                                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    Safe to call from any process that sees the store's file system (Dask workers do).
+    """
+    t0 = time.perf_counter()
+    shared = block[[v for v in SHARED_VARS if v in block]]
+    pmeta = {} if point is None else {"point": point}
+    write_component(path, initial_name(point), shared, {"kind": "initial", **pmeta})
+    meta = {"kind": "block", "method": label, "step": k, "h": float(block.attrs["h"]), **pmeta}
+    if timing is not None:
+        meta["timing"] = dict(timing)
+    return write_component(path, block_name(label, k, point), block.drop_vars(list(shared.data_vars)), meta,
+                           t0=t0 if timing is not None else None)
 
-    def write_block(self, label: str, k: int, block: xr.Dataset):
-        name = block_name(label, k)
-        shared = block[[v for v in SHARED_VARS if v in block]]
-        if self.initial is None:
-            _write_zarr_atomic(shared, self.path / INITIAL)
-            self.initial = shared
-        else:
-            for v in shared.data_vars:
-                if not np.array_equal(shared[v].values, self.initial[v].values):
-                    raise ValueError(f"block {name}: {v} differs from the study's first block (not one study?)")
-        _write_zarr_atomic(block.drop_vars(list(shared.data_vars)), self.path / BLOCKS_DIR / f"{name}.zarr")
-        _write_json_atomic(self.path / BLOCKS_DIR / f"{name}.done",
-                           {"method": label, "step": k, "h": float(block.attrs["h"]),
-                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-        self.written.append(name)
 
-    def finish(self, summary=None):
-        _write_json_atomic(self.path / COMPLETE_FILE, {"blocks": self.written, "summary": summary,
-                                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+def read_marker(path, name: str) -> dict | None:
+    try:
+        with open(Path(path) / BLOCKS_DIR / f"{name}.done") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
 
+
+# ---- the lock ----
+
+def _proc_start(pid: int):
+    """Start time of process ``pid`` in clock ticks since boot (Linux), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_holder(path) -> dict | None:
+    try:
+        with open(Path(path) / LOCK_FILE) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, OSError):
+        return {"host": "?", "pid": -1, "unreadable": True}
+
+
+def lock_is_stale(holder: dict) -> bool:
+    """True when the lock's process certainly no longer runs (only decidable on the holder's own host)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    if not _pid_running(holder["pid"]):
+        return True
+    start = _proc_start(holder["pid"])  # a reused PID: the running process started after the lock's
+    return start is not None and holder.get("proc_start") is not None and start != holder["proc_start"]
+
+
+def describe_holder(holder: dict) -> str:
+    return f"PID {holder.get('pid')} on host {holder.get('host')!r} (since {holder.get('since', '?')})"
+
+
+class StoreLock:
+    """The store's one-writer lock (see the module doc)."""
+
+    def __init__(self, path):
+        self.file = Path(path) / LOCK_FILE
+        self.held = False
+
+    def acquire(self):
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "proc_start": _proc_start(os.getpid()),
+              "since": _stamp()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = lock_holder(self.file.parent)
+                if holder is None:
+                    continue  # released between our open and our read
+                if holder.get("unreadable"):
+                    # a writer between its O_EXCL create and its write, or a damaged lock file
+                    time.sleep(0.2)
+                    holder = lock_holder(self.file.parent) or holder
+                if lock_is_stale(holder):
+                    self._break_stale(holder)
+                    continue
+                raise StoreLockedError(
+                    f"{str(self.file.parent)!r} is being written by another noether-sim run: {describe_holder(holder)}. "
+                    f"Wait for it to finish; if that process is gone (on another host this cannot be checked "
+                    f"from here), remove {str(self.file)!r}") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            self.held = True
+            return self
+        raise StoreLockedError(f"could not take the lock {str(self.file)!r}: it keeps changing hands")
+
+    def _break_stale(self, holder):
+        # rename first (atomic), then check we moved the stale lock and not a fresh one taken meanwhile
+        aside = self.file.with_name(f".{LOCK_FILE}.stale-{_tmp_suffix()}")
+        try:
+            os.rename(self.file, aside)
+        except FileNotFoundError:
+            return
+        try:
+            with open(aside) as f:
+                moved = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            moved = None
+        if moved is not None and moved != holder:
+            try:
+                os.link(aside, self.file)  # put the fresh lock back (fails if yet another took it)
+            except FileExistsError:
+                pass
+        aside.unlink(missing_ok=True)
+
+    def release(self):
+        if self.held:
+            self.file.unlink(missing_ok=True)
+            self.held = False
+
+
+# ---- reading ----
 
 def read_study(path) -> dict:
     path = Path(path)
@@ -121,39 +331,202 @@ def read_study(path) -> dict:
     except FileNotFoundError:
         raise NotAStoreError(f"{str(path)!r} is not a noether_sim study store (no {STUDY_FILE}); "
                              f"make one with `noether-sim run --out {path}`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NotAStoreError(f"{str(path)!r}: {STUDY_FILE} is not readable JSON ({err})") from None
     if meta.get("format") != FORMAT:
         raise NotAStoreError(f"{str(path)!r}: unknown store format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
 
 
+def study_blocks(meta: dict) -> list[tuple]:
+    return [(p, lb, k, h) for p, lb, k, h in meta["blocks"]]
+
+
 def block_status(path) -> tuple[list, list]:
-    """(finished, missing): lists of (label, k, h) for the blocks the study's configuration expects."""
+    """(finished, missing): lists of (point, label, k, h) for the blocks the study expects.
+
+    Finished means marked done; whether its files are intact is ``verify_store``'s question.
+    """
     path = Path(path)
     meta = read_study(path)
     done, missing = [], []
-    for label, k, h in expected_blocks(meta["config"]):
-        name = block_name(label, k)
+    for p, label, k, h in study_blocks(meta):
+        name = block_name(label, k, p)
         ok = (path / BLOCKS_DIR / f"{name}.done").exists() and (path / BLOCKS_DIR / f"{name}.zarr").is_dir()
-        (done if ok else missing).append((label, k, h))
+        (done if ok else missing).append((p, label, k, h))
     return done, missing
 
 
-def _read_zarr(path: Path) -> xr.Dataset:
-    with xr.open_zarr(path, consolidated=True) as ds:
-        return ds.load()
+def verify_store(path, full: bool = True, blocks=None) -> dict:
+    """{component name: [problems]} for every damaged finished component (empty: the store is intact).
 
-
-def describe_blocks(blocks) -> str:
-    return ", ".join(f"{label} h={h:.12g}" for label, _, h in blocks) or "none"
-
-
-def read_blocks(path, done) -> dict:
-    """{(label, k): block} for the finished blocks ``done``, each with the study's shared variables."""
+    Checks the finished blocks (or ``blocks``, a list of (point, label, k, h)) and the initial state of
+    their points: every file the marker lists is there with its size and (``full``) its CRC-32. A block
+    whose marker exists but whose folder is gone is damage too.
+    """
     path = Path(path)
-    blocks = {}
-    if done:
-        initial = _read_zarr(path / INITIAL)
-        for label, k, _ in done:
-            block = _read_zarr(path / BLOCKS_DIR / f"{block_name(label, k)}.zarr")
-            blocks[(label, k)] = block.assign({v: initial[v] for v in initial.data_vars})
-    return blocks
+    meta = read_study(path)
+    if blocks is None:
+        blocks = [b for b in study_blocks(meta) if (path / BLOCKS_DIR / f"{block_name(b[1], b[2], b[0])}.done").exists()]
+    names = []
+    for p, label, k, _ in blocks:
+        for name in (initial_name(p), block_name(label, k, p)):
+            if name not in names:
+                names.append(name)
+    damaged = {}
+    if (path / COMPLETE_FILE).exists():  # a complete store lost a block's marker: damage, not "not yet run"
+        for p, label, k, _ in study_blocks(meta):
+            name = block_name(label, k, p)
+            if read_marker(path, name) is None:
+                damaged[name] = ["its marker is missing, but the store was marked complete"]
+    for name in names:
+        marker = read_marker(path, name)
+        if marker is None:
+            if name.endswith("initial"):
+                damaged[name] = ["its marker (and so its checksums) is missing, but blocks of its point are finished"]
+            continue
+        problems = check_manifest(path / BLOCKS_DIR / f"{name}.zarr", marker["files"], full=full)
+        if problems:
+            damaged[name] = problems
+    return damaged
+
+
+def damaged_blocks(path, damaged: dict, blocks) -> list[tuple]:
+    """The blocks (point, label, k, h) among ``blocks`` touched by ``damaged`` (a damaged initial state
+    damages every block of its point)."""
+    return [b for b in blocks if block_name(b[1], b[2], b[0]) in damaged or initial_name(b[0]) in damaged]
+
+
+def describe_damage(damaged: dict) -> str:
+    return "; ".join(f"{name}: {', '.join(problems)}" for name, problems in damaged.items())
+
+
+def open_component(path, name: str, lazy: bool = True) -> xr.Dataset:
+    ds = xr.open_zarr(Path(path) / BLOCKS_DIR / f"{name}.zarr", consolidated=True, chunks={} if lazy else None)
+    return ds if lazy else ds.load()
+
+
+def store_status(path) -> dict:
+    """Blocks done / total, the writer holding the lock (if any), complete or not: for `noether-sim status`."""
+    path = Path(path)
+    meta = read_study(path)
+    done, missing = block_status(path)
+    holder = lock_holder(path)
+    return {"name": meta["config"].get("name"), "done": len(done), "total": len(done) + len(missing),
+            "missing": missing, "complete": (path / COMPLETE_FILE).exists() and not missing,
+            "points": len(meta.get("points") or []) or None, "lock": holder,
+            "lock_stale": bool(holder) and lock_is_stale(holder)}
+
+
+# ---- writing ----
+
+class StoreWriter:
+    """Opens (creates, resumes or replaces) a store at ``path`` and holds its lock until ``finish``/``close``.
+
+    ``config`` is the study (a sweep's base configuration with its ``sweep`` table); ``points`` the
+    configuration of each sweep point (None: no sweep). An existing store with the same fingerprint is
+    resumed: ``finished`` lists its intact finished blocks, which are never written again; damaged ones
+    are removed (they are the store's own files) and listed in ``repaired`` so they are run again.
+    Another study's store is refused with ``StoreMismatchError`` unless ``overwrite``; a folder that is
+    not a store and not empty is refused with ``FileExistsError``. Nothing is touched before the lock is held.
+    """
+
+    def __init__(self, path, config: dict, provenance: dict, *, points: list | None = None, overwrite: bool = False,
+                 extra: dict | None = None):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise FileExistsError(f"{str(self.path)!r} is a file, not a folder; choose another --out")
+        if self.path.exists() and not (self.path / STUDY_FILE).exists() and \
+                any(p.name != LOCK_FILE for p in self.path.iterdir()):
+            raise FileExistsError(f"{str(self.path)!r} exists and is not a noether_sim study store; "
+                                  f"choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.lock = StoreLock(self.path).acquire()
+        try:
+            self._open(config, provenance, points, overwrite, extra or {})
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, config, provenance, points, overwrite, extra):
+        self.config, self.points = config, points
+        self.fingerprint = fingerprint({"config": config, "points": points})
+        self.blocks = expected_blocks(config, points)
+        self.resumed, self.repaired, self.finished = False, [], []
+        if (self.path / STUDY_FILE).exists():
+            try:
+                meta = read_study(self.path)
+                same = meta.get("fingerprint") == self.fingerprint
+                what = f"study {meta['config'].get('name')!r} (fingerprint {meta.get('fingerprint', '?')[:12]})"
+            except NotAStoreError as err:
+                same, what = False, f"something else ({err})"
+            if not same and not overwrite:
+                raise StoreMismatchError(
+                    f"{str(self.path)!r} holds a different {what}, not this configuration (fingerprint "
+                    f"{self.fingerprint[:12]}). Rerun with --overwrite (Python: overwrite=True) to replace it, "
+                    f"or choose another --out")
+            if same:
+                self._resume()
+                return
+            self._remove_own_files()
+        (self.path / BLOCKS_DIR).mkdir(exist_ok=True)
+        _write_json_atomic(self.path / STUDY_FILE, {
+            "format": FORMAT, "fingerprint": self.fingerprint, "config": config, "points": points,
+            "blocks": [list(b) for b in self.blocks], "provenance": provenance, "started": _stamp(), **extra})
+
+    def _resume(self):
+        self.resumed = True
+        blocks_dir = self.path / BLOCKS_DIR
+        blocks_dir.mkdir(exist_ok=True)
+        for p in blocks_dir.iterdir():  # temporary copies of a writer that died mid-write
+            if ".tmp-" in p.name:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        done, _ = block_status(self.path)
+        damaged = verify_store(self.path, full=True, blocks=done)
+        bad = damaged_blocks(self.path, damaged, done)
+        for name in damaged:  # the store's own damaged files: rewrite rather than keep a lie
+            (blocks_dir / f"{name}.done").unlink(missing_ok=True)
+            shutil.rmtree(blocks_dir / f"{name}.zarr", ignore_errors=True)
+        self.repaired = bad
+        self.finished = [b for b in done if b not in bad]
+        if bad:
+            (self.path / COMPLETE_FILE).unlink(missing_ok=True)
+
+    def _remove_own_files(self):
+        for name in _OWN_TOP:
+            p = self.path / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        blocks_dir = self.path / BLOCKS_DIR
+        if blocks_dir.is_dir():
+            for p in blocks_dir.iterdir():
+                if _OWN_BLOCK.match(p.name):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+    def todo(self) -> list[tuple]:
+        return [b for b in self.blocks if b not in self.finished]
+
+    def write_block(self, label: str, k: int, block: xr.Dataset, point: int | None = None):
+        write_block(self.path, label, k, block, point)
+
+    def finish(self, summary=None):
+        """Mark the store complete (if every block is finished and marked) and release the lock."""
+        try:
+            done, missing = block_status(self.path)
+            if missing:
+                raise IncompleteStoreError(f"cannot mark {str(self.path)!r} complete: missing blocks "
+                                           f"[{describe_blocks(missing)}]")
+            if (self.path / COMPLETE_FILE).exists():
+                return  # a resumed complete store: nothing was written, nothing to mark
+            _write_json_atomic(self.path / COMPLETE_FILE, {
+                "blocks": [block_name(lb, k, p) for p, lb, k, _ in done], "summary": summary, "finished": _stamp()})
+        finally:
+            self.close()
+
+    def close(self):
+        self.lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

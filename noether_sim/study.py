@@ -21,7 +21,8 @@ from .store import expected_blocks
 
 
 class StudyInterrupted(Exception):
-    """Ctrl-C during a study; ``kept`` lists the (method, k, h) blocks saved before it."""
+    """Ctrl-C during a study; ``kept`` lists the blocks saved before it, ``missing`` the others
+    ((label, k, h) from ``run_study`` here; (point, label, k, h) from ``execute.run_study``)."""
 
     def __init__(self, kept, missing):
         super().__init__(f"interrupted: kept {len(kept)} finished blocks, {len(missing)} not run")
@@ -76,7 +77,7 @@ def run_study(cfg: dict, writer=None, *, progress: bool = False, log=None) -> xr
     Returns the assembled Dataset. Ctrl-C raises ``StudyInterrupted`` after the finished blocks are saved.
     """
     model, data, init = build_model(cfg), build_data(cfg), build_init(cfg)
-    todo = expected_blocks(cfg)
+    todo = [(label, k, h) for _, label, k, h in expected_blocks(cfg)]
     costs = {(lb, k): c for lb in cfg["methods"] for k, c in enumerate(block_cost(cfg, lb))}
     blocks, kept = {}, []
     bar = None
