@@ -67,10 +67,12 @@ class Gaussian(_Drawn):
         """Scale standard normals Z (n, n_params), laid out like the parameters, in place."""
         scales = _layer_scales(self.scale, model.n_layers)
         non_negative("bias_scale", self.bias_scale)
-        for i, (W, b) in enumerate(model.unflatten(Z), start=1):
-            W *= scales[i - 1] / np.sqrt(model.weight_shape(i)[1])
+        column = np.empty(model.n_params)  # each parameter's standard deviation, in the flat layout
+        for i, (W, b) in enumerate(model.unflatten(column), start=1):
+            W[...] = scales[i - 1] / np.sqrt(model.weight_shape(i)[1])
             if b is not None:
-                b *= self.bias_scale
+                b[...] = self.bias_scale
+        Z *= column  # one contiguous pass over the rows
         return Z
 
 
