@@ -43,8 +43,10 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_SOLVE_FAILED, STATUS_STEP_UNDERFLOW
+from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records, SeedState
+from .bundles import is_momentum
 from .explicit import combine, within_bound
-from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages, system_field
+from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .models import (charge_scales, charges, isometric_charges, isometric_scales, loss_grad, n_isometric,
@@ -53,33 +55,6 @@ from .splitting import splitting_step
 from .step_control import MIN_RELATIVE_STEP, error_norm, initial_step, step_factor
 
 SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT, SCHEME_SPLITTING, SCHEME_ALGORITHM = 0, 1, 2, 3, 4
-
-# ---- the named bundles the driver takes (numba types each as a tuple with named fields) ----
-
-ModelData = namedtuple("ModelData", ["ints", "floats", "data_a", "data_b"])
-"""The model descriptor and constants (models.py, layout.py) and its data (moments, or the points)."""
-
-Method = namedtuple("Method", ["A", "b", "b_err", "ops", "weights"])
-"""A tableau (A, b; b_err the embedded weights, = b without a pair) or a splitting (op codes, weights)."""
-
-Settings = namedtuple("Settings", [
-    "dyn", "n_params", "track_law", "track_gd_law", "nesterov", "fsal", "error_order", "max_steps",
-    "max_solve_iters", "max_halvings", "h", "rtol", "atol", "weight_decay", "tau", "eta", "beta",
-    "divergence_bound", "solve_tol"])
-"""Scalars: the dynamics (DYN_*), what to track, step control and implicit-solve limits, constants."""
-
-SeedState = namedtuple("SeedState", [
-    "y", "t", "h_next", "predicted", "status", "t_diverged", "n_grad", "n_accepted", "n_rejected",
-    "n_solve_iters", "max_solve_iters", "solve_residual", "n_retried"])
-"""Per seed: state row, time, next adaptive step, the GD law's q_pred, status and counters."""
-
-ChargeRefs = namedtuple("ChargeRefs", ["group_off", "group_degree", "iso_off", "q0", "j0", "i0", "watch_slot"])
-"""Charge group offsets and degrees, the initial charges (q, isometric J, law invariant I) per seed,
-and each seed's slot among the watched seeds (−1 if not watched)."""
-
-Records = namedtuple("Records", ["loss", "drift", "drift_max", "predicted", "residual", "law", "scale",
-                                 "watch", "predicted_watch"])
-"""Outputs (seed, save, group) and the watched seeds' full charge vectors (slot, save, component)."""
 
 _Work = namedtuple("_Work", ["K", "K_new", "stage", "new", "start", "work", "g", "grad", "look", "pv", "tmp",
                              "q", "qg", "jv", "iv", "qa", "qb", "qc", "scales", "jscales", "result"])
@@ -107,10 +82,16 @@ def _velocity(y, algorithm, P, h, pv):
 @njit(cache=True)
 def state_charges(kind, y, algorithm, cfg, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
     """q(θ) into qv; under momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked)."""
+    charges(kind, y[:cfg.n_params], qv, ints, floats)
+    _momentum_charges(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb)
+
+
+def _momentum_charges(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+    """Momentum dynamics: J(q, p) and the law invariant I. Gradient flow: nothing (stand-in for the overload)."""
+
+
+def _momentum_charges_impl(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
     P = cfg.n_params
-    charges(kind, y[:P], qv, ints, floats)
-    if cfg.dyn != DYN_MOMENTUM:
-        return
     _velocity(y, algorithm, P, cfg.h, pv)
     isometric_charges(kind, y[:P], pv, jv, ints, floats)
     if cfg.track_law and not algorithm:
@@ -126,6 +107,13 @@ def state_charges(kind, y, algorithm, cfg, nq, ints, floats, qv, jv, iv, pv, tmp
     else:
         for k in range(nq):
             iv[k] = np.nan
+
+
+@overload(_momentum_charges, prefer_literal=True, jit_options={"cache": True})
+def _ol_momentum_charges(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+    if is_momentum(cfg):
+        return _momentum_charges_impl
+    return lambda cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb: None
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -182,24 +170,7 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
         rec.residual[s, js, grp] = np.sqrt(res2) if cfg.track_gd_law else np.nan
         rec.law[s, js, grp] = np.sqrt(law2) if law_tracked else np.nan
         rec.scale[s, js, grp] = w.scales[grp]
-    iso_off = refs.iso_off
-    if momentum:
-        isometric_scales(kind, y[:P], w.pv, w.jscales, ints, floats)
-    decay = np.exp(-t / cfg.tau)
-    for grp in range(iso_off.shape[0] - 1):  # isometric charges: values under momentum dynamics only
-        d2 = 0.0
-        dmax = 0.0
-        for k in range(iso_off[grp], iso_off[grp + 1]):
-            d = w.jv[k] - decay * refs.j0[s, k]
-            d2 += d * d
-            dmax = max(dmax, abs(d))
-        col = n_groups + grp
-        rec.drift[s, js, col] = np.sqrt(d2) if momentum else np.nan
-        rec.drift_max[s, js, col] = dmax if momentum else np.nan
-        rec.predicted[s, js, col] = np.nan
-        rec.residual[s, js, col] = np.nan
-        rec.law[s, js, col] = np.nan
-        rec.scale[s, js, col] = w.jscales[grp] if momentum else np.nan
+    _record_isometric(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats)
     slot = refs.watch_slot[s]
     if slot >= 0:
         for k in range(nq):
@@ -209,6 +180,37 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
         for k in range(nj):
             rec.watch[slot, js, nq + k] = w.jv[k] if momentum else np.nan
             rec.predicted_watch[slot, js, nq + k] = np.nan
+
+
+def _record_isometric(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats):
+    """Momentum dynamics: drift of the isometric charges J from e^{−t/τ}J(0). Gradient flow: nothing."""
+
+
+def _record_isometric_impl(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats):
+    isometric_scales(kind, y[:cfg.n_params], w.pv, w.jscales, ints, floats)
+    decay = np.exp(-t / cfg.tau)
+    iso_off = refs.iso_off
+    for grp in range(iso_off.shape[0] - 1):
+        d2 = 0.0
+        dmax = 0.0
+        for k in range(iso_off[grp], iso_off[grp + 1]):
+            d = w.jv[k] - decay * refs.j0[s, k]
+            d2 += d * d
+            dmax = max(dmax, abs(d))
+        col = n_groups + grp
+        rec.drift[s, js, col] = np.sqrt(d2)
+        rec.drift_max[s, js, col] = dmax
+        rec.predicted[s, js, col] = np.nan
+        rec.residual[s, js, col] = np.nan
+        rec.law[s, js, col] = np.nan
+        rec.scale[s, js, col] = w.jscales[grp]
+
+
+@overload(_record_isometric, prefer_literal=True, jit_options={"cache": True})
+def _ol_record_isometric(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats):
+    if is_momentum(cfg):
+        return _record_isometric_impl
+    return lambda cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats: None
 
 
 @njit(cache=True)
@@ -236,8 +238,7 @@ def _mark_unrecorded(s, first, last, refs, rec):
 def _attempt_explicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
                       model, method, cfg, st, w, pred, refs):
     first_stage = 1 if cached else 0
-    rk_stages(kind, y, h, A, K, stage, first_stage, cfg.dyn, cfg.n_params, refs.q0.shape[1], cfg.tau,
-              cfg.weight_decay, cfg.track_law, ints, floats, data_a, data_b, work)
+    rk_stages(kind, y, h, A, K, stage, first_stage, cfg, refs.q0.shape[1], ints, floats, data_a, data_b, work)
     combine(y, h, b, K, new)
     return 0.0, cfg.fsal, K.shape[0] - first_stage
 
@@ -245,8 +246,7 @@ def _attempt_explicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
 def _attempt_adaptive(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
                       model, method, cfg, st, w, pred, refs):
     first_stage = 1 if cached else 0
-    rk_stages(kind, y, h, A, K, stage, first_stage, cfg.dyn, cfg.n_params, refs.q0.shape[1], cfg.tau,
-              cfg.weight_decay, cfg.track_law, ints, floats, data_a, data_b, work)
+    rk_stages(kind, y, h, A, K, stage, first_stage, cfg, refs.q0.shape[1], ints, floats, data_a, data_b, work)
     combine(y, h, b, K, new)
     return error_norm(y, new, h, b, method.b_err, K, cfg.rtol, cfg.atol), cfg.fsal, K.shape[0] - first_stage
 
@@ -263,10 +263,8 @@ def _attempt_implicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
             w.start[j] = y[j]
         solved = True
         for _sub in range(n_sub):
-            ok = implicit_step(kind, w.start, h / n_sub, method.A, method.b, w.K, w.K_new, w.stage, w.new,
-                               cfg.solve_tol, cfg.max_solve_iters, cfg.dyn, cfg.n_params, nq, cfg.tau,
-                               cfg.weight_decay, cfg.track_law, model.ints, model.floats, model.data_a,
-                               model.data_b, w.work, w.result)
+            ok = implicit_step(kind, w.start, h / n_sub, A, b, K, w.K_new, stage, new, cfg.solve_tol,
+                               cfg.max_solve_iters, cfg, nq, ints, floats, data_a, data_b, work, w.result)
             evals += int(w.result[2])
             st.n_solve_iters[s] += int(w.result[0])
             if not ok:
@@ -335,9 +333,8 @@ def _ol_first_step(scheme, kind, y, model, cfg, w, t_span, nq):
     if isinstance(scheme, types.IntegerLiteral) and scheme.literal_value != SCHEME_ADAPTIVE:
         return lambda scheme, kind, y, model, cfg, w, t_span, nq: 0.0
     return lambda scheme, kind, y, model, cfg, w, t_span, nq: initial_step(
-        kind, y, w.K[0], cfg.error_order, cfg.rtol, cfg.atol, t_span, cfg.dyn, cfg.n_params, nq, cfg.tau,
-        cfg.weight_decay, cfg.track_law, model.ints, model.floats, model.data_a, model.data_b, w.work, w.stage,
-        w.new)
+        kind, y, w.K[0], cfg.error_order, cfg.rtol, cfg.atol, t_span, cfg, nq, model.ints, model.floats,
+        model.data_a, model.data_b, w.work, w.stage, w.new)
 
 
 @njit(cache=True)

@@ -20,8 +20,10 @@ of the augmented state, so Gauss–Legendre methods keep it to the solve toleran
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from . import FASTMATH
+from .bundles import is_momentum
 from .explicit import combine
 from .models import charges, loss_grad
 
@@ -51,36 +53,31 @@ def momentum_field(kind, y, out, P, nq, tau, lam, track, ints, floats, data_a, d
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def system_field(kind, y, out, dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work):
-    """out = f(y) for the system ``dyn``. Two small bodies, each with one call site of the gradient
-    kernel, rather than one body that slices for both: the gradient-flow body, run by the reference
-    problem, then compiles to the same code as a plain gradient call (bench/README.md, A/B)."""
-    if dyn == DYN_MOMENTUM:
-        return momentum_field(kind, y, out, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
-    return gradient_flow_field(kind, y, out, lam, ints, floats, data_a, data_b, work)
+def field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, work):
+    """out = f(y) for the run's dynamics; returns L at the position (stand-in: the overload replaces it)."""
+
+
+@overload(field, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
+def _ol_field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, work):
+    # selected by the settings' type: a gradient-flow run never compiles the momentum field, and each
+    # field is a small body with one call site of the gradient kernel
+    if is_momentum(cfg):
+        return lambda cfg, kind, y, out, nq, ints, floats, data_a, data_b, work: momentum_field(
+            kind, y, out, cfg.n_params, nq, cfg.tau, cfg.weight_decay, cfg.track_law, ints, floats, data_a,
+            data_b, work)
+    return lambda cfg, kind, y, out, nq, ints, floats, data_a, data_b, work: gradient_flow_field(
+        kind, y, out, cfg.weight_decay, ints, floats, data_a, data_b, work)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def rk_stages(kind, y, h, A, K, stage, first_stage, dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b,
-              work):
+def rk_stages(kind, y, h, A, K, stage, first_stage, cfg, nq, ints, floats, data_a, data_b, work):
     """Fill K[i] = f(y + h Σ_j A[i, j] K[j]) for i ≥ first_stage (K[0] may be reused: FSAL)."""
-    # one stage loop per system (rather than a branch per stage): the gradient-flow loop, the
-    # reference problem's, then compiles as if momentum did not exist
-    if dyn == DYN_MOMENTUM:
-        for i in range(first_stage, K.shape[0]):
-            x = y
-            if i > 0:
-                combine(y, h, A[i], K, stage)  # explicit: A[i, m] = 0 for m >= i, skipped
-                x = stage
-            momentum_field(kind, x, K[i], P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
-        return
     for i in range(first_stage, K.shape[0]):
         x = y
         if i > 0:
-            combine(y, h, A[i], K, stage)
+            combine(y, h, A[i], K, stage)  # explicit: A[i, m] = 0 for m >= i, skipped
             x = stage
-        gradient_flow_field(kind, x, K[i], lam, ints, floats, data_a, data_b, work)
+        field(cfg, kind, x, K[i], nq, ints, floats, data_a, data_b, work)
 
 
 @njit(cache=True, fastmath=FASTMATH)

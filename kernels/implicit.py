@@ -19,19 +19,19 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
-from .fields import system_field
+from .fields import field
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def implicit_step(kind, y, h, A, b, K, K_new, stage, new, tol, max_iter, dyn, P, nq, tau, lam, track,
-                  ints, floats, data_a, data_b, work, result):
+def implicit_step(kind, y, h, A, b, K, K_new, stage, new, tol, max_iter, cfg, nq, ints, floats, data_a, data_b,
+                  work, result):
     """Try one step y → new. result[0] = sweeps, result[1] = final δ, result[2] = f evaluations.
 
     Returns True if the stage equations converged (then ``new`` holds the step), else False.
     """
     n = y.shape[0]
     s = b.shape[0]
-    system_field(kind, y, K[0], dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
+    field(cfg, kind, y, K[0], nq, ints, floats, data_a, data_b, work)
     for i in range(1, s):
         for j in range(n):
             K[i, j] = K[0, j]
@@ -52,7 +52,7 @@ def implicit_step(kind, y, h, A, b, K, K_new, stage, new, tol, max_iter, dyn, P,
                 a = h * A[i, m]
                 for j in range(n):
                     stage[j] += a * K[m, j]
-            system_field(kind, stage, K_new[i], dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
+            field(cfg, kind, stage, K_new[i], nq, ints, floats, data_a, data_b, work)
         evals += s
         delta = 0.0
         for i in range(s):

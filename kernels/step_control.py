@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
-from .fields import system_field
+from .fields import field
 
 SAFETY = 0.9  # aim a little below the tolerance, so the next step is likely accepted
 MAX_FACTOR = 5.0  # largest growth of the step after an accepted step
@@ -43,8 +43,7 @@ def error_norm(theta, new, h, b, b_err, K, rtol, atol):
 
 
 @njit(cache=True)
-def initial_step(kind, theta, f0, order, rtol, atol, t_span, dyn, P, nq, tau, lam, track, ints, floats, data_a,
-                 data_b, work, trial, f1):
+def initial_step(kind, theta, f0, order, rtol, atol, t_span, cfg, nq, ints, floats, data_a, data_b, work, trial, f1):
     """Hairer–Nørsett–Wanner's starting step (Solving ODEs I, II.4), per seed; also fills f0 = f(θ)."""
     n = theta.shape[0]
     d0 = 0.0
@@ -53,7 +52,7 @@ def initial_step(kind, theta, f0, order, rtol, atol, t_span, dyn, P, nq, tau, la
     for r in range(2):  # r = 0: f0 = f(θ); r = 1: f1 = f(θ + h0 f0) (one call site, see rk_stages)
         x = theta if r == 0 else trial
         out = f0 if r == 0 else f1
-        system_field(kind, x, out, dyn, P, nq, tau, lam, track, ints, floats, data_a, data_b, work)
+        field(cfg, kind, x, out, nq, ints, floats, data_a, data_b, work)
         if r == 0:
             for j in range(n):
                 sc = atol + rtol * abs(theta[j])

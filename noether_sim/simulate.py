@@ -24,8 +24,10 @@ from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, ov
                        provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
-from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ChargeRefs, Method, ModelData, Records, SeedState, Settings,
-                             ensemble_loss_grad, ensemble_state_charges, integrate, state_size)
+from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
+                              SeedState)
+from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_loss_grad, ensemble_state_charges,
+                             integrate, state_size)
 from .kernels.fields import DYN_MOMENTUM
 
 VARIABLES = {
@@ -252,7 +254,8 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     else:
         ops, weights = splitting.op_codes() if splitting is not None else (np.zeros(1, np.int64), np.zeros(1))
         method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
-    cfg = Settings(
+    settings = MomentumSettings if momentum else GradientFlowSettings  # the dynamics, as a type (bundles.py)
+    cfg = settings(
         dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd",
         nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
         error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,

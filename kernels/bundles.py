@@ -1,0 +1,41 @@
+"""The named bundles the driver takes (numba types each namedtuple field by field).
+
+The dynamics is part of the settings' *type*: ``GradientFlowSettings`` or ``MomentumSettings`` (same
+fields). Overloads that select on it (``fields.field``, the momentum parts of the recording) compile
+only the code of the run's dynamics, as the model kind and the scheme do for theirs.
+"""
+
+from collections import namedtuple
+
+from numba import types
+
+ModelData = namedtuple("ModelData", ["ints", "floats", "data_a", "data_b"])
+"""The model descriptor and constants (models.py, layout.py) and its data (moments, or the points)."""
+
+Method = namedtuple("Method", ["A", "b", "b_err", "ops", "weights"])
+"""A tableau (A, b; b_err the embedded weights, = b without a pair) or a splitting (op codes, weights)."""
+
+_SETTINGS = ["dyn", "n_params", "track_law", "track_gd_law", "nesterov", "fsal", "error_order", "max_steps",
+             "max_solve_iters", "max_halvings", "h", "rtol", "atol", "weight_decay", "tau", "eta", "beta",
+             "divergence_bound", "solve_tol"]
+GradientFlowSettings = namedtuple("GradientFlowSettings", _SETTINGS)
+MomentumSettings = namedtuple("MomentumSettings", _SETTINGS)
+"""Scalars: the dynamics (DYN_*), what to track, step control and implicit-solve limits, constants."""
+
+SeedState = namedtuple("SeedState", [
+    "y", "t", "h_next", "predicted", "status", "t_diverged", "n_grad", "n_accepted", "n_rejected",
+    "n_solve_iters", "max_solve_iters", "solve_residual", "n_retried"])
+"""Per seed: state row, time, next adaptive step, the GD law's q_pred, status and counters."""
+
+ChargeRefs = namedtuple("ChargeRefs", ["group_off", "group_degree", "iso_off", "q0", "j0", "i0", "watch_slot"])
+"""Charge group offsets and degrees, the initial charges (q, isometric J, law invariant I) per seed,
+and each seed's slot among the watched seeds (−1 if not watched)."""
+
+Records = namedtuple("Records", ["loss", "drift", "drift_max", "predicted", "residual", "law", "scale",
+                                 "watch", "predicted_watch"])
+"""Outputs (seed, save, group) and the watched seeds' full charge vectors (slot, save, component)."""
+
+
+def is_momentum(cfg_type) -> bool:
+    """While typing: do these settings (a numba type) describe momentum dynamics?"""
+    return isinstance(cfg_type, types.BaseNamedTuple) and cfg_type.instance_class is MomentumSettings
