@@ -30,24 +30,25 @@ from .models import charges, loss_grad
 DYN_GF, DYN_MOMENTUM = 0, 1
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def gradient_flow_field(kind, theta, out, lam, ints, floats, data_a, data_b, work):
+def _gradient_flow_field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, work):
     """out = −∇L(θ) − λθ; returns L(θ)."""
-    loss = loss_grad(kind, theta, out, ints, floats, data_a, data_b, work)
-    for j in range(theta.shape[0]):
-        out[j] = -out[j] - lam * theta[j]
+    loss = loss_grad(kind, y, out, ints, floats, data_a, data_b, work)
+    lam = cfg.weight_decay
+    for j in range(y.shape[0]):
+        out[j] = -out[j] - lam * y[j]
     return loss
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def momentum_field(kind, y, out, P, nq, tau, lam, track, ints, floats, data_a, data_b, work):
+def _momentum_field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, work):
     """out = f(y) for momentum flow on y = [q, p, z, w] (see the module docstring); returns L(q)."""
+    P = cfg.n_params
     loss = loss_grad(kind, y[:P], out[P:2 * P], ints, floats, data_a, data_b, work)  # ∇L into the ṗ slot
-    inv_tau = 1.0 / tau
+    inv_tau = 1.0 / cfg.tau
+    lam = cfg.weight_decay
     for j in range(P):
         out[P + j] = -(out[P + j] + lam * y[j] + y[P + j]) * inv_tau
         out[j] = y[P + j]
-    if track:
+    if cfg.track_law:
         charges(kind, y[P:2 * P], out[2 * P:2 * P + nq], ints, floats)
         charges(kind, y[:P], out[2 * P + nq:2 * P + 2 * nq], ints, floats)
     return loss
@@ -59,14 +60,9 @@ def field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, work):
 
 @overload(field, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
 def _ol_field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, work):
-    # selected by the settings' type: a gradient-flow run never compiles the momentum field, and each
-    # field is a small body with one call site of the gradient kernel
-    if is_momentum(cfg):
-        return lambda cfg, kind, y, out, nq, ints, floats, data_a, data_b, work: momentum_field(
-            kind, y, out, cfg.n_params, nq, cfg.tau, cfg.weight_decay, cfg.track_law, ints, floats, data_a,
-            data_b, work)
-    return lambda cfg, kind, y, out, nq, ints, floats, data_a, data_b, work: gradient_flow_field(
-        kind, y, out, cfg.weight_decay, ints, floats, data_a, data_b, work)
+    # selected by the settings' type: a gradient-flow run never compiles the momentum field. Each body
+    # is the overload's implementation itself (no extra call level) with one call site of the gradient.
+    return _momentum_field if is_momentum(cfg) else _gradient_flow_field
 
 
 @njit(cache=True, fastmath=FASTMATH)
