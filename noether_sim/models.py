@@ -109,8 +109,7 @@ class DeepLinear:
             n = self.widths[i]
             bias = " + b_i p_{b_i}ᵀ" if self.bias else ""
             groups.append(ChargeGroup(f"J{i}", pos, (n, n), 2,
-                                      f"isometric charge: antisymmetric part of W_{i}P_{i}ᵀ{bias} − P_{i + 1}ᵀW_{i + 1} "
-                                      f"(hidden layer {i}); exact law e^(−t/τ)J(0) under momentum flow"))
+                                      f"isometric: antisym(W_{i}P_{i}ᵀ{bias} − P_{i + 1}ᵀW_{i + 1}) (hidden layer {i})"))
             pos += n * n
         return groups
 

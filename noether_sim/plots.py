@@ -72,6 +72,8 @@ def drift_vs_time(ds: xr.Dataset) -> Figure:
     for ax, charge in zip(axes, ds.charge.values):
         for s in ds.scheme.values:
             vals, h = finest_series(ds, s, "drift", charge)
+            if not np.any(np.isfinite(vals)):
+                continue  # a charge this method's dynamics does not have (J under gradient flow)
             med, lo, hi = seed_band(vals[:, 1:])
             ax.plot(t, med, color=colors[str(s)], label=f"{s} (h = {h_text(h)})", gid=f"median:{s}")
             ax.fill_between(t, lo, hi, color=colors[str(s)], alpha=0.2, linewidth=0)
@@ -102,6 +104,8 @@ def drift_vs_step(ds: xr.Dataset) -> Figure:
             h = ds.h.sel(scheme=s).values
             done = np.isfinite(h)
             final = ds.drift.sel(scheme=s, charge=charge).isel(time=-1).transpose("step", "seed").values
+            if not np.any(np.isfinite(final)):
+                continue  # a charge this method's dynamics does not have
             med = np.array([np.nanmedian(final[k, ok_seeds(ds, s)]) for k in np.flatnonzero(done)])
             slope = fitted_slope(h[done], med)
             order = int(ds.method_order.sel(scheme=s))
@@ -144,6 +148,7 @@ def drift_histogram(ds: xr.Dataset, bins: int = 40) -> Figure:
                         f"Final charge drift over seeds at t = {float(ds.time.values[-1]):g} (finest step sizes)")
     for ax, charge in zip(axes, ds.charge.values):
         finals = {str(s): finest_series(ds, s, "drift", charge) for s in ds.scheme.values}
+        finals = {s: (v, h) for s, (v, h) in finals.items() if np.any(np.isfinite(v))}  # charges it has
         positive = np.concatenate([v[:, -1][v[:, -1] > 0] for v, _ in finals.values()])
         lo, hi = (np.log10(positive.min()), np.log10(positive.max())) if len(positive) else (-16.0, 0.0)
         edges = histogram_edges(lo, hi, bins)
