@@ -3,9 +3,9 @@ save times, a range of seeds per call.
 
 ``integrate(kind, scheme, seed_lo, seed_hi, state, save_times, first, last, model, method, settings,
 refs, records)`` advances every live seed of the range from its current time through
-``save_times[first:last]``. Its arguments are the named bundles below. Two of them are compile-time
-constants, so a run compiles only the code it uses: the model ``kind`` (models.py) and the
-``scheme``, the kind of step:
+``save_times[first:last]``. Its arguments are the named bundles of bundles.py. Three things are known
+while compiling, so a run compiles only the code it uses: the model ``kind`` (models.py), the dynamics
+(the settings' type, bundles.py) and the ``scheme``, the kind of step:
 
     SCHEME_EXPLICIT   any explicit tableau at a fixed step (gradient flow, descent, momentum flow)
     SCHEME_ADAPTIVE   an explicit embedded pair with per-seed step control (step_control.py)
@@ -43,7 +43,6 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_SOLVE_FAILED, STATUS_STEP_UNDERFLOW
-from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records, SeedState
 from .bundles import is_momentum
 from .explicit import combine, within_bound
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages

@@ -4,7 +4,6 @@ The vector fields are autonomous (fields.py), so a tableau's nodes c only matter
 (checked in the API's tests).
 """
 
-import numpy as np
 from numba import njit
 
 from . import FASTMATH

@@ -18,7 +18,6 @@ is a constant of the flow (τD̈ + Ḋ + 2λD = 2τD(p), from θ̇ᵀSθ̇ = 2D(
 of the augmented state, so Gauss–Legendre methods keep it to the solve tolerance, like D under GF.
 """
 
-import numpy as np
 from numba import njit
 from numba.extending import overload
 

@@ -7,7 +7,7 @@ condition b_i a_ij + b_j a_ji = b_i b_j) are derived from A, b, c and checked in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
