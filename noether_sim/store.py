@@ -45,6 +45,7 @@ import uuid
 import zlib
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 STUDY_FILE, COMPLETE_FILE, BLOCKS_DIR, LOCK_FILE = "study.json", "COMPLETE", "blocks", "LOCK"
@@ -203,8 +204,59 @@ def write_block(path, label: str, k: int, block: xr.Dataset, point: int | None =
     meta = {"kind": "block", "method": label, "step": k, "h": float(block.attrs["h"]), **pmeta}
     if timing is not None:
         meta["timing"] = dict(timing)
-    return write_component(path, block_name(label, k, point), block.drop_vars(list(shared.data_vars)), meta,
-                           t0=t0 if timing is not None else None)
+    return write_component(path, block_name(label, k, point), _constants_as_attrs(block.drop_vars(list(shared.data_vars))),
+                           meta, t0=t0 if timing is not None else None)
+
+
+CONSTANTS_ATTR = "noether_sim_constant_vars"
+
+
+def _constant_value(da: xr.DataArray):
+    """The one value every entry of ``da`` has (NaN counts as a value), or None."""
+    values = np.asarray(da.values)
+    if values.size == 0:
+        return float("nan") if values.dtype.kind == "f" else 0
+    first = values.flat[0]
+    if values.dtype.kind == "f" and np.isnan(first):
+        return float("nan") if np.all(np.isnan(values)) else None
+    return first.item() if np.all(values == first) else None
+
+
+def _constants_as_attrs(block: xr.Dataset) -> xr.Dataset:
+    """Variables with one value throughout (what does not apply to a block's dynamics: all NaN or all 0)
+    are stored as that value in the attributes rather than as arrays: fewer files to write and check."""
+    constants = {}
+    for name, da in block.data_vars.items():
+        value = _constant_value(da)
+        if value is not None:
+            constants[name] = {"dims": list(da.dims), "shape": list(da.shape), "dtype": da.dtype.str,
+                               "value": None if isinstance(value, float) and np.isnan(value) else value,
+                               "attrs": dict(da.attrs)}
+    if not constants:
+        return block
+    out = block.drop_vars(list(constants))
+    out.attrs = {**block.attrs, CONSTANTS_ATTR: json.dumps(constants)}
+    return out
+
+
+def _constants_restored(ds: xr.Dataset) -> xr.Dataset:
+    """Inverse of ``_constants_as_attrs``: the constant variables back, lazily (Dask) like the rest."""
+    if CONSTANTS_ATTR not in ds.attrs:
+        return ds
+    import dask.array as da
+
+    constants = json.loads(ds.attrs[CONSTANTS_ATTR])
+    attrs = {k: v for k, v in ds.attrs.items() if k != CONSTANTS_ATTR}
+    def full(c):
+        value, dtype = np.nan if c["value"] is None else c["value"], np.dtype(c["dtype"])
+        if 0 in c["shape"]:  # (Dask cannot chunk an empty array)
+            return np.full(c["shape"], value, dtype=dtype)
+        return da.full(c["shape"], value, dtype=dtype, chunks=-1)
+
+    restored = {name: xr.Variable(c["dims"], full(c), c["attrs"]) for name, c in constants.items()}
+    out = ds.assign(restored)
+    out.attrs = attrs
+    return out
 
 
 def read_marker(path, name: str) -> dict | None:
@@ -402,7 +454,8 @@ def describe_damage(damaged: dict) -> str:
 
 
 def open_component(path, name: str, lazy: bool = True) -> xr.Dataset:
-    ds = xr.open_zarr(Path(path) / BLOCKS_DIR / f"{name}.zarr", consolidated=True, chunks={} if lazy else None)
+    ds = _constants_restored(xr.open_zarr(Path(path) / BLOCKS_DIR / f"{name}.zarr", consolidated=True,
+                                          chunks={} if lazy else None))
     return ds if lazy else ds.load()
 
 
