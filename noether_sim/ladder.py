@@ -83,7 +83,7 @@ def stack_runs(runs, hs) -> xr.Dataset:
 def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     """Per seed and charge: fitted order, extrapolated drift, uncertainty, floor, verdict; see module doc.
 
-    Each charge is compared with its own exact law at the end time (``charge_law_final``): the flow's
+    Each charge is compared with its own exact law at the end time (``law_factor`` · q(0)): the flow's
     law for gradient flow and descent, e^{−t/τ}J(0) for isometric charges under momentum, and q(0) for
     the model's charges under momentum (which breaks them). Charges with no value in this run (isometric
     charges of gradient flow) get the verdict "no such charge".
@@ -95,7 +95,7 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     hs = ladder.h.values
     T = float(ladder.time.values[-1])
     q = ladder.charge_final.transpose("h", "seed", "component").values  # (m, S, nq)
-    q_law = ladder.charge_law_final.isel(h=-1).transpose("seed", "component").values
+    q_law = (ladder.charge_initial * ladder.law_factor).isel(h=-1).transpose("seed", "component").values
     ok = np.all(ladder.status.transpose("h", "seed").values == 0, axis=0)
     names = list(ladder.charge.values)
     members = [ladder.component_charge.values == name for name in names]

@@ -192,7 +192,8 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
     # Over blocks backed by Dask (``load``) the analysis is a Dask task per method, run when its result
     # is first asked for: opening a store reads no data. ``with_analysis(ds)`` computes all of it in one pass.
     S, C = ds.sizes["seed"], ds.sizes["charge"]
-    needed = [v for v in ("charge_final", "charge_law_final", "status", "scale", "roundoff_floor") if v in first]
+    needed = [v for v in ("charge_final", "charge_initial", "law_factor", "status", "scale", "roundoff_floor")
+              if v in first]
     lazy = first["loss"].chunks is not None
     parts = []
     for lb in present:

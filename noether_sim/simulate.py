@@ -42,7 +42,7 @@ VARIABLES = {
     "roundoff_floor": "ε·√(steps)·max_t scale: drift below this is round-off, not physics",
     "charge_initial": "every charge component at t = 0",
     "charge_final": "every charge component at the last save time",
-    "charge_law_final": "what each component's exact law predicts at the last save time (q_law(T))",
+    "law_factor": "q_law(T) = law_factor · q(0): each component's exact law at the last save time",
     "law_initial": "momentum flow: the law invariant I at t = 0 (per model-charge component)",
     "law_final": "momentum flow: the law invariant I at the last save time",
     "theta_initial": "parameters at t = 0",
@@ -315,8 +315,10 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta
     all_groups = groups + iso
     T = float(p.times[-1])
     degree = np.concatenate([[g.degree] * g.size for g in groups]) if groups else np.zeros(0)
-    model_law = refs.q0 if momentum else refs.q0 * np.exp(-degree * p.weight_decay * T)
-    iso_law = j0 * np.exp(-T / p.tau) if momentum else np.full((n_seeds, nj), np.nan)
+    # q_law(T) = law_factor · q(0): e^{−dλT} under gradient flow and descent, 1 for the model's charges
+    # under momentum (which breaks them: their drift is their change), e^{−T/τ} for isometric charges
+    law_factor = np.concatenate([np.ones(nq) if momentum else np.exp(-degree * p.weight_decay * T),
+                                 np.full(nj, np.exp(-T / p.tau) if momentum else np.nan)])
     scale = rec.scale
     floor = EPS * np.sqrt(np.maximum(st.n_accepted, 1))[:, None] * np.nanmax(
         np.where(np.isfinite(scale), scale, np.nan), axis=1, initial=0.0)
@@ -347,7 +349,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta
             "roundoff_floor": (("seed", "charge"), floor),
             "charge_initial": (("seed", "component"), np.concatenate([refs.q0, j0], axis=1)),
             "charge_final": (("seed", "component"), np.where(ok, np.concatenate([qf, jf], axis=1), np.nan)),
-            "charge_law_final": (("seed", "component"), np.concatenate([model_law, iso_law], axis=1)),
+            "law_factor": ("component", law_factor),
             "law_initial": (("seed", "component"), np.concatenate([refs.i0 if law_on else np.full_like(refs.q0, np.nan),
                                                                    nan_iso], axis=1)),
             "law_final": (("seed", "component"), np.where(ok & law_on, np.concatenate([i_f, nan_iso], axis=1), np.nan)),
