@@ -17,19 +17,22 @@ Method = namedtuple("Method", ["A", "b", "b_err", "ops", "weights"])
 
 _SETTINGS = ["dyn", "n_params", "track_law", "track_gd_law", "nesterov", "fsal", "error_order", "max_steps",
              "max_solve_iters", "max_halvings", "h", "rtol", "atol", "weight_decay", "tau", "eta", "beta",
-             "divergence_bound", "solve_tol"]
+             "divergence_bound", "solve_tol", "energy_slot"]
 GradientFlowSettings = namedtuple("GradientFlowSettings", _SETTINGS)
 MomentumSettings = namedtuple("MomentumSettings", _SETTINGS)
-"""Scalars: the dynamics (DYN_*), what to track, step control and implicit-solve limits, constants."""
+"""Scalars: the dynamics (DYN_*), what to track, step control and implicit-solve limits, constants;
+``energy_slot`` is the state entry holding ∫|θ̇|² (−1 when the energy is not tracked, extras.py)."""
 
 SeedState = namedtuple("SeedState", [
     "y", "t", "h_next", "predicted", "status", "t_diverged", "n_grad", "n_accepted", "n_rejected",
     "n_solve_iters", "max_solve_iters", "solve_residual", "n_retried"])
 """Per seed: state row, time, next adaptive step, the GD law's q_pred, status and counters."""
 
-ChargeRefs = namedtuple("ChargeRefs", ["group_off", "group_degree", "iso_off", "q0", "j0", "i0", "watch_slot"])
+ChargeRefs = namedtuple("ChargeRefs", ["group_off", "group_degree", "iso_off", "q0", "j0", "i0", "watch_slot",
+                                       "gens", "x0"])
 """Charge group offsets and degrees, the initial charges (q, isometric J, law invariant I) per seed,
-and each seed's slot among the watched seeds (−1 if not watched)."""
+each seed's slot among the watched seeds (−1 if not watched), the data's symmetry generators
+(m, n_0, n_0) and the initial extra quantities (data-symmetry charges, energy; extras.py) per seed."""
 
 Records = namedtuple("Records", ["loss", "drift", "drift_max", "predicted", "residual", "law", "scale",
                                  "watch", "predicted_watch"])

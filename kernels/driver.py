@@ -14,12 +14,14 @@ while compiling, so a run compiles only the code it uses: the model ``kind`` (mo
     SCHEME_ALGORITHM  heavy ball or Nesterov on y = [θ_k, θ_{k−1}] (fields.py)
 
 The vector field (fields.py) depends on ``settings.dyn``: gradient flow, or momentum flow with state
-[q, p, z, w]. Recorded at each save time, per charge group (the model's groups, then its isometric
-groups under momentum dynamics):
+[q, p, z, w]. Recorded at each save time, per charge group (the model's groups, then the extra
+quantities of extras.py when ``refs.x0`` has columns, one group each, then the isometric groups under
+momentum dynamics):
 
     drift       |q(t) − q_law(t)|_F. Model charges: q_law = e^{−dλt} q(0) (d = degree) under gradient
                 flow and descent; under momentum, which breaks them, q_law = q(0) (this is their change).
-                Isometric charges J: q_law = e^{−t/τ} J(0).
+                Isometric charges J: q_law = e^{−t/τ} J(0). Data-symmetry charges c: q_law = 0 under
+                gradient flow and descent, e^{−t/τ} c(0) under momentum; the energy: q_law = E(0).
     drift_max   max_k |q_k(t) − q_law,k(t)|
     predicted   gradient descent: |q_pred(t) − q_law(t)|_F, the discretisation drift of the exact one-step law
     residual    gradient descent: |q(t) − q_pred(t)|_F, what that law does not explain (round-off)
@@ -45,6 +47,7 @@ from numba.extending import overload
 from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_SOLVE_FAILED, STATUS_STEP_UNDERFLOW
 from .bundles import is_momentum
 from .explicit import combine, within_bound
+from .extras import extra_scales, extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
@@ -56,7 +59,7 @@ from .step_control import MIN_RELATIVE_STEP, error_norm, initial_step, step_fact
 SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT, SCHEME_SPLITTING, SCHEME_ALGORITHM = 0, 1, 2, 3, 4
 
 _Work = namedtuple("_Work", ["K", "K_new", "stage", "new", "start", "work", "g", "grad", "look", "pv", "tmp",
-                             "q", "qg", "jv", "iv", "qa", "qb", "qc", "scales", "jscales", "result"])
+                             "q", "qg", "jv", "iv", "qa", "qb", "qc", "scales", "jscales", "result", "xv", "xscales"])
 
 
 @njit(cache=True)
@@ -169,23 +172,51 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
         rec.residual[s, js, grp] = np.sqrt(res2) if cfg.track_gd_law else np.nan
         rec.law[s, js, grp] = np.sqrt(law2) if law_tracked else np.nan
         rec.scale[s, js, grp] = w.scales[grp]
-    _record_isometric(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats)
+    # columns: the model's charges, the extra quantities, then the isometric charges (momentum only), so
+    # that a gradient-flow run's columns are a prefix of a momentum run's on the same model and data
+    nx = refs.x0.shape[1]
+    if nx > 0:
+        _record_extras(cfg, momentum, s, js, y, t, n_groups, refs, rec, w, ints)
+    _record_isometric(cfg, kind, s, js, y, t, n_groups + nx, refs, rec, w, ints, floats)
     slot = refs.watch_slot[s]
     if slot >= 0:
         for k in range(nq):
             rec.watch[slot, js, k] = w.q[k]
             rec.predicted_watch[slot, js, k] = pred[k] if cfg.track_gd_law else np.nan
-        nj = rec.watch.shape[2] - nq
-        for k in range(nj):
-            rec.watch[slot, js, nq + k] = w.jv[k] if momentum else np.nan
+        for k in range(nx):
+            rec.watch[slot, js, nq + k] = w.xv[k]
             rec.predicted_watch[slot, js, nq + k] = np.nan
+        nj = refs.j0.shape[1]
+        for k in range(nj):
+            rec.watch[slot, js, nq + nx + k] = w.jv[k] if momentum else np.nan
+            rec.predicted_watch[slot, js, nq + nx + k] = np.nan
 
 
-def _record_isometric(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats):
-    """Momentum dynamics: drift of the isometric charges J from e^{−t/τ}J(0). Gradient flow: nothing."""
+@njit(cache=True)
+def _record_extras(cfg, momentum, s, js, y, t, col0, refs, rec, w, ints):
+    """Drift of the data-symmetry charges (law 0 under gradient flow and descent, e^{−t/τ}c(0) under
+    momentum) and of the energy (law E(0)) from their laws; one group each (extras.py)."""
+    extra_values(cfg, momentum, y, rec.loss[s, js], w.g, w.pv, refs.gens, ints, w.xv)
+    extra_scales(cfg, momentum, y, rec.loss[s, js], w.g, w.pv, refs.gens, ints, w.xscales)
+    m = refs.gens.shape[0]
+    decay = np.exp(-t / cfg.tau) if momentum else 0.0
+    for k in range(refs.x0.shape[1]):
+        d = w.xv[k] - refs.x0[s, k] * (decay if k < m else 1.0)
+        col = col0 + k
+        rec.drift[s, js, col] = abs(d)
+        rec.drift_max[s, js, col] = abs(d)
+        rec.predicted[s, js, col] = np.nan
+        rec.residual[s, js, col] = np.nan
+        rec.law[s, js, col] = np.nan
+        rec.scale[s, js, col] = w.xscales[k]
 
 
-def _record_isometric_impl(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats):
+def _record_isometric(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats):
+    """Momentum dynamics: drift of the isometric charges J from e^{−t/τ}J(0), into the group columns
+    from ``col0`` on. Gradient flow: nothing."""
+
+
+def _record_isometric_impl(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats):
     isometric_scales(kind, y[:cfg.n_params], w.pv, w.jscales, ints, floats)
     decay = np.exp(-t / cfg.tau)
     iso_off = refs.iso_off
@@ -196,7 +227,7 @@ def _record_isometric_impl(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints,
             d = w.jv[k] - decay * refs.j0[s, k]
             d2 += d * d
             dmax = max(dmax, abs(d))
-        col = n_groups + grp
+        col = col0 + grp
         rec.drift[s, js, col] = np.sqrt(d2)
         rec.drift_max[s, js, col] = dmax
         rec.predicted[s, js, col] = np.nan
@@ -206,10 +237,10 @@ def _record_isometric_impl(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints,
 
 
 @overload(_record_isometric, prefer_literal=True, jit_options={"cache": True})
-def _ol_record_isometric(cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats):
+def _ol_record_isometric(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats):
     if is_momentum(cfg):
         return _record_isometric_impl
-    return lambda cfg, kind, s, js, y, t, n_groups, refs, rec, w, ints, floats: None
+    return lambda cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats: None
 
 
 @njit(cache=True)
@@ -353,7 +384,8 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
               np.empty(n_state), np.empty(work_size(kind, model.ints, model.data_a)), np.empty(P), np.empty(P),
               np.empty(P), np.empty(P), np.empty(P), np.empty(nq), np.empty(nq), np.empty(max(nj, 1)),
               np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq), np.empty(n_groups),
-              np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3))
+              np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3), np.empty(max(refs.x0.shape[1], 1)),
+              np.empty(max(refs.x0.shape[1], 1)))
     y = st.y[s].copy()
     K, stage, new, work, g, qg = w.K, w.stage, w.new, w.work, w.g, w.qg
     group_off, group_degree = refs.group_off, refs.group_degree
@@ -458,6 +490,25 @@ def _ensemble_state_charges(kind, args):  # inlined into each per-kind entry (sa
         state_charges(kind, y[s], algorithm, cfg, nq, ints, floats, q[s], J[s], I[s], np.empty(P), np.empty(P),
                       np.empty(nq), np.empty(nq))
     return q, J, I
+
+
+@njit(cache=True, inline="always")
+def _ensemble_extras(kind, args):  # inlined into each per-kind entry (saves a compile level)
+    """The extra quantities (data-symmetry charges, energy; extras.py) of every seed's state."""
+    (y, algorithm, cfg, gens, nx, ints, floats, data_a, data_b) = args
+    n = y.shape[0]
+    P = cfg.n_params
+    momentum = cfg.dyn == DYN_MOMENTUM
+    out = np.empty((n, nx))
+    work = np.empty(work_size(kind, ints, data_a))
+    g = np.empty(P)
+    pv = np.empty(P)
+    for s in range(n):
+        loss = loss_grad(kind, y[s, :P], g, ints, floats, data_a, data_b, work)
+        if momentum:
+            _velocity(y[s], algorithm, P, cfg.h, pv)
+        extra_values(cfg, momentum, y[s], loss, g, pv, gens, ints, out[s])
+    return out
 
 
 @njit(cache=True, inline="always")
@@ -610,6 +661,34 @@ _ENSEMBLE_STATE_CHARGES = {
 def ensemble_state_charges(kind, *args):
     """(q, J, I) per seed, compiled for model ``kind``: ``(y, algorithm, settings, nq, ints, floats)``."""
     return _ENSEMBLE_STATE_CHARGES[kind](*args)
+
+
+@njit(cache=True)
+def _ensemble_extras_deep_linear(*args):
+    return _ensemble_extras(MODEL_DEEP_LINEAR, args)
+
+
+@njit(cache=True)
+def _ensemble_extras_deep_linear_input_side(*args):
+    return _ensemble_extras(MODEL_DEEP_LINEAR_INPUT_SIDE, args)
+
+
+@njit(cache=True)
+def _ensemble_extras_mlp(*args):
+    return _ensemble_extras(MODEL_MLP, args)
+
+
+_ENSEMBLE_EXTRAS = {
+    MODEL_DEEP_LINEAR: _ensemble_extras_deep_linear,
+    MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_extras_deep_linear_input_side,
+    MODEL_MLP: _ensemble_extras_mlp,
+}
+
+
+def ensemble_extras(kind, *args):
+    """Extra quantities per seed, compiled for model ``kind``:
+    ``(y, algorithm, settings, gens, nx, ints, floats, data_a, data_b)``."""
+    return _ENSEMBLE_EXTRAS[kind](*args)
 
 
 @njit(cache=True)

@@ -3,10 +3,10 @@ momentum algorithms (heavy ball, Nesterov).
 
 State rows (float64):
 
-    gradient flow / descent (DYN_GF)  y = θ                      f(y) = −∇L(θ) − λθ
+    gradient flow / descent (DYN_GF)  y = θ  or [θ, e]           f(y) = −∇L(θ) − λθ,  ė = |θ̇|²
     momentum flow (DYN_MOMENTUM)      y = [q, p] or [q, p, z, w] q̇ = p
-                                                                 ṗ = −(∇L(q) + λq + p)/τ
-                                                                 ż = D(p),  ẇ = D(q)
+                                      (then e, if tracked)       ṗ = −(∇L(q) + λq + p)/τ
+                                                                 ż = D(p),  ẇ = D(q),  ė = |p|²
     heavy ball / Nesterov             y = [θ_k, θ_{k−1}]         velocity (θ_k − θ_{k−1})/h
 
 z and w (length nq, present only when the balance law is tracked) are the integrals ∫D(p)dt and
@@ -16,6 +16,9 @@ z and w (length nq, present only when the balance law is tracked) are the integr
 
 is a constant of the flow (τD̈ + Ḋ + 2λD = 2τD(p), from θ̇ᵀSθ̇ = 2D(θ̇)). I is a quadratic function
 of the augmented state, so Gauss–Legendre methods keep it to the solve tolerance, like D under GF.
+
+e (the last entry, at ``cfg.energy_slot``, present only when the energy is tracked) is the dissipated
+∫|θ̇|² of the energy identity (extras.py), integrated by the run's own method.
 """
 
 from numba import njit
@@ -33,8 +36,14 @@ def _gradient_flow_field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, wo
     """out = −∇L(θ) − λθ; returns L(θ)."""
     loss = loss_grad(kind, y, out, ints, floats, data_a, data_b, work)
     lam = cfg.weight_decay
-    for j in range(y.shape[0]):
+    P = cfg.n_params
+    for j in range(P):
         out[j] = -out[j] - lam * y[j]
+    if cfg.energy_slot >= 0:
+        rate = 0.0
+        for j in range(P):
+            rate += out[j] * out[j]
+        out[cfg.energy_slot] = rate
     return loss
 
 
@@ -50,6 +59,11 @@ def _momentum_field(cfg, kind, y, out, nq, ints, floats, data_a, data_b, work):
     if cfg.track_law:
         charges(kind, y[P:2 * P], out[2 * P:2 * P + nq], ints, floats)
         charges(kind, y[:P], out[2 * P + nq:2 * P + 2 * nq], ints, floats)
+    if cfg.energy_slot >= 0:
+        rate = 0.0
+        for j in range(P):
+            rate += y[P + j] * y[P + j]
+        out[cfg.energy_slot] = rate
     return loss
 
 

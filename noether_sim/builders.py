@@ -21,6 +21,17 @@ def build_model(cfg):
 
 
 def build_data(cfg):
+    base = _build_base_data(cfg)
+    aug = cfg["data"].get("augment")
+    if not aug:
+        return base
+    shifts = aug.get("shifts")
+    return data_mod.augment(base, aug["group"], shifts=None if shifts == "quadrature" else shifts,
+                            n_shifts=aug.get("n_shifts"), planes=aug.get("planes"), n_angles=aug.get("n_angles"),
+                            degree=aug["degree"])
+
+
+def _build_base_data(cfg):
     d, widths = cfg["data"], cfg["model"]["widths"]
     if d["kind"].startswith("teacher_"):
         from . import mlp

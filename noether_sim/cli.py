@@ -97,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     disc.add_argument("--figure", metavar="PATH.png", help="also draw the singular values with the gap that sets the count")
     disc.add_argument("--verbose", "-v", action="store_true", help="print the details under the table")
 
+    repro = sub.add_parser("reproduce", help="run the paper's four claims and write figures and report.md",
+                           description="Reproduce the four claims of Gluch & Urbanke (arXiv 2104.05508): (a) bounded "
+                                       "weights from the activation's symmetry, (b) balance of linear layers, (c) "
+                                       "data augmentation restrictions, (d) energy identity and the NTK. Each is a "
+                                       "study under examples/paper/; writes one store per claim, DIR/figures/ and "
+                                       "DIR/report.md.", epilog=EPILOG)
+    repro.add_argument("claims", nargs="*", metavar="CLAIM", help="a, b, c or d (default: all four)")
+    repro.add_argument("--out", metavar="DIR", default="paper", help="output folder (default: paper)")
+    repro.add_argument("--full", action="store_true",
+                       help="paper-scale ensembles (1024 seeds per block; the default is sized for a few minutes)")
+    repro.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
     sub.add_parser("list", help="list the models, data, initialisations, dynamics, methods and charges",
                    description="List everything a study configuration can name, one line each.", epilog=EPILOG)
     return p
@@ -110,10 +122,25 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return {"run": cmd_run, "report": cmd_report, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
-                "verify": cmd_verify, "discover": cmd_discover}[args.command](args)
+                "verify": cmd_verify, "discover": cmd_discover, "reproduce": cmd_reproduce}[args.command](args)
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+
+
+def cmd_reproduce(args) -> int:
+    from ._validate import ConfigError
+    from .paper import reproduce
+
+    quiet = args.quiet or not sys.stderr.isatty()
+    try:
+        report = reproduce(args.claims, args.out, full=args.full, progress=not quiet,
+                           log=lambda msg: print(msg, flush=True))
+    except ConfigError as err:
+        _err(str(err))
+        return EXIT_USAGE
+    print(f"report: {report}")
+    return EXIT_OK
 
 
 def cmd_run(args) -> int:

@@ -157,6 +157,15 @@ DATA = {
     "singular_values": (False, lambda k, v: _list(k, v, lambda kk, x: _real(kk, x, low=0), 1)),
     "label_noise": (False, lambda k, v: _real(k, v, low=0, high=1)),
     "seed": (False, lambda k, v: _int(k, v, 0)),
+    "augment": (False, None),  # a table, checked by _check_augment
+}
+AUGMENT = {
+    "group": (True, None),
+    "shifts": (False, None),
+    "n_shifts": (False, lambda k, v: _int(k, v, 1)),
+    "planes": (False, lambda k, v: _list(k, v, lambda kk, x: _list(kk, x, lambda k3, i: _int(k3, i, 0), 2), 1)),
+    "n_angles": (False, lambda k, v: _int(k, v, 1)),
+    "degree": (False, lambda k, v: _int(k, v, 1)),
 }
 INIT = {
     "kind": (False, lambda k, v: _str(k, v, list(INIT_KINDS))),
@@ -178,7 +187,7 @@ METHOD = {
     "step_sizes": (True, lambda k, v: _list(k, v, lambda kk, x: _real(kk, x, low=0, low_open=True), MIN_LADDER)),
     # the options of simulate() that a ladder can use; which dynamics/method takes which is checked
     # by noether_sim.dynamics, as for the Python API
-    "tau": (False, None), "velocity": (False, None), "track_law": (False, None),
+    "tau": (False, None), "velocity": (False, None), "track_law": (False, None), "track_energy": (False, None),
     "solve_tol": (False, None), "max_solve_iters": (False, None), "max_halvings": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
@@ -196,6 +205,7 @@ def all_keys(config: dict | None = None) -> list[str]:
     keys = [k for k in TOP]
     for sec, schema in SECTIONS.items():
         keys += [f"{sec}.{k}" for k in schema]
+    keys += [f"data.augment.{k}" for k in AUGMENT]
     labels = list((config or {}).get("methods", {}) or {}) or ["<label>"]
     for label in labels:
         keys += [f"methods.{label}.{k}" for k in METHOD]
@@ -291,11 +301,15 @@ def parse_config(raw: dict) -> dict:
         _fail("data.singular_values", data["singular_values"], "is only used with data.kind = 'whitened'")
     if cfg["init"]["kind"] != "gaussian":
         cfg["init"].pop("bias_scale", None)
+    if "augment" in data:
+        data["augment"] = _check_augment(data["augment"], widths[0], raw)
 
     try:
         charge_names = [g.name for g in build_model(cfg).charge_groups]
     except ConfigError as err:
         raise ConfigError(f"model.{err}") from None
+    charge_names += augment_charge_names(data) + (["energy"] if any(
+        isinstance(m, dict) and m.get("track_energy") is True for m in (raw.get("methods") or {}).values()) else [])
     charges = cfg["record"]["charges"]
     if charges == "all":
         pass
@@ -324,6 +338,51 @@ def parse_config(raw: dict) -> dict:
         entry = _checked(table, METHOD, prefix)
         cfg["methods"][label] = _check_method(prefix, entry, times)
     return cfg
+
+
+def _check_augment(table, n_in: int, raw: dict) -> dict:
+    """[data.augment]: the training set closed under a group acting on the inputs (data.augment)."""
+    from .data import AUGMENT_GROUPS
+
+    _check_keys(table, AUGMENT, "data.augment.", raw)
+    aug = _checked(table, AUGMENT, "data.augment.")
+    group = _str("data.augment.group", aug["group"], list(AUGMENT_GROUPS))
+    only = {"cyclic_translations": ("shifts", "n_shifts"), "rotations": ("planes", "n_angles")}
+    for other, keys in only.items():
+        for key in keys:
+            if other != group and key in aug:
+                _fail(f"data.augment.{key}", aug[key], f"is only used with data.augment.group = {other!r}")
+    if group == "cyclic_translations":
+        shifts = aug.setdefault("shifts", "quadrature")
+        if isinstance(shifts, list):
+            aug["shifts"] = _list("data.augment.shifts", shifts, lambda k, x: _real(k, x), 1)
+            if "n_shifts" in aug:
+                _fail("data.augment.n_shifts", aug["n_shifts"], "is only used with shifts = 'quadrature'")
+        elif shifts == "integer":
+            if "n_shifts" in aug:
+                _fail("data.augment.n_shifts", aug["n_shifts"], "is only used with shifts = 'quadrature'")
+        elif shifts != "quadrature":
+            _fail("data.augment.shifts", shifts, "must be 'quadrature' (default: exact for the degree), 'integer' "
+                                                 "(the group Z_d of integer shifts) or a list of shifts in samples")
+    else:
+        if "planes" not in aug:
+            raise ConfigError("missing key 'data.augment.planes': it is required when data.augment.group = "
+                              "'rotations', e.g. planes = [[0, 1], [2, 3]]")
+        flat = [i for pl in aug["planes"] for i in pl]
+        if any(len(pl) != 2 for pl in aug["planes"]) or len(set(flat)) != len(flat) or max(flat) >= n_in:
+            _fail("data.augment.planes", aug["planes"], f"must be disjoint pairs [i, j] of input indices < {n_in}")
+    aug.setdefault("degree", 1)
+    return aug
+
+
+def augment_charge_names(data_cfg: dict) -> list[str]:
+    """The data-symmetry charges an augmented data set adds (data.augment's generator names)."""
+    aug = data_cfg.get("augment")
+    if not aug:
+        return []
+    if aug["group"] == "cyclic_translations":
+        return ["data_shift"]
+    return [f"data_rot{i}-{j}" for i, j in aug["planes"]]
 
 
 def _check_method(prefix: str, entry: dict, times) -> dict:

@@ -12,9 +12,18 @@ from .random import data_rng
 
 @dataclass(frozen=True, eq=False)
 class TrainingData:
+    """X (n_in × N), Y (n_out × N). An augmented set (``augment``) also carries its symmetry group's
+    generators: antisymmetric input-space matrices K (m × n_in × n_in) named ``symmetry_names``, and the
+    largest polynomial degree (of the model in its input, squared loss) for which the loss is exactly
+    invariant under W_1 → W_1 e^{sK} (``exact_degree``; −1: exact for no model)."""
+
     X: np.ndarray
     Y: np.ndarray
     description: str = "user arrays"
+    symmetry_generators: np.ndarray | None = None
+    symmetry_names: tuple = ()
+    exact_degree: int = -1
+    config: dict | None = None
 
     def __post_init__(self):
         X = finite_array("X", self.X, 2)
@@ -25,6 +34,17 @@ class TrainingData:
             fail("X", X, "must hold at least one data point (column)")
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "Y", Y)
+        K = np.zeros((0, X.shape[0], X.shape[0])) if self.symmetry_generators is None else \
+            finite_array("symmetry_generators", self.symmetry_generators, 3)
+        if K.shape[1:] != (X.shape[0], X.shape[0]):
+            fail("symmetry_generators", K, f"must have shape (m, {X.shape[0]}, {X.shape[0]}): input-space matrices")
+        if not np.allclose(K, -np.transpose(K, (0, 2, 1)), atol=1e-12):
+            fail("symmetry_generators", K, "must be antisymmetric (generators of rotations of the inputs)")
+        names = tuple(self.symmetry_names) or tuple(f"K{m}" for m in range(len(K)))
+        if len(names) != len(K) or len(set(names)) != len(names):
+            fail("symmetry_names", list(names), f"must be {len(K)} distinct names, one per generator")
+        object.__setattr__(self, "symmetry_generators", K)
+        object.__setattr__(self, "symmetry_names", names)
 
     @property
     def n_in(self) -> int:
@@ -58,7 +78,12 @@ class TrainingData:
         return f"TrainingData({self.description}, n_in={self.n_in}, n_out={self.n_out}, N={self.n_points})"
 
     def to_config(self) -> dict:
-        return {"kind": "arrays", "description": self.description}
+        return dict(self.config) if self.config else {"kind": "arrays", "description": self.description}
+
+    def symmetry_exact_for(self, model) -> bool:
+        """Is the loss of ``model`` on this set exactly invariant under every generator's rotations?"""
+        degree = getattr(model, "input_degree", None)
+        return degree is not None and degree <= self.exact_degree
 
 
 def from_arrays(X, Y) -> TrainingData:
@@ -96,3 +121,139 @@ def whitened(n_in: int, n_out: int, n_points: int, singular_values, seed: int = 
     V = np.linalg.qr(rng.standard_normal((n_in, len(s))))[0]
     Y = U @ np.diag(s) @ V.T @ X
     return TrainingData(X, Y, f"whitened, correlation singular values {list(map(float, s))} (seed={seed})")
+
+
+# ---- exact data augmentation (theory.md §2 item 5) ----
+
+AUGMENT_GROUPS = ("cyclic_translations", "rotations")
+
+
+def fourier_shift_generator(d: int) -> np.ndarray:
+    """K (d × d, antisymmetric) with e^{φK} the continuous cyclic shift by φ samples, acting as a rotation by
+    2πkφ/d in the plane of each real Fourier pair (cos, sin) of frequency 0 < k < d/2; the mean and (even d)
+    the alternating component stay fixed. For odd d, e^{jK} x = np.roll(x, j) for integer j."""
+    d = positive_int("d", d)
+    n = np.arange(d)
+    K = np.zeros((d, d))
+    for k in range(1, (d + 1) // 2):
+        c = np.cos(2 * np.pi * k * n / d) * np.sqrt(2.0 / d)
+        s = np.sin(2 * np.pi * k * n / d) * np.sqrt(2.0 / d)
+        # shifting x(n) → x(n − φ) moves cos → cos·cos(ωφ) + sin·sin(ωφ): d/dφ maps c → ω s, s → −ω c
+        omega = 2 * np.pi * k / d
+        K += omega * (np.outer(s, c) - np.outer(c, s))
+    return K
+
+
+def continuous_shift(d: int, phi: float) -> np.ndarray:
+    """The orthogonal matrix e^{φK} of ``fourier_shift_generator`` (in closed form, per Fourier plane)."""
+    n = np.arange(d)
+    R = np.full((d, d), 1.0 / d)  # the mean component is fixed
+    if d % 2 == 0:
+        alt = (-1.0) ** n
+        R += np.outer(alt, alt) / d  # the alternating component is fixed
+    for k in range(1, (d + 1) // 2):
+        # cos(ω(n − m − φ)) summed over the plane: the band-limited shift kernel of frequency k
+        R += (2.0 / d) * np.cos(2 * np.pi * k * (n[:, None] - n[None, :] - phi) / d)
+    return R
+
+
+def augment(data: TrainingData, group: str, *, shifts=None, n_shifts: int | None = None, planes=None,
+            n_angles: int | None = None, degree: int | None = 1) -> TrainingData:
+    """The training set closed under a group acting orthogonally on the inputs (labels unchanged), with the
+    group's generators as ``.symmetry_generators`` (theory.md §2 item 5).
+
+    group="cyclic_translations": the inputs are length-d signals; the continuous cyclic shifts e^{φK}
+        (``fourier_shift_generator``), one generator "shift". ``shifts``:
+          None        a quadrature: n equally spaced shifts φ_j = j·d/n with n = 2·degree·(⌈d/2⌉ − 1) + 1,
+                      so that the loss of a model whose outputs are polynomials of degree ≤ ``degree`` in
+                      the input is exactly invariant under W_1 → W_1 e^{φK} for every real φ (the loss is
+                      then a trigonometric polynomial in φ of lower degree than n). ``n_shifts`` overrides n.
+          "integer"   the d integer shifts np.roll(x, j): the finite group Z_d. For squared loss on a deep
+                      linear network this already gives the continuous symmetry exactly (the input second
+                      moment becomes circulant); for any other model it does not.
+          a list      those shifts φ (samples, continuous), e.g. a random set that is not a group.
+    group="rotations": rotations in the given disjoint coordinate ``planes`` [(i, j), …], one generator per
+        plane "rot<i>-<j>"; every combination of n equally spaced angles per plane (n = 2·degree + 1, exact
+        for polynomial models of degree ≤ ``degree``; ``n_angles`` overrides).
+
+    For a model that is not polynomial in its input (ReLU, tanh, softmax loss) no finite set is exact:
+    the invariance is then approximate, and the data-symmetry charges of a run measure by how much.
+    ``degree=None`` with an explicit ``n_shifts`` / ``n_angles`` claims no exactness.
+    """
+    if not isinstance(data, TrainingData):
+        fail("data", data, "must be a noether_sim.data.TrainingData")
+    if group not in AUGMENT_GROUPS:
+        fail("group", group, f"must be one of {', '.join(AUGMENT_GROUPS)}")
+    if degree is not None:
+        degree = positive_int("degree", degree)
+    d = data.n_in
+    config = {"kind": "augment", "base": data.to_config(), "group": group, "degree": degree}
+    if group == "cyclic_translations":
+        if planes is not None or n_angles is not None:
+            fail("planes" if planes is not None else "n_angles", planes if planes is not None else n_angles,
+                 "applies only to group='rotations'")
+        K = fourier_shift_generator(d)[None]
+        names = ("shift",)
+        if isinstance(shifts, str):
+            if shifts != "integer":
+                fail("shifts", shifts, "must be None (quadrature), 'integer' or a list of shifts")
+            if n_shifts is not None:
+                fail("n_shifts", n_shifts, "applies only to the quadrature (shifts=None)")
+            images = [np.roll(data.X, j, axis=0) for j in range(d)]
+            exact = 1
+            what = f"the {d} integer cyclic shifts (the group Z_{d})"
+        else:
+            if shifts is None:
+                if n_shifts is None and degree is None:
+                    fail("n_shifts", None, "give n_shifts when degree=None (no exact quadrature)")
+                n = positive_int("n_shifts", n_shifts) if n_shifts is not None else 2 * degree * ((d + 1) // 2 - 1) + 1
+                phis = np.arange(n) * d / n
+                exact = degree if degree is not None and n >= 2 * degree * ((d + 1) // 2 - 1) + 1 else -1
+                what = f"{n} equally spaced continuous shifts"
+            else:
+                if n_shifts is not None:
+                    fail("n_shifts", n_shifts, "applies only to the quadrature (shifts=None)")
+                phis = finite_array("shifts", np.atleast_1d(shifts), 1)
+                exact = -1  # a set that is not a quadrature of the group: exact for no model
+                what = f"the {len(phis)} shifts {np.round(phis, 3).tolist()}"
+            images = [continuous_shift(d, float(phi)) @ data.X for phi in phis]
+        config.update(shifts=shifts if shifts is None or isinstance(shifts, str) else [float(x) for x in shifts],
+                      n_shifts=n_shifts)
+    else:
+        if shifts is not None or n_shifts is not None:
+            fail("shifts" if shifts is not None else "n_shifts", shifts if shifts is not None else n_shifts,
+                 "applies only to group='cyclic_translations'")
+        if planes is None or len(planes) == 0:
+            fail("planes", planes, "give at least one coordinate plane (i, j) to rotate in")
+        used = set()
+        for pl in planes:
+            if (len(pl) != 2 or not all(isinstance(i, (int, np.integer)) for i in pl) or not all(0 <= i < d for i in pl)
+                    or pl[0] == pl[1] or used & set(pl)):
+                fail("planes", [list(p) for p in planes], f"must be disjoint pairs (i, j) of distinct input indices < {d}")
+            used |= set(pl)
+        if n_angles is None and degree is None:
+            fail("n_angles", None, "give n_angles when degree=None (no exact quadrature)")
+        n = positive_int("n_angles", n_angles) if n_angles is not None else 2 * degree + 1
+        exact = degree if degree is not None and n >= 2 * degree + 1 else -1
+        K = np.zeros((len(planes), d, d))
+        for m, (i, j) in enumerate(planes):
+            K[m, i, j], K[m, j, i] = -1.0, 1.0
+        names = tuple(f"rot{i}-{j}" for i, j in planes)
+        angles = 2 * np.pi * np.arange(n) / n
+        images = [data.X]
+        for m, (i, j) in enumerate(planes):
+            rotated = []
+            for X in images:
+                for a in angles:
+                    R = np.eye(d)
+                    R[i, i], R[i, j], R[j, i], R[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
+                    rotated.append(R @ X)
+            images = rotated
+        what = f"rotations by {n} equally spaced angles in the planes {[tuple(map(int, p)) for p in planes]}"
+        config.update(planes=[[int(i) for i in p] for p in planes], n_angles=n_angles)
+    X = np.concatenate(images, axis=1)
+    Y = np.concatenate([data.Y] * len(images), axis=1)
+    claim = (f"loss exactly invariant for models of input degree <= {exact}" if exact >= 0
+             else "not an exact quadrature of the group for any model: the invariance is approximate")
+    return TrainingData(X, Y, f"{data.description}, closed under {what} ({claim})", symmetry_generators=K,
+                        symmetry_names=names, exact_degree=exact, config=config)

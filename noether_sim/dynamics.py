@@ -33,7 +33,7 @@ DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet"}
 OPTION_DEFAULTS = {
     "tau": None, "beta": None, "learning_rate": None, "velocity": "zero", "track_law": True,
     "rtol": 1e-8, "atol": 1e-10, "max_steps": 10_000_000,
-    "solve_tol": 1e-14, "max_solve_iters": 100, "max_halvings": 6,
+    "solve_tol": 1e-14, "max_solve_iters": 100, "max_halvings": 6, "track_energy": False,
 }
 _TAKES = {
     "tau": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
@@ -48,6 +48,10 @@ _TAKES = {
     "solve_tol": ("the implicit methods (gl1, gl2, gl3)", lambda r: r.scheme == SCHEME_IMPLICIT),
     "max_solve_iters": ("the implicit methods (gl1, gl2, gl3)", lambda r: r.scheme == SCHEME_IMPLICIT),
     "max_halvings": ("the implicit methods (gl1, gl2, gl3)", lambda r: r.scheme == SCHEME_IMPLICIT),
+    # the dissipated ∫|θ̇|² is integrated as part of the state, so only by a Runge–Kutta method
+    "track_energy": ("gf, gd and momentum flow integrated by a Runge–Kutta method (not a splitting, "
+                     "heavy_ball or nesterov)",
+                     lambda r: r.scheme in (SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT)),
 }
 
 
@@ -135,8 +139,9 @@ def check_options(resolved: Resolved, given: dict) -> dict:
         out["max_halvings"] = v.positive_int("max_halvings", out["max_halvings"], minimum=0)
         if out["max_halvings"] > 20:
             v.fail("max_halvings", out["max_halvings"], "must be <= 20 (2^20 substeps per step)")
-    if "track_law" in out and not isinstance(out["track_law"], bool):
-        v.fail("track_law", out["track_law"], "must be True or False")
+    for name in ("track_law", "track_energy"):
+        if name in out and not isinstance(out[name], (bool, np.bool_)):
+            v.fail(name, out[name], "must be True or False")
     if "velocity" in out:
         check_velocity(out["velocity"])
     full = {name: out.get(name, default) for name, default in OPTION_DEFAULTS.items()

@@ -70,6 +70,11 @@ class MLP(DeepLinear):
         return self.power if self.activation == "relu_pow" else 1.0
 
     @property
+    def input_degree(self) -> int | None:
+        """1 for linear activations with squared loss; None (not polynomial) otherwise."""
+        return 1 if self.activation == "linear" and self.loss == "squared" else None
+
+    @property
     def homogeneous(self) -> bool:
         return self.activation in HOMOGENEOUS
 

@@ -48,6 +48,11 @@ class DeepLinear:
     def n_layers(self) -> int:
         return len(self.widths) - 1
 
+    @property
+    def input_degree(self) -> int | None:
+        """Degree of the outputs as polynomials in the input (None: not polynomial)."""
+        return 1
+
     def weight_shape(self, i: int) -> tuple:
         return (self.widths[i], self.widths[i - 1])
 

@@ -23,11 +23,12 @@ from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_optio
 from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, over_seed_ranges, progress_bar,
                        provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
+from .models import ChargeGroup
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
-from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_loss_grad, ensemble_state_charges,
-                             integrate, state_size)
+from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_extras, ensemble_loss_grad,
+                             ensemble_state_charges, integrate, state_size)
 from .kernels.fields import DYN_MOMENTUM
 
 VARIABLES = {
@@ -59,7 +60,8 @@ VARIABLES = {
     "max_solve_iters": "implicit methods: most sweeps any accepted (sub)step needed (0 otherwise)",
     "solve_residual": "implicit methods: largest final fixed-point residual of any (sub)step (NaN otherwise)",
     "n_retried_steps": "implicit methods: steps whose solve failed at h and were redone as 2, 4, … substeps",
-    "charge_watch": "full charge vector of the watched seeds at every save time",
+    "charge_watch": "full charge vector of the watched seeds at every save time (model charges, data-symmetry "
+                    "charges and energy, isometric charges: coordinate component_charge)",
     "predicted_watch": "gradient descent: the exact law's prediction of charge_watch",
 }
 
@@ -84,6 +86,7 @@ class Plan:
     divergence_bound: float
     description: str
     track_law: bool
+    track_energy: bool = False
     memory: dict = field(default_factory=dict)
 
 
@@ -93,6 +96,7 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
     resolved = resolve(dynamics, method)
     options = check_options(resolved, options)
+    track_energy = bool(options.get("track_energy", False))
     if not isinstance(data, TrainingData):
         v.fail("data", data, "must be a noether_sim.data.TrainingData (see data.synthetic_regression, data.from_arrays)")
     if not hasattr(model, "charge_groups"):
@@ -124,7 +128,8 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool) and seeds >= 1:
         # refuse an absurd ensemble before even listing its seed ids
         check_memory(memory_needed(model, resolved, bool(options.get("track_law")), int(seeds), len(times),
-                                   len(np.atleast_1d(watch_seeds))), memory_limit)
+                                   len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy)),
+                     memory_limit)
     ids = seed_ids(seeds)
     watch = np.atleast_1d(np.asarray(watch_seeds, dtype=np.int64))
     missing = watch[~np.isin(watch, ids)]
@@ -137,8 +142,9 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         v.fail("description", description, "must be a string")
     track_law = bool(options.get("track_law", False)) and resolved.scheme != SCHEME_ALGORITHM
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
-             divergence_bound, description, track_law)
-    p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch))
+             divergence_bound, description, track_law, track_energy)
+    p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
+                             _extra_groups(data, track_energy))
     check_memory(p.memory, memory_limit)
     return p
 
@@ -148,21 +154,36 @@ def _isometric_groups(model, resolved) -> list:
     return model.isometric_groups() if resolved.dyn == DYN_MOMENTUM else []
 
 
-def _sizes(model, resolved, track_law):
+def _extra_groups(data, track_energy) -> list:
+    """Quantities recorded beside the model's charges (kernels/extras.py): one data-symmetry charge per
+    generator of the training data's symmetry group (``data.augment``), then the energy if tracked. Their
+    components follow the model's charges (offsets start at 0 here, after the model's in the run)."""
+    groups = [ChargeGroup(f"data_{name}", m, (), 2, f"⟨θ̇_1, W_1K⟩ for the generator K of the data symmetry "
+                          f"'{name}': zero along gradient flow and descent where the loss is invariant, "
+                          "e^(-t/τ)·c(0) under momentum") for m, name in enumerate(data.symmetry_names)]
+    if track_energy:
+        groups.append(ChargeGroup("energy", len(groups), (), 0, "E = L + λ|θ|²/2 (+ τ|p|²/2 under momentum) "
+                                  "+ ∫₀ᵗ|θ̇|²ds: constant along the flow (time symmetry)"))
+    return groups
+
+
+def _sizes(model, resolved, track_law, extras=()):
     P = model.n_params
     nq = model.n_charges
     iso = _isometric_groups(model, resolved)
     nj = sum(g.size for g in iso)
-    n_groups = len(model.charge_groups) + len(iso)
-    n_state = state_size(resolved.dyn, resolved.scheme == SCHEME_ALGORITHM, P, nq, track_law)
-    return P, nq, nj, n_groups, n_state
+    nx = len(extras)
+    n_groups = len(model.charge_groups) + nx + len(iso)
+    track_energy = any(g.name == "energy" for g in extras)
+    n_state = state_size(resolved.dyn, resolved.scheme == SCHEME_ALGORITHM, P, nq, track_law) + int(track_energy)
+    return P, nq, nj, nx, n_groups, n_state
 
 
-def memory_needed(model, resolved, track_law, n_seeds, n_saves, n_watched) -> dict:
+def memory_needed(model, resolved, track_law, n_seeds, n_saves, n_watched, extras=()) -> dict:
     """Bytes a run holds at once, by part (float64 and int64 alike: 8 bytes)."""
-    P, nq, nj, n_groups, n_state = _sizes(model, resolved, track_law)
+    P, nq, nj, nx, n_groups, n_state = _sizes(model, resolved, track_law, extras)
     S, T, W = float(n_seeds), float(n_saves), float(n_watched)
-    comp = nq + nj
+    comp = nq + nj + nx
     return {
         # the state, initial and final θ and velocity, their labelled copies
         "state": 8.0 * S * (n_state + 6 * P),
@@ -179,7 +200,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              learning_rate: float | None = None, velocity=None, track_law: bool | None = None,
              rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
-             watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
+             track_energy: bool | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "") -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
@@ -205,6 +226,12 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
               or (learning_rate, beta), related by β = e^{−h/τ}, η = h²/τ
     velocity  momentum dynamics: θ̇(0) = "zero" (default), "gradient" (−∇L − λθ), a scale σ, or an array
     track_law momentum flow by a method: integrate ∫D(q), ∫D(p) to check the balance law (default True)
+    track_energy  a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|² as a charge
+              with law E(0) (time symmetry), integrating ∫|θ̇|² with the run's own method (default False)
+
+    Data with a symmetry group (``data.augment``) adds one charge per generator K, c = ⟨θ̇_1, W_1K⟩:
+    law 0 under gradient flow and descent, e^{−t/τ}c(0) under momentum. ``ds.attrs["data_symmetry_exact"]``
+    says whether the loss is exactly invariant for this model (1), only approximately (0), or −1 (none).
     rtol, atol, max_steps   adaptive methods: tolerances and step budget per seed
     solve_tol, max_solve_iters, max_halvings   implicit methods: relative fixed-point tolerance, sweeps
               per attempt, and how often a failing step is halved before the seed is flagged
@@ -214,14 +241,15 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
              description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
              track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
-             max_solve_iters=max_solve_iters, max_halvings=max_halvings)
+             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy)
     return execute(p, progress=progress)
 
 
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     """Run a validated plan (see ``plan``) and label its result."""
     model, r, opts = p.model, p.resolved, p.options
-    P, nq, nj, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law)
+    extras = _extra_groups(p.data, p.track_energy)
+    P, nq, nj, nx, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law, extras)
     algorithm = r.scheme == SCHEME_ALGORITHM
     momentum = r.dyn == DYN_MOMENTUM
     n_seeds, n_saves = len(p.ids), len(p.times)
@@ -263,10 +291,13 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         max_halvings=int(opts.get("max_halvings", 0)), h=float(h), rtol=float(opts.get("rtol", 0.0)),
         atol=float(opts.get("atol", 0.0)), weight_decay=float(p.weight_decay), tau=float(tau if momentum else 1.0),
         eta=float(eta), beta=float(beta), divergence_bound=float(p.divergence_bound),
-        solve_tol=float(opts.get("solve_tol", 0.0)))
+        solve_tol=float(opts.get("solve_tol", 0.0)), energy_slot=n_state - 1 if p.track_energy else -1)
     model_data = ModelData(ints, floats, data_a, data_b)
     q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, nq, ints, floats)
     j0 = np.ascontiguousarray(j0[:, :nj]) if momentum else np.zeros((n_seeds, nj))
+
+    gens = np.ascontiguousarray(p.data.symmetry_generators, dtype=np.float64)
+    x0 = ensemble_extras(kind, y, algorithm, cfg, gens, nx, ints, floats, data_a, data_b)
 
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     watch_slot = np.full(n_seeds, -1, np.int64)
@@ -275,12 +306,13 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         watch_slot[row_of[int(sid)]] = slot
     refs = ChargeRefs(np.array([g.offset for g in groups] + [nq], dtype=np.int64),
                       np.array([g.degree for g in groups], dtype=np.int64),
-                      np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot)
+                      np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot,
+                      gens, x0)
     st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
                    np.zeros(n_seeds, np.int64))
     rec = Records(np.empty((n_seeds, n_saves)), *(np.empty((n_seeds, n_saves, n_groups)) for _ in range(6)),
-                  np.empty((len(p.watch), n_saves, nq + nj)), np.empty((len(p.watch), n_saves, nq + nj)))
+                  np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)))
 
     # ---- run, one chunk of save times per kernel call (progress, interruptible between chunks) ----
     chunks = np.array_split(np.arange(n_saves), min(n_saves, 200))
@@ -297,28 +329,35 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         if bar is not None:
             bar.close()
     elapsed = _time.perf_counter() - started
-    return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta, elapsed)
+    return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta, elapsed)
 
 
-def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta, elapsed) -> xr.Dataset:
+def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta,
+           elapsed) -> xr.Dataset:
     model, r = p.model, p.resolved
-    P, nq, nj, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law)
+    extras = _extra_groups(p.data, p.track_energy)
+    P, nq, nj, nx, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law, extras)
     algorithm = r.scheme == SCHEME_ALGORITHM
     momentum = r.dyn == DYN_MOMENTUM
     n_seeds = len(p.ids)
     status = st.status
     ok = status[:, None] == STATUS_OK
     qf, jf, i_f = ensemble_state_charges(kind, st.y, algorithm, cfg, nq, ints, floats)
+    xf = ensemble_extras(kind, st.y, algorithm, cfg, refs.gens, nx, ints, floats, data_a, data_b)
     jf = jf[:, :nj] if momentum else np.full((n_seeds, nj), np.nan)
     j0 = refs.j0 if momentum else np.full((n_seeds, nj), np.nan)
     groups, iso = model.charge_groups, _isometric_groups(model, r)
-    all_groups = groups + iso
+    all_groups = groups + extras + iso
     T = float(p.times[-1])
     degree = np.concatenate([[g.degree] * g.size for g in groups]) if groups else np.zeros(0)
     # q_law(T) = law_factor · q(0): e^{−dλT} under gradient flow and descent, 1 for the model's charges
     # under momentum (which breaks them: their drift is their change), e^{−T/τ} for isometric charges
+    # under every dynamics; data-symmetry charges 0 under gradient flow and descent, e^{−T/τ} under
+    # momentum; the energy 1
+    decay = np.exp(-T / p.tau) if momentum else np.nan
     law_factor = np.concatenate([np.ones(nq) if momentum else np.exp(-degree * p.weight_decay * T),
-                                 np.full(nj, np.exp(-T / p.tau) if momentum else np.nan)])
+                                 [(decay if momentum else 0.0) if g.name != "energy" else 1.0 for g in extras],
+                                 np.full(nj, decay)])
     scale = rec.scale
     floor = EPS * np.sqrt(np.maximum(st.n_accepted, 1))[:, None] * np.nanmax(
         np.where(np.isfinite(scale), scale, np.nan), axis=1, initial=0.0)
@@ -328,14 +367,17 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta
         vel_final = st.y[:, P:2 * P]
     else:
         vel_final = np.full((n_seeds, P), np.nan)
-    nan_iso = np.full((n_seeds, nj), np.nan)
+    nan_iso = np.full((n_seeds, nx + nj), np.nan)
     law_on = momentum and p.track_law
     comp_group = np.concatenate([[g.name] * g.size for g in all_groups]) if all_groups else np.array([], str)
     comp_degree = np.concatenate([[g.degree] * g.size for g in all_groups]) if all_groups else np.array([], int)
     if momentum:  # momentum flow breaks the model's charges: their "drift" is their change from q(0)
-        laws = ["none: drift = q(t) − q(0)"] * len(groups) + ["e^(-t/τ)·J(0)"] * len(iso)
+        laws = ["none: drift = q(t) − q(0)"] * len(groups)
     else:
         laws = [f"e^(-{g.degree}λt)·q(0)" if p.weight_decay else "constant" for g in groups]
+    laws += [("constant: E(0)" if g.name == "energy" else "e^(-t/τ)·c(0)" if momentum else "zero: ⟨θ̇_1, W_1K⟩ = 0")
+             for g in extras]
+    laws += ["e^(-t/τ)·J(0)"] * len(iso)
     implicit = r.scheme == SCHEME_IMPLICIT
     ds = xr.Dataset(
         {
@@ -347,8 +389,8 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta
             "law_residual": (("seed", "time", "charge"), rec.law),
             "scale": (("seed", "time", "charge"), scale),
             "roundoff_floor": (("seed", "charge"), floor),
-            "charge_initial": (("seed", "component"), np.concatenate([refs.q0, j0], axis=1)),
-            "charge_final": (("seed", "component"), np.where(ok, np.concatenate([qf, jf], axis=1), np.nan)),
+            "charge_initial": (("seed", "component"), np.concatenate([refs.q0, refs.x0, j0], axis=1)),
+            "charge_final": (("seed", "component"), np.where(ok, np.concatenate([qf, xf, jf], axis=1), np.nan)),
             "law_factor": ("component", law_factor),
             "law_initial": (("seed", "component"), np.concatenate([refs.i0 if law_on else np.full_like(refs.q0, np.nan),
                                                                    nan_iso], axis=1)),
@@ -373,9 +415,10 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta
         coords={
             "seed": p.ids, "time": p.times, "charge": [g.name for g in all_groups],
             "charge_degree": ("charge", [g.degree for g in all_groups]),
-            "charge_kind": ("charge", ["model"] * len(groups) + ["isometric"] * len(iso)),
+            "charge_kind": ("charge", ["model"] * len(groups) + ["energy" if g.name == "energy" else "data"
+                                                                   for g in extras] + ["isometric"] * len(iso)),
             "charge_law": ("charge", laws),
-            "component": np.arange(nq + nj), "component_charge": ("component", comp_group),
+            "component": np.arange(nq + nx + nj), "component_charge": ("component", comp_group),
             "component_degree": ("component", comp_degree),
             "watched_seed": p.watch, "param": np.arange(P),
         },
@@ -403,6 +446,8 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, eta, beta
         status_names=json.dumps({str(k): val for k, val in STATUS_NAMES.items()}),
         n_diverged=int(np.sum(status == STATUS_DIVERGED)), n_failed=int(np.sum(status != STATUS_OK)),
         wall_seconds=elapsed, description=p.description,
+        data_symmetry=json.dumps(list(p.data.symmetry_names)),
+        data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )
     return ds
 
