@@ -189,7 +189,7 @@ def _claim_a(claim, out, full, progress, say):
         h, med = _median_final(sub, "gf-rk4", "r1")
         series.append((cfg["model"]["activation"], h, med))
     _ladder_plot(ax, series, "r = |w_in|² − |w_out|² (Frobenius over neurons)")
-    ax.set_title("(a) rescale charge under RK4 gradient flow: → 0 as h⁴ (symmetric) or not (tanh)",
+    ax.set_title("(a) rescale charge r under RK4 gradient flow:\n→ 0 with h (homogeneous activations) or not (tanh)",
                  fontsize="medium")
     figures.append(_save(fig, out, "a_rescale_charge_vs_step"))
 
@@ -265,7 +265,7 @@ def _claim_b(claim, out, full, progress, say):
     ax.set_yscale("log")
     ax.set_xlabel("time t = kη (dimensionless)")
     ax.set_ylabel("|D_1 − e^(-2λt)D_1(0)|_F, median over seeds (dimensionless)")
-    ax.set_title("(b) gradient descent, λ = 0.05, coarsest η: drift (dots) = exact law (lines) + residual",
+    ax.set_title("(b) gradient descent, λ = 0.05, coarsest η:\ndrift (dots) = exact one-step law (lines) + residual (dotted)",
                  fontsize="medium")
     ax.legend(fontsize="x-small", ncol=2)
     figures.append(_save(fig, out, "b_gd_exact_law"))
@@ -296,7 +296,7 @@ def _claim_c(claim, out, full, progress, say):
     ax.set_yscale("log")
     ax.set_xlabel("time t (dimensionless)")
     ax.set_ylabel("|⟨θ̇_1, W_1K⟩| along RK4 gradient flow, median over seeds")
-    ax.set_title("(c) restriction ⟨θ̇_1, W_1K⟩ = 0: kept only by the linear network with Z_7", fontsize="medium")
+    ax.set_title("(c) restriction ⟨θ̇_1, W_1K⟩ = 0:\nkept only by the linear network with Z_7", fontsize="medium")
     ax.axhline(1e-15, color="grey", lw=0.8, ls="--")
     ax.text(t[1], 2e-15, "float64 round-off", color="grey", fontsize="small")
     ax.legend(fontsize="small")
@@ -335,7 +335,9 @@ def _claim_c(claim, out, full, progress, say):
     ax.set_yscale("log")
     ax.set_xlabel("number n of equally spaced continuous shifts in the augmented set")
     ax.set_ylabel("median relative |⟨∇_{W_1}L, W_1K⟩| at initialisation")
-    ax.set_title("(c) quadrature of the shift group: exact (linear) vs approximate (ReLU)", fontsize="medium")
+    ax.set_xticks(scan, [str(n) for n in scan], minor=False)
+    ax.set_xticks([], minor=True)
+    ax.set_title("(c) quadrature of the shift group:\nexact (linear) vs approximate (ReLU)", fontsize="medium")
     ax.legend(fontsize="small")
     figures.append(_save(fig, out, "c_quadrature"))
     table = _verdict_table(points, ["data_shift"])
@@ -358,7 +360,7 @@ def _claim_d(claim, out, full, progress, say):
         for scheme in ("gf-rk4", "gd"):
             series.append((f"{scheme}, width {width}", *_median_final(sub, scheme, "energy")))
     _ladder_plot(ax, series, "E = L + ∫|θ̇|² from E(0)")
-    ax.set_title("(d) energy identity: conserved by RK4 (h⁴ → 0), broken by gradient descent (order 1)",
+    ax.set_title("(d) energy identity E(T) = E(0):\nRK4 drift → 0 as h⁴, gradient descent's as η",
                  fontsize="medium")
     figures.append(_save(fig, out, "d_energy_vs_step"))
 
@@ -401,7 +403,7 @@ def _claim_d(claim, out, full, progress, say):
     ax.set_yscale("log")
     ax.set_xlabel("hidden width")
     ax.set_ylabel("|Θ(T) − Θ(0)|_F / |Θ(0)|_F (RK4 gradient flow)")
-    ax.set_title("(d) empirical NTK: relative change during training by width (lazy when small)", fontsize="medium")
+    ax.set_title("(d) empirical NTK: relative change during training,\nby width (small: lazy; large: rich)", fontsize="medium")
     ax.legend(fontsize="small")
     figures.append(_save(fig, out, "d_ntk_change_vs_width"))
     table = _verdict_table(points, ["energy"])

@@ -376,6 +376,9 @@ def assemble_sweep(blocks: dict, meta: dict, missing=()) -> xr.Dataset:
         d = per_point[p] if per_point[p] is not None else _filler(template)
         # empty arrays (no watched seeds) in memory: Dask cannot pick chunks for padding a size-0 array
         d = d.drop_attrs(deep=False)
+        # labels (component_charge, …) that differ between points become padded object arrays along the
+        # sweep dimensions, which Dask cannot chunk: they are small, so they are combined in memory
+        d = d.assign_coords({c: d[c].load() for c in d.coords if d[c].dtype.kind in "OUS" and c not in d.dims})
         grid[tuple(ix)] = d.assign({v: d[v].load() for v in d.data_vars if d[v].size == 0})
     ds = xr.combine_nested(grid.tolist(), concat_dim=dims, data_vars="all", coords="different", compat="equals",
                            join="outer", fill_value=fills, combine_attrs="drop")

@@ -162,7 +162,7 @@ def test_heavy_ball_obeys_the_momentum_law_exactly_and_rk4_to_order_four(shifted
     assert np.all(hb.drift.sel(charge="data_shift").values <= 100 * EPS * hb.scale.sel(charge="data_shift").values)
     law = hb.law_factor.sel(component=hb.component_charge == "data_shift").item()
     assert law == pytest.approx(np.exp(-2.0 / 0.5))
-    ladder = run_ladder(model, shifted, step_sizes=[0.1, 0.05, 0.025, 0.0125], dynamics="momentum", method="rk4",
+    ladder = run_ladder(model, shifted, step_sizes=[0.05, 0.025, 0.0125, 0.00625], dynamics="momentum", method="rk4",
                         tau=0.5, velocity=0.5, t_end=1.0, seeds=8)
     an = analyse_ladder(ladder).sel(charge="data_shift")
     assert np.all(np.abs(an.fitted_order.values - 4) < 0.3)
@@ -178,9 +178,9 @@ def test_a_study_mixing_gradient_flow_and_momentum_aligns_the_data_charge(tmp_pa
         "data": {"kind": "synthetic_regression", "n_points": 6, "augment": {"group": "cyclic_translations",
                                                                              "shifts": "integer"}},
         "seeds": {"count": 4},
-        "methods": {"gf": {"dynamics": "gf", "method": "rk4", "step_sizes": [0.1, 0.05, 0.025]},
+        "methods": {"gf": {"dynamics": "gf", "method": "rk4", "step_sizes": [0.125, 0.0625, 0.03125]},
                     "mom": {"dynamics": "momentum", "method": "verlet", "tau": 1.0, "velocity": 0.5,
-                            "step_sizes": [0.1, 0.05, 0.025]}},
+                            "step_sizes": [0.125, 0.0625, 0.03125]}},
     }
     ds = run_study(cfg, tmp_path / "mix")
     comp = ds.component_charge.values
@@ -197,8 +197,8 @@ def test_a_study_mixing_gradient_flow_and_momentum_aligns_the_data_charge(tmp_pa
 def test_config_augment_table_is_checked():
     from noether_sim.config import parse_config
 
-    base = {"t_end": 1.0, "model": {"kind": "deep_linear", "widths": [5, 4, 2]}, "seeds": {"count": 2},
-            "methods": {"gf": {"dynamics": "gf", "method": "rk4", "step_sizes": [0.1, 0.05, 0.025]}}}
+    base = {"t_end": 1.0, "save_every": 0.125, "model": {"kind": "deep_linear", "widths": [5, 4, 2]}, "seeds": {"count": 2},
+            "methods": {"gf": {"dynamics": "gf", "method": "rk4", "step_sizes": [0.125, 0.0625, 0.03125]}}}
     for aug, key in (({"group": "cyclic_translations", "planes": [[0, 1]]}, "data.augment.planes"),
                      ({"group": "rotations"}, "data.augment.planes"),
                      ({"group": "cyclic_translations", "shifts": "some"}, "data.augment.shifts"),
