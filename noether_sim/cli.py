@@ -107,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     repro.add_argument("--out", metavar="DIR", default="paper", help="output folder (default: paper)")
     repro.add_argument("--full", action="store_true",
                        help="paper-scale ensembles (1024 seeds per block; the default is sized for a few minutes)")
+    repro.add_argument("--seeds", type=int, metavar="N", help="seeds per block in every claim (a quick look: e.g. 8)")
     repro.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list the models, data, initialisations, dynamics, methods and charges",
@@ -134,7 +135,7 @@ def cmd_reproduce(args) -> int:
 
     quiet = args.quiet or not sys.stderr.isatty()
     try:
-        report = reproduce(args.claims, args.out, full=args.full, progress=not quiet,
+        report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not quiet,
                            log=lambda msg: print(msg, flush=True))
     except ConfigError as err:
         _err(str(err))
