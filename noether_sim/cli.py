@@ -361,6 +361,15 @@ def cmd_list(args) -> int:
                                                      "attempt (100), step halvings before failing (6)",
         "rtol, atol, max_steps": "dopri5 (Python API only: not for ladders)",
         "learning_rate, beta": "heavy_ball, nesterov (Python API): instead of (h, tau)",
+        "track_energy": "gf, gd, momentum by a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) "
+                        "+ ∫|θ̇|² as the charge 'energy' (default false)",
+    })
+    section("data augmentation ([data.augment]; data.augment(…)):", {
+        "cyclic_translations": "inputs are length-d signals; continuous cyclic shifts (rotations of the real "
+                               "Fourier pairs). shifts = 'quadrature' (default: exact for models of input degree "
+                               "<= degree, n_shifts to override), 'integer' (the group Z_d) or a list of shifts",
+        "rotations": "rotations in the disjoint coordinate planes = [[i, j], …], n_angles per plane (default "
+                     "2·degree + 1)",
     })
     section("charges (record.charges):", {
         "D<i>": "deep_linear, i = 1 … L−1: layer balance W_{i+1}ᵀW_{i+1} − W_iW_iᵀ (− b_ib_iᵀ with biases) of "
@@ -373,6 +382,9 @@ def cmd_list(args) -> int:
         "S": "mlp with normalised_first_layer: scale charges |w_k|² of the normalised rows of W_1",
         "J<i>": "deep_linear under momentum dynamics: isometric charges, the antisymmetric part of "
                 "W_iP_iᵀ + b_ip_bᵀ − P_{i+1}ᵀW_{i+1}; exact law J(t) = e^{−t/τ}J(0)",
+        "data_<name>": "augmented data ([data.augment]): c = ⟨θ̇_1, W_1K⟩ per generator K (shift, rot<i>-<j>); "
+                       "law 0 under gradient flow and descent, e^{−t/τ}c(0) under momentum dynamics",
+        "energy": "track_energy = true: E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|², law E(0)",
     })
     return EXIT_OK
 

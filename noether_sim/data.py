@@ -157,6 +157,17 @@ def continuous_shift(d: int, phi: float) -> np.ndarray:
     return R
 
 
+def _check_images(name, value, n_images: int, data: TrainingData):
+    """Refuse, before building it, an augmented set larger than the memory available now."""
+    from .ensemble import available_memory
+
+    needed = 8.0 * n_images * data.n_points * (data.n_in + data.n_out) * 2  # X and Y, and one copy while joined
+    limit = available_memory()
+    if limit is not None and needed > limit:
+        fail(name, value, f"gives {n_images} images of the {data.n_points} points, about {needed / 2**30:.3g} GiB, "
+                          f"more than the memory available now ({limit / 2**30:.3g} GiB)")
+
+
 def augment(data: TrainingData, group: str, *, shifts=None, n_shifts: int | None = None, planes=None,
             n_angles: int | None = None, degree: int | None = 1) -> TrainingData:
     """The training set closed under a group acting orthogonally on the inputs (labels unchanged), with the
@@ -207,6 +218,7 @@ def augment(data: TrainingData, group: str, *, shifts=None, n_shifts: int | None
                 if n_shifts is None and degree is None:
                     fail("n_shifts", None, "give n_shifts when degree=None (no exact quadrature)")
                 n = positive_int("n_shifts", n_shifts) if n_shifts is not None else 2 * degree * ((d + 1) // 2 - 1) + 1
+                _check_images("n_shifts", n, n, data)
                 phis = np.arange(n) * d / n
                 exact = degree if degree is not None and n >= 2 * degree * ((d + 1) // 2 - 1) + 1 else -1
                 what = f"{n} equally spaced continuous shifts"
@@ -214,6 +226,7 @@ def augment(data: TrainingData, group: str, *, shifts=None, n_shifts: int | None
                 if n_shifts is not None:
                     fail("n_shifts", n_shifts, "applies only to the quadrature (shifts=None)")
                 phis = finite_array("shifts", np.atleast_1d(shifts), 1)
+                _check_images("shifts", f"{len(phis)} shifts", len(phis), data)
                 exact = -1  # a set that is not a quadrature of the group: exact for no model
                 what = f"the {len(phis)} shifts {np.round(phis, 3).tolist()}"
             images = [continuous_shift(d, float(phi)) @ data.X for phi in phis]
@@ -235,6 +248,7 @@ def augment(data: TrainingData, group: str, *, shifts=None, n_shifts: int | None
             fail("n_angles", None, "give n_angles when degree=None (no exact quadrature)")
         n = positive_int("n_angles", n_angles) if n_angles is not None else 2 * degree + 1
         exact = degree if degree is not None and n >= 2 * degree + 1 else -1
+        _check_images("n_angles", n, n ** len(planes), data)
         K = np.zeros((len(planes), d, d))
         for m, (i, j) in enumerate(planes):
             K[m, i, j], K[m, j, i] = -1.0, 1.0

@@ -94,7 +94,7 @@ def _ladder_analysis(ladder: xr.Dataset, n_charges: int) -> list:
     for name, fill, dtype in (("fitted_order", np.nan, np.float64), ("extrapolated_drift", np.nan, np.float64),
                               ("uncertainty", np.nan, np.float64), ("verdict", NO_SUCH, VERDICT_DTYPE)):
         arr = np.full((S, n_charges), fill, dtype=dtype)
-        arr[:, :c] = an[name].values  # the method's charges come first (see _assemble_point)
+        arr[:, :c] = an[name].values  # blocks are widened to the study's charges (_widen_blocks)
         out.append(arr)
     return out + [an.included.values.astype(bool)]
 
@@ -135,28 +135,67 @@ def assemble(blocks: dict, cfg: dict, provenance: dict, missing=()) -> xr.Datase
     return _assemble_point(blocks, cfg, provenance, missing, present, n_steps)
 
 
+def _component_keys(labels) -> list:
+    """(charge, index within the charge) of every component: its identity whatever the block's layout."""
+    seen = {}
+    keys = []
+    for name in labels:
+        keys.append((str(name), seen.get(name, 0)))
+        seen[name] = seen.get(name, 0) + 1
+    return keys
+
+
+CHARGE_COORDS = ("charge_degree", "charge_kind", "charge_law")
+COMPONENT_COORDS = ("component_charge", "component_degree")
+
+
+def _widen_blocks(blocks: dict) -> dict:
+    """Every block on the union of the blocks' charges and components, matched by name: a method's
+    dynamics decides which charges it has (isometric charges under momentum only, the energy where it is
+    tracked), so blocks of one study differ in charges; what a block lacks is padded with NaN."""
+    layouts = {key: (tuple(map(str, b.charge.values)), tuple(map(str, b.component_charge.values)))
+               for key, b in blocks.items()}
+    if len(set(layouts.values())) == 1:
+        return blocks
+    charges, charge_info, comp_keys, comp_info = [], {}, [], {}
+    for b in blocks.values():
+        for i, c in enumerate(map(str, b.charge.values)):
+            if c not in charge_info:
+                charges.append(c)
+                charge_info[c] = {n: b[n].values[i] for n in CHARGE_COORDS if n in b.coords}
+        for j, key in enumerate(_component_keys(b.component_charge.values)):
+            if key not in comp_info:
+                comp_info[key] = {n: b[n].values[j] for n in COMPONENT_COORDS if n in b.coords}
+    comp_keys = sorted(comp_info, key=lambda k: (charges.index(k[0]), k[1]))
+    position = {k: i for i, k in enumerate(comp_keys)}
+    union_coords = {n: ("charge", [charge_info[c][n] for c in charges]) for n in CHARGE_COORDS}
+    union_coords.update({n: ("component", [comp_info[k][n] for k in comp_keys]) for n in COMPONENT_COORDS})
+    sizes = {"charge": len(charges), "component": len(comp_keys)}
+    out = {}
+    for key, b in blocks.items():
+        b = b.drop_vars([n for n in CHARGE_COORDS + COMPONENT_COORDS if n in b.coords])
+        b = b.assign_coords(component=[position[k] for k in _component_keys(blocks[key].component_charge.values)])
+        empty = [v for v in b.data_vars if b[v].size == 0]  # (Dask cannot reindex an empty array)
+        wide = b.drop_vars(empty).reindex(charge=charges, component=np.arange(len(comp_keys)))
+        wide = wide.assign({v: (b[v].dims, np.zeros([sizes.get(d, n) for d, n in b[v].sizes.items()], b[v].dtype),
+                                b[v].attrs) for v in empty})
+        out[key] = wide.assign_coords(union_coords)
+    return out
+
+
 def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Dataset:
     if not blocks:
         raise ValueError("no finished block to assemble")
     labels = list(cfg["methods"])
-    # momentum blocks add isometric charges after the model's: the widest block's charges (and
-    # components) extend every other block's, which are padded with NaN
-    first = max(blocks.values(), key=lambda b: b.sizes.get("component", 0))
+    blocks = _widen_blocks(blocks)
+    first = next(iter(blocks.values()))
     # variables identical in every block (same seeds, same initialisation) are kept once
     shared = [v for v in SHARED_VARS if v in first]
     per_block = [v for v in first.data_vars if v not in shared]
     proto = _filler(first[per_block])
-
-    def widened(block):
-        if block.sizes.get("component", 0) == first.sizes.get("component", 0):
-            return block
-        empty = [v for v in block.data_vars if block[v].size == 0]  # (Dask cannot reindex an empty array)
-        wide = block.drop_vars(empty).reindex(charge=first.charge.values, component=first.component.values)
-        return wide.assign({v: xr.zeros_like(first[v].variable) for v in empty})
-
     rows = []
     for lb in present:
-        rung = [widened(blocks[(lb, k)][per_block]) if (lb, k) in blocks else proto for k in range(n_steps)]
+        rung = [blocks[(lb, k)][per_block] if (lb, k) in blocks else proto for k in range(n_steps)]
         rows.append(xr.concat(rung, dim="step", data_vars="all", coords="minimal", compat="override",
                               join="override", combine_attrs="override"))
     stacked = xr.concat(rows, dim="scheme", data_vars="all", coords="minimal", compat="override",

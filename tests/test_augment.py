@@ -178,17 +178,24 @@ def test_a_study_mixing_gradient_flow_and_momentum_aligns_the_data_charge(tmp_pa
         "data": {"kind": "synthetic_regression", "n_points": 6, "augment": {"group": "cyclic_translations",
                                                                              "shifts": "integer"}},
         "seeds": {"count": 4},
-        "methods": {"gf": {"dynamics": "gf", "method": "rk4", "step_sizes": [0.125, 0.0625, 0.03125]},
+        "methods": {"gf": {"dynamics": "gf", "method": "rk4", "track_energy": True,
+                           "step_sizes": [0.03125, 0.015625, 0.0078125]},
                     "mom": {"dynamics": "momentum", "method": "verlet", "tau": 1.0, "velocity": 0.5,
-                            "step_sizes": [0.125, 0.0625, 0.03125]}},
+                            "step_sizes": [0.03125, 0.015625, 0.0078125]}},
     }
     ds = run_study(cfg, tmp_path / "mix")
     comp = ds.component_charge.values
-    assert list(ds.charge.values) == ["D1", "data_shift", "J1"]
+    # the blocks differ in charges (energy under gf only, J under momentum only): matched by name
+    assert list(ds.charge.values) == ["D1", "data_shift", "energy", "J1"]
+    assert list(comp).count("J1") == 16 and list(comp).count("energy") == 1  # J1: 4 × 4
     c = ds.charge_initial.sel(component=comp == "data_shift")
     assert np.all(np.isfinite(c.values))
-    J = ds.charge_initial.sel(scheme="gf", component=comp == "J1")
-    assert np.all(np.isnan(J.values))
+    for scheme, charge in (("gf", "J1"), ("mom", "energy")):
+        assert np.all(np.isnan(ds.charge_initial.sel(scheme=scheme, component=comp == charge).values))
+        assert set(ds.verdict.sel(scheme=scheme, charge=charge).values) == {"no such charge in this dynamics"}
+    E0 = ds.charge_initial.sel(scheme="gf", component=comp == "energy").isel(step=0).values[:, 0]
+    np.testing.assert_allclose(E0, ds.loss.sel(scheme="gf").isel(step=0, time=0).values, rtol=1e-14)
+    assert set(ds.verdict.sel(scheme="gf", charge="energy").values) == {"conserved by the flow"}
     # the conformal symplectic splitting keeps c(t) = e^{−t/τ}c(0) to round-off at every step size
     drift = ds.drift.sel(scheme="mom", charge="data_shift").values
     assert np.all(drift <= 100 * EPS * ds.scale.sel(scheme="mom", charge="data_shift").values)
@@ -198,7 +205,7 @@ def test_config_augment_table_is_checked():
     from noether_sim.config import parse_config
 
     base = {"t_end": 1.0, "save_every": 0.125, "model": {"kind": "deep_linear", "widths": [5, 4, 2]}, "seeds": {"count": 2},
-            "methods": {"gf": {"dynamics": "gf", "method": "rk4", "step_sizes": [0.125, 0.0625, 0.03125]}}}
+            "methods": {"gf": {"dynamics": "gf", "method": "rk4", "step_sizes": [0.03125, 0.015625, 0.0078125]}}}
     for aug, key in (({"group": "cyclic_translations", "planes": [[0, 1]]}, "data.augment.planes"),
                      ({"group": "rotations"}, "data.augment.planes"),
                      ({"group": "cyclic_translations", "shifts": "some"}, "data.augment.shifts"),
@@ -210,3 +217,11 @@ def test_config_augment_table_is_checked():
                                          "augment": {"group": "cyclic_translations"}},
                         "record": {"charges": ["data_shift"]}})
     assert cfg["data"]["augment"] == {"group": "cyclic_translations", "shifts": "quadrature", "degree": 1}
+
+
+def test_an_absurd_augmentation_is_refused_before_it_is_built():
+    base = D.synthetic_regression(6, 2, 100, seed=0)
+    with pytest.raises(ConfigError, match="n_shifts"):
+        D.augment(base, "cyclic_translations", n_shifts=10 ** 9)
+    with pytest.raises(ConfigError, match="n_angles"):
+        D.augment(base, "rotations", planes=[(0, 1), (2, 3), (4, 5)], n_angles=5000)
