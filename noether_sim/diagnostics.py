@@ -7,7 +7,9 @@ trajectory      states θ(t) at save times, by chaining ``simulate`` from save t
                 restarts at each save time, which only changes which steps are taken)
 energy_balance  L(t) + ∫₀ᵗ |θ̇|² ds − L(0) (with weight decay, L + λ|θ|²/2 in place of L), the
                 integral integrated by the SAME explicit tableau as θ (the augmented system
-                (θ, E) with Ė = |f(θ)|²), so the balance is violated only by O(h^p) discretisation
+                (θ, E) with Ė = |f(θ)|²), so the balance is violated only by O(h^p) discretisation.
+                An independent NumPy implementation: the compiled engine records the same energy as a
+                charge with ``simulate(..., track_energy=True)``, tested against this one
 jacobian / ntk  J = ∂r/∂θ of the residual r = f(x_j) − y_j (stacked over outputs then points) and the
                 empirical NTK Θ = J Jᵀ, by an independent NumPy back-propagation
 ntk_identity    ṙ = J θ̇ (θ̇ = −∇L from the compiled kernel) against −(1/N) Θ r

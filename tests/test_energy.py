@@ -72,3 +72,16 @@ def test_energy_needs_a_runge_kutta_method(smooth, dynamics, method):
         ns.simulate(model, data, dynamics=dynamics, method=method, h=0.1, t_end=1.0, tau=1.0, track_energy=True)
     with pytest.raises(ConfigError, match="track_energy"):
         ns.simulate(model, data, method="rk4", h=0.1, t_end=1.0, track_energy="yes")
+
+
+def test_engine_energy_equals_the_independent_numpy_integration(smooth):
+    """The compiled engine's E(T) against diagnostics.energy_balance (same tableau, NumPy arithmetic)."""
+    from noether_sim import diagnostics as dg
+
+    model, data = smooth
+    lam = 0.02
+    ds = ns.simulate(model, data, method="rk38", h=0.02, n_steps=50, seeds=3, weight_decay=lam, track_energy=True)
+    ref = dg.energy_balance(model, data, ds.theta_initial.values, h=0.02, n_steps=50, method="rk38", weight_decay=lam)
+    E_ref = ref["objective"][:, -1] + ref["dissipated"][:, -1]
+    np.testing.assert_allclose(_energy(ds, "charge_final"), E_ref, rtol=1e-13)
+    np.testing.assert_allclose(_energy(ds), ref["objective"][:, 0], rtol=1e-14)
