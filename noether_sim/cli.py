@@ -133,13 +133,20 @@ def cmd_reproduce(args) -> int:
     from ._validate import ConfigError
     from .paper import reproduce
 
+    from .execute import StudyInterrupted
+    from .store import StoreLockedError
+
     quiet = args.quiet or not sys.stderr.isatty()
     try:
         report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not quiet,
                            log=lambda msg: print(msg, flush=True))
-    except ConfigError as err:
+    except (ConfigError, StoreLockedError) as err:
         _err(str(err))
         return EXIT_USAGE
+    except StudyInterrupted as stop:
+        _err(f"interrupted by Ctrl-C; {len(stop.kept)} finished blocks of the running claim are kept in its store "
+             f"under {args.out}: rerun the same command to resume (finished claims rerun from their stores)")
+        return EXIT_INTERRUPTED
     print(f"report: {report}")
     return EXIT_OK
 
