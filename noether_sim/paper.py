@@ -102,12 +102,13 @@ class Section:
     figures: list  # paths relative to the report
 
 
-def _run(claim, out, seeds, progress, overrides=()):
+def _run(claim, out, seeds, progress, say, overrides=()):
     from .execute import run_study
 
     overrides = list(overrides) + ([f"seeds.count={seeds}"] if seeds is not None else [])
     store = out / claim.config.removesuffix(".toml")
-    ds = run_study(EXAMPLES / claim.config, store, overrides=overrides, overwrite=True, progress=progress)
+    # the store of an earlier, interrupted reproduce is resumed; one of another configuration is replaced
+    ds = run_study(EXAMPLES / claim.config, store, overrides=overrides, overwrite=True, progress=progress, log=say)
     return ds, overrides, store
 
 
@@ -191,7 +192,7 @@ def _claim_a(claim, out, seeds, progress, say):
     from .builders import build_data, build_model
     from .diagnostics import trajectory
 
-    ds, overrides, store = _run(claim, out, seeds, progress)
+    ds, overrides, store = _run(claim, out, seeds, progress, say)
     points = _points(ds)
     numbers, figures = [], []
     fig, (ax,) = _figure()
@@ -241,7 +242,7 @@ def _claim_a(claim, out, seeds, progress, say):
 # ---- (b) ----
 
 def _claim_b(claim, out, seeds, progress, say):
-    ds, overrides, store = _run(claim, out, seeds, progress)
+    ds, overrides, store = _run(claim, out, seeds, progress, say)
     points = _points(ds)
     numbers, figures = [], []
     fig, axes = _figure(1, 2)
@@ -297,7 +298,7 @@ def _claim_c(claim, out, seeds, progress, say):
     from .builders import build_data, build_model
     from .simulate import simulate
 
-    ds, overrides, store = _run(claim, out, seeds, progress)
+    ds, overrides, store = _run(claim, out, seeds, progress, say)
     points = _points(ds)
     numbers, figures = [], []
     fig, (ax,) = _figure()
@@ -362,7 +363,7 @@ def _claim_d(claim, out, seeds, progress, say):
     from .builders import build_data, build_model
     from .diagnostics import ntk_identity, ntk_relative_change
 
-    ds, overrides, store = _run(claim, out, seeds, progress)
+    ds, overrides, store = _run(claim, out, seeds, progress, say)
     points = _points(ds)
     numbers, figures = [], []
     fig, (ax,) = _figure()
