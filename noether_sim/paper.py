@@ -180,6 +180,10 @@ def _ladder_plot(ax, series, charge_text):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
+    from .results import h_text
+
+    hs = sorted({float(x) for _, h, _ in series for x in h if np.isfinite(x)})
+    ax.set_xticks(hs, [h_text(x) for x in hs])
     ax.set_xlabel(H_LABEL)
     ax.set_ylabel(f"median final drift of {charge_text}")
     ax.legend(fontsize="small")
