@@ -143,11 +143,6 @@ def _median_final(sub, scheme, charge, var="drift"):
     return h, np.array([np.nanmedian(final[k, ok]) for k in range(len(h))])
 
 
-def _slope(h, y):
-    good = np.isfinite(y) & (y > 0)
-    return float(np.polyfit(np.log(h[good]), np.log(y[good]), 1)[0]) if good.sum() >= 2 else float("nan")
-
-
 def _figure(nrows=1, ncols=1, width=6.0, height=4.3):
     import matplotlib
 
@@ -173,8 +168,10 @@ H_LABEL = "step size h (dimensionless time; learning rate η for gradient descen
 
 def _ladder_plot(ax, series, charge_text):
     """Median final drift against h, log-log, with fitted slopes; ``series``: (label, h, drift)."""
+    from .plots import fitted_slope
+
     for label, h, y in series:
-        ax.plot(h, np.where(y > 0, y, np.nan), "o-", label=f"{label}: slope {_slope(h, y):.2f}")
+        ax.plot(h, np.where(y > 0, y, np.nan), "o-", label=f"{label}: slope {fitted_slope(h, y):.2f}")
     from matplotlib.ticker import NullFormatter
 
     ax.set_xscale("log")
@@ -412,8 +409,10 @@ def _claim_d(claim, out, seeds, progress, say):
         numbers.append(f"width {widths[-1]}: NTK relative change |Θ(T) − Θ(0)|_F/|Θ(0)|_F over t ∈ [0, {cfg['t_end']:g}], "
                        f"median over {n} seeds {np.median(rel):.3e} (range {min(rel):.3e}–{max(rel):.3e}); "
                        f"largest relative error of ṙ = −(1/N)Θr at θ(T): {ident:.1e}")
+    from .plots import fitted_slope
+
     med = np.array([np.median(c) for c in changes])
-    ax.plot(widths, med, "o-", label=f"median over seeds: slope {_slope(np.array(widths, float), med):.2f}")
+    ax.plot(widths, med, "o-", label=f"median over seeds: slope {fitted_slope(np.array(widths, float), med):.2f}")
     for w, c in zip(widths, changes):
         ax.plot([w] * len(c), c, ".", color="grey")
     ax.set_xscale("log")
