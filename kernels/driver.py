@@ -581,8 +581,14 @@ _INTEGRATE = {
 
 
 def integrate(kind, scheme, *args):
-    """Run ``_integrate`` compiled for model ``kind`` and ``scheme`` (plain ints from the Python side)."""
-    return _INTEGRATE[(kind, scheme)](*args)
+    """Run ``_integrate`` compiled for model ``kind`` and ``scheme`` (plain ints from the Python side),
+    or the seed-interleaved fast path (lanes.py) where it applies."""
+    general = _INTEGRATE[(kind, scheme)]
+    from .lanes import lanes_applicable, lanes_integrate  # imported on first use (start-up time)
+
+    if lanes_applicable(kind, scheme, args):
+        return lanes_integrate(args, general)
+    return general(*args)
 
 
 @njit(cache=True)
