@@ -12,8 +12,8 @@ else goes to the general driver; ``lanes_applicable`` is the one place that deci
 whatever it does not know (an unknown field in a bundle, a setting outside the table below).
 
 Bit-identity: every lane performs exactly the arithmetic of the per-seed driver, in the same order
-(the products accumulate like ``gemm.gemm``, the stage sums are ``explicit.combine``, the field's
-negation the same expression), so a seed's numbers do not depend on the block it shares, the batch
+(the products accumulate like ``gemm.gemm``, the stage sums are ``explicit.combine``'s fused
+multiply-adds in the same order, the field's −g − λθ the same single rounding), so a seed's numbers do not depend on the block it shares, the batch
 size or the thread count. Recording calls the driver's own ``_record`` on the seed's row. A block
 in which any seed is not running (status), disagrees in time, or leaves the divergence bound during
 the call is not written back: the caller re-runs its seeds with the general driver from the same
@@ -29,8 +29,7 @@ from numba import njit
 
 from . import FASTMATH, STATUS_OK
 from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, Records, SeedState
-from .explicit import combine, within_bound
-from .lanes_gemm import LANES, lane_gemm, lane_gemm_shared
+from .lanes_gemm import LANES, lane_combine, lane_gemm, lane_gemm_field, lane_gemm_shared
 from .layout import MODEL_DEEP_LINEAR, n_layers, weight_offset, widest_layer, width
 from .driver import _record, _Work
 from .linear import _r_offset, linear_work_size
@@ -97,7 +96,7 @@ def lanes_applicable(kind, scheme, args) -> bool:
     if st.y.ndim != 2 or st.y.shape[1] != cfg.n_params:
         return False
     A, b = method.A, method.b
-    if A.ndim != 2 or A.shape != (b.shape[0], b.shape[0]) or np.any(np.triu(A) != 0.0):  # explicit only
+    if A.ndim != 2 or A.shape != (b.shape[0], b.shape[0]) or b.shape[0] > 16 or np.any(np.triu(A) != 0.0):
         return False
     return True
 
@@ -119,7 +118,8 @@ def lanes_integrate(args, general):
 def lane_gradient_field(theta, out, ints, lam, sxx, syx, work):
     """out = −∇L(θ) − λθ for a block of interleaved seeds (deep linear, no biases, L ≥ 2), products
     from the output side exactly as ``linear.linear_loss_grad_output_side`` (the loss is not needed
-    by a step). Transposed operands are read through strides instead of being copied."""
+    by a step). Transposed operands are read through strides instead of being copied, and each block
+of the gradient is stored as the field's −g − λθ straight from the registers."""
     L = n_layers(ints)
     n0 = width(ints, 0)
     na = n0
@@ -158,16 +158,14 @@ def lane_gradient_field(theta, out, ints, lam, sxx, syx, work):
         wo = weight_offset(ints, i)
         ri = theta if i == L - 1 else work
         ro = _r_offset(ints, i)
-        lane_gemm(out, wo, nprev, 1, ri, ro, 1, ni, work, phi, phi_cs, phi_rs, ni, nprev, nL)
+        lane_gemm_field(out, wo, nprev, 1, ri, ro, 1, ni, work, phi, phi_cs, phi_rs, ni, nprev, nL, theta, lam)
         if i + 1 == L:  # Φ_L, written transposed straight into G_L
-            lane_gemm(out, weight_offset(ints, L), 1, ni, theta, wo, nprev, 1, work, phi, phi_rs, phi_cs,
-                      ni, nL, nprev)
+            lane_gemm_field(out, weight_offset(ints, L), 1, ni, theta, wo, nprev, 1, work, phi, phi_rs, phi_cs,
+                            ni, nL, nprev, theta, lam)
         else:
             nxt = spare[i % 2]
             lane_gemm(work, nxt, nL, 1, theta, wo, nprev, 1, work, phi, phi_rs, phi_cs, ni, nL, nprev)
             phi, phi_rs, phi_cs = nxt, nL, 1
-    for j in range(out.shape[0]):
-        out[j] = -out[j] - lam * theta[j]
 
 
 @njit(cache=True, nogil=True)
@@ -221,16 +219,16 @@ def _integrate_lanes(seed_lo, seed_hi, st, save_times, first, last, model, metho
                 first_stage = 1 if cached else 0
                 for i in range(first_stage, n_stages):
                     if i > 0:
-                        combine(y, h, A[i], K, stage)
+                        lane_combine(y, h, A[i], K, stage, np.inf)
                         lane_gradient_field(stage, K[i], ints, lam, sxx, syx, work)
                     else:
                         lane_gradient_field(y, K[i], ints, lam, sxx, syx, work)
-                combine(y, h, b, K, new)
+                outside = lane_combine(y, h, b, K, new, cfg.divergence_bound)
                 n_grad += n_stages - first_stage
-                if not within_bound(new, cfg.divergence_bound):
+                if outside != 0:
                     usable = False
                     break
-                y[:] = new
+                y, new = new, y
                 t += h
                 steps_left -= 1
                 n_steps_done += 1

@@ -52,8 +52,9 @@ def _vec_ptr(builder, base, elem):
     return builder.bitcast(p, _vty().as_pointer())
 
 
-def _emit_tile(builder, rows, cols, shared, c_ptr, a_ptr, b_ptr, i0, j0, s, K):
-    """One tile of ``rows`` × ``cols`` outputs from (i0, j0); s = the strides (i64 values)."""
+def _emit_tile(builder, rows, cols, shared, c_ptr, a_ptr, b_ptr, i0, j0, s, K, field=None):
+    """One tile of ``rows`` × ``cols`` outputs from (i0, j0); s = the strides (i64 values).
+    With ``field`` = (x_ptr, −λ splat) the tile stores −acc − λx (x at the output's position) instead."""
     i64 = ir.IntType(64)
     vty = _vty()
     co, c_rs, c_cs, ao, a_rs, a_cs, bo, b_rs, b_cs = s
@@ -84,53 +85,148 @@ def _emit_tile(builder, rows, cols, shared, c_ptr, a_ptr, b_ptr, i0, j0, s, K):
         for c in range(cols):
             pos = builder.add(co, builder.add(builder.mul(builder.add(i0, const(r)), c_rs),
                                               builder.mul(builder.add(j0, const(c)), c_cs)))
-            builder.store(builder.load(accs[r][c]), _vec_ptr(builder, c_ptr, pos), align=8)
+            acc = builder.load(accs[r][c])
+            if field is not None:
+                x_ptr, neg_lam = field
+                x = builder.load(_vec_ptr(builder, x_ptr, pos), align=8)
+                acc = _fma(builder, neg_lam, x, builder.fneg(acc))
+            builder.store(acc, _vec_ptr(builder, c_ptr, pos), align=8)
 
 
-def _emit_cols(builder, rows, shared, c_ptr, a_ptr, b_ptr, i0, s, n, K):
+def _tiles(builder, total, most):
+    """Split ``total`` into ceil(total / most) tiles as even as possible: (count, base size, tiles with one more)."""
     i64 = ir.IntType(64)
-    n_main = builder.sub(n, builder.srem(n, ir.Constant(i64, _COLS)))
-    with cgutils.for_range_slice(builder, ir.Constant(i64, 0), n_main, ir.Constant(i64, _COLS), inc=True) as (j0, _):
-        _emit_tile(builder, rows, _COLS, shared, c_ptr, a_ptr, b_ptr, i0, j0, s, K)
-    with cgutils.for_range_slice(builder, n_main, n, ir.Constant(i64, 1), inc=True) as (j0, _):
-        _emit_tile(builder, rows, 1, shared, c_ptr, a_ptr, b_ptr, i0, j0, s, K)
+    count = builder.udiv(builder.add(total, ir.Constant(i64, most - 1)), ir.Constant(i64, most))
+    safe = builder.select(builder.icmp_signed("==", count, ir.Constant(i64, 0)), ir.Constant(i64, 1), count)
+    return count, builder.udiv(total, safe), builder.urem(total, safe)
 
 
-def _make(shared):
-    @intrinsic
-    def _lane_gemm_ir(typingctx, C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K):
+def _tile_start(builder, t, base, extra):
+    return builder.add(builder.mul(t, base), builder.select(builder.icmp_signed("<", t, extra), t, extra))
+
+
+def _emit_product(builder, shared, c_ptr, a_ptr, b_ptr, s, m, n, K, field=None):
+    """All tiles of C (m × n): even splits into tiles of at most 4 × 4, each size its own unrolled body
+    (no 1-wide remainder tiles, whose single FMA chain would be latency-bound)."""
+    i64 = ir.IntType(64)
+    n_ti, base_i, extra_i = _tiles(builder, m, _ROWS)
+    n_tj, base_j, extra_j = _tiles(builder, n, _COLS)
+    fn = builder.function
+    with cgutils.for_range(builder, n_ti) as li:
+        ti = li.index
+        i0 = _tile_start(builder, ti, base_i, extra_i)
+        rows = builder.add(base_i, builder.zext(builder.icmp_signed("<", ti, extra_i), i64))
+        with cgutils.for_range(builder, n_tj) as lj:
+            tj = lj.index
+            j0 = _tile_start(builder, tj, base_j, extra_j)
+            cols = builder.add(base_j, builder.zext(builder.icmp_signed("<", tj, extra_j), i64))
+            code = builder.add(builder.mul(rows, ir.Constant(i64, 8)), cols)
+            done = fn.append_basic_block("tile_done")
+            sw = builder.switch(code, done)
+            for r in range(1, _ROWS + 1):
+                for c in range(1, _COLS + 1):
+                    blk = fn.append_basic_block(f"tile_{r}x{c}")
+                    sw.add_case(ir.Constant(i64, 8 * r + c), blk)
+                    builder.position_at_end(blk)
+                    _emit_tile(builder, r, c, shared, c_ptr, a_ptr, b_ptr, i0, j0, s, K, field)
+                    builder.branch(done)
+            builder.position_at_end(done)
+
+
+def _make(shared, field=False):
+    def typer(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, *rest):
         ints = (co, c_rs, c_cs, ao, a_rs, a_cs, bo, b_rs, b_cs, m, n, K)
         if not all(isinstance(t, types.Integer) for t in ints):
-            return None
-        for arr in (C, A, B):
-            if not (isinstance(arr, types.Array) and arr.dtype == types.float64 and arr.layout == "C"):
+            return False
+        arrs = (C, A, B) + ((rest[0],) if field else ())
+        return all(isinstance(a, types.Array) and a.dtype == types.float64 and a.layout == "C" for a in arrs)
+
+    def codegen(context, builder, signature, args):
+        arrs = (args[0], args[4], args[8])
+        atys = (signature.args[0], signature.args[4], signature.args[8])
+        c_ptr, a_ptr, b_ptr = (cgutils.create_struct_proxy(t)(context, builder, value=v).data
+                               for v, t in zip(arrs, atys))
+        idx = [1, 2, 3, 5, 6, 7, 9, 10, 11, 12, 13, 14]
+        vals = [context.cast(builder, args[i], signature.args[i], types.int64) for i in idx]
+        s, (m, n, K) = vals[:9], vals[9:]
+        fld = None
+        if field:
+            x_ptr = cgutils.create_struct_proxy(signature.args[15])(context, builder, value=args[15]).data
+            lam = context.cast(builder, args[16], signature.args[16], types.float64)
+            fld = (x_ptr, _splat(builder, builder.fneg(lam)))
+        _emit_product(builder, shared, c_ptr, a_ptr, b_ptr, s, m, n, K, fld)
+        return context.get_dummy_value()
+
+    if field:
+        @intrinsic
+        def _ir(typingctx, C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam):
+            if not typer(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X):
                 return None
-        sig = types.void(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K)
-
-        def codegen(context, builder, signature, args):
-            arrs = (args[0], args[4], args[8])
-            atys = (signature.args[0], signature.args[4], signature.args[8])
-            c_ptr, a_ptr, b_ptr = (cgutils.create_struct_proxy(t)(context, builder, value=v).data
-                                   for v, t in zip(arrs, atys))
-            idx = [1, 2, 3, 5, 6, 7, 9, 10, 11, 12, 13, 14]
-            vals = [context.cast(builder, args[i], signature.args[i], types.int64) for i in idx]
-            s, (m, n, K) = vals[:9], vals[9:]
-            i64 = ir.IntType(64)
-            m_main = builder.sub(m, builder.srem(m, ir.Constant(i64, _ROWS)))
-            with cgutils.for_range_slice(builder, ir.Constant(i64, 0), m_main, ir.Constant(i64, _ROWS),
-                                         inc=True) as (i0, _):
-                _emit_cols(builder, _ROWS, shared, c_ptr, a_ptr, b_ptr, i0, s, n, K)
-            with cgutils.for_range_slice(builder, m_main, m, ir.Constant(i64, 1), inc=True) as (i0, _):
-                _emit_cols(builder, 1, shared, c_ptr, a_ptr, b_ptr, i0, s, n, K)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return _lane_gemm_ir
+            return types.void(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam), codegen
+    else:
+        @intrinsic
+        def _ir(typingctx, C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K):
+            if not typer(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K):
+                return None
+            return types.void(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K), codegen
+    return _ir
 
 
 _lane_gemm_ir = _make(False)
 _lane_gemm_shared_ir = _make(True)
+_lane_gemm_field_ir = _make(False, field=True)
+
+
+@intrinsic
+def _lane_combine_ir(typingctx, y, h, weights, K, out, bound):
+    """out = y + Σ_i (h·weights[i]) K[i] over the nonzero weights, one fused multiply-add per term in
+    increasing i (``explicit.combine``'s arithmetic, in one pass); returns how many entries of out are
+    not within ±bound (NaN counts)."""
+    for arr, nd in ((y, 1), (weights, 1), (K, 2), (out, 1)):
+        if not (isinstance(arr, types.Array) and arr.ndim == nd and arr.dtype == types.float64 and arr.layout == "C"):
+            return None
+    sig = types.int64(y, h, weights, K, out, bound)
+
+    def codegen(context, builder, signature, args):
+        y_a, h_v, w_a, k_a, o_a, bound_v = args
+        ya = context.make_array(signature.args[0])(context, builder, y_a)
+        wa = context.make_array(signature.args[2])(context, builder, w_a)
+        ka = context.make_array(signature.args[3])(context, builder, k_a)
+        oa = context.make_array(signature.args[4])(context, builder, o_a)
+        i64 = ir.IntType(64)
+        vty = _vty()
+        n = builder.extract_value(ya.shape, 0)
+        n_vec = builder.udiv(n, ir.Constant(i64, LANES))
+        n_k = builder.extract_value(ka.shape, 0)
+        k_stride = builder.extract_value(ka.shape, 1)  # elements per row of K
+        bnd = _splat(builder, context.cast(builder, bound_v, signature.args[5], types.float64))
+        outside = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
+        acc = cgutils.alloca_once(builder, vty)
+        # the scaled weights h·w_i, computed once (scalars) — as combine computes w = h * weights[i]
+        ws = cgutils.alloca_once(builder, ir.DoubleType(), size=ir.Constant(i64, 16))
+        with cgutils.for_range(builder, n_k) as li:
+            wv = builder.load(builder.gep(wa.data, [li.index], inbounds=True))
+            builder.store(builder.fmul(h_v, wv), builder.gep(ws, [li.index]))
+        with cgutils.for_range(builder, n_vec) as lv:
+            v = lv.index
+            builder.store(builder.load(_vec_ptr(builder, ya.data, v), align=8), acc)
+            with cgutils.for_range(builder, n_k) as li:
+                w = builder.load(builder.gep(ws, [li.index]))
+                with builder.if_then(builder.fcmp_ordered("!=", w, ir.Constant(ir.DoubleType(), 0.0))):
+                    row = builder.mul(li.index, k_stride)
+                    kp = builder.gep(ka.data, [builder.add(row, builder.mul(v, ir.Constant(i64, LANES)))],
+                                     inbounds=True)
+                    kv = builder.load(builder.bitcast(kp, vty.as_pointer()), align=8)
+                    builder.store(_fma(builder, _splat(builder, w), kv, builder.load(acc)), acc)
+            o = builder.load(acc)
+            builder.store(o, _vec_ptr(builder, oa.data, v), align=8)
+            fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]), "llvm.fabs.v8f64")
+            inside = builder.fcmp_ordered("<=", builder.call(fabs, [o]), bnd)
+            bits = builder.zext(builder.bitcast(builder.not_(inside), ir.IntType(LANES)), i64)
+            builder.store(builder.add(builder.load(outside), bits), outside)
+        return builder.load(outside)
+
+    return sig, codegen
 
 _F = "float64[::1]"
 _I = "int64"
@@ -141,6 +237,20 @@ _SIG = f"void({_F}, {_I}, {_I}, {_I}, {_F}, {_I}, {_I}, {_I}, {_F}, {_I}, {_I}, 
 def lane_gemm(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K):
     """Per-lane C = A B (see the module docstring); A, B, C are lane arrays."""
     _lane_gemm_ir(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K)
+
+
+@njit(cache=True)
+def lane_gemm_field(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam):
+    """Per-lane C = −A B − λX (X at C's positions): a product that is the last step of the gradient
+    flow field −∇L − λθ, stored negated as the field is (``fields._gradient_flow_field``)."""
+    _lane_gemm_field_ir(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam)
+
+
+@njit(cache=True)
+def lane_combine(y, h, weights, K, out, bound):
+    """out = y + h Σ_i weights[i] K[i] in one pass over lane arrays (length a multiple of LANES,
+    at most 16 stages); returns the number of entries of out outside ±bound or not finite."""
+    return _lane_combine_ir(y, h, weights, K, out, bound)
 
 
 @njit(_SIG, cache=True)
