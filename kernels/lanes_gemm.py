@@ -201,29 +201,56 @@ def _lane_combine_ir(typingctx, y, h, weights, K, out, bound):
         k_stride = builder.extract_value(ka.shape, 1)  # elements per row of K
         bnd = _splat(builder, context.cast(builder, bound_v, signature.args[5], types.float64))
         outside = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
-        acc = cgutils.alloca_once(builder, vty)
-        # the scaled weights h·w_i, computed once (scalars) — as combine computes w = h * weights[i]
+        # the nonzero terms (index, h·w_i), in increasing i — combine computes w = h * weights[i], skips w == 0
+        idx = cgutils.alloca_once(builder, i64, size=ir.Constant(i64, 16))
         ws = cgutils.alloca_once(builder, ir.DoubleType(), size=ir.Constant(i64, 16))
+        nz = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
         with cgutils.for_range(builder, n_k) as li:
-            wv = builder.load(builder.gep(wa.data, [li.index], inbounds=True))
-            builder.store(builder.fmul(h_v, wv), builder.gep(ws, [li.index]))
-        with cgutils.for_range(builder, n_vec) as lv:
-            v = lv.index
-            builder.store(builder.load(_vec_ptr(builder, ya.data, v), align=8), acc)
-            with cgutils.for_range(builder, n_k) as li:
-                w = builder.load(builder.gep(ws, [li.index]))
-                with builder.if_then(builder.fcmp_ordered("!=", w, ir.Constant(ir.DoubleType(), 0.0))):
-                    row = builder.mul(li.index, k_stride)
-                    kp = builder.gep(ka.data, [builder.add(row, builder.mul(v, ir.Constant(i64, LANES)))],
-                                     inbounds=True)
-                    kv = builder.load(builder.bitcast(kp, vty.as_pointer()), align=8)
-                    builder.store(_fma(builder, _splat(builder, w), kv, builder.load(acc)), acc)
-            o = builder.load(acc)
-            builder.store(o, _vec_ptr(builder, oa.data, v), align=8)
-            fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]), "llvm.fabs.v8f64")
-            inside = builder.fcmp_ordered("<=", builder.call(fabs, [o]), bnd)
-            bits = builder.zext(builder.bitcast(builder.not_(inside), ir.IntType(LANES)), i64)
-            builder.store(builder.add(builder.load(outside), bits), outside)
+            w = builder.fmul(h_v, builder.load(builder.gep(wa.data, [li.index], inbounds=True)))
+            with builder.if_then(builder.fcmp_ordered("!=", w, ir.Constant(ir.DoubleType(), 0.0))):
+                c = builder.load(nz)
+                builder.store(w, builder.gep(ws, [c]))
+                builder.store(li.index, builder.gep(idx, [c]))
+                builder.store(builder.add(c, ir.Constant(i64, 1)), nz)
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty]), "llvm.fabs.v8f64")
+        fn = builder.function
+        done = fn.append_basic_block("combine_done")
+        count = builder.load(nz)
+        sw = builder.switch(builder.select(builder.icmp_unsigned(">", count, ir.Constant(i64, 4)),
+                                           ir.Constant(i64, 5), count), done)
+        for terms in range(6):  # 0 … 4 terms unrolled; 5 stands for "more", run term by term
+            blk = fn.append_basic_block(f"combine_{terms}")
+            sw.add_case(ir.Constant(i64, terms), blk)
+            builder.position_at_end(blk)
+            unrolled = min(terms, 4)
+            wv = [_splat(builder, builder.load(builder.gep(ws, [ir.Constant(i64, t)]))) for t in range(unrolled)]
+            rows = [builder.gep(ka.data, [builder.mul(builder.load(builder.gep(idx, [ir.Constant(i64, t)])), k_stride)])
+                    for t in range(unrolled)]
+            with cgutils.for_range(builder, n_vec) as lv:
+                v = lv.index
+                off = builder.mul(v, ir.Constant(i64, LANES))
+                o = builder.load(_vec_ptr(builder, ya.data, v), align=8)
+                for t in range(unrolled):
+                    kv = builder.load(builder.bitcast(builder.gep(rows[t], [off], inbounds=True), vty.as_pointer()),
+                                      align=8)
+                    o = _fma(builder, wv[t], kv, o)
+                if terms == 5:
+                    acc = cgutils.alloca_once(builder, vty)
+                    builder.store(o, acc)
+                    with cgutils.for_range_slice(builder, ir.Constant(i64, 4), count, ir.Constant(i64, 1),
+                                                 inc=True) as (t, _):
+                        w = _splat(builder, builder.load(builder.gep(ws, [t])))
+                        row = builder.gep(ka.data, [builder.mul(builder.load(builder.gep(idx, [t])), k_stride)])
+                        kv = builder.load(builder.bitcast(builder.gep(row, [off], inbounds=True), vty.as_pointer()),
+                                          align=8)
+                        builder.store(_fma(builder, w, kv, builder.load(acc)), acc)
+                    o = builder.load(acc)
+                builder.store(o, _vec_ptr(builder, oa.data, v), align=8)
+                inside = builder.fcmp_ordered("<=", builder.call(fabs, [o]), bnd)
+                bits = builder.zext(builder.bitcast(builder.not_(inside), ir.IntType(LANES)), i64)
+                builder.store(builder.add(builder.load(outside), bits), outside)
+            builder.branch(done)
+        builder.position_at_end(done)
         return builder.load(outside)
 
     return sig, codegen
