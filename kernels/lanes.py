@@ -98,20 +98,31 @@ def lanes_applicable(kind, scheme, args) -> bool:
     A, b = method.A, method.b
     if A.ndim != 2 or A.shape != (b.shape[0], b.shape[0]) or b.shape[0] > 16 or np.any(np.triu(A) != 0.0):
         return False
+    if cfg.fsal and last - first > 1:  # the general driver reuses the FSAL stage across the saves of a call
+        return False
     return True
 
 
 def lanes_integrate(args, general):
-    """Run ``args`` (a driver call) on the fast path; seeds it hands back go to ``general`` (the driver entry)."""
+    """Run ``args`` (a driver call) on the fast path; seeds it hands back go to ``general`` (the driver entry).
+
+    One save time at a time: the blocks advance (``_advance_lanes``), then every advanced seed is
+    recorded by the driver's own ``_record`` (``_record_seeds``). Two entries rather than one, so that
+    neither compiles the other's code (a cold start compiles each once)."""
     (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
-    redo = np.zeros(seed_hi - seed_lo, np.bool_)
-    _integrate_lanes(seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec, redo)
-    if redo.any():
-        idx = np.flatnonzero(redo)
-        starts = idx[np.r_[True, np.diff(idx) > 1]]
-        ends = idx[np.r_[np.diff(idx) > 1, True]] + 1
-        for lo, hi in zip(starts, ends):
-            general(seed_lo + int(lo), seed_lo + int(hi), *args[2:])
+    n = seed_hi - seed_lo
+    for js in range(first, last):
+        redo = np.zeros(n, np.bool_)
+        _advance_lanes(seed_lo, seed_hi, st.y, st.t, st.status, st.n_grad, st.n_accepted, save_times[js], model.ints,
+                       model.data_a, model.data_b, method.A, method.b, cfg.weight_decay, cfg.h, cfg.fsal,
+                       cfg.divergence_bound, redo)
+        _record_seeds(seed_lo, seed_hi, js, st, model, cfg, refs, rec, redo)
+        if redo.any():
+            idx = np.flatnonzero(redo)
+            starts = idx[np.r_[True, np.diff(idx) > 1]]
+            ends = idx[np.r_[np.diff(idx) > 1, True]] + 1
+            for lo, hi in zip(starts, ends):
+                general(seed_lo + int(lo), seed_lo + int(hi), st, save_times, js, js + 1, *args[6:])
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -169,37 +180,25 @@ of the gradient is stored as the field's −g − λθ straight from the registe
 
 
 @njit(cache=True, nogil=True)
-def _integrate_lanes(seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec, redo):
-    """The driver loop of ``driver._integrate_seed`` for fixed explicit steps, a block of seeds at a time.
-    Seeds of a block it cannot finish are flagged in ``redo`` (and their state left untouched)."""
-    ints, floats = model.ints, model.floats
-    sxx, syx = model.data_a, model.data_b
-    P = cfg.n_params
+def _advance_lanes(seed_lo, seed_hi, ys, ts, status, n_grads, n_accepted, t_end, ints, sxx, syx, A, b, lam, h, fsal,
+                   bound, redo):
+    """``driver._integrate_seed``'s fixed explicit steps up to ``t_end``, a block of seeds at a time, on the
+    SeedState arrays (plain arguments: they compile and dispatch faster than the bundles). Seeds of a
+    block it cannot advance are flagged in ``redo`` and their state left untouched."""
+    P = ys.shape[1]
     PL = P * LANES
-    A, b = method.A, method.b
     n_stages = b.shape[0]
-    lam = cfg.weight_decay
-    h = cfg.h
-    nq = refs.q0.shape[1]
-    nj = refs.j0.shape[1]
-    n_groups = refs.group_degree.shape[0]
     y = np.empty(PL)
     new = np.empty(PL)
     stage = np.empty(PL)
     K = np.empty((n_stages, PL))
     work = np.empty(linear_work_size(ints) * LANES)
-    row = np.empty(P)
-    w = _Work(np.empty((1, 1)), np.empty((1, 1)), np.empty(1), np.empty(1), np.empty(1),
-              np.empty(work_size(MODEL_DEEP_LINEAR, ints, sxx)), np.empty(P), np.empty(P), np.empty(P), np.empty(P),
-              np.empty(P), np.empty(nq), np.empty(nq), np.empty(max(nj, 1)), np.empty(nq), np.empty(nq),
-              np.empty(nq), np.empty(nq), np.empty(n_groups), np.empty(max(refs.iso_off.shape[0] - 1, 1)),
-              np.empty(3))
     for blo in range(seed_lo, seed_hi, LANES):
         bhi = min(blo + LANES, seed_hi)
-        t = st.t[blo]
+        t = ts[blo]
         usable = True
         for s in range(blo, bhi):
-            if st.status[s] != STATUS_OK or st.t[s] != t:
+            if status[s] != STATUS_OK or ts[s] != t:
                 usable = False
         if not usable:
             for s in range(blo, bhi):
@@ -208,41 +207,32 @@ def _integrate_lanes(seed_lo, seed_hi, st, save_times, first, last, model, metho
         for l in range(LANES):  # gather; lanes past the range repeat its last seed (computed, discarded)
             s = min(blo + l, bhi - 1)
             for e in range(P):
-                y[e * LANES + l] = st.y[s, e]
+                y[e * LANES + l] = ys[s, e]
         n_steps_done = 0
         n_grad = 0
         cached = False
-        for js in range(first, last):
-            t_end = save_times[js]
-            steps_left = int(np.round((t_end - t) / h))
-            while steps_left > 0:
-                first_stage = 1 if cached else 0
-                for i in range(first_stage, n_stages):
-                    if i > 0:
-                        lane_combine(y, h, A[i], K, stage, np.inf)
-                        lane_gradient_field(stage, K[i], ints, lam, sxx, syx, work)
-                    else:
-                        lane_gradient_field(y, K[i], ints, lam, sxx, syx, work)
-                outside = lane_combine(y, h, b, K, new, cfg.divergence_bound)
-                n_grad += n_stages - first_stage
-                if outside != 0:
-                    usable = False
-                    break
-                y, new = new, y
-                t += h
-                steps_left -= 1
-                n_steps_done += 1
-                if cfg.fsal:
-                    K[0, :] = K[n_stages - 1]
-                cached = cfg.fsal
-            if not usable:
+        steps_left = int(np.round((t_end - t) / h))
+        while steps_left > 0:
+            first_stage = 1 if cached else 0
+            for i in range(first_stage, n_stages):
+                x = y
+                if i > 0:
+                    lane_combine(y, h, A[i], K, stage, np.inf)
+                    x = stage
+                lane_gradient_field(x, K[i], ints, lam, sxx, syx, work)  # one call site: compiled once
+            outside = lane_combine(y, h, b, K, new, bound)
+            n_grad += n_stages - first_stage
+            if outside != 0:
+                usable = False
                 break
-            t = t_end
-            for l in range(bhi - blo):
-                s = blo + l
-                for e in range(P):
-                    row[e] = y[e * LANES + l]
-                _record(MODEL_DEEP_LINEAR, False, s, js, row, t, model, cfg, refs, rec, w, st.predicted[s])
+            y, new = new, y
+            t += h
+            steps_left -= 1
+            n_steps_done += 1
+            if fsal:  # (a loop: a slice assignment compiles a shape check and its message)
+                for j in range(PL):
+                    K[0, j] = K[n_stages - 1, j]
+            cached = fsal
         if not usable:
             for s in range(blo, bhi):
                 redo[s - seed_lo] = True
@@ -250,7 +240,24 @@ def _integrate_lanes(seed_lo, seed_hi, st, save_times, first, last, model, metho
         for l in range(bhi - blo):  # scatter
             s = blo + l
             for e in range(P):
-                st.y[s, e] = y[e * LANES + l]
-            st.t[s] = t
-            st.n_grad[s] += n_grad
-            st.n_accepted[s] += n_steps_done
+                ys[s, e] = y[e * LANES + l]
+            ts[s] = t_end
+            n_grads[s] += n_grad
+            n_accepted[s] += n_steps_done
+
+
+@njit(cache=True, nogil=True)
+def _record_seeds(seed_lo, seed_hi, js, st, model, cfg, refs, rec, redo):
+    """Record save ``js`` of every seed of the range not flagged in ``redo``, with the driver's ``_record``."""
+    P = cfg.n_params
+    nq = refs.q0.shape[1]
+    nj = refs.j0.shape[1]
+    n_groups = refs.group_degree.shape[0]
+    w = _Work(np.empty((1, 1)), np.empty((1, 1)), np.empty(1), np.empty(1), np.empty(1),
+              np.empty(work_size(MODEL_DEEP_LINEAR, model.ints, model.data_a)), np.empty(P), np.empty(P),
+              np.empty(P), np.empty(P), np.empty(P), np.empty(nq), np.empty(nq), np.empty(max(nj, 1)), np.empty(nq),
+              np.empty(nq), np.empty(nq), np.empty(nq), np.empty(n_groups),
+              np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3))
+    for s in range(seed_lo, seed_hi):
+        if not redo[s - seed_lo]:
+            _record(MODEL_DEEP_LINEAR, False, s, js, st.y[s], st.t[s], model, cfg, refs, rec, w, st.predicted[s])

@@ -266,14 +266,14 @@ def lane_gemm(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K):
     _lane_gemm_ir(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K)
 
 
-@njit(cache=True)
+@njit(_SIG.replace(")", f", {_F}, float64)"), cache=True)
 def lane_gemm_field(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam):
     """Per-lane C = −A B − λX (X at C's positions): a product that is the last step of the gradient
     flow field −∇L − λθ, stored negated as the field is (``fields._gradient_flow_field``)."""
     _lane_gemm_field_ir(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam)
 
 
-@njit(cache=True)
+@njit(f"int64({_F}, float64, {_F}, float64[:, ::1], {_F}, float64)", cache=True)
 def lane_combine(y, h, weights, K, out, bound):
     """out = y + h Σ_i weights[i] K[i] in one pass over lane arrays (length a multiple of LANES,
     at most 16 stages); returns the number of entries of out outside ±bound or not finite."""

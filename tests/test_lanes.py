@@ -27,13 +27,13 @@ def _all_equal(a, b):
 def counted(monkeypatch):
     """Counts the calls that took the fast path."""
     calls = []
-    inner = lanes._integrate_lanes
+    inner = lanes._advance_lanes
 
     def wrapped(*args):
         calls.append(args[1] - args[0])
         return inner(*args)
 
-    monkeypatch.setattr(lanes, "_integrate_lanes", wrapped)
+    monkeypatch.setattr(lanes, "_advance_lanes", wrapped)
     return calls
 
 
