@@ -64,6 +64,31 @@ def _combines(y, K, a, n):
     return stage[0]
 
 
+def tile_counts(widths):
+    """Per 8-seed block and gradient: the products lane_gradient_field runs (m, n, K), with their vector
+    FMAs, vector loads (operands, per tile and k: rows + cols) and stores, for the 4 × 4-at-most tiles."""
+    n = list(widths)
+    L = len(n) - 1
+    nL = n[L]
+    prods = [("R_%d = R_%d W_%d" % (i, i + 1, i + 1), nL, n[i], n[i + 1]) for i in range(L - 2, 0, -1)]
+    prods.append(("A = R_1 W_1", nL, n[0], n[1]))
+    prods.append(("T = A Sxx (shared)", nL, n[0], n[0]))
+    for i in range(1, L):
+        prods.append((f"G_{i} = R_{i}^T Phi_{i}^T", n[i], n[i - 1], nL))
+        prods.append((f"Phi_{i + 1} = W_{i} Phi_{i}" + (" (= G_L^T)" if i + 1 == L else ""), n[i], nL, n[i - 1]))
+    rows = []
+    for name, m, nn, K in prods:
+        ti, tj = -(-m // 4), -(-nn // 4)
+        loads = 0
+        for a in range(ti):
+            r = m // ti + (1 if a < m % ti else 0)
+            for b in range(tj):
+                c = nn // tj + (1 if b < nn % tj else 0)
+                loads += K * (r + c)
+        rows.append((name, m, nn, K, m * nn * K, loads, m * nn))
+    return rows
+
+
 def best_cpu(fn, reps=5):
     best = np.inf
     for _ in range(reps):
@@ -124,6 +149,18 @@ def main():
     print(f"\nper seed-step (one core): 4 gradients {four * 1e6:.2f} µs ({100 * four / t_sim:.0f} %), "
           f"recording {(t_sim - t_norec) * 1e6:.2f} µs ({100 * (t_sim - t_norec) / t_sim:.0f} %), "
           f"stage sums, update and the rest {(t_norec - four) * 1e6:.2f} µs ({100 * (t_norec - four) / t_sim:.0f} %)")
+    rows = tile_counts(problem.widths)
+    print("\n| product (per 8-seed block) | m × n × K | vector FMAs | vector loads | vector stores |")
+    print("|---|---|---|---|---|")
+    for name, m, nn, K, f, ld, stv in rows:
+        print(f"| {name} | {m} × {nn} × {K} | {f:,} | {ld:,} | {stv:,} |")
+    tf, tl, ts = (sum(r[i] for r in rows) for i in (4, 5, 6))
+    print(f"| total | | {tf:,} | {tl:,} ({tl * 64 / 1024:.0f} KiB) | {ts:,} |")
+    cycles = t_lane * LANES * peak * 1e9 / 16  # one-core peak = 16 FLOP (one 8-wide FMA) per cycle
+    print(f"\none block's gradient: {tf:,} 8-wide FMAs = {tf:,} cycles at one FMA per cycle; measured "
+          f"{cycles:,.0f} cycles (the peak's cycle rate), i.e. {100 * tf / cycles:.0f} % FMA issue; "
+          f"{tl / tf:.2f} vector loads per FMA from a working set of {(P + P + linear_work_size(ints)) * 8 * LANES / 1024:.0f} KiB "
+          f"(θ, the gradient, work) that exceeds L1 (32 KiB) and lives in L2")
     print(f"bytes: one seed's state {state:,} B; an 8-seed block's RK4 working set (y, 4 K, stage, new, work) "
           f"{(7 * P + linear_work_size(ints)) * 8 * LANES:,} B; a stage sum streams {3 * state * LANES:,}–"
           f"{6 * state * LANES:,} B per block")
