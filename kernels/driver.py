@@ -36,6 +36,7 @@ with STATUS_SOLVE_FAILED. All per-seed state lives in caller-owned arrays, so ca
 chunk by chunk and disjoint seed ranges can run concurrently on threads (the kernels release the GIL).
 """
 
+import os
 from collections import namedtuple
 
 import numpy as np
@@ -584,10 +585,12 @@ def integrate(kind, scheme, *args):
     """Run ``_integrate`` compiled for model ``kind`` and ``scheme`` (plain ints from the Python side),
     or the seed-interleaved fast path (lanes.py) where it applies."""
     general = _INTEGRATE[(kind, scheme)]
-    from .lanes import lanes_applicable, lanes_integrate  # imported on first use (start-up time)
+    # lanes.lanes_applicable decides; this gate only keeps other runs from importing (and compiling) it
+    if kind == MODEL_DEEP_LINEAR and scheme == SCHEME_EXPLICIT and os.environ.get("NOETHER_SIM_LANES") != "0":
+        from .lanes import lanes_applicable, lanes_integrate
 
-    if lanes_applicable(kind, scheme, args):
-        return lanes_integrate(args, general)
+        if lanes_applicable(kind, scheme, args):
+            return lanes_integrate(args, general)
     return general(*args)
 
 
