@@ -141,7 +141,8 @@ def main():
           f"{100 * g_flops / t_scalar / 1e9 / peak:.0f} % |")
     print(f"| gradient, 8-lane kernel (per seed) | {t_lane * 1e6:.3f} | {g_flops / t_lane / 1e9:.1f} | "
           f"{100 * g_flops / t_lane / 1e9 / peak:.0f} % |")
-    print(f"| RK stage sum (2 terms, one pass), per seed | {t_comb * 1e6:.3f} | {4 * P / t_comb / 1e9:.1f} | — |")
+    print(f"| RK stage sum (one term: y + hw·K, one pass), per seed | {t_comb * 1e6:.3f} | {2 * P / t_comb / 1e9:.1f} "
+          f"| — ({24 * P / t_comb / 1e9:.0f} GB/s: 2 loads + 1 store of 8 B per entry) |")
     print(f"| simulate() per seed-step, record every 10 steps | {t_sim * 1e6:.3f} | "
           f"{step_flops / t_sim / 1e9:.1f} | {100 * step_flops / t_sim / 1e9 / peak:.0f} % |")
     print(f"| simulate() per seed-step, record at the end only | {t_norec * 1e6:.3f} | — | — |")
