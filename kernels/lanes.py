@@ -13,8 +13,8 @@ whatever it does not know (an unknown field in a bundle, a setting outside the t
 
 Bit-identity: every lane performs exactly the arithmetic of the per-seed driver, in the same order
 (the products accumulate like ``gemm.gemm``, the stage sums are ``explicit.combine``'s fused
-multiply-adds in the same order, the field's −g − λθ the same single rounding), so a seed's numbers do not depend on the block it shares, the batch
-size or the thread count. Recording calls the driver's own ``_record`` on the seed's row. A block
+multiply-adds in the same order, the field's −g − λθ the same single rounding), so a seed's numbers
+do not depend on the block it shares, the batch size or the thread count. Recording calls the driver's own ``_record`` on the seed's row. A block
 in which any seed is not running (status), disagrees in time, or leaves the divergence bound during
 the call is not written back: the caller re-runs its seeds with the general driver from the same
 state, which handles every such event (the fast path only ever commits ordinary steps).
@@ -29,14 +29,12 @@ from numba import njit
 
 from . import FASTMATH, STATUS_OK
 from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, Records, SeedState
+from .driver import SCHEME_EXPLICIT, _record, _Work  # (the driver imports this module on first use)
+from .fields import DYN_GF
 from .lanes_gemm import LANES, lane_combine, lane_gemm, lane_gemm_field, lane_gemm_shared
 from .layout import MODEL_DEEP_LINEAR, n_layers, weight_offset, widest_layer, width
-from .driver import _record, _Work
 from .linear import _r_offset, linear_work_size
 from .models import work_size
-
-_SCHEME_EXPLICIT = 0  # driver.SCHEME_EXPLICIT (not imported: the driver imports this module)
-_DYN_GF = 0  # fields.DYN_GF
 
 
 def _any(v):
@@ -46,7 +44,7 @@ def _any(v):
 # Every field the fast path knows, with the values it handles. A field not listed here (added to a
 # bundle later) makes it decline, so new features fall back to the general driver until listed.
 _SETTINGS_OK = {
-    "dyn": lambda v: v == _DYN_GF, "n_params": _any, "track_law": _any, "track_gd_law": lambda v: not v,
+    "dyn": lambda v: v == DYN_GF, "n_params": _any, "track_law": _any, "track_gd_law": lambda v: not v,
     "nesterov": lambda v: not v, "fsal": _any, "error_order": _any, "max_steps": _any, "max_solve_iters": _any,
     "max_halvings": _any, "h": lambda v: v > 0.0 and np.isfinite(v), "rtol": _any, "atol": _any,
     "weight_decay": lambda v: np.isfinite(v), "tau": _any, "eta": _any, "beta": _any, "divergence_bound": _any,
@@ -75,7 +73,7 @@ def lanes_applicable(kind, scheme, args) -> bool:
     """Can the seed-interleaved fast path run this driver call (``driver.integrate``'s arguments)?"""
     if os.environ.get("NOETHER_SIM_LANES", "1") == "0":
         return False
-    if kind != MODEL_DEEP_LINEAR or scheme != _SCHEME_EXPLICIT or len(args) != 11:
+    if kind != MODEL_DEEP_LINEAR or scheme != SCHEME_EXPLICIT or len(args) != 11:
         return False
     (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
     if type(cfg) is not GradientFlowSettings or not _fields_ok(cfg, _SETTINGS_OK):
