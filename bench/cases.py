@@ -25,7 +25,8 @@ AGREEMENT = REFERENCE.with_(n_seeds=8, n_steps=200)
 class Case:
     name: str
     label: str
-    group: str  # "ours", "a" (what a researcher would write) or "b" (our algorithm in NumPy)
+    group: str  # "ours", "a" (what a researcher would write), "b" (our algorithm in NumPy) or
+    # "c" (our algorithm, the moments, in JAX / PyTorch with autodiff: the same-algorithm baselines)
     timed: Problem  # the problem it is timed on
     prepare: Callable  # prepare(problem) -> run(theta0) -> result dict; compiles / warms up
     needs: str | None = None  # optional module it needs (jax, torch)
@@ -50,6 +51,14 @@ def _prepare_plain(fn):
     return lambda problem: (lambda theta0: fn(problem, theta0))
 
 
+def _prepare_warm(fn):
+    """Run once on one record interval first (PyTorch's first calls pay one-off set-up costs)."""
+    def prepare(problem):
+        fn(problem.with_(n_steps=problem.record_every), problem.theta0())
+        return lambda theta0: fn(problem, theta0)
+    return prepare
+
+
 CASES = [
     Case("ours", "noether_sim.simulate (numba, moments)", "ours", REFERENCE, _prepare_ours),
     Case("numpy_moments", "(b) NumPy, our algorithm (moments)", "b", REFERENCE.with_(n_steps=100),
@@ -59,7 +68,11 @@ CASES = [
     Case("jax_autodiff", "(a) JAX jit+vmap+scan, autodiff", "a", REFERENCE.with_(n_steps=100),
          baselines.jax_runner, needs="jax"),
     Case("torch_autograd", "(a) PyTorch batched matmul, autograd", "a", REFERENCE.with_(n_steps=10),
-         _prepare_plain(baselines.run_torch_autograd), needs="torch"),
+         _prepare_warm(baselines.run_torch_autograd), needs="torch"),
+    Case("jax_moments", "(c) JAX jit+vmap+scan, moments, autodiff", "c", REFERENCE.with_(n_steps=200),
+         baselines.jax_moments_runner, needs="jax"),
+    Case("torch_moments", "(c) PyTorch batched @, moments, autograd", "c", REFERENCE.with_(n_steps=30),
+         _prepare_warm(baselines.run_torch_moments), needs="torch"),
 ]
 CASE = {c.name: c for c in CASES}
 

@@ -35,6 +35,8 @@ AGREE = {
     "numpy_backprop": lambda p: (lambda th: baselines.run_numpy_backprop(p, th)),
     "jax_autodiff": baselines.jax_runner,
     "torch_autograd": lambda p: (lambda th: baselines.run_torch_autograd(p, th)),
+    "jax_moments": baselines.jax_moments_runner,
+    "torch_moments": lambda p: (lambda th: baselines.run_torch_moments(p, th)),
 }
 
 

@@ -34,6 +34,10 @@ The kernel contract
    driver's compile time for no run-time gain.) Its arguments are named bundles (namedtuples, which
    numba types field by field): ``SeedState``, ``ModelData``, ``Method``, ``Settings``, ``ChargeRefs``,
    ``Records``.
+   A fast path (``lanes.py``) runs blocks of 8 seeds interleaved, one seed per vector lane, for the
+   runs it knows (deep linear without biases, gradient flow, fixed-step explicit tableaus; everything
+   else, and ``NOETHER_SIM_LANES=0``, goes to the driver). Each lane does the driver's arithmetic in the
+   driver's order, so the bit-identity above holds across the two paths too (tests/test_lanes.py).
 5. **Outputs** are written into arrays the caller allocated: ``(n_seeds, n_saves, ...)`` for recorded
    quantities, ``(n_seeds,)`` for status, counters and time of divergence. The driver integrates one
    chunk of save times per call and keeps all its state in caller-owned arrays, so the API can show

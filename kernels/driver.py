@@ -38,6 +38,7 @@ with STATUS_SOLVE_FAILED. All per-seed state lives in caller-owned arrays, so ca
 chunk by chunk and disjoint seed ranges can run concurrently on threads (the kernels release the GIL).
 """
 
+import os
 from collections import namedtuple
 
 import numpy as np
@@ -368,6 +369,20 @@ def _ol_first_step(scheme, kind, y, model, cfg, w, t_span, nq):
 
 
 @njit(cache=True)
+def new_work(kind, model, cfg, refs, n_stages, n_state):
+    """One seed's scratch arrays (``_Work``): stage arrays for ``n_stages`` stages of ``n_state`` entries
+    (1 and 1 where only ``_record`` uses it), the rest sized by the model and the recorded charges."""
+    P = cfg.n_params
+    nq = refs.q0.shape[1]
+    nx = max(refs.x0.shape[1], 1)
+    return _Work(np.empty((n_stages, n_state)), np.empty((n_stages, n_state)), np.empty(n_state), np.empty(n_state),
+                 np.empty(n_state), np.empty(work_size(kind, model.ints, model.data_a)), np.empty(P), np.empty(P),
+                 np.empty(P), np.empty(P), np.empty(P), np.empty(nq), np.empty(nq), np.empty(max(refs.j0.shape[1], 1)),
+                 np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq), np.empty(refs.group_degree.shape[0]),
+                 np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3), np.empty(nx), np.empty(nx))
+
+
+@njit(cache=True)
 def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method, cfg, refs, rec):
     if st.status[s] != STATUS_OK:
         _mark_unrecorded(s, first, last, refs, rec)
@@ -377,15 +392,7 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
     n_state = st.y.shape[1]
     P = cfg.n_params
     nq = refs.q0.shape[1]
-    nj = refs.j0.shape[1]
-    n_stages = method.b.shape[0]
-    n_groups = refs.group_degree.shape[0]
-    w = _Work(np.empty((n_stages, n_state)), np.empty((n_stages, n_state)), np.empty(n_state), np.empty(n_state),
-              np.empty(n_state), np.empty(work_size(kind, model.ints, model.data_a)), np.empty(P), np.empty(P),
-              np.empty(P), np.empty(P), np.empty(P), np.empty(nq), np.empty(nq), np.empty(max(nj, 1)),
-              np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq), np.empty(n_groups),
-              np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3), np.empty(max(refs.x0.shape[1], 1)),
-              np.empty(max(refs.x0.shape[1], 1)))
+    w = new_work(kind, model, cfg, refs, method.b.shape[0], n_state)
     y = st.y[s].copy()
     K, stage, new, work, g, qg = w.K, w.stage, w.new, w.work, w.g, w.qg
     group_off, group_degree = refs.group_off, refs.group_degree
@@ -443,7 +450,7 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
                     steps_left -= 1
                 n_accepted += 1
                 if cfg.fsal:  # the last stage was evaluated at the new y, bit for bit (A[-1] = b)
-                    K[0, :] = K[n_stages - 1]
+                    K[0, :] = K[K.shape[0] - 1]
                 cached = cached_after
             else:
                 n_rejected += 1
@@ -632,8 +639,16 @@ _INTEGRATE = {
 
 
 def integrate(kind, scheme, *args):
-    """Run ``_integrate`` compiled for model ``kind`` and ``scheme`` (plain ints from the Python side)."""
-    return _INTEGRATE[(kind, scheme)](*args)
+    """Run ``_integrate`` compiled for model ``kind`` and ``scheme`` (plain ints from the Python side),
+    or the seed-interleaved fast path (lanes.py) where it applies."""
+    general = _INTEGRATE[(kind, scheme)]
+    # lanes.lanes_applicable decides; this gate only keeps other runs from importing (and compiling) it
+    if kind == MODEL_DEEP_LINEAR and scheme == SCHEME_EXPLICIT and os.environ.get("NOETHER_SIM_LANES") != "0":
+        from .lanes import lanes_applicable, lanes_integrate
+
+        if lanes_applicable(kind, scheme, args):
+            return lanes_integrate(args, general)
+    return general(*args)
 
 
 @njit(cache=True)

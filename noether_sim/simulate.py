@@ -332,6 +332,22 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta, elapsed)
 
 
+def _nan(shape):
+    """A read-only all-NaN array of ``shape`` that takes no memory (variables that do not apply)."""
+    return np.broadcast_to(np.float64(np.nan), shape)
+
+
+def _masked(ok, x):
+    """x where the seed's status is ok, NaN elsewhere; x itself (no copy) when every seed is ok."""
+    return x if ok.all() else np.where(ok, x, np.nan)
+
+
+def _join(*parts):
+    """The columns of every part, in order (the one part itself when the others have none)."""
+    parts = [a for a in parts if a.shape[1]] or parts[:1]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
 def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta,
            elapsed) -> xr.Dataset:
     model, r = p.model, p.resolved
@@ -344,8 +360,8 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     ok = status[:, None] == STATUS_OK
     qf, jf, i_f = ensemble_state_charges(kind, st.y, algorithm, cfg, nq, ints, floats)
     xf = ensemble_extras(kind, st.y, algorithm, cfg, refs.gens, nx, ints, floats, data_a, data_b)
-    jf = jf[:, :nj] if momentum else np.full((n_seeds, nj), np.nan)
-    j0 = refs.j0 if momentum else np.full((n_seeds, nj), np.nan)
+    jf = jf[:, :nj] if momentum else _nan((n_seeds, nj))
+    j0 = refs.j0 if momentum else _nan((n_seeds, nj))
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     all_groups = groups + extras + iso
     T = float(p.times[-1])
@@ -366,8 +382,8 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     elif momentum:
         vel_final = st.y[:, P:2 * P]
     else:
-        vel_final = np.full((n_seeds, P), np.nan)
-    nan_iso = np.full((n_seeds, nx + nj), np.nan)
+        vel_final = _nan((n_seeds, P))
+    nan_iso = _nan((n_seeds, nx + nj))
     law_on = momentum and p.track_law
     comp_group = np.concatenate([[g.name] * g.size for g in all_groups]) if all_groups else np.array([], str)
     comp_degree = np.concatenate([[g.degree] * g.size for g in all_groups]) if all_groups else np.array([], int)
@@ -389,16 +405,15 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
             "law_residual": (("seed", "time", "charge"), rec.law),
             "scale": (("seed", "time", "charge"), scale),
             "roundoff_floor": (("seed", "charge"), floor),
-            "charge_initial": (("seed", "component"), np.concatenate([refs.q0, refs.x0, j0], axis=1)),
-            "charge_final": (("seed", "component"), np.where(ok, np.concatenate([qf, xf, jf], axis=1), np.nan)),
+            "charge_initial": (("seed", "component"), _join(refs.q0, refs.x0, j0)),
+            "charge_final": (("seed", "component"), _masked(ok, _join(qf, xf, jf))),
             "law_factor": ("component", law_factor),
-            "law_initial": (("seed", "component"), np.concatenate([refs.i0 if law_on else np.full_like(refs.q0, np.nan),
-                                                                   nan_iso], axis=1)),
-            "law_final": (("seed", "component"), np.where(ok & law_on, np.concatenate([i_f, nan_iso], axis=1), np.nan)),
+            "law_initial": (("seed", "component"), _join(refs.i0, nan_iso) if law_on else _nan((n_seeds, nq + nx + nj))),
+            "law_final": (("seed", "component"), _masked(ok, _join(i_f, nan_iso)) if law_on else _nan((n_seeds, nq + nx + nj))),
             "theta_initial": (("seed", "param"), theta),
-            "theta_final": (("seed", "param"), np.where(ok, st.y[:, :P], np.nan)),
-            "velocity_initial": (("seed", "param"), velocity if velocity is not None else np.full((n_seeds, P), np.nan)),
-            "velocity_final": (("seed", "param"), np.where(ok, vel_final, np.nan)),
+            "theta_final": (("seed", "param"), _masked(ok, st.y[:, :P])),
+            "velocity_initial": (("seed", "param"), velocity if velocity is not None else _nan((n_seeds, P))),
+            "velocity_final": (("seed", "param"), _masked(ok, vel_final)),
             "status": ("seed", status),
             "diverged": ("seed", status == STATUS_DIVERGED),
             "t_diverged": ("seed", st.t_diverged),

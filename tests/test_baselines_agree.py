@@ -56,10 +56,15 @@ def test_moments_gradient_matches_kernel():
     np.testing.assert_allclose(grad_b, grad_k, rtol=0, atol=1e-13 * np.max(np.abs(grad_k)))
 
 
-@pytest.mark.parametrize("module", ["jax", "torch"])
-def test_autodiff_baselines_match_simulate(module, reference):
+@pytest.mark.parametrize("module, kind", [("jax", "forward"), ("torch", "forward"), ("jax", "moments"),
+                                          ("torch", "moments")])
+def test_autodiff_baselines_match_simulate(module, kind, reference):
+    """The JAX and PyTorch baselines, both the forward pass over the N points and the same-algorithm
+    (moments) ones, compute what simulate() computes."""
     pytest.importorskip(module)
     theta0, ours, scale = reference
-    run = {"jax": baselines.run_jax_autodiff, "torch": baselines.run_torch_autograd}[module]
+    run = {("jax", "forward"): baselines.run_jax_autodiff, ("torch", "forward"): baselines.run_torch_autograd,
+           ("jax", "moments"): baselines.run_jax_moments, ("torch", "moments"): baselines.run_torch_moments}[
+        module, kind]
     gap = baselines.agreement(ours, run(PROBLEM, theta0), scale)
     assert gap["theta_rel"] <= 1e-10 and gap["loss_rel"] <= 1e-10 and gap["drift_over_scale"] <= 1e-12, gap

@@ -85,3 +85,15 @@ def test_engine_energy_equals_the_independent_numpy_integration(smooth):
     E_ref = ref["objective"][:, -1] + ref["dissipated"][:, -1]
     np.testing.assert_allclose(_energy(ds, "charge_final"), E_ref, rtol=1e-13)
     np.testing.assert_allclose(_energy(ds), ref["objective"][:, 0], rtol=1e-14)
+
+
+def test_tracking_the_energy_leaves_the_trajectory_bit_for_bit(reference_problem):
+    """The energy is one more state entry, integrated beside θ: θ(t) and the charges are unchanged (and a
+    deep linear run without it takes the seed-interleaved fast path, with it the general driver)."""
+    model, data = reference_problem
+    kw = dict(method="rk4", h=0.01, n_steps=50, save_every=0.25, seeds=9, weight_decay=0.01)
+    plain = ns.simulate(model, data, **kw)
+    tracked = ns.simulate(model, data, track_energy=True, **kw)
+    np.testing.assert_array_equal(plain.theta_final.values, tracked.theta_final.values)
+    np.testing.assert_array_equal(plain.drift.values, tracked.drift.sel(charge=plain.charge).values)
+    np.testing.assert_array_equal(plain.loss.values, tracked.loss.values)
