@@ -152,6 +152,7 @@ def test_second_writer_is_refused_at_once_naming_the_holder(tmp_path):
             assert second.returncode == 2, err
             assert f"PID {first.pid}" in err and "being written by another noether-sim run" in err
         assert first.poll() is None, "the first run ended before the refusals were checked"
+        wait_for_block(out, first)  # so that there is a finished block of the first writer to check
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=120)
         assert first.returncode == 130, err
