@@ -1,4 +1,4 @@
-"""Structure-preserving integration and momentum dynamics (issue 5): properties against oracles.
+"""Structure-preserving integration and momentum dynamics: properties against oracles.
 
 Oracles: the tableau conditions computed from the coefficients; scipy solve_ivp (DOP853, rtol = atol
 = 1e-12) for trajectories; the exact laws of theory.md §2 and §4 (J(t) = e^{−t/τ}J(0), the integrated
