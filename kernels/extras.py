@@ -7,7 +7,9 @@ training data's symmetry group (``noether_sim.data.augment``), with V = θ̇ on 
 
 Under gradient flow and descent V = −∇L − λθ: c_m is the restriction on the path, zero wherever the loss
 is invariant under W_1 → W_1 e^{sK_m} (for descent, c_m(θ_k) = ⟨θ_{k+1}, Kθ_k⟩/η). Under the momentum
-dynamics V = p and c_m is an isometric charge, c_m(t) = e^{−t/τ} c_m(0).
+dynamics V = p and c_m is an isometric charge, c_m(t) = e^{−t/τ} c_m(0): exactly for heavy ball
+(V = (θ_k − θ_{k−1})/h, c_{k+1} = βc_k) and the conformal symplectic splittings, to the method's order
+otherwise (Nesterov, whose gradient is taken at the look-ahead point, to first order in h).
 
 Energy (theory.md §2 item 6). With Φ = L + λ|θ|²/2,
 

@@ -116,7 +116,7 @@ def check_options(resolved: Resolved, given: dict) -> dict:
     for name, value in given.items():
         if name not in OPTION_DEFAULTS:
             v.fail(name, value, f"is not an option of simulate(); options: {', '.join(OPTION_DEFAULTS)}")
-        if value is None:
+        if value is None or (name == "track_energy" and value is False):  # off: nothing to refuse
             continue
         where, applies = _TAKES[name]
         if not applies(resolved):

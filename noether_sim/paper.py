@@ -223,7 +223,7 @@ def _claim_a(claim, out, seeds, progress, say):
         P = np.sqrt(w_in2 * w_out2)
         law = 0.5 * (r0 + np.sqrt(r0 ** 2 + 4 * P ** 2))
         err = np.max(np.abs(w_in2 - law) / np.maximum(w_in2, 1e-300))
-        growth = np.max(w_in2[-1] + w_out2[-1]) / np.max(w_in2[0] + w_out2[0])
+        growth = np.max((w_in2[-1] + w_out2[-1]) / (w_in2[0] + w_out2[0]))  # per neuron, the largest
         for j in np.argsort(-np.abs(w_in2[-1] - w_in2[0]))[:4]:
             line, = ax.plot(t, w_in2[:, j], "o", ms=4, label=f"neuron {j}: measured |w_in|²")
             ax.plot(t, law[:, j], "-", color=line.get_color(), label=f"neuron {j}: (r(0) + √(r(0)² + 4P²))/2")
@@ -233,8 +233,8 @@ def _claim_a(claim, out, seeds, progress, say):
         ax.legend(fontsize="x-small", ncol=2)
         numbers.append(f"{act}, seed 0, RK4 at h = {float(np.nanmin(sub.h.values)):g}: largest relative gap between "
                        f"|w_in(t)|² and the norm the conserved r(0) implies, (r(0) + √(r(0)² + 4P(t)²))/2, over "
-                       f"{model.widths[1]} neurons and {len(t)} times: {err:.2e}; largest neuron's "
-                       f"|w_in|² + |w_out|² grew by a factor {growth:.3f}")
+                       f"{model.widths[1]} neurons and {len(t)} times: {err:.2e}; the largest growth of a neuron's "
+                       f"|w_in|² + |w_out|²: a factor {growth:.3f}")
     figures.append(_save(fig, out, "a_norms_from_charge"))
     table = _verdict_table(points, ["r1"])
     return Section(claim, overrides, store, [table], numbers, figures)
@@ -380,6 +380,8 @@ def _claim_d(claim, out, seeds, progress, say):
 
     fig, (ax,) = _figure()
     _, label, sub, cfg = points[0]
+    if cfg["weight_decay"] != 0:  # E − L is ∫|θ̇|² only without weight decay (else also λ|θ|²/2)
+        v.fail("weight_decay", cfg["weight_decay"], "claim (d)'s energy-identity figure is drawn for weight_decay = 0")
     comp = sub.component_charge.values == "energy"
     for scheme, style in (("gf-rk4", "-"), ("gd", "--")):
         t = sub.time.values

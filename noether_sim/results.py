@@ -166,6 +166,10 @@ def _widen_blocks(blocks: dict) -> dict:
         for j, key in enumerate(_component_keys(b.component_charge.values)):
             if key not in comp_info:
                 comp_info[key] = {n: b[n].values[j] for n in COMPONENT_COORDS if n in b.coords}
+    # in the single-run order (simulate._label): the model's charges, the data charges and the energy,
+    # then the isometric ones, whichever block listed them first
+    rank = {"model": 0, "data": 1, "energy": 2, "isometric": 3}
+    charges.sort(key=lambda c: rank.get(str(charge_info[c].get("charge_kind", "")), 4))
     comp_keys = sorted(comp_info, key=lambda k: (charges.index(k[0]), k[1]))
     position = {k: i for i, k in enumerate(comp_keys)}
     union_coords = {n: ("charge", [charge_info[c][n] for c in charges]) for n in CHARGE_COORDS}

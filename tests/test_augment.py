@@ -243,3 +243,28 @@ def test_rotation_groups_give_one_charge_per_plane_each_with_its_law():
         assert np.all(drift <= 100 * EPS * ds.scale.sel(charge=name).values)
         watched = ds.charge_watch.sel(component=ds.component_charge == name).isel(watched_seed=0).values[:, 0]
         np.testing.assert_allclose(watched, c0[0] * np.exp(-ds.time.values / 0.5), rtol=1e-12)
+
+
+def test_a_study_recording_the_energy_of_only_some_methods(tmp_path):
+    """record.charges may name the energy when one method tracks it: the others' blocks lack it (NaN)."""
+    from noether_sim.execute import run_study
+
+    cfg = {
+        "name": "some", "t_end": 0.25, "save_every": 0.125,
+        "model": {"kind": "deep_linear", "widths": [4, 3, 2]},
+        "data": {"kind": "synthetic_regression", "n_points": 6}, "seeds": {"count": 2},
+        "record": {"charges": ["D1", "energy"]},
+        "methods": {"mom": {"dynamics": "momentum", "method": "verlet", "tau": 1.0,
+                            "step_sizes": [0.03125, 0.015625, 0.0078125]},
+                    "e": {"dynamics": "gf", "method": "rk4", "track_energy": True,
+                          "step_sizes": [0.03125, 0.015625, 0.0078125]},
+                    "plain": {"dynamics": "gf", "method": "rk4", "track_energy": False,
+                              "step_sizes": [0.03125, 0.015625, 0.0078125]}},
+    }
+    ds = run_study(cfg, tmp_path / "some")
+    assert list(ds.charge.values) == ["D1", "energy"]
+    assert np.all(np.isfinite(ds.drift.sel(scheme="e", charge="energy").values))
+    assert np.all(np.isnan(ds.drift.sel(scheme="plain", charge="energy").values))
+    # a momentum method listed first still gives the single-run order of charges
+    full = run_study({**cfg, "name": "all", "record": {"charges": "all"}}, tmp_path / "all")
+    assert list(full.charge.values) == ["D1", "energy", "J1"]
