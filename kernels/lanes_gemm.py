@@ -23,6 +23,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .simd import _c_float64
+
 LANES = 8  # seeds per block: doubles per 512-bit vector
 _ROWS = 4
 _COLS = 4
@@ -182,9 +184,8 @@ def _lane_combine_ir(typingctx, y, h, weights, K, out, bound):
     """out = y + Σ_i (h·weights[i]) K[i] over the nonzero weights, one fused multiply-add per term in
     increasing i (``explicit.combine``'s arithmetic, in one pass); returns how many entries of out are
     not within ±bound (NaN counts)."""
-    for arr, nd in ((y, 1), (weights, 1), (K, 2), (out, 1)):
-        if not (isinstance(arr, types.Array) and arr.ndim == nd and arr.dtype == types.float64 and arr.layout == "C"):
-            return None
+    if not all(_c_float64(arr, nd) for arr, nd in ((y, 1), (weights, 1), (K, 2), (out, 1))):
+        return None
     sig = types.int64(y, h, weights, K, out, bound)
 
     def codegen(context, builder, signature, args):
