@@ -19,12 +19,18 @@ CONSERVED_TOL = 1e-9  # |⟨∇q, ∇ℓ⟩| / (|∇q||∇ℓ|) below which a ca
 class CatalogueCheck:
     """The model's hand-written charges against what was found.
 
-    groups       per charge group: name, degree, description, components, conserved (measured), residual
-    independent  rank of the conserved catalogue charges' gradients at a generic point (functionally
-                 independent laws the catalogue provides)
-    complete     the catalogue accounts for every law: independent == count and no found linear or
-                 quadratic law lies outside its span
-    missing      readable descriptions of found low-degree laws outside the catalogue's span
+    Attributes
+    ----------
+    groups : list of dict
+        Per charge group: name, degree, description, components, conserved (measured), residual.
+    independent : int
+        Rank of the conserved catalogue charges' gradients at a generic point (functionally independent
+        laws the catalogue provides).
+    complete : bool
+        The catalogue accounts for every law: independent == count and no found linear or quadratic law
+        lies outside its span.
+    missing : list of str
+        Readable descriptions of found low-degree laws outside the catalogue's span.
     """
 
     groups: list

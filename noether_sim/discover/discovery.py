@@ -102,20 +102,56 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
              min_gap: float = 1e4, catalogue: bool = True) -> DiscoveryResult:
     """Count and find the conservation laws of ``model`` (a DeepLinear or MLP).
 
-    data       the data points whose per-sample gradient fields generate the dynamics; laws found hold
-               for every data set made of these points. None: ``n_data`` generic points (Gaussian inputs,
-               Gaussian targets or random soft labels), i.e. laws that hold for every data set.
-    points     number of generic parameter points (and velocities, under momentum) at which the Lie
-               algebra's dimension is measured; the count is taken where it is largest (see
-               ``DiscoveryResult``). With piecewise-linear activations θ is redrawn until every hidden
-               neuron changes sign over the data: one that is dead, or linear, on all of it opens extra
-               laws that hold only in that region
-    flow       "gradient" (θ̇ = −∇L) or "momentum" (τθ̈ + θ̇ = −∇L; laws h(θ, θ̇, t))
-    max_depth  deepest bracket tried; the rank must stop growing before it (default 4 for gradient flow,
-               5 for momentum flow, whose drift field takes more brackets to fill its algebra)
-    quadratic  "auto" (full search up to 1200 unknowns, P ≤ 48, else "layer_gram"), "full" or "layer_gram":
-               forms Σ_i ⟨A_i, W̃_iW̃_iᵀ⟩ + ⟨B_i, W̃_iᵀW̃_i⟩ of the augmented layers W̃_i = [W_i | b_i]
-    min_gap    the singular-value ratio a rank decision needs; below it the result says undecided
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The network whose laws are sought.
+    data : TrainingData, optional
+        The data points whose per-sample gradient fields generate the dynamics; laws found hold for
+        every data set made of these points. None: ``n_data`` generic points (Gaussian inputs, Gaussian
+        targets or random soft labels), i.e. laws that hold for every data set.
+    points : int
+        Number of generic parameter points (and velocities, under momentum) at which the Lie algebra's
+        dimension is measured; the count is taken where it is largest (see ``DiscoveryResult``). With
+        piecewise-linear activations θ is redrawn until every hidden neuron changes sign over the data:
+        one that is dead, or linear, on all of it opens extra laws that hold only in that region.
+    seed : int
+        Seed of the random points, data and bracket combinations.
+    flow : {"gradient", "momentum"}
+        ``θ̇ = −∇L``, or ``τθ̈ + θ̇ = −∇L`` (laws ``h(θ, θ̇, t)``).
+    tau : float
+        Momentum flow's time constant.
+    n_data : int, optional
+        Number of generic data points when ``data`` is None (default P + 8).
+    max_depth : int, optional
+        Deepest bracket tried; the rank must stop growing before it (default 4 for gradient flow, 5 for
+        momentum flow, whose drift field takes more brackets to fill its algebra).
+    quadratic : {"auto", "full", "layer_gram"}
+        "auto": the full symmetric search up to 1200 unknowns (P ≤ 48), else "layer_gram", the forms
+        ``Σ_i ⟨A_i, W̃_iW̃_iᵀ⟩ + ⟨B_i, W̃_iᵀW̃_i⟩`` of the augmented layers ``W̃_i = [W_i | b_i]``.
+    min_gap : float
+        The singular-value ratio a rank decision needs; below it the result says undecided.
+    catalogue : bool
+        Check the model's hand-written charges against the laws found.
+
+    Returns
+    -------
+    DiscoveryResult
+        ``.count`` (independent laws; None if undecided), ``.linear`` and ``.quadratic`` law bases,
+        ``.catalogue`` (the model's hand-written charges against them); ``print(result)`` shows a table.
+
+    Raises
+    ------
+    ConfigError
+        An invalid option, named with its value and what is allowed.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> ns.discover(ns.DeepLinear((4, 3, 3))).count      # the r(r + 1)/2 entries of D_1, r = 3
+    6
+    >>> ns.discover(ns.DeepLinear((4, 3, 3)), flow="momentum").count   # r(r − 1)/2 rotations
+    3
     """
     from ..models import DeepLinear
 

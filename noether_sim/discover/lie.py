@@ -20,13 +20,20 @@ EPS = np.finfo(float).eps
 class RankDecision:
     """The rank of a set of vectors, chosen at the largest gap of its singular values.
 
-    singular_values  normalised by the largest, descending; dim − n_vectors trailing zeros are implicit
-    gap              σ_rank / σ_{rank+1}: the ratio that separates kept from discarded values, with values
-                     below the round-off floor ``floor`` (ε × rows) read as the floor, and σ_{dim+1} = floor
-                     (so full rank is a gap too)
-    next_gap         the largest other ratio between neighbouring values
-    tolerance        the threshold the decision amounts to: √(σ_rank σ_{rank+1})
-    decided          gap ≥ min_gap, no other gap ≥ min_gap, and the discarded values are ≤ 1e-8
+    Attributes
+    ----------
+    singular_values : ndarray
+        Normalised by the largest, descending; dim − n_vectors trailing zeros are implicit.
+    gap : float
+        ``σ_rank / σ_{rank+1}``: the ratio that separates kept from discarded values, with values below
+        the round-off floor ``floor`` (ε × rows) read as the floor, and ``σ_{dim+1} = floor`` (so full
+        rank is a gap too).
+    next_gap : float
+        The largest other ratio between neighbouring values.
+    tolerance : float
+        The threshold the decision amounts to: ``√(σ_rank σ_{rank+1})``.
+    decided : bool
+        gap ≥ min_gap, no other gap ≥ min_gap, and the discarded values are ≤ 1e-8.
     """
 
     rank: int
