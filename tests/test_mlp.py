@@ -92,6 +92,7 @@ def verdicts(model, data, **overrides):
     return {r["charge"]: r for r in rows}
 
 
+@pytest.mark.slow  # a ladder per activation (the longest test of the suite: 65 s for relu under load)
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "abs", "relu_pow"])
 def test_rescale_charges_of_homogeneous_networks_are_conserved(activation):
     """Kinks: a crossing contributes O(h²·|jump|·|θ̇|) to the drift (the stages straddle the jump), not
