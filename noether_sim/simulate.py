@@ -526,7 +526,35 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
 
 
 def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> xr.DataArray:
-    """The full matrix of charge group ``name`` for the watched seeds: (watched_seed, time, row, col)."""
+    """The full matrix of charge group ``name`` for the watched seeds: (watched_seed, time, row, col).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``simulate`` result run with ``watch_seeds``.
+    name : str
+        A matrix charge group, e.g. ``"D1"``.
+    variable : str
+        ``"charge_watch"`` (the charge) or ``"predicted_watch"`` (gradient descent's exact one-step law).
+
+    Returns
+    -------
+    xarray.DataArray
+
+    Raises
+    ------
+    ConfigError
+        An unknown charge or variable, or a run without watched seeds.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> ds = ns.simulate(model, ns.data.synthetic_regression(4, 2, 8), h=0.1, n_steps=2, seeds=2, watch_seeds=[1])
+    >>> D1 = ns.charge_matrix(ds, "D1")
+    >>> D1.shape, bool(np.allclose(D1[0, 0], D1[0, 0].T))     # symmetric 3 × 3 at every save time
+    ((1, 3, 3, 3), True)
+    """
     shapes = json.loads(ds.attrs["charge_shapes"])
     if name not in shapes:
         v.fail("name", name, f"must be one of the run's charges: {', '.join(shapes)}")

@@ -11,7 +11,27 @@ from .discovery import DiscoveryResult
 
 def plot_discovery(results, point: int = 0):
     """Singular values of the generated span at one sampled point, one panel per result, with the gap
-    that sets the rank (and so the count) marked. Returns a matplotlib Figure (no pyplot state)."""
+    that sets the rank (and so the count) marked. Returns a matplotlib Figure (no pyplot state).
+
+    Parameters
+    ----------
+    results : list of DiscoveryResult
+        One panel each.
+    point : int
+        Which sampled point's singular values to show.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> from noether_sim.discover import plot_discovery
+    >>> fig = plot_discovery([ns.discover(ns.DeepLinear((4, 3, 3)))])
+    >>> len(fig.axes)
+    1
+    """
     from matplotlib.figure import Figure
 
     results = [results] if isinstance(results, DiscoveryResult) else list(results)
