@@ -1,4 +1,4 @@
-"""Plumbing every run shares: the save grid, seed ids, initial weights, threads over seed ranges,
+"""Plumbing every run shares: the save grid, seed ids, initial weights (threads over seed ranges: _threads.py),
 progress bars, provenance and the memory a run will need."""
 
 from __future__ import annotations
