@@ -67,9 +67,9 @@ _Work = namedtuple("_Work", ["K", "K_new", "stage", "new", "start", "work", "g",
 def state_size(dyn, algorithm, P, nq, track):
     if dyn != DYN_MOMENTUM:
         return P
-    if algorithm or not track:
+    if not track:
         return 2 * P
-    return 2 * P + 2 * nq
+    return 2 * P + nq if algorithm else 2 * P + 2 * nq
 
 
 @njit(cache=True)
@@ -84,7 +84,9 @@ def _velocity(y, algorithm, P, h, pv):
 
 @njit(cache=True)
 def state_charges(kind, y, algorithm, cfg, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
-    """q(θ) into qv; under momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked)."""
+    """q(θ) into qv; under momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked):
+    momentum flow's I (fields.py), or for heavy ball / Nesterov the discrete invariant of
+    ``_algorithm_law`` below."""
     charges(kind, y[:cfg.n_params], qv, ints, floats)
     _momentum_charges(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb)
 
@@ -107,6 +109,10 @@ def _momentum_charges_impl(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv
         for k in range(nq):
             ddot = 0.5 * (qa[k] - qb[k])
             iv[k] = cfg.tau * ddot + qv[k] + 2.0 * cfg.weight_decay * y[2 * P + nq + k] - 2.0 * cfg.tau * y[2 * P + k]
+    elif cfg.track_law:  # heavy ball / Nesterov on y = [θ_k, θ_{k−1}, a]: J = q(θ_k) − β q(θ_{k−1}) + a
+        charges(kind, y[P:2 * P], qa, ints, floats)
+        for k in range(nq):
+            iv[k] = qv[k] - cfg.beta * qa[k] + y[2 * P + k]
     else:
         for k in range(nq):
             iv[k] = np.nan
@@ -146,7 +152,7 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
     charge_scales(kind, y[:P], w.scales, ints, floats)
     group_off, group_degree = refs.group_off, refs.group_degree
     n_groups = group_degree.shape[0]
-    law_tracked = momentum and cfg.track_law and not algorithm
+    law_tracked = momentum and cfg.track_law
     for grp in range(n_groups):
         decay = 1.0 if momentum else np.exp(-group_degree[grp] * cfg.weight_decay * t)
         drift2 = 0.0
@@ -330,7 +336,54 @@ def _attempt_algorithm(scheme, kind, s, y, h, cached, K, stage, new, work, ints,
         w.new[j] = y[j]
     momentum_algorithm_step(kind, w.new, cfg.eta, cfg.beta, cfg.weight_decay, cfg.nesterov, cfg.n_params, w.grad,
                             w.look, ints, floats, data_a, data_b, work)
+    if cfg.track_law:
+        _algorithm_law(kind, y, w.new, cfg, refs.group_off, refs.group_degree, ints, floats, w.tmp, w.qa, w.qb,
+                       w.qc, w.qg)
     return 0.0, False, 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _algorithm_law(kind, y, new, cfg, group_off, group_degree, ints, floats, tmp, q_k, q_prev, k_k, k_next):
+    """Advance the accumulator a of heavy ball's / Nesterov's exact discrete law (y = [θ_k, θ_{k−1}, a],
+    new = [θ_{k+1}, θ_k, a]).
+
+    For a charge q of the model's symmetry, with v_k = θ_k − θ_{k−1}, Q_k = q(θ_k), K_k = q(v_k) and
+    β, η, λ of the step, the symmetry (q's bilinear form B has B(θ, ∇L(θ)) = 0) makes the change of a
+    quadratic charge a function of charges of states and increments alone (theory.md §3 and §6):
+
+        heavy ball  ΔQ_{k+1} − βΔQ_k = βK_k + K_{k+1} − 2ηλQ_k
+        Nesterov    ΔQ_{k+1} − βΔQ_k = (1 − 2ηλ)(β + β²)K_k + q(u_k) − 2ηλQ_k − 2ηλβΔQ_k,
+                    u_k = θ_{k+1} − θ_k − βv_k (the plain gradient step from the look-ahead point)
+
+    and of a linear charge ΔL_{k+1} − βΔL_k = −ηλL_k (heavy ball), −ηλL_k − ηλβΔL_k (Nesterov).
+    So J_k = q(θ_k) − βq(θ_{k−1}) + a_k is constant when a accumulates minus the right-hand sides:
+    |J(t) − J(0)| is the law's residual, round-off where the symmetry holds, the discrete analogue of
+    momentum flow's τQ̈ + Q̇ + 2λQ = 2τQ(θ̇)."""
+    P = cfg.n_params
+    beta = cfg.beta
+    el = cfg.eta * cfg.weight_decay
+    nq = q_k.shape[0]
+    charges(kind, y[:P], q_k, ints, floats)
+    charges(kind, y[P:2 * P], q_prev, ints, floats)
+    for j in range(P):
+        tmp[j] = y[j] - y[P + j]
+    charges(kind, tmp, k_k, ints, floats)
+    for j in range(P):  # heavy ball: v_{k+1}; Nesterov: u_k = v_{k+1} − βv_k
+        tmp[j] = (new[j] - y[j]) - (beta * (y[j] - y[P + j]) if cfg.nesterov else 0.0)
+    charges(kind, tmp, k_next, ints, floats)
+    for grp in range(group_degree.shape[0]):
+        quadratic = group_degree[grp] == 2
+        for k in range(group_off[grp], min(group_off[grp + 1], nq)):
+            dq = q_k[k] - q_prev[k]
+            if quadratic:
+                rhs = 2.0 * el * q_k[k]
+                if cfg.nesterov:
+                    rhs += 2.0 * el * beta * dq - (1.0 - 2.0 * el) * (beta + beta * beta) * k_k[k] - k_next[k]
+                else:
+                    rhs -= beta * k_k[k] + k_next[k]
+            else:
+                rhs = el * q_k[k] + (el * beta * dq if cfg.nesterov else 0.0)
+            new[2 * P + k] = y[2 * P + k] + rhs
 
 
 _ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adaptive,

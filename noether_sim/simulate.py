@@ -140,7 +140,7 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         v.fail("init", init, "must be an initialisation from noether_sim.init (Gaussian, Orthogonal, Balanced, Given)")
     if not isinstance(description, str):
         v.fail("description", description, "must be a string")
-    track_law = bool(options.get("track_law", False)) and resolved.scheme != SCHEME_ALGORITHM
+    track_law = bool(options.get("track_law", False))
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
              divergence_bound, description, track_law, track_energy)
     p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
@@ -225,7 +225,10 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     tau       momentum dynamics: the time constant (friction 1/τ); heavy_ball / nesterov take (h, tau)
               or (learning_rate, beta), related by β = e^{−h/τ}, η = h²/τ
     velocity  momentum dynamics: θ̇(0) = "zero" (default), "gradient" (−∇L − λθ), a scale σ, or an array
-    track_law momentum flow by a method: integrate ∫D(q), ∫D(p) to check the balance law (default True)
+    track_law momentum dynamics: check the model charges' exact law (default True). Momentum flow by a
+              method: integrate ∫q(q), ∫q(p) so that I = τq̇ + q + 2λ∫q(q) − 2τ∫q(p) stays constant;
+              heavy ball / Nesterov: the discrete invariant J = q(θ_k) − βq(θ_{k−1}) + a_k of their
+              exact one-step law (kernels/driver.py ``_algorithm_law``); its change is ``law_residual``
     track_energy  a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|² as a charge
               with law E(0) (time symmetry), integrating ∫|θ̇|² with the run's own method (default False)
 
@@ -271,7 +274,7 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     y = np.zeros((n_seeds, n_state))
     y[:, :P] = theta
     if algorithm:
-        y[:, P:] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
+        y[:, P:2 * P] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
     elif momentum:
         y[:, P:2 * P] = velocity
 
