@@ -11,8 +11,10 @@ For every seed and charge group, with q_j the final charge vector at step size h
                    order rounded to an integer (a charge can converge faster than the method's
                    order, e.g. order 3 for Heun), or the method's order where nothing was fitted or
                    the fit is lower. d* = |q* − q_law(T)| with q* the top level (all m rungs)
-    uncertainty    u = |q* − q*'|, q*' the level below (one power fewer removed): how much the
-                   extrapolation still moves
+    uncertainty    u = how much the extrapolation still moves: the larger of |q* − q*'| (q*' the
+                   level below, one power fewer removed) and |q* − q*''| (q*'' the same level one
+                   rung coarser, where there is one). A level beyond the first is used only where
+                   the ladder shows the power it removes (``_richardson``)
     floor          round-off floor of the finest run (ε·√steps·scale)
 
 Verdict per seed: "broken by the flow" if d* > 5·max(u, floor) (the extrapolated drift stands
@@ -46,6 +48,7 @@ from .laws import (BASIS_LADDER, BASIS_LAW, BROKEN, CONSERVED, EXCLUDED, INCONCL
 MIN_RUNGS = 3  # the extrapolation uses the two finest pairs, its uncertainty the next
 VERDICT_FACTOR = 5.0  # d* must exceed this many uncertainties to count as broken
 RESOLUTION = 1e-6  # uncertainty relative to the charge scale below which "conserved" is decidable
+SHAPE_SLACK = 0.25  # a ladder shows the power h^e where each difference is r^e times the next, to this fraction
 
 
 def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=None, **kwargs) -> xr.Dataset:
@@ -209,26 +212,52 @@ def _extrapolate(q, q_law, hs, p, members, floor):
             if use.sum() >= 2:
                 fitted[s, k] = np.polyfit(x[use], np.log(diffs[use, s]), 1)[0]
         p_used[:, k] = np.where(np.isfinite(fitted[:, k]), np.maximum(p, np.round(fitted[:, k])), p)
-        best, previous = _richardson(q[..., mask], hs, p_used[:, k])
+        best, unc[:, k] = _richardson(q[..., mask], hs, p_used[:, k])
         d_star[:, k] = np.sqrt(np.sum((best - q_law[:, mask]) ** 2, axis=-1))
-        unc[:, k] = np.sqrt(np.sum((best - previous) ** 2, axis=-1))
         d_fine[:, k] = norm(q[-1] - q_law, mask)
     return fitted, p_used, d_star, unc, d_fine
 
 
 def _richardson(q, hs, p):
     """Repeated Richardson extrapolation of q (m, S, n) at step sizes hs (decreasing) to h → 0, assuming
-    the error expands in the powers p, p + 1, …, p + m − 2 of h (as a one-step method's global error
-    does; p per seed): level l eliminates h^(p+l−1) between neighbouring rungs, so the last level uses
-    every rung. Returns the top level at the finest rung and the level below it there (its distance
-    to the top is the uncertainty)."""
+    the error expands in the powers p, p + 1, … of h (as a one-step method's global error does; p per
+    seed): level l eliminates h^(p+l−1) between neighbouring rungs.
+
+    A level is used only where the ladder shows the power it removes: every difference of the level below
+    must be r^(p+l−1) times the next finer one, as a vector, to within ``SHAPE_SLACK`` of its size, and
+    so must every level below that. The top level rests on the checks below it (the level under it has a
+    single difference: nothing is left to check it with). A ladder that is not in its
+    asymptotic regime (kinks of a ReLU flow, round-off) keeps level 1, one Richardson step from the two
+    finest rungs. Returns, per seed, the chosen level at the finest rung, and its uncertainty: the
+    larger of its distances to the level below there and to the same level one rung coarser."""
     levels = [q]
     e = np.asarray(p, float)[None, :, None]
     for lev in range(1, len(hs)):
         prev = levels[-1]
         r = (hs[lev - 1:-1] / hs[lev:])[:, None, None]
         levels.append(prev[1:] + (prev[1:] - prev[:-1]) / (r ** (e + lev - 1) - 1.0))
-    return levels[-1][-1], levels[-2][-1]
+    # check l: every difference of level l is r^(p+l) times the next finer one (the same vector, shrunk
+    # at the power level l + 1 removes), to within SHAPE_SLACK of its size
+    m, p = len(hs), np.asarray(p, float)
+    passed = np.zeros(q.shape[1], dtype=int)  # consecutive checks passed from level 0
+    going = np.ones(q.shape[1], dtype=bool)
+    for lev in range(m - 2):
+        diffs = np.diff(levels[lev], axis=0)  # (m − lev − 1, S, n), coarse to fine
+        r = (hs[lev:-2] / hs[lev + 1:-1])[:, None, None]
+        mismatch = np.sqrt(np.sum((diffs[:-1] - r ** (p[None, :, None] + lev) * diffs[1:]) ** 2, axis=-1))
+        size = np.sqrt(np.sum(diffs[:-1] ** 2, axis=-1))
+        with np.errstate(invalid="ignore"):
+            going &= np.all(mismatch <= SHAPE_SLACK * size, axis=0)
+        passed += going
+    use = np.where(passed == m - 2, m - 1, np.maximum(passed, 1))
+    S = q.shape[1]
+    best = np.stack([levels[use[s]][-1, s] for s in range(S)])
+    # how much the extrapolation still moves: against the level below at the finest rung, and against
+    # the same level one rung coarser where there is one
+    below = np.stack([levels[use[s] - 1][-1, s] for s in range(S)])
+    coarser = np.stack([levels[use[s]][-2, s] if use[s] < m - 1 else levels[use[s]][-1, s] for s in range(S)])
+    moved = np.maximum(np.sqrt(np.sum((best - below) ** 2, axis=-1)), np.sqrt(np.sum((best - coarser) ** 2, axis=-1)))
+    return best, moved
 
 
 def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
