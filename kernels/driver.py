@@ -144,7 +144,54 @@ def _attempt_algorithm(scheme, kind, s, y, h, cached, K, stage, new, work, ints,
         w.new[j] = y[j]
     momentum_algorithm_step(kind, w.new, cfg.eta, cfg.beta, cfg.weight_decay, cfg.nesterov, cfg.n_params, w.grad,
                             w.look, ints, floats, data_a, data_b, work)
+    if cfg.track_law:
+        _algorithm_law(kind, y, w.new, cfg, refs.group_off, refs.group_degree, ints, floats, w.tmp, w.qa, w.qb,
+                       w.qc, w.qg)
     return 0.0, False, 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _algorithm_law(kind, y, new, cfg, group_off, group_degree, ints, floats, tmp, q_k, q_prev, k_k, k_next):
+    """Advance the accumulator a of heavy ball's / Nesterov's exact discrete law (y = [θ_k, θ_{k−1}, a],
+    new = [θ_{k+1}, θ_k, a]).
+
+    For a charge q of the model's symmetry, with v_k = θ_k − θ_{k−1}, Q_k = q(θ_k), K_k = q(v_k) and
+    β, η, λ of the step, the symmetry (q's bilinear form B has B(θ, ∇L(θ)) = 0) makes the change of a
+    quadratic charge a function of charges of states and increments alone (theory.md §3 and §6):
+
+        heavy ball  ΔQ_{k+1} − βΔQ_k = βK_k + K_{k+1} − 2ηλQ_k
+        Nesterov    ΔQ_{k+1} − βΔQ_k = (1 − 2ηλ)(β + β²)K_k + q(u_k) − 2ηλQ_k − 2ηλβΔQ_k,
+                    u_k = θ_{k+1} − θ_k − βv_k (the plain gradient step from the look-ahead point)
+
+    and of a linear charge ΔL_{k+1} − βΔL_k = −ηλL_k (heavy ball), −ηλL_k − ηλβΔL_k (Nesterov).
+    So J_k = q(θ_k) − βq(θ_{k−1}) + a_k is constant when a accumulates minus the right-hand sides:
+    |J(t) − J(0)| is the law's residual, round-off where the symmetry holds, the discrete analogue of
+    momentum flow's τQ̈ + Q̇ + 2λQ = 2τQ(θ̇)."""
+    P = cfg.n_params
+    beta = cfg.beta
+    el = cfg.eta * cfg.weight_decay
+    nq = q_k.shape[0]
+    charges(kind, y[:P], q_k, ints, floats)
+    charges(kind, y[P:2 * P], q_prev, ints, floats)
+    for j in range(P):
+        tmp[j] = y[j] - y[P + j]
+    charges(kind, tmp, k_k, ints, floats)
+    for j in range(P):  # heavy ball: v_{k+1}; Nesterov: u_k = v_{k+1} − βv_k
+        tmp[j] = (new[j] - y[j]) - (beta * (y[j] - y[P + j]) if cfg.nesterov else 0.0)
+    charges(kind, tmp, k_next, ints, floats)
+    for grp in range(group_degree.shape[0]):
+        quadratic = group_degree[grp] == 2
+        for k in range(group_off[grp], min(group_off[grp + 1], nq)):
+            dq = q_k[k] - q_prev[k]
+            if quadratic:
+                rhs = 2.0 * el * q_k[k]
+                if cfg.nesterov:
+                    rhs += 2.0 * el * beta * dq - (1.0 - 2.0 * el) * (beta + beta * beta) * k_k[k] - k_next[k]
+                else:
+                    rhs -= beta * k_k[k] + k_next[k]
+            else:
+                rhs = el * q_k[k] + (el * beta * dq if cfg.nesterov else 0.0)
+            new[2 * P + k] = y[2 * P + k] + rhs
 
 
 _ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adaptive,
@@ -286,16 +333,17 @@ def _integrate(kind, scheme, args):  # inlined into each entry (saves a compile 
 @njit(cache=True, inline="always")
 def _ensemble_state_charges(kind, args):  # inlined into each per-kind entry (saves a compile level)
     """(q, J, I) of every seed's state (initial and final values)."""
-    (y, algorithm, cfg, nq, ints, floats) = args
+    (y, algorithm, cfg, group_off, group_degree, ints, floats) = args
     n = y.shape[0]
     P = cfg.n_params
+    nq = group_off[group_off.shape[0] - 1]
     nj = n_isometric(kind, ints)
     q = np.empty((n, nq))
     J = np.full((n, nj), np.nan)
     I = np.full((n, nq), np.nan)
     for s in range(n):
-        state_charges(kind, y[s], algorithm, cfg, nq, ints, floats, q[s], J[s], I[s], np.empty(P), np.empty(P),
-                      np.empty(nq), np.empty(nq))
+        state_charges(kind, y[s], algorithm, cfg, group_off, group_degree, ints, floats, q[s], J[s], I[s], np.empty(P),
+                      np.empty(P), np.empty(nq), np.empty(nq))
     return q, J, I
 
 

@@ -14,7 +14,8 @@ z and w (length nq, present only when the balance law is tracked) are the integr
 
     I(t) = τ Ḋ(t) + D(t) + 2λ w(t) − 2τ z(t),   Ḋ = (D(q + p) − D(q − p))/2,
 
-is a constant of the flow (τD̈ + Ḋ + 2λD = 2τD(p), from θ̇ᵀSθ̇ = 2D(θ̇)). I is a quadratic function
+is a constant of the flow (τD̈ + Ḋ + 2λD = 2τD(p), from θ̇ᵀSθ̇ = 2D(θ̇)); for a linear charge L
+(softmax translation) the law is τL̈ + L̇ + λL = 0 and I = τL̇ + L + λw. I is a quadratic function
 of the augmented state, so Gauss–Legendre methods keep it to the solve tolerance, like D under GF.
 
 e (the last entry, at ``cfg.energy_slot``, present only when the energy is tracked) is the dissipated

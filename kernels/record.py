@@ -27,9 +27,9 @@ _Work = namedtuple("_Work", ["K", "K_new", "stage", "new", "start", "work", "g",
 def state_size(dyn, algorithm, P, nq, track):
     if dyn != DYN_MOMENTUM:
         return P
-    if algorithm or not track:
+    if not track:
         return 2 * P
-    return 2 * P + 2 * nq
+    return 2 * P + nq if algorithm else 2 * P + 2 * nq
 
 
 @njit(cache=True)
@@ -43,18 +43,22 @@ def _velocity(y, algorithm, P, h, pv):
 
 
 @njit(cache=True)
-def state_charges(kind, y, algorithm, cfg, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
-    """q(θ) into qv; under momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked)."""
+def state_charges(kind, y, algorithm, cfg, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+    """q(θ) into qv; under momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked):
+    momentum flow's I (fields.py), or for heavy ball / Nesterov the discrete invariant of
+    ``_algorithm_law`` below."""
     charges(kind, y[:cfg.n_params], qv, ints, floats)
-    _momentum_charges(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb)
+    _momentum_charges(cfg, kind, y, algorithm, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa, qb)
 
 
-def _momentum_charges(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+def _momentum_charges(cfg, kind, y, algorithm, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
     """Momentum dynamics: J(q, p) and the law invariant I. Gradient flow: nothing (stand-in for the overload)."""
 
 
-def _momentum_charges_impl(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+def _momentum_charges_impl(cfg, kind, y, algorithm, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa,
+                           qb):
     P = cfg.n_params
+    nq = group_off[group_off.shape[0] - 1]
     _velocity(y, algorithm, P, cfg.h, pv)
     isometric_charges(kind, y[:P], pv, jv, ints, floats)
     if cfg.track_law and not algorithm:
@@ -64,19 +68,29 @@ def _momentum_charges_impl(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv
         for j in range(P):
             tmp[j] = y[j] - pv[j]
         charges(kind, tmp, qb, ints, floats)
+        # quadratic q: τq̈ + q̇ + 2λq = 2τq(p); linear q (q(p) = q̇): τq̈ + q̇ + λq = 0
+        for grp in range(group_degree.shape[0]):
+            quadratic = group_degree[grp] == 2
+            for k in range(group_off[grp], group_off[grp + 1]):
+                qdot = 0.5 * (qa[k] - qb[k])
+                if quadratic:
+                    iv[k] = cfg.tau * qdot + qv[k] + 2.0 * cfg.weight_decay * y[2 * P + nq + k] - 2.0 * cfg.tau * y[2 * P + k]
+                else:
+                    iv[k] = cfg.tau * qdot + qv[k] + cfg.weight_decay * y[2 * P + nq + k]
+    elif cfg.track_law:  # heavy ball / Nesterov on y = [θ_k, θ_{k−1}, a]: J = q(θ_k) − β q(θ_{k−1}) + a
+        charges(kind, y[P:2 * P], qa, ints, floats)
         for k in range(nq):
-            ddot = 0.5 * (qa[k] - qb[k])
-            iv[k] = cfg.tau * ddot + qv[k] + 2.0 * cfg.weight_decay * y[2 * P + nq + k] - 2.0 * cfg.tau * y[2 * P + k]
+            iv[k] = qv[k] - cfg.beta * qa[k] + y[2 * P + k]
     else:
         for k in range(nq):
             iv[k] = np.nan
 
 
 @overload(_momentum_charges, prefer_literal=True, jit_options={"cache": True})
-def _ol_momentum_charges(cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
+def _ol_momentum_charges(cfg, kind, y, algorithm, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
     if is_momentum(cfg):
         return _momentum_charges_impl
-    return lambda cfg, kind, y, algorithm, nq, ints, floats, qv, jv, iv, pv, tmp, qa, qb: None
+    return lambda cfg, kind, y, algorithm, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa, qb: None
 
 
 @njit(cache=True)
@@ -86,11 +100,12 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
     nq = refs.q0.shape[1]
     momentum = cfg.dyn == DYN_MOMENTUM
     rec.loss[s, js] = loss_grad(kind, y[:P], w.g, ints, floats, model.data_a, model.data_b, w.work)
-    state_charges(kind, y, algorithm, cfg, nq, ints, floats, w.q, w.jv, w.iv, w.pv, w.tmp, w.qa, w.qb)
+    state_charges(kind, y, algorithm, cfg, refs.group_off, refs.group_degree, ints, floats, w.q, w.jv, w.iv, w.pv,
+                  w.tmp, w.qa, w.qb)
     charge_scales(kind, y[:P], w.scales, ints, floats)
     group_off, group_degree = refs.group_off, refs.group_degree
     n_groups = group_degree.shape[0]
-    law_tracked = momentum and cfg.track_law and not algorithm
+    law_tracked = momentum and cfg.track_law
     for grp in range(n_groups):
         decay = 1.0 if momentum else np.exp(-group_degree[grp] * cfg.weight_decay * t)
         drift2 = 0.0

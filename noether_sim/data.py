@@ -248,7 +248,7 @@ def _check_images(name, value, n_images: int, data: TrainingData):
 def augment(data: TrainingData, group: str, *, shifts=None, n_shifts: int | None = None, planes=None,
             n_angles: int | None = None, degree: int | None = 1) -> TrainingData:
     """The training set closed under a group acting orthogonally on the inputs (labels unchanged), with the
-    group's generators as ``.symmetry_generators`` (docs/theory.md, "Charges", item 5).
+    group's generators as ``.symmetry_generators`` (docs/theory.md §2 item 5).
 
     For a model that is not polynomial in its input (ReLU, tanh, softmax loss) no finite set is exact:
     the invariance is then approximate, and the data-symmetry charges of a run measure by how much.

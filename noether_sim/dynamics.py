@@ -40,8 +40,8 @@ _TAKES = {
     "beta": ("heavy_ball and nesterov", lambda r: r.scheme == SCHEME_ALGORITHM),
     "learning_rate": ("heavy_ball and nesterov", lambda r: r.scheme == SCHEME_ALGORITHM),
     "velocity": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
-    "track_law": ("momentum flow integrated by a method (not heavy_ball / nesterov)",
-                  lambda r: r.dynamics == "momentum"),
+    "track_law": ("the momentum dynamics (momentum, heavy_ball, nesterov)",
+                  lambda r: r.dynamics in MOMENTUM_DYNAMICS),
     "rtol": ("the adaptive methods (dopri5)", lambda r: r.scheme == SCHEME_ADAPTIVE),
     "atol": ("the adaptive methods (dopri5)", lambda r: r.scheme == SCHEME_ADAPTIVE),
     "max_steps": ("the adaptive methods (dopri5)", lambda r: r.scheme == SCHEME_ADAPTIVE),
@@ -181,7 +181,7 @@ def step_and_time_constant(resolved: Resolved, h, options: dict):
 
 def heavy_ball_from_flow(h: float, tau: float) -> tuple[float, float]:
     """(learning rate η, momentum β) of the heavy ball that is conformal symplectic Euler with step h on
-    momentum flow with time constant τ: β = e^{−h/τ}, η = h²/τ (docs/theory.md, "Momentum").
+    momentum flow with time constant τ: β = e^{−h/τ}, η = h²/τ (docs/theory.md §4).
 
     Parameters
     ----------

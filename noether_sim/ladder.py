@@ -5,17 +5,30 @@ For every seed and charge group, with q_j the final charge vector at step size h
 
     fitted order   slope of log|q_j − q_{j+1}| against log h_j (least squares over the ladder);
                    NaN where the differences are at the round-off floor (nothing to fit)
-    extrapolated   Richardson q* = q_m + (q_m − q_{m−1}) / (r^p − 1) from the two finest step sizes,
-    drift          with p the fitted order rounded to an integer (a charge can converge faster than
-                   the method's order, e.g. order 3 for Heun); the method's order where nothing was
-                   fitted or the fit is lower. d* = |q* − q_law(T)|
-    uncertainty    u = |q*(finest pair) − q*(next pair)|: how much the extrapolation still moves
+    extrapolated   repeated Richardson extrapolation over every rung: the error of a one-step method
+    drift          expands in h^p, h^(p+1), …, and level l of the tableau removes h^(p+l−1) between
+                   neighbouring rungs (q_j + (q_j − q_{j−1}) / (r^(p+l−1) − 1)); p is the fitted
+                   order rounded to an integer (a charge can converge faster than the method's
+                   order, e.g. order 3 for Heun), or the method's order where nothing was fitted or
+                   the fit is lower. d* = |q* − q_law(T)| with q* the top level (all m rungs)
+    uncertainty    u = how much the extrapolation still moves: the larger of |q* − q*'| (q*' the
+                   level below, one power fewer removed) and |q* − q*''| (q*'' the same level one
+                   rung coarser, where there is one). A level beyond the first is used only where
+                   the ladder shows the power it removes (``_richardson``)
     floor          round-off floor of the finest run (ε·√steps·scale)
 
 Verdict per seed: "broken by the flow" if d* > 5·max(u, floor) (the extrapolated drift stands
 clear of its error); "conserved by the flow" if d* ≤ 5·max(u, floor) and max(u, floor) ≤ 1e-6 ×
 scale (the ladder resolves the charge well enough to tell); otherwise "inconclusive". Seeds that
 failed (diverged) at any step size are excluded and counted.
+
+Exact laws come first (noether_sim.laws): where the step of the dynamics has an exact discrete law
+for a charge (gradient descent's one-step law, heavy ball's decay of isometric charges, …) and its
+residual is within a few round-off floors at every rung, the drift is the step's alone and the
+charge is "conserved by the flow" (``basis`` "exact law"), with d* the law's residual and u the
+floor. The model's charges under momentum move by a law of their own; ``law_verdict`` says whether
+it holds (exactly, for heavy ball and Nesterov; to h → 0 by the same extrapolation of the law's
+invariant, for momentum flow by a method).
 """
 
 from __future__ import annotations
@@ -29,11 +42,13 @@ from ._validate import fail
 from .ensemble import check_memory
 from .simulate import execute, plan
 
-CONSERVED, BROKEN, INCONCLUSIVE = "conserved by the flow", "broken by the flow", "inconclusive"
-EXCLUDED, NO_SUCH = "excluded (failed at some step size)", "no such charge in this dynamics"
+from .laws import (BASIS_LADDER, BASIS_LAW, BROKEN, CONSERVED, EXCLUDED, INCONCLUSIVE, LAW_FAILS, LAW_HOLDS_EXACTLY,
+                   LAW_HOLDS_FLOW, NO_LAW, NO_SUCH, law_holds, step_law)
+
 MIN_RUNGS = 3  # the extrapolation uses the two finest pairs, its uncertainty the next
 VERDICT_FACTOR = 5.0  # d* must exceed this many uncertainties to count as broken
 RESOLUTION = 1e-6  # uncertainty relative to the charge scale below which "conserved" is decidable
+SHAPE_SLACK = 0.25  # a ladder shows the power h^e where each difference is r^e times the next, to this fraction
 
 
 def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=None, **kwargs) -> xr.Dataset:
@@ -122,7 +137,14 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     Each charge is compared with its own exact law at the end time (``law_factor`` · q(0)): the flow's
     law for gradient flow and descent, e^{−t/τ}J(0) for isometric charges under momentum, and q(0) for
     the model's charges under momentum (which breaks them). Charges with no value in this run (isometric
-    charges of gradient flow) get the verdict "no such charge". The rule is in docs/guide/verdicts.md.
+    charges of gradient flow) get the verdict "no such charge".
+
+    Where the dynamics has an exact discrete law for a charge (``laws.step_law``: gradient descent's
+    one-step law, heavy ball's conformal symplectic decay, …) and that law holds to round-off at every
+    step size, the verdict rests on it (``basis`` = "exact law"); otherwise on the extrapolation
+    (``basis`` = "ladder"). A replacement law (momentum's law for the model's charges) is judged
+    separately: ``law_verdict``.
+    The rule is in docs/guide/verdicts.md.
 
     Parameters
     ----------
@@ -135,7 +157,7 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     -------
     xarray.Dataset
         Over ``seed`` and ``charge``: ``fitted_order``, ``extrapolated_drift``, ``uncertainty``,
-        ``roundoff_floor``, ``finest_drift``, ``scale``, ``verdict`` and ``included`` (False for seeds
+        ``roundoff_floor``, ``finest_drift``, ``scale``, ``verdict``, ``basis`` and ``included`` (False for seeds
         that failed on some rung, left out of the statistics and counted).
 
     Raises
@@ -163,34 +185,48 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     ok = np.all(ladder.status.transpose("h", "seed").values == 0, axis=0)
     names = list(ladder.charge.values)
     members = [ladder.component_charge.values == name for name in names]
-
-    def norm(x, mask):  # Frobenius norm over one group's components
-        return np.sqrt(np.sum(x[..., mask] ** 2, axis=-1))
-
-    r = hs[:-1] / hs[1:]
     scale = ladder.scale.isel(h=-1, time=-1).transpose("seed", "charge").values
-    floor = ladder.roundoff_floor.isel(h=-1).transpose("seed", "charge").values
+    floors = ladder.roundoff_floor.transpose("h", "seed", "charge").values  # (m, S, C)
+    floor = floors[-1]
 
-    shape = (len(ladder.seed), len(names))
-    fitted, p_used, d_star, unc, d_fine = (np.full(shape, np.nan) for _ in range(5))
-    x = np.log(hs[:-1])
-    for k, mask in enumerate(members):
-        diffs = norm(q[1:] - q[:-1], mask)  # (m−1, S)
-        resolved = diffs > 10 * floor[None, :, k]
-        for s in range(shape[0]):
-            use = resolved[:, s]
-            if use.sum() >= 2:
-                fitted[s, k] = np.polyfit(x[use], np.log(diffs[use, s]), 1)[0]
-        p_used[:, k] = np.where(np.isfinite(fitted[:, k]), np.maximum(p, np.round(fitted[:, k])), p)
-        pk = p_used[:, k][None, :, None]
-        q_star = q[1:] + (q[1:] - q[:-1]) / (r[:, None, None] ** pk - 1.0)  # (m−1, S, nq)
-        d_star[:, k] = norm(q_star[-1] - q_law, mask)
-        unc[:, k] = norm(q_star[-1] - q_star[-2], mask)
-        d_fine[:, k] = norm(q[-1] - q_law, mask)
-
+    fitted, p_used, d_star, unc, d_fine = _extrapolate(q, q_law, hs, p, members, floor)
     noise = np.maximum(unc, floor)
-    verdict = np.where(d_star > VERDICT_FACTOR * noise, BROKEN,
-                       np.where(noise <= RESOLUTION * np.maximum(scale, np.finfo(float).tiny), CONSERVED, INCONCLUSIVE))
+    verdict = _judge(d_star, noise, scale)
+    basis = np.full(verdict.shape, BASIS_LADDER, dtype=object)
+
+    # exact discrete laws: where one holds at every step size, it decides (the drift is the step's)
+    dynamics, method = ladder.attrs.get("dynamics", ""), ladder.attrs.get("method", "")
+    kinds = ladder.charge_kind.values if "charge_kind" in ladder.coords else ["model"] * len(names)
+    law_verdict = np.full(verdict.shape, NO_LAW, dtype=object)
+    law_residual = np.full(verdict.shape, np.nan)
+    step_laws = []
+    for k, kind in enumerate(kinds):
+        law = step_law(dynamics, method, str(kind))
+        step_laws.append(law.text if law else "none: the ladder decides")
+        if law is None or law.variable not in ladder:
+            continue
+        res = ladder[law.variable].isel(time=-1).transpose("h", "seed", "charge").values[:, :, k]
+        law_residual[:, k] = res[-1]
+        holds, fails = law_holds(res, floors[:, :, k])
+        if law.replaces_charge_law:  # the charge moves; its law is what the symmetry keeps
+            law_verdict[:, k] = np.where(holds, LAW_HOLDS_EXACTLY, np.where(fails, LAW_FAILS, INCONCLUSIVE))
+            continue
+        verdict[holds, k] = CONSERVED
+        basis[holds, k] = BASIS_LAW
+        d_star[holds, k] = res[-1, holds]
+        unc[holds, k] = floor[holds, k]
+    # momentum flow by a method: the integrated law I (law_final against law_initial), extrapolated like q
+    if "law_final" in ladder and step_law(dynamics, method, "model") is None:
+        i_f = ladder.law_final.transpose("h", "seed", "component").values
+        i_0 = ladder.law_initial.isel(h=-1).transpose("seed", "component").values
+        if np.any(np.isfinite(i_0)):
+            _, _, li_star, li_unc, _ = _extrapolate(i_f, i_0, hs, p, members, floor)
+            judged = _judge(li_star, np.maximum(li_unc, floor), scale)
+            tracked = np.isfinite(li_star)
+            law_verdict = np.where(tracked, np.where(judged == CONSERVED, LAW_HOLDS_FLOW,
+                                                     np.where(judged == BROKEN, LAW_FAILS, INCONCLUSIVE)),
+                                   law_verdict).astype(object)
+
     verdict = np.where(ok[:, None] & np.isfinite(d_star), verdict, EXCLUDED).astype(object)
     no_value = np.array([np.all(np.isnan(q_law[:, m])) if m.any() else True for m in members])
     verdict[:, no_value] = NO_SUCH
@@ -203,30 +239,110 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
             "roundoff_floor": (("seed", "charge"), floor),
             "finest_drift": (("seed", "charge"), d_fine),
             "scale": (("seed", "charge"), scale),
-            "verdict": (("seed", "charge"), verdict.astype(object).astype(str)),
+            "verdict": (("seed", "charge"), verdict.astype(str)),
+            "basis": (("seed", "charge"), basis.astype(str)),
+            "law_verdict": (("seed", "charge"), law_verdict.astype(str)),
+            "law_residual": (("seed", "charge"), law_residual),
             "included": ("seed", ok),
         },
-        coords={"seed": ladder.seed.values, "charge": names},
-        attrs={"method_order": p, "t_end": T, "step_sizes": json.dumps([float(h) for h in hs])},
+        coords={"seed": ladder.seed.values, "charge": names, "step_law": ("charge", step_laws),
+                **({"charge_law": ("charge", ladder.charge_law.values)} if "charge_law" in ladder.coords else {})},
+        attrs={"method_order": p, "t_end": T, "step_sizes": json.dumps([float(h) for h in hs]),
+               "dynamics": dynamics, "method": method},
     )
 
 
+def _judge(d_star, noise, scale):
+    """The ladder's verdict from the extrapolated drift d* and its noise max(uncertainty, floor)."""
+    return np.where(d_star > VERDICT_FACTOR * noise, BROKEN,
+                    np.where(noise <= RESOLUTION * np.maximum(scale, np.finfo(float).tiny), CONSERVED,
+                             INCONCLUSIVE)).astype(object)
+
+
+def _extrapolate(q, q_law, hs, p, members, floor):
+    """Per seed and charge group, from the final values q (m, S, nq) at step sizes hs (decreasing): the
+    fitted order, the leading order used, the extrapolated drift |q* − q_law|, its uncertainty and the
+    finest drift (module docstring)."""
+    def norm(x, mask):  # Frobenius norm over one group's components
+        return np.sqrt(np.sum(x[..., mask] ** 2, axis=-1))
+
+    shape = (q.shape[1], len(members))
+    fitted, p_used, d_star, unc, d_fine = (np.full(shape, np.nan) for _ in range(5))
+    x = np.log(hs[:-1])
+    for k, mask in enumerate(members):
+        diffs = norm(q[1:] - q[:-1], mask)  # (m−1, S)
+        resolved = diffs > 10 * floor[None, :, k]
+        for s in range(shape[0]):
+            use = resolved[:, s]
+            if use.sum() >= 2:
+                fitted[s, k] = np.polyfit(x[use], np.log(diffs[use, s]), 1)[0]
+        p_used[:, k] = np.where(np.isfinite(fitted[:, k]), np.maximum(p, np.round(fitted[:, k])), p)
+        best, unc[:, k] = _richardson(q[..., mask], hs, p_used[:, k])
+        d_star[:, k] = np.sqrt(np.sum((best - q_law[:, mask]) ** 2, axis=-1))
+        d_fine[:, k] = norm(q[-1] - q_law, mask)
+    return fitted, p_used, d_star, unc, d_fine
+
+
+def _richardson(q, hs, p):
+    """Repeated Richardson extrapolation of q (m, S, n) at step sizes hs (decreasing) to h → 0, assuming
+    the error expands in the powers p, p + 1, … of h (as a one-step method's global error does; p per
+    seed): level l eliminates h^(p+l−1) between neighbouring rungs.
+
+    A level is used only where the ladder shows the power it removes: every difference of the level below
+    must be r^(p+l−1) times the next finer one, as a vector, to within ``SHAPE_SLACK`` of its size, and
+    so must every level below that. The top level rests on the checks below it (the level under it has a
+    single difference: nothing is left to check it with). A ladder that is not in its
+    asymptotic regime (kinks of a ReLU flow, round-off) keeps level 1, one Richardson step from the two
+    finest rungs. Returns, per seed, the chosen level at the finest rung, and its uncertainty: the
+    larger of its distances to the level below there and to the same level one rung coarser."""
+    levels = [q]
+    e = np.asarray(p, float)[None, :, None]
+    for lev in range(1, len(hs)):
+        prev = levels[-1]
+        r = (hs[lev - 1:-1] / hs[lev:])[:, None, None]
+        levels.append(prev[1:] + (prev[1:] - prev[:-1]) / (r ** (e + lev - 1) - 1.0))
+    # check l: every difference of level l is r^(p+l) times the next finer one (the same vector, shrunk
+    # at the power level l + 1 removes), to within SHAPE_SLACK of its size
+    m, p = len(hs), np.asarray(p, float)
+    passed = np.zeros(q.shape[1], dtype=int)  # consecutive checks passed from level 0
+    going = np.ones(q.shape[1], dtype=bool)
+    for lev in range(m - 2):
+        diffs = np.diff(levels[lev], axis=0)  # (m − lev − 1, S, n), coarse to fine
+        r = (hs[lev:-2] / hs[lev + 1:-1])[:, None, None]
+        mismatch = np.sqrt(np.sum((diffs[:-1] - r ** (p[None, :, None] + lev) * diffs[1:]) ** 2, axis=-1))
+        size = np.sqrt(np.sum(diffs[:-1] ** 2, axis=-1))
+        with np.errstate(invalid="ignore"):
+            going &= np.all(mismatch <= SHAPE_SLACK * size, axis=0)
+        passed += going
+    use = np.where(passed == m - 2, m - 1, np.maximum(passed, 1))
+    S = q.shape[1]
+    best = np.stack([levels[use[s]][-1, s] for s in range(S)])
+    # how much the extrapolation still moves: against the level below at the finest rung, and against
+    # the same level one rung coarser where there is one
+    below = np.stack([levels[use[s] - 1][-1, s] for s in range(S)])
+    coarser = np.stack([levels[use[s]][-2, s] if use[s] < m - 1 else levels[use[s]][-1, s] for s in range(S)])
+    moved = np.maximum(np.sqrt(np.sum((best - below) ** 2, axis=-1)), np.sqrt(np.sum((best - coarser) ** 2, axis=-1)))
+    return best, moved
 
 
 def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
-    """One row per charge: medians over included seeds, verdict counts and the overall verdict.
+    """One row per charge: medians over included seeds, verdict counts and the overall verdict, with what
+    it rests on (``basis``: "exact law" or "ladder") and, for charges that move by a replacement law
+    (the model's charges under momentum), that law's overall verdict (``law_verdict``).
+
+    Works on ``analyse_ladder``'s result and on ``laws.judge``'s (a single run).
 
     Parameters
     ----------
     analysis : xarray.Dataset
-        An ``analyse_ladder`` result.
+        An ``analyse_ladder`` result, or ``laws.judge``'s.
 
     Returns
     -------
     list of dict
         Per charge: ``charge``, ``verdict`` (one verdict when every judged seed agrees, else ``"mixed: …"``
         with the counts), the medians ``fitted_order``, ``extrapolated_drift``, ``uncertainty``,
-        ``roundoff_floor``, ``finest_drift``, ``scale``, and ``seeds_judged``, ``seeds_excluded`` and
+        ``roundoff_floor``, ``finest_drift``, ``scale``, ``basis``, ``law_verdict``, and ``seeds_judged``, ``seeds_excluded`` and
         the count of each verdict (``n_conserved``, ``n_broken``, ``n_inconclusive``).
 
     Examples
@@ -243,24 +359,46 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
     for k, name in enumerate(analysis.charge.values):
         verdicts = analysis.verdict.values[inc, k]
         counts = {v: int(np.sum(verdicts == v)) for v in (CONSERVED, BROKEN, INCONCLUSIVE)}
-        if len(verdicts) == 0:
-            overall = "no seed to judge"
-        elif np.all(verdicts == NO_SUCH):
-            overall = NO_SUCH
-        elif max(counts.values()) == len(verdicts):
-            overall = max(counts, key=counts.get)
-        else:
-            overall = "mixed: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-
-        def med(var):
-            vals = analysis[var].values[inc, k]
-            return float(np.nanmedian(vals)) if np.any(np.isfinite(vals)) else float("nan")
-
         rows.append({
-            "charge": str(name), "verdict": overall, "fitted_order": med("fitted_order"),
-            "extrapolated_drift": med("extrapolated_drift"), "uncertainty": med("uncertainty"),
-            "roundoff_floor": med("roundoff_floor"), "finest_drift": med("finest_drift"),
-            "scale": med("scale"), "seeds_judged": int(inc.sum()), "seeds_excluded": int((~inc).sum()),
+            "charge": str(name), "verdict": _overall(verdicts, counts),
+            **{key: _median(analysis, var, inc, k) for key, var in (
+                ("fitted_order", "fitted_order"), ("extrapolated_drift", "extrapolated_drift"),
+                ("uncertainty", "uncertainty"), ("roundoff_floor", "roundoff_floor"),
+                ("finest_drift", "finest_drift"), ("scale", "scale"), ("law_residual", "law_residual"))},
+            "basis": _majority(analysis, "basis", inc, k),
+            "law_verdict": _majority(analysis, "law_verdict", inc, k),
+            "law": str(analysis.charge_law.values[k]) if "charge_law" in analysis.coords else "",
+            "step_law": str(analysis.step_law.values[k]) if "step_law" in analysis.coords else "",
+            "seeds_judged": int(inc.sum()), "seeds_excluded": int((~inc).sum()),
             **{f"n_{v.split()[0]}": n for v, n in counts.items()},
         })
     return rows
+
+
+def _overall(verdicts, counts) -> str:
+    if len(verdicts) == 0:
+        return "no seed to judge"
+    if np.all(verdicts == NO_SUCH):
+        return NO_SUCH
+    if max(counts.values()) == len(verdicts):
+        return max(counts, key=counts.get)
+    if len(set(verdicts)) == 1:
+        return str(verdicts[0])
+    return "mixed: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+
+def _median(analysis, var, inc, k) -> float:
+    if var not in analysis:
+        return float("nan")
+    vals = analysis[var].values[inc, k]
+    return float(np.nanmedian(vals)) if np.any(np.isfinite(vals)) else float("nan")
+
+
+def _majority(analysis, var, inc, k) -> str:
+    """The one value every included seed has, or "a: n, b: m" when they differ ("" if absent)."""
+    if var not in analysis:
+        return ""
+    vals, n = np.unique(analysis[var].values[inc, k].astype(str), return_counts=True)
+    if len(vals) == 1:
+        return str(vals[0])
+    return ", ".join(f"{v}: {c}" for v, c in zip(vals, n))

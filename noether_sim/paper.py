@@ -121,15 +121,16 @@ def _points(ds):
 
 
 def _verdict_table(points, charges, methods=None) -> str:
-    from .results import summary_rows
+    from .results import _basis_text, summary_rows
 
-    lines = ["| point | method | charge | median drift at finest h | fitted order | h→0 drift | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| point | method | charge | median drift at finest h | fitted order | h→0 drift | verdict | basis |",
+             "|---|---|---|---|---|---|---|---|"]
     for _, label, sub, _ in points:
         for row in summary_rows(sub):
             if row.charge in charges and (methods is None or row.method in methods):
                 lines.append(f"| {label} | {row.method} | {row.charge} | {row.drift_median:.3g} | "
-                             f"{row.fitted_order:.2f} | {row.extrapolated_drift:.3g} | {row.verdict} |")
+                             f"{row.fitted_order:.2f} | {row.extrapolated_drift:.3g} | {row.verdict} | "
+                             f"{_basis_text(row.extra)} |")
     return "\n".join(lines)
 
 
@@ -444,11 +445,33 @@ def _report_text(sections, full, seeds) -> str:
         lines += [f"## ({c.key}) {c.title}", "", c.statement, "",
                   f"Configuration: `examples/paper/{c.config}`"
                   + (f" with `{' '.join('--set ' + o for o in s.overrides)}`" if s.overrides else "")
-                  + f"; store `{s.store}` (`noether_sim.load`).", "", "Verdicts (ladder of step sizes, "
-                  "Richardson extrapolation to h → 0, theory.md §3):", ""]
+                  + f"; store `{s.store}` (`noether_sim.load`).", "", "Verdicts (see 'What a verdict means' "
+                  "below; basis 'exact law': the step's exact law holds to round-off, 'ladder': extrapolation "
+                  "to h → 0):", ""]
         lines += s.tables + [""] + [f"- {n}" for n in s.numbers] + [""]
         lines += [f"![{Path(f).stem}]({f})" for f in s.figures] + [""]
+    lines += ["## What a verdict means", "", VERDICT_MEANING, ""]
     return "\n".join(lines)
+
+
+VERDICT_MEANING = """\
+Each charge of each seed gets one verdict about the *flow* (the dynamics as h → 0), reached one of two ways
+(the `basis` column):
+
+- **exact law**: the dynamics' step has an exact discrete law for this charge (gradient descent's
+  q' = (1 − ηλ)^d q + η²q(g); heavy ball's J_{k+1} = βJ_k; a conformal symplectic splitting's e^{−t/τ} decay), and
+  its residual stays within 10 round-off floors (ε·√steps·scale) at every step size. Then all of the drift is the
+  step's own and vanishes with it: **conserved by the flow**. A residual above 1000 floors means the symmetry
+  itself fails: **broken by the flow**.
+- **ladder**: no exact law (Runge–Kutta methods, the energy under descent): the final charge at h, h/2, h/4, … is
+  extrapolated to h → 0 (repeated Richardson, as far as the ladder shows the powers of h it removes).
+  **broken by the flow** if the extrapolated drift d* exceeds 5 times its uncertainty u (and the floor);
+  **conserved by the flow** if not, and u is below 10⁻⁶ of the charge's scale; **inconclusive** otherwise
+  (refine the ladder).
+
+Under momentum the model's charges move ("broken by the flow"): what the symmetry keeps is their momentum law
+(τq̈ + q̇ + 2λq = 2τq(θ̇), and its exact discrete analogue for heavy ball and Nesterov), judged in the
+`law ...` part of the basis. `mixed: …` counts seeds with different verdicts. The laws are in docs/theory.md."""
 
 
 __all__ = ["CLAIMS", "reproduce"]

@@ -18,6 +18,7 @@ import xarray as xr
 from .kernels import STATUS_OK
 from .dynamics import resolve
 from .ladder import BROKEN, CONSERVED, EXCLUDED, INCONCLUSIVE, NO_SUCH, analyse_ladder, summarise_verdicts
+from .laws import NO_LAW
 from .store import (COMPLETE_FILE, SHARED_VARS, DamagedStoreError, IncompleteStoreError, block_name, block_status,
                     damaged_blocks, describe_blocks, describe_damage, initial_name, open_component, read_study,
                     study_blocks, verify_store)
@@ -71,18 +72,21 @@ def load(path, allow_partial: bool = False, verify: bool = True) -> xr.Dataset:
     return assemble_sweep(blocks, meta, missing=missing_keys)
 
 
-ANALYSIS_VARS = ("fitted_order", "extrapolated_drift", "extrapolation_uncertainty", "verdict", "ladder_included")
+ANALYSIS_VARS = ("fitted_order", "extrapolated_drift", "extrapolation_uncertainty", "verdict", "ladder_included",
+                 "verdict_basis", "law_verdict")
+N_ANALYSIS = len(ANALYSIS_VARS)
 # one fixed width, so that a verdict array has the same dtype however it was computed (eagerly or by Dask)
 VERDICT_DTYPE = np.dtype(f"<U{max(len(v) for v in (CONSERVED, BROKEN, INCONCLUSIVE, NOT_ANALYSED, NO_SUCH, EXCLUDED))}")
 
 
 def _analysis_shapes(S, C):
-    return [((S, C), np.float64)] * 3 + [((S, C), VERDICT_DTYPE), ((S,), np.bool_)]
+    return [((S, C), np.float64)] * 3 + [((S, C), VERDICT_DTYPE), ((S,), np.bool_)] + [((S, C), VERDICT_DTYPE)] * 2
 
 
 def _not_analysed(S, C):
     return [np.full((S, C), np.nan), np.full((S, C), np.nan), np.full((S, C), np.nan),
-            np.full((S, C), NOT_ANALYSED, dtype=VERDICT_DTYPE), np.zeros(S, bool)]
+            np.full((S, C), NOT_ANALYSED, dtype=VERDICT_DTYPE), np.zeros(S, bool),
+            np.full((S, C), "", dtype=VERDICT_DTYPE), np.full((S, C), "", dtype=VERDICT_DTYPE)]
 
 
 def _ladder_analysis(ladder: xr.Dataset, n_charges: int) -> list:
@@ -96,7 +100,12 @@ def _ladder_analysis(ladder: xr.Dataset, n_charges: int) -> list:
         arr = np.full((S, n_charges), fill, dtype=dtype)
         arr[:, :c] = an[name].values  # blocks are widened to the study's charges (_widen_blocks)
         out.append(arr)
-    return out + [an.included.values.astype(bool)]
+    out.append(an.included.values.astype(bool))
+    for name in ("basis", "law_verdict"):
+        arr = np.full((S, n_charges), "", dtype=VERDICT_DTYPE)
+        arr[:, :c] = an[name].values
+        out.append(arr)
+    return out
 
 
 def with_analysis(ds: xr.Dataset) -> xr.Dataset:
@@ -235,8 +244,8 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
     # Over blocks backed by Dask (``load``) the analysis is a Dask task per method, run when its result
     # is first asked for: opening a store reads no data. ``with_analysis(ds)`` computes all of it in one pass.
     S, C = ds.sizes["seed"], ds.sizes["charge"]
-    needed = [v for v in ("charge_final", "charge_initial", "law_factor", "status", "scale", "roundoff_floor")
-              if v in first]
+    needed = [v for v in ("charge_final", "charge_initial", "law_factor", "status", "scale", "roundoff_floor",
+                          "drift", "residual", "law_residual", "law_initial", "law_final") if v in first]
     lazy = first["loss"].chunks is not None
     parts = []
     for lb in present:
@@ -252,16 +261,16 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
             import dask
             import dask.array as da
 
-            res = dask.delayed(_ladder_analysis, nout=5, pure=True)(ladder, C)
+            res = dask.delayed(_ladder_analysis, nout=N_ANALYSIS, pure=True)(ladder, C)
             parts.append([da.from_delayed(r, shape, dtype=dt) for r, (shape, dt) in zip(res, _analysis_shapes(S, C))])
         else:
             parts.append(_ladder_analysis(ladder.load(), C))
     if lazy:
         import dask.array as da
 
-        stack = [da.stack([da.asarray(p[j]) for p in parts]) for j in range(5)]
+        stack = [da.stack([da.asarray(p[j]) for p in parts]) for j in range(N_ANALYSIS)]
     else:
-        stack = [np.stack([p[j] for p in parts]) for j in range(5)]
+        stack = [np.stack([p[j] for p in parts]) for j in range(N_ANALYSIS)]
     ds["fitted_order"] = (("scheme", "seed", "charge"), stack[0],
                           {"description": "slope of log|q(h_j) − q(h_{j+1})| against log h over the ladder"})
     ds["extrapolated_drift"] = (("scheme", "seed", "charge"), stack[1],
@@ -272,6 +281,12 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
                      {"description": f"{CONSERVED!r}, {BROKEN!r} or {INCONCLUSIVE!r} (see noether_sim.ladder)"})
     ds["ladder_included"] = (("scheme", "seed"), stack[4],
                              {"description": "the seed finished every step size of the ladder (judged)"})
+    ds["verdict_basis"] = (("scheme", "seed", "charge"), stack[5],
+                           {"description": "what the verdict rests on: 'exact law' (the step's exact law holds "
+                                           "to round-off at every step size) or 'ladder' (the extrapolation)"})
+    ds["law_verdict"] = (("scheme", "seed", "charge"), stack[6],
+                         {"description": "the model's charges under momentum: whether the law that replaces "
+                                         "their conservation holds (see noether_sim.laws)"})
 
     finished = sorted(blocks, key=lambda key: (labels.index(key[0]), key[1]))
     ds.attrs.update({
@@ -338,6 +353,7 @@ def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
         analysed = an.verdict.values[0, 0] != NOT_ANALYSED if ds.sizes["seed"] else False
         if analysed:
             sub = xr.Dataset({"verdict": an.verdict, "included": an.ladder_included,
+                              "basis": an.verdict_basis, "law_verdict": an.law_verdict,
                               **{name: an[name] for name in ("fitted_order", "extrapolated_drift")},
                               "uncertainty": an.extrapolation_uncertainty,
                               "roundoff_floor": fin.roundoff_floor, "finest_drift": fin.drift,
@@ -358,6 +374,7 @@ def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
                 extrapolated_drift=v["extrapolated_drift"] if v else np.nan,
                 verdict=v["verdict"] if v else NOT_ANALYSED, diverged=diverged, seeds=int(ds.sizes["seed"]),
                 extra={"uncertainty": v["uncertainty"] if v else np.nan,
+                       "basis": v["basis"] if v else "", "law_verdict": v["law_verdict"] if v else "",
                        "roundoff_floor": _q(fin.roundoff_floor.sel(charge=c).values[ok], 0.5)},
             ))
     return rows
@@ -368,25 +385,35 @@ def _q(x, q):
     return float(np.quantile(x, q)) if len(x) else float("nan")
 
 
+def _basis_text(extra: dict) -> str:
+    basis, law = extra.get("basis", ""), extra.get("law_verdict", "")
+    if law and law != NO_LAW:
+        return f"{basis}; law {law}" if basis else f"law {law}"
+    return basis
+
+
 def format_summary(ds: xr.Dataset) -> str:
     rows = summary_rows(ds)
     head = (f"study {ds.attrs['study_name']!r}: {ds.sizes['seed']} seeds, t_end = {ds.attrs['t_end']:g}, "
             f"{ds.sizes['time']} save times; drift = |q(T) − q_law(T)|_F (q_law = q(0) without weight decay) at the finest step size, over seeds")
     cols = ["method", "charge", "h finest", "drift med", "drift p95", "predicted", "residual",
-            "order", "h→0 drift", "diverged", "verdict"]
+            "order", "h→0 drift", "diverged", "verdict", "basis"]
 
     def f(x):
         return "—" if not np.isfinite(x) else f"{x:.2e}"
 
     table = [[r.method, r.charge, h_text(r.h_finest), f(r.drift_median), f(r.drift_p95), f(r.predicted_median),
               f(r.residual_median), "—" if not np.isfinite(r.fitted_order) else f"{r.fitted_order:.2f}",
-              f(r.extrapolated_drift), f"{r.diverged}/{r.seeds}", r.verdict] for r in rows]
+              f(r.extrapolated_drift), f"{r.diverged}/{r.seeds}", r.verdict, _basis_text(r.extra)] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     lines = [head, "", "  ".join(c.ljust(w) for c, w in zip(cols, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(x.ljust(w) for x, w in zip(t, widths)).rstrip() for t in table]
     lines += ["", "predicted / residual: gradient descent's exact one-step law (theory.md §3), medians; "
-                  "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median."]
+                  "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median.",
+              "basis: 'exact law' = the step's exact law holds to round-off at every step size, so the drift is "
+              "the step's and the flow conserves the charge; 'ladder' = the verdict of the extrapolation to h → 0; "
+              "'law ...' = the law that replaces conservation under momentum (noether_sim.laws)."]
     if not ds.attrs.get("complete", True):
         missing = json.loads(ds.attrs["missing_blocks"])
         lines.insert(0, f"INCOMPLETE STUDY: {len(missing)} (method, step size) blocks missing: "

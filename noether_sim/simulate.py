@@ -37,15 +37,17 @@ VARIABLES = {
     "drift_max": "largest entry of |q(t) − q_law(t)|",
     "predicted": "gradient descent: |q_pred(t) − q_law(t)|, the discretisation drift its exact one-step law predicts",
     "residual": "gradient descent: |q(t) − q_pred(t)|, drift the exact law does not explain (round-off)",
-    "law_residual": "momentum flow, model charges: |I(t) − I(0)|, I = τḊ + D + 2λ∫D(q)dt − 2τ∫D(p)dt, the "
-                    "integrated exact law τD̈ + Ḋ + 2λD = 2τD(p)",
+    "law_residual": "momentum dynamics, every model charge q (balance D, rescale r, scale S, translation T): "
+                    "momentum flow |I(t) − I(0)|, I = τq̇ + q + 2λ∫q(θ)dt − 2τ∫q(θ̇)dt, the integrated exact law "
+                    "τq̈ + q̇ + 2λq = 2τq(θ̇) (quadratic q; linear q: τq̈ + q̇ + λq = 0); heavy ball and Nesterov "
+                    "|J(t) − J(0)|, J = q(θ_k) − βq(θ_{k−1}) + a_k their exact discrete analogue (noether_sim.laws)",
     "scale": "size of the terms that cancel in q (|W_{i+1}|² + |W_i|² + |b_i|² for D_i): round-off reference",
     "roundoff_floor": "ε·√(steps)·max_t scale: drift below this is round-off, not physics",
     "charge_initial": "every charge component at t = 0",
     "charge_final": "every charge component at the last save time",
     "law_factor": "q_law(T) = law_factor · q(0): each component's exact law at the last save time",
-    "law_initial": "momentum flow: the law invariant I at t = 0 (per model-charge component)",
-    "law_final": "momentum flow: the law invariant I at the last save time",
+    "law_initial": "momentum dynamics: the law invariant (I or J, see law_residual) at t = 0, per model-charge component",
+    "law_final": "momentum dynamics: the law invariant at the last save time",
     "theta_initial": "parameters at t = 0",
     "theta_final": "parameters at the last save time",
     "velocity_initial": "momentum dynamics: θ̇ at t = 0",
@@ -140,7 +142,7 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         v.fail("init", init, "must be an initialisation from noether_sim.init (Gaussian, Orthogonal, Balanced, Given)")
     if not isinstance(description, str):
         v.fail("description", description, "must be a string")
-    track_law = bool(options.get("track_law", False)) and resolved.scheme != SCHEME_ALGORITHM
+    track_law = bool(options.get("track_law", False))
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
              divergence_bound, description, track_law, track_energy)
     p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
@@ -246,7 +248,10 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     velocity : {"zero", "gradient"}, float or ndarray, optional
         Momentum dynamics: θ̇(0) = 0 (default), ``−∇L − λθ``, a scale σ, or an array.
     track_law : bool, optional
-        Momentum flow by a method: integrate ∫D(q), ∫D(p) to check the balance law (default True).
+        Momentum dynamics: check the model charges' exact law (default True). Momentum flow by a method:
+        integrate ∫q(q), ∫q(p) so that ``I = τq̇ + q + 2λ∫q(q) − 2τ∫q(p)`` stays constant; heavy ball /
+        Nesterov: the discrete invariant ``J = q(θ_k) − βq(θ_{k−1}) + a_k`` of their exact one-step law
+        (kernels/driver.py ``_algorithm_law``); its change is ``law_residual``.
     rtol, atol, max_steps : optional
         Adaptive methods: tolerances and step budget per seed.
     solve_tol, max_solve_iters, max_halvings : optional
@@ -329,7 +334,7 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     y = np.zeros((n_seeds, n_state))
     y[:, :P] = theta
     if algorithm:
-        y[:, P:] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
+        y[:, P:2 * P] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
     elif momentum:
         y[:, P:2 * P] = velocity
 
@@ -351,20 +356,20 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         eta=float(eta), beta=float(beta), divergence_bound=float(p.divergence_bound),
         solve_tol=float(opts.get("solve_tol", 0.0)), energy_slot=n_state - 1 if p.track_energy else -1)
     model_data = ModelData(ints, floats, data_a, data_b)
-    q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, nq, ints, floats)
+    groups, iso = model.charge_groups, _isometric_groups(model, r)
+    group_off = np.array([g.offset for g in groups] + [nq], dtype=np.int64)
+    group_degree = np.array([g.degree for g in groups], dtype=np.int64)
+    q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, group_off, group_degree, ints, floats)
     j0 = np.ascontiguousarray(j0[:, :nj]) if momentum else np.zeros((n_seeds, nj))
 
     gens = np.ascontiguousarray(p.data.symmetry_generators, dtype=np.float64)
     x0 = ensemble_extras(kind, y, algorithm, cfg, gens, nx, ints, floats, data_a, data_b)
 
-    groups, iso = model.charge_groups, _isometric_groups(model, r)
     watch_slot = np.full(n_seeds, -1, np.int64)
     row_of = {int(sid): row for row, sid in enumerate(p.ids)}
     for slot, sid in enumerate(p.watch):
         watch_slot[row_of[int(sid)]] = slot
-    refs = ChargeRefs(np.array([g.offset for g in groups] + [nq], dtype=np.int64),
-                      np.array([g.degree for g in groups], dtype=np.int64),
-                      np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot,
+    refs = ChargeRefs(group_off, group_degree, np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot,
                       gens, x0)
     st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
@@ -416,7 +421,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     n_seeds = len(p.ids)
     status = st.status
     ok = status[:, None] == STATUS_OK
-    qf, jf, i_f = ensemble_state_charges(kind, st.y, algorithm, cfg, nq, ints, floats)
+    qf, jf, i_f = ensemble_state_charges(kind, st.y, algorithm, cfg, refs.group_off, refs.group_degree, ints, floats)
     xf = ensemble_extras(kind, st.y, algorithm, cfg, refs.gens, nx, ints, floats, data_a, data_b)
     jf = jf[:, :nj] if momentum else _nan((n_seeds, nj))
     j0 = refs.j0 if momentum else _nan((n_seeds, nj))
@@ -445,8 +450,10 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     law_on = momentum and p.track_law
     comp_group = np.concatenate([[g.name] * g.size for g in all_groups]) if all_groups else np.array([], str)
     comp_degree = np.concatenate([[g.degree] * g.size for g in all_groups]) if all_groups else np.array([], int)
-    if momentum:  # momentum flow breaks the model's charges: their "drift" is their change from q(0)
-        laws = ["none: drift = q(t) − q(0)"] * len(groups)
+    if momentum:  # momentum breaks the model's charges: their "drift" is their change from q(0)
+        kept = ("law_residual: J = q(θ_k) − βq(θ_{k−1}) + a_k constant" if algorithm else
+                "law_residual: I = τq̇ + q + 2λ∫q − 2τ∫q(θ̇) constant") if p.track_law else "not tracked"
+        laws = [f"moves: drift = q(t) − q(0); its law {kept}"] * len(groups)
     else:
         laws = [f"e^(-{g.degree}λt)·q(0)" if p.weight_decay else "constant" for g in groups]
     laws += [("constant: E(0)" if g.name == "energy" else "e^(-t/τ)·c(0)" if momentum else "zero: ⟨θ̇_1, W_1K⟩ = 0")
