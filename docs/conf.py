@@ -1,17 +1,10 @@
 """Sphinx configuration: ``python -m sphinx -W -b html docs docs/_build/html`` (warnings are errors)."""
 
-import os
-import sys
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import noether_sim  # noqa: E402
+import noether_sim  # noqa: E402  (installed: pip install -e '.[docs]')
 
 project = "noether_sim"
 author = "the noether_sim authors"
@@ -24,14 +17,12 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
-    "sphinx.ext.intersphinx",
     "sphinx_gallery.gen_gallery",
     "sphinxarg.ext",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "gallery/*.ipynb", "gallery/*.py", "gallery/*.zip", "gallery/*.json",
-                    "gallery/*.md5", "gallery/*.pickle"]
+exclude_patterns = ["_build"]
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 
@@ -40,17 +31,6 @@ autodoc_default_options = {"members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
-
-intersphinx_mapping = {
-    "python": ("https://docs.python.org/3", None),
-    "numpy": ("https://numpy.org/doc/stable", None),
-    "xarray": ("https://docs.xarray.dev/en/stable", None),
-}
-# the build must not depend on the network: intersphinx inventories are optional
-intersphinx_disabled_reftypes = ["*"]
-intersphinx_timeout = 5
-if os.environ.get("NOETHER_SIM_DOCS_OFFLINE", "1") == "1":
-    intersphinx_mapping = {}
 
 
 def _scrape_figures(block, block_vars, gallery_conf):
