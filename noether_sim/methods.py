@@ -16,6 +16,34 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Tableau:
+    """A Runge–Kutta method as data: one generic kernel runs every tableau.
+
+    Its order conditions (rooted trees) and the symplectic condition ``b_ia_ij + b_ja_ji = b_ib_j`` are
+    computed from the coefficients (``properties()``), not taken from the claim.
+
+    Parameters
+    ----------
+    name, description : str
+        As shown by ``noether-sim list``.
+    A, b, c : ndarray
+        The Butcher tableau (``A`` strictly lower triangular for an explicit method).
+    order : int
+        The claimed order of the weights ``b``.
+    b_err : ndarray, optional
+        Embedded weights of order ``error_order``, for step-size control.
+    error_order : int, optional
+        Their order.
+    adaptive : bool
+        Use the embedded pair for per-seed step-size control.
+
+    Examples
+    --------
+    >>> from noether_sim.methods import EXPLICIT_METHODS
+    >>> props = EXPLICIT_METHODS["rk4"].properties()
+    >>> props["order conditions satisfied up to"], props["symplectic condition"]
+    (4, False)
+    """
+
     name: str
     description: str
     A: np.ndarray
@@ -66,7 +94,16 @@ class Tableau:
 
 @lru_cache(maxsize=None)
 def rooted_trees(order: int) -> tuple:
-    """All rooted trees with ``order`` nodes; a tree is the sorted tuple of its root's subtrees."""
+    """All rooted trees with ``order`` nodes; a tree is the sorted tuple of its root's subtrees.
+
+    The order conditions of a Runge–Kutta method are one equation per rooted tree.
+
+    Examples
+    --------
+    >>> from noether_sim.methods import rooted_trees
+    >>> [len(rooted_trees(n)) for n in range(1, 6)]
+    [1, 1, 2, 4, 9]
+    """
     if order == 1:
         return ((),)
     trees = set()
@@ -163,6 +200,22 @@ def gauss_legendre(stages: int) -> Tableau:
     B(s): Σ_j b_j c_j^{k-1} = 1/k and C(s): Σ_j a_ij c_j^{k-1} = c_i^k / k for k = 1 … s, solved as
     Vandermonde systems (well conditioned for s ≤ 3). Order and symplectic condition are then
     *checked* from the coefficients, not assumed.
+
+    Parameters
+    ----------
+    stages : int
+        Number of stages s ≥ 1 (1: implicit midpoint).
+
+    Returns
+    -------
+    Tableau
+
+    Examples
+    --------
+    >>> from noether_sim.methods import gauss_legendre
+    >>> props = gauss_legendre(2).properties()
+    >>> props["order conditions satisfied up to"], props["symplectic condition"]
+    (4, True)
     """
     x, _ = np.polynomial.legendre.leggauss(stages)
     c = (1.0 + x) / 2.0
@@ -192,6 +245,28 @@ SPLIT_OPS = ("damp", "kick", "drift")
 
 @dataclass(frozen=True)
 class Splitting:
+    """A splitting method for momentum flow as data: damp (``p ↦ e^{−wh/τ}p``), kick
+    (``p ↦ p − (wh/τ)∇L``) and drift (``q ↦ q + whp``) sub-steps, applied left to right.
+
+    Every such composition is conformal symplectic: it keeps the isometric charges' law
+    ``J_{k+1} = e^{−h/τ}J_k`` at any step size (docs/theory.md §4).
+
+    Parameters
+    ----------
+    name, description : str
+        As shown by ``noether-sim list``.
+    steps : tuple of (str, float)
+        ``((op, weight), …)`` with op in ``SPLIT_OPS``; each op's weights sum to 1 for consistency.
+    order : int
+        The claimed order (checked by the convergence tests).
+
+    Examples
+    --------
+    >>> from noether_sim.methods import SPLITTING_METHODS
+    >>> SPLITTING_METHODS["verlet"].properties()["consistent"]
+    True
+    """
+
     name: str
     description: str
     steps: tuple  # ((op, weight), …) applied left to right

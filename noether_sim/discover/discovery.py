@@ -86,6 +86,16 @@ class DiscoveryResult:
 
 
 def format_table(results) -> str:
+    """One line per ``DiscoveryResult``: model, flow, parameters, law count, smallest deciding gap, linear
+    and quadratic laws found, the catalogue's share and whether it is complete (``noether-sim discover``).
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> from noether_sim.discover import format_table
+    >>> print(format_table([ns.discover(ns.DeepLinear((4, 3, 3)))]).splitlines()[0].split()[:4])
+    ['model', 'flow', 'P', 'laws']
+    """
     rows = [r.summary_row() for r in results]
     heads = {"model": "model", "flow": "flow", "P": "P", "count": "laws", "gap": "min gap",
              "linear": "linear", "quadratic": "quadratic", "catalogue": "catalogue",
