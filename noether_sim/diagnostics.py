@@ -51,10 +51,10 @@ def _grad(model, data, theta):
 
 def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str = "rk4",
                    weight_decay: float = 0.0, record_every: int = 1) -> dict:
-    """Integrate gradient flow with a fixed-step explicit tableau, carrying E(t) = ∫₀ᵗ |θ̇|² ds.
+    """Integrate gradient flow with a fixed-step explicit tableau, carrying ``E(t) = ∫₀ᵗ |θ̇|² ds``.
 
-    Returns times, objective Φ(t) = L + λ|θ|²/2, dissipated E(t), balance Φ(t) + E(t) − Φ(0)
-    (each (n_seeds, n_records)) and the final θ. Along the exact flow dΦ/dt = −|θ̇|², so balance ≡ 0.
+    Returns times, objective ``Φ(t) = L + λ|θ|²/2``, dissipated E(t), balance Φ(t) + E(t) − Φ(0)
+    (each (n_seeds, n_records)) and the final θ. Along the exact flow ``dΦ/dt = −|θ̇|²``, so balance ≡ 0.
     """
     tab = get_any_method(method)
     if method not in EXPLICIT_METHODS or tab.adaptive:
@@ -123,7 +123,7 @@ def ntk(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def ntk_relative_change(model, theta_start: np.ndarray, theta_end: np.ndarray, X: np.ndarray) -> float:
-    """|Θ(end) − Θ(start)|_F / |Θ(start)|_F."""
+    """``|Θ(end) − Θ(start)|_F / |Θ(start)|_F``."""
     K0 = ntk(model, theta_start, X)
     return float(np.linalg.norm(ntk(model, theta_end, X) - K0) / np.linalg.norm(K0))
 
@@ -143,7 +143,7 @@ def ntk_identity(model, data, theta: np.ndarray) -> dict:
 
 
 def neuron_norms_from_charge(r, P):
-    """α = 1, no bias: from r = |w_in|² − |w_out|² and P = |w_out||w_in|, (|w_in|², |w_out|²)."""
+    """α = 1, no bias: from ``r = |w_in|² − |w_out|²`` and ``P = |w_out||w_in|``, the pair ``(|w_in|², |w_out|²)``."""
     r, P = np.asarray(r, float), np.asarray(P, float)
     w_in2 = 0.5 * (r + np.sqrt(r * r + 4.0 * P * P))
     return w_in2, w_in2 - r

@@ -65,7 +65,7 @@ def _n_seeds_text(ds):
 
 
 def drift_vs_time(ds: xr.Dataset) -> Figure:
-    """Charge drift |q(t) − q_law(t)| against time, per method at its finest step size."""
+    """Charge drift ``|q(t) − q_law(t)|`` against time, per method at its finest step size."""
     colors = _colors(ds)
     fig, axes = _panels(ds, ds.sizes["charge"], f"Charge drift against time ({_n_seeds_text(ds)})")
     t = ds.time.values[1:]  # t = 0: drift is exactly zero, off a log axis

@@ -206,40 +206,98 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              progress: bool = False, description: str = "") -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
-    dynamics  "gf" gradient flow, "gd" gradient descent (learning rate h), "momentum" momentum flow
-              τθ̈ + θ̇ = −∇L − λθ, "heavy_ball" or "nesterov" (``noether-sim list`` shows them all)
-    method    gf: any explicit method (rk4 default; dopri5 adaptive) or gl1/gl2/gl3 (implicit);
-              gd: euler (implied); momentum: any of those or a splitting (verlet default,
-              symplectic_euler, yoshida4); heavy_ball / nesterov: none
-    h         step size (learning rate for gd); for the adaptive dopri5 an optional first step
-    t_end     end time; or ``n_steps`` fixed steps of size h
-    save_every / save_times   when to record (t = 0 is always recorded); fixed steps must land on them
-    seeds     number of seeds, or a list of seed ids; seed i starts from weights keyed by (root_seed, i)
-    init      initialisation (``init.Gaussian()`` by default); ``watch_seeds``: seed ids whose full
-              charge vectors are kept at every save time
-    weight_decay   λ ≥ 0 in the dynamics above
-    divergence_bound   a seed with |θ_j| above this (or non-finite) is stopped, flagged with its time
-              and excluded from statistics
-    memory_limit   bytes a call may allocate (default: the memory available now); larger calls are
-              refused before any work
+    Every dynamics with every method that applies (``noether-sim list``); options that only some take are
+    refused by name where they do not apply. Before any work the call validates every argument and
+    estimates the memory it needs.
 
-    Options that only some dynamics or methods take (any other combination is a ConfigError):
-    tau       momentum dynamics: the time constant (friction 1/τ); heavy_ball / nesterov take (h, tau)
-              or (learning_rate, beta), related by β = e^{−h/τ}, η = h²/τ
-    velocity  momentum dynamics: θ̇(0) = "zero" (default), "gradient" (−∇L − λθ), a scale σ, or an array
-    track_law momentum dynamics: check the model charges' exact law (default True). Momentum flow by a
-              method: integrate ∫q(q), ∫q(p) so that I = τq̇ + q + 2λ∫q(q) − 2τ∫q(p) stays constant;
-              heavy ball / Nesterov: the discrete invariant J = q(θ_k) − βq(θ_{k−1}) + a_k of their
-              exact one-step law (kernels/driver.py ``_algorithm_law``); its change is ``law_residual``
-    track_energy  a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|² as a charge
-              with law E(0) (time symmetry), integrating ∫|θ̇|² with the run's own method (default False)
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The network (``noether_sim.DeepLinear``, ``noether_sim.mlp.MLP``).
+    data : TrainingData
+        One data set, shared by every seed (``noether_sim.data``).
+    dynamics : {"gf", "gd", "momentum", "heavy_ball", "nesterov"}
+        Gradient flow, gradient descent (learning rate h), momentum flow ``τθ̈ + θ̇ = −∇L − λθ``, heavy
+        ball or Nesterov.
+    method : str, optional
+        gf: any explicit method (rk4 default; dopri5 adaptive) or gl1/gl2/gl3 (implicit); gd: euler
+        (implied); momentum: any of those or a splitting (verlet default, symplectic_euler, yoshida4);
+        heavy_ball / nesterov: none.
+    h : float, optional
+        Step size (learning rate for gd); for the adaptive dopri5 an optional first step.
+    t_end : float, optional
+        End time; or ``n_steps``.
+    n_steps : int, optional
+        Number of fixed steps of size h.
+    save_every, save_times : float or sequence of float, optional
+        When to record (t = 0 is always recorded); fixed steps must land on them.
+    seeds : int or sequence of int
+        Number of seeds, or a list of seed ids; seed i starts from weights keyed by (root_seed, i), the
+        same whether it runs alone or among 10^6.
+    root_seed : int
+        The root of every seed's random numbers.
+    init : initialisation, optional
+        ``init.Gaussian()`` by default; ``init.Orthogonal``, ``init.Balanced``, ``init.Given``.
+    weight_decay : float
+        λ ≥ 0 in the dynamics.
+    tau : float, optional
+        Momentum dynamics: the time constant (friction 1/τ); heavy_ball / nesterov take (h, tau) or
+        (learning_rate, beta), related by ``β = e^{−h/τ}``, ``η = h²/τ``.
+    beta, learning_rate : float, optional
+        Heavy ball and Nesterov: momentum and learning rate.
+    velocity : {"zero", "gradient"}, float or ndarray, optional
+        Momentum dynamics: θ̇(0) = 0 (default), ``−∇L − λθ``, a scale σ, or an array.
+    track_law : bool, optional
+        Momentum dynamics: check the model charges' exact law (default True). Momentum flow by a method:
+        integrate ∫q(θ), ∫q(θ̇) so that ``I = τq̇ + q + 2λ∫q(θ) − 2τ∫q(θ̇)`` stays constant; heavy ball /
+        Nesterov: the discrete invariant ``J = q(θ_k) − βq(θ_{k−1}) + a_k`` of their exact one-step law
+        (``noether_sim.laws``); its change is ``law_residual``.
+    rtol, atol, max_steps : optional
+        Adaptive methods: tolerances and step budget per seed.
+    solve_tol, max_solve_iters, max_halvings : optional
+        Implicit methods: relative fixed-point tolerance, sweeps per attempt, and how often a failing
+        step is halved before the seed is flagged.
+    track_energy : bool, optional
+        A Runge–Kutta method: record the energy ``E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|²`` as a charge with
+        law E(0), integrating ∫|θ̇|² with the run's own method (default False).
+    watch_seeds : sequence of int
+        Seed ids whose full charge vectors are kept at every save time.
+    divergence_bound : float
+        A seed with some ``|θ_j|`` above this (or non-finite) is stopped, flagged with its time and
+        excluded from statistics.
+    memory_limit : float, optional
+        Bytes a call may allocate (default: the memory available now); larger calls are refused before
+        any work, saying how to split them.
+    progress : bool
+        Show a progress bar.
+    description : str
+        Stored in the result's attributes.
 
-    Data with a symmetry group (``data.augment``) adds one charge per generator K, c = ⟨θ̇_1, W_1K⟩:
-    law 0 under gradient flow and descent, e^{−t/τ}c(0) under momentum. ``ds.attrs["data_symmetry_exact"]``
-    says whether the loss is exactly invariant for this model (1), only approximately (0), or −1 (none).
-    rtol, atol, max_steps   adaptive methods: tolerances and step budget per seed
-    solve_tol, max_solve_iters, max_halvings   implicit methods: relative fixed-point tolerance, sweeps
-              per attempt, and how often a failing step is halved before the seed is flagged
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``seed``, ``time``, ``charge``; the variables of every run (``loss``, ``drift``,
+        ``scale``, ``roundoff_floor``, ``status``, …; docs/guide/models.md lists them) and the full
+        configuration and versions in its attributes. Data with a symmetry group (``data.augment``) add
+        one charge per generator K, ``c = ⟨θ̇_1, W_1K⟩`` (law 0 under gradient flow and descent,
+        ``e^{−t/τ}c(0)`` under momentum); ``ds.attrs["data_symmetry_exact"]`` says whether the loss is
+        exactly invariant for this model (1), only approximately (0), or −1 (none).
+
+    Raises
+    ------
+    ConfigError
+        Any invalid argument or combination, named with its value and what is allowed, before any work.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> data = ns.data.synthetic_regression(4, 2, 16, seed=0)
+    >>> ds = ns.simulate(model, data, method="gl2", h=0.1, t_end=1.0, save_every=0.5, seeds=4)
+    >>> dict(ds.sizes)["seed"], ds.time.values.tolist()
+    (4, [0.0, 0.5, 1.0])
+    >>> bool(ds.drift.max() < 1e-12)          # Gauss–Legendre keeps the balance charge D1
+    True
     """
     p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
              save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
@@ -475,7 +533,35 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
 
 
 def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> xr.DataArray:
-    """The full matrix of charge group ``name`` for the watched seeds: (watched_seed, time, row, col)."""
+    """The full matrix of charge group ``name`` for the watched seeds: (watched_seed, time, row, col).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``simulate`` result run with ``watch_seeds``.
+    name : str
+        A matrix charge group, e.g. ``"D1"``.
+    variable : str
+        ``"charge_watch"`` (the charge) or ``"predicted_watch"`` (gradient descent's exact one-step law).
+
+    Returns
+    -------
+    xarray.DataArray
+
+    Raises
+    ------
+    ConfigError
+        An unknown charge or variable, or a run without watched seeds.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> ds = ns.simulate(model, ns.data.synthetic_regression(4, 2, 8), h=0.1, n_steps=2, seeds=2, watch_seeds=[1])
+    >>> D1 = ns.charge_matrix(ds, "D1")
+    >>> D1.shape, bool(np.allclose(D1[0, 0], D1[0, 0].T))     # symmetric 3 × 3 at every save time
+    ((1, 3, 3, 3), True)
+    """
     shapes = json.loads(ds.attrs["charge_shapes"])
     if name not in shapes:
         v.fail("name", name, f"must be one of the run's charges: {', '.join(shapes)}")
