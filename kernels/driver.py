@@ -191,6 +191,9 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
         for k in range(nj):
             rec.watch[slot, js, nq + nx + k] = w.jv[k] if momentum else np.nan
             rec.predicted_watch[slot, js, nq + nx + k] = np.nan
+        if rec.theta_watch.shape[0] > 0:
+            for k in range(cfg.n_params):
+                rec.theta_watch[slot, js, k] = y[k]
 
 
 @njit(cache=True)
@@ -258,6 +261,8 @@ def _mark_unrecorded(s, first, last, refs, rec):
         if slot >= 0:
             rec.watch[slot, js, :] = np.nan
             rec.predicted_watch[slot, js, :] = np.nan
+            if rec.theta_watch.shape[0] > 0:
+                rec.theta_watch[slot, js, :] = np.nan
 
 
 # ---- one step attempt per scheme, from y into new. Each returns (error norm, cache valid, gradient evaluations):

@@ -173,12 +173,45 @@ def histogram_edges(log_lo: float, log_hi: float, bins: int) -> np.ndarray:
     return 10.0 ** np.linspace(log_lo - pad, log_hi + pad, bins + 1)
 
 
+def has_ntk(ds: xr.Dataset) -> bool:
+    """Did the study record the watched seeds' NTK (``record.track_ntk``)?"""
+    return "ntk_change" in ds and ds.sizes.get("watched_seed", 0) > 0 and bool(np.isfinite(ds.ntk_change).any())
+
+
+def ntk_vs_time(ds: xr.Dataset) -> Figure:
+    """The watched seeds' empirical NTK against time, per method at its finest step size: relative change
+    |Θ(t) − Θ(0)|_F/|Θ(0)|_F, largest eigenvalue, and alignment with the labels (``track_ntk``)."""
+    colors, styles = _colors(ds), _styles(ds)  # styles: methods whose curves coincide stay visible
+    n_watched = ds.sizes["watched_seed"]
+    fig, axes = _panels(ds, 3, f"Empirical NTK Θ = JJᵀ of the watched seeds (median over {n_watched}; "
+                               "each method at its finest step size)", width=5.0)
+    t = ds.time.values
+    for s in ds.scheme.values:
+        k = finest_step(ds, s)
+        w = ds.sel(scheme=s).isel(step=k)
+        label = f"{s} (h = {h_text(float(ds.h.sel(scheme=s).values[k]))})"
+        for ax, da in zip(axes, (w.ntk_change, w.ntk_eigenvalues.isel(ntk_rank=0), w.ntk_alignment)):
+            vals = da.transpose("watched_seed", "time").values
+            if np.any(np.isfinite(vals)):
+                ax.plot(t, np.nanmedian(vals, axis=0), marker="o", ms=3, linestyle=styles[str(s)], linewidth=2,
+                        color=colors[str(s)], label=label, gid=f"median:{s}")
+    for ax, ylabel, title in zip(axes, ("|Θ(t) − Θ(0)|_F / |Θ(0)|_F", "largest eigenvalue of Θ(t)",
+                                        "yᵀΘy / (|Θ|_F |y|²)"),
+                                 ("relative change of the NTK", "top eigenvalue", "alignment with the labels y")):
+        ax.set_xlabel(TIME_LABEL)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize="medium")
+        ax.legend(fontsize="small")
+    return fig
+
+
 FIGURES = {
     "drift_vs_time": drift_vs_time,
     "drift_vs_step": drift_vs_step,
     "loss_vs_time": loss_vs_time,
     "drift_histogram": drift_histogram,
 }
+NTK_FIGURES = {"ntk_vs_time": ntk_vs_time}  # drawn by save_figures when the study tracked the NTK
 
 
 # ---- sweeps: figures across the swept keys ----
@@ -293,7 +326,7 @@ SWEEP_FIGURES = {
 def save_figure(ds: xr.Dataset, name: str, out_dir, formats=("png", "pdf")) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = {**FIGURES, **SWEEP_FIGURES}[name](ds)
+    fig = {**FIGURES, **SWEEP_FIGURES, **NTK_FIGURES}[name](ds)
     paths = []
     for fmt in formats:
         path = out_dir / f"{name}.{fmt}"
@@ -305,11 +338,12 @@ def save_figure(ds: xr.Dataset, name: str, out_dir, formats=("png", "pdf")) -> l
 def save_figures(ds: xr.Dataset, out_dir, names=None) -> list[Path]:
     """Write every figure (or ``names``) as PNG and PDF into ``out_dir``; returns the paths.
 
-    A sweep gets the figures across its swept keys (``SWEEP_FIGURES``); a single study the others."""
+    A sweep gets the figures across its swept keys (``SWEEP_FIGURES``); a single study the others, and
+    ``NTK_FIGURES`` when it tracked the NTK."""
     from .results import with_analysis
 
     ds = with_analysis(ds)  # the ladder analysis once, not once per figure
-    default = SWEEP_FIGURES if _sweep_axes(ds) else FIGURES
+    default = SWEEP_FIGURES if _sweep_axes(ds) else [*FIGURES, *(NTK_FIGURES if has_ntk(ds) else ())]
     return [p for name in (names or default) for p in save_figure(ds, name, out_dir)]
 
 

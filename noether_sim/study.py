@@ -53,7 +53,7 @@ def run_block(cfg, label, k, model, data, init, progress=False) -> xr.Dataset:
                   h=m["step_sizes"][k], t_end=cfg["t_end"], seeds=cfg["seeds"]["count"],
                   root_seed=cfg["seeds"]["root"], init=init, weight_decay=cfg["weight_decay"],
                   divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
-                  progress=progress, description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
+                  track_ntk=cfg["record"].get("track_ntk", False), progress=progress, description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
     return trim_block(ds, cfg)
 
 
