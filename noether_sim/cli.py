@@ -8,6 +8,7 @@ configuration, or a store that cannot be written (another study, or another writ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -42,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="override one configuration key (dotted, TOML-typed value), e.g. --set seeds.count=64 "
                           "--set 'methods.gf-rk4.step_sizes=[0.1, 0.05, 0.025]'; repeatable")
     run.add_argument("--quiet", "-q", action="store_true",
-                     help="no progress bars and no table (progress is also off when stderr is not a terminal)")
+                     help="no progress, no compile notices and no table (without a terminal, progress is a log "
+                          "line every few seconds)")
     run.add_argument("--no-figures", action="store_true", help="do not draw the figures")
     run.add_argument("--overwrite", action="store_true",
                      help="replace a store of a different study at --out (only the store's own files are removed)")
@@ -108,11 +110,27 @@ def _parser() -> argparse.ArgumentParser:
     repro.add_argument("--full", action="store_true",
                        help="paper-scale ensembles (1024 seeds per block; the default is sized for a few minutes)")
     repro.add_argument("--seeds", type=int, metavar="N", help="seeds per block in every claim (a quick look: e.g. 8)")
-    repro.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    repro.add_argument("--quiet", "-q", action="store_true", help="no progress and no compile notices")
 
     sub.add_parser("list", help="list the models, data, initialisations, dynamics, methods and charges",
                    description="List everything a study configuration can name, one line each.", epilog=EPILOG)
     return p
+
+
+@contextlib.contextmanager
+def _quiet_log(quiet: bool):
+    """--quiet: the package's INFO messages (compile notices, progress lines) are not shown."""
+    import logging
+
+    from .ensemble import log
+
+    level = log.level
+    if quiet:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _err(msg: str):
@@ -136,10 +154,10 @@ def cmd_reproduce(args) -> int:
     from .execute import StudyInterrupted
     from .store import StoreLockedError
 
-    quiet = args.quiet or not sys.stderr.isatty()
     try:
-        report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not quiet,
-                           log=lambda msg: print(msg, flush=True))
+        with _quiet_log(args.quiet):
+            report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not args.quiet,
+                               log=lambda msg: print(msg, flush=True))
     except (ConfigError, StoreLockedError) as err:
         _err(str(err))
         return EXIT_USAGE
@@ -169,7 +187,7 @@ def cmd_run(args) -> int:
     from .store import StoreLockedError, StoreMismatchError
 
     out = Path(args.out) if args.out else Path("results") / plan.name
-    progress = not args.quiet and sys.stderr.isatty()
+    progress = not args.quiet  # without a terminal: a log line every few seconds (ensemble.make_progress)
     say = (lambda *a, **k: None) if args.quiet else print
     total = n_blocks(plan)
     base = plan.points[0] if plan.points else plan.config
@@ -178,8 +196,9 @@ def cmd_run(args) -> int:
         f"{total} blocks -> {out}", flush=True)
     started = time.perf_counter()
     try:
-        ds = run_study(plan=plan, out=out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
-                       progress=progress, log=lambda m: say(m, flush=True))
+        with _quiet_log(args.quiet):
+            ds = run_study(plan=plan, out=out, workers=args.workers, scheduler=args.scheduler,
+                           overwrite=args.overwrite, progress=progress, log=lambda m: say(m, flush=True))
     except (StoreLockedError, StoreMismatchError, FileExistsError) as err:
         _err(str(err))
         return EXIT_USAGE

@@ -20,8 +20,8 @@ from . import _validate as v
 from .data import TrainingData
 from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
                        initial_velocity, resolve, step_and_time_constant)
-from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, over_seed_ranges, progress_bar,
-                       provenance, save_grid, seed_ids)
+from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
+                       progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .models import ChargeGroup
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
@@ -280,7 +280,12 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
 
 
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
-    """Run a validated plan (see ``plan``) and label its result."""
+    """Run a validated plan (see ``plan``) and label its result (saying so when kernels compile)."""
+    with compile_notice(f"{p.model.kind} models under {p.resolved.dynamics}/{p.resolved.method}"):
+        return _execute(p, progress)
+
+
+def _execute(p: Plan, progress: bool) -> xr.Dataset:
     model, r, opts = p.model, p.resolved, p.options
     extras = _extra_groups(p.data, p.track_energy)
     P, nq, nj, nx, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law, extras)

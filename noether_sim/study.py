@@ -85,10 +85,9 @@ def run_study(cfg: dict, writer=None, *, progress: bool = False, log=None) -> xr
     blocks, kept = {}, []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .ensemble import make_progress
 
-        bar = tqdm(total=sum(costs.values()), desc=cfg["name"], unit="",
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+        bar = make_progress(sum(costs.values()), cfg["name"], "{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
     try:
         for label, k, h in todo:
             if bar is not None:
