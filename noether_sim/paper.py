@@ -181,7 +181,7 @@ def _ladder_plot(ax, series, charge_text):
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
     from .results import h_text
 
-    hs = sorted({float(x) for _, h, _ in series for x in h if np.isfinite(x)})
+    hs = sorted({float(x) for _, h, *_ in series for x in h if np.isfinite(x)})
     ax.set_xticks(hs, [h_text(x) for x in hs])
     ax.set_xlabel(H_LABEL)
     ax.set_ylabel(f"median final drift of {charge_text}")
