@@ -134,17 +134,20 @@ def _terminal() -> bool:
 class LogProgress:
     """A progress bar's interface (``update``, ``set_postfix``, ``set_postfix_str``, ``close``, ``n``) that
     writes one log line at most every ``LOG_EVERY`` seconds instead of redrawing: for logs and pipes,
-    where a bar's carriage returns pile up. A run shorter than that writes nothing."""
+    where a bar's carriage returns pile up. A run shorter than that writes nothing, unless ``final_line``
+    (a study: one closing line however short)."""
 
-    def __init__(self, total, desc, fmt=lambda n, total: f"{n / total:.0%}" if total else f"{n:g}"):
-        self.n, self.total, self.desc, self.fmt = 0, total, desc, fmt
+    def __init__(self, total, desc, fmt=None, final_line=False):
+        self.n, self.total, self.desc = 0, total, desc
+        self.fmt = fmt or (lambda n, total: f"{n / total:.0%}" if total else f"{n:g}")
+        self.final_line = final_line
         self.postfix = ""
         self.started = self.last = time.perf_counter()
         self.lines = 0
 
     def _maybe_log(self, final=False):
         now = time.perf_counter()
-        if (now - self.last >= LOG_EVERY) or (final and self.lines):
+        if (now - self.last >= LOG_EVERY) or (final and (self.lines or self.final_line)):
             self.last = now
             self.lines += 1
             extra = f", {self.postfix}" if self.postfix else ""
@@ -165,13 +168,13 @@ class LogProgress:
         self._maybe_log(final=True)
 
 
-def make_progress(total, desc, bar_format, unit="", leave=True, fmt=None):
+def make_progress(total, desc, bar_format, unit="", leave=True, fmt=None, final_line=True):
     """A tqdm bar where it can redraw (a terminal, a notebook), else a ``LogProgress``."""
     from tqdm.auto import tqdm
 
     if _terminal() or any("notebook" in c.__module__ for c in tqdm.__mro__):  # tqdm.auto picked a widget
         return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, bar_format=bar_format)
-    return LogProgress(total, desc, *([fmt] if fmt else []))
+    return LogProgress(total, desc, fmt, final_line)
 
 
 def progress_bar(progress, total, label):
@@ -179,7 +182,7 @@ def progress_bar(progress, total, label):
         return None
     return make_progress(total, label, "{desc}: {percentage:3.0f}%|{bar}| t={n:.4g}/{total:.4g} "
                                        "[{elapsed}<{remaining}{postfix}]", unit="t", leave=False,
-                         fmt=lambda n, total: f"t = {n:.4g} of {total:.4g}")
+                         fmt=lambda n, total: f"t = {n:.4g} of {total:.4g}", final_line=False)
 
 
 _compiling = threading.local()

@@ -285,17 +285,23 @@ def sweep_order(ds: xr.Dataset) -> Figure:
 
 def sweep_verdicts(ds: xr.Dataset) -> Figure:
     """Verdict map over the first two swept keys (one row if one key): per method and charge, the fraction
-    of judged seeds whose charge is conserved by the flow, with the majority verdict written in each cell."""
+    of DECIDED seeds (conserved or broken) whose charge is conserved by the flow, with the majority verdict
+    and how many seeds were decided written in each cell. A cell with no decided seed is grey and says
+    "inconclusive": it is not "0 % conserved"."""
     from .ladder import BROKEN, CONSERVED, INCONCLUSIVE
 
     dims = _sweep_axes(ds)
     d0, d1 = (dims + [None])[:2]
     schemes, charges = list(ds.scheme.values), list(ds.charge.values)
-    fig = Figure(figsize=(4.2 * len(charges), 3.2 * len(schemes)), layout="constrained")
+    fig = Figure(figsize=(max(4.2 * len(charges), 5.0) + 1.5, 3.2 * len(schemes)), layout="constrained")
     axes = fig.subplots(len(schemes), len(charges), squeeze=False)
     rest = [d for d in dims if d not in (d0, d1)]
-    fig.suptitle("Verdict map: fraction of seeds conserved by the flow"
-                 + (f" (over seeds and {', '.join(rest)})" if rest else " (over seeds)"))
+    fig.suptitle("Verdict map: fraction of decided seeds conserved by the flow\n"
+                 + (f"(over seeds and {', '.join(rest)}); " if rest else "(over seeds); ")
+                 + "grey: no seed decided (inconclusive)", fontsize="medium")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="lightgrey")
     short = {CONSERVED: "conserved", BROKEN: "broken", INCONCLUSIVE: "inconcl."}
     for i, s in enumerate(schemes):
         for j, charge in enumerate(charges):
@@ -308,11 +314,16 @@ def sweep_verdicts(ds: xr.Dataset) -> Figure:
             for a in range(n0):
                 for b in range(n1):
                     judged = [x for x in vals[a, b] if x in short]
+                    decided = [x for x in judged if x != INCONCLUSIVE]
+                    if decided:
+                        frac[a, b] = np.mean([x == CONSERVED for x in decided])
                     if judged:
-                        frac[a, b] = np.mean([x == CONSERVED for x in judged])
                         top = max(short, key=judged.count)
-                        ax.text(b, a, short[top], ha="center", va="center", fontsize="small")
-            im = ax.imshow(frac, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", gid=f"map:{s}:{charge}")
+                        n_dec = len(decided)
+                        text = short[top] + (f"\n{n_dec} of {len(judged)} decided" if 0 < n_dec < len(judged) else "")
+                        ax.text(b, a, text, ha="center", va="center", fontsize="small", gid=f"cell:{a}:{b}")
+            im = ax.imshow(np.ma.masked_invalid(frac), vmin=0, vmax=1, cmap=cmap, aspect="auto",
+                           gid=f"map:{s}:{charge}")
             ax.set_yticks(range(n0), [str(x) for x in ds[d0].values])
             ax.set_ylabel(d0)
             if d1:
@@ -321,12 +332,58 @@ def sweep_verdicts(ds: xr.Dataset) -> Figure:
             else:
                 ax.set_xticks([])
             ax.set_title(f"{s}, {charge}", fontsize="medium")
-    fig.colorbar(im, ax=axes, shrink=0.6, label="fraction conserved by the flow")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="fraction of decided seeds conserved by the flow")
+    return fig
+
+
+def sweep_drift_vs_step(ds: xr.Dataset) -> Figure:
+    """Median final drift against step size (log-log), one line per sweep point: rows are methods,
+    columns charges. Step size is the x axis, the swept settings the legend."""
+    from .results import describe_point, sweep_point
+
+    layout = json.loads(ds.attrs["sweep"])
+    finished = {q for q, _, _ in json.loads(ds.attrs["finished_blocks"])}
+    schemes, charges = list(ds.scheme.values), list(ds.charge.values)
+    fig = Figure(figsize=(5.5 * len(charges) + 3.0, 4.0 * len(schemes)), layout="constrained")
+    axes = fig.subplots(len(schemes), len(charges), squeeze=False)
+    fig.suptitle(f"Final charge drift at t = T against step size, one line per sweep point (median over seeds)")
+    for p in range(len(layout["index"])):
+        if p not in finished:
+            continue
+        sub, label = sweep_point(ds, p), describe_point(ds, p)
+        for i, s in enumerate(schemes):
+            if s not in sub.scheme.values:
+                continue
+            h = sub.h.sel(scheme=s).values
+            done = np.flatnonzero(np.isfinite(h))
+            ok = ok_seeds(sub, s)
+            for j, charge in enumerate(charges):
+                if charge not in sub.charge.values:
+                    continue
+                final = sub.drift.sel(scheme=s, charge=charge).isel(time=-1).transpose("step", "seed").values
+                med = np.array([np.nanmedian(final[k, ok]) if np.any(np.isfinite(final[k, ok])) else np.nan
+                                for k in done])
+                if np.any(np.isfinite(med)):
+                    axes[i, j].plot(h[done], med, marker="o", color=f"C{p % 10}", linestyle=("-", "--", ":")[p // 10 % 3],
+                                    label=label, gid=f"point:{p}:{s}:{charge}")
+    for i, s in enumerate(schemes):
+        for j, charge in enumerate(charges):
+            ax = axes[i, j]
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("step size h (learning rate η for gradient descent)")
+            ax.set_ylabel(f"final drift of {charge}")
+            ax.set_title(f"{s}, {_charge_title(ds, charge)}", fontsize="medium")
+            ax.grid(True, which="both", alpha=0.3)
+        handles, labels = axes[i, -1].get_legend_handles_labels()
+        if handles:
+            axes[i, -1].legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
 SWEEP_FIGURES = {
     "sweep_drift": sweep_drift,
+    "sweep_drift_vs_step": sweep_drift_vs_step,
     "sweep_order": sweep_order,
     "sweep_verdicts": sweep_verdicts,
 }
