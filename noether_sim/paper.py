@@ -476,7 +476,7 @@ def _report_text(sections, full, seeds) -> str:
                   f"Configuration: `examples/paper/{c.config}`"
                   + (f" with `{' '.join('--set ' + o for o in s.overrides)}`" if s.overrides else "")
                   + f"; store `{s.store}` (`noether_sim.load`).", "", "Verdicts (ladder of step sizes, "
-                  "Richardson extrapolation to h → 0, theory.md §3):", ""]
+                  "Richardson extrapolation to h → 0; docs/theory.md, 'What integrators do to charges'):", ""]
         lines += s.tables + [""] + [f"- {n}" for n in s.numbers] + [""]
         lines += [f"![{Path(f).stem}]({f})" for f in s.figures] + [""]
     return "\n".join(lines)

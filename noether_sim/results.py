@@ -471,7 +471,8 @@ def format_summary(ds: xr.Dataset) -> str:
     lines = [head, "", "  ".join(c.ljust(w) for c, w in zip(cols, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(x.ljust(w) for x, w in zip(t, widths)).rstrip() for t in table]
-    lines += ["", "predicted / residual: gradient descent's exact one-step law (theory.md §3), medians; "
+    lines += ["", "predicted / residual: gradient descent's exact one-step law (docs/theory.md, 'What integrators "
+                  "do to charges'), medians; "
                   "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median."]
     if not ds.attrs.get("complete", True):
         missing = json.loads(ds.attrs["missing_blocks"])

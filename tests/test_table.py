@@ -105,3 +105,19 @@ def test_verdict_map_does_not_paint_inconclusive_as_zero_conserved(store):
     fig = plots.sweep_verdicts(ds.assign(verdict=v))
     texts = [t.get_text() for a in fig.axes for t in a.texts]
     assert texts.count("inconcl.\n1 of 4 decided") == 2
+
+
+def test_printed_tables_point_to_the_theory_page_of_the_docs(store):
+    from noether_sim.results import format_any_summary
+
+    text = format_any_summary(ns.load(store))
+    assert "docs/theory.md, 'What integrators do to charges'" in text
+    assert "theory.md" not in text.replace("docs/theory.md", "")  # no reference to a file users lack
+
+
+def test_public_models_and_teacher_data_at_the_top_level():
+    from noether_sim import mlp
+
+    assert ns.MLP is mlp.MLP and ns.DeepLinear is ns.models.DeepLinear
+    assert ns.teacher_regression is mlp.teacher_regression and ns.teacher_classification is mlp.teacher_classification
+    assert {"MLP", "teacher_regression", "teacher_classification"} <= set(ns.__all__)
