@@ -248,7 +248,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
               ``ntk_change`` |Θ(t) − Θ(0)|_F/|Θ(0)|_F, ``ntk_eigenvalues`` its ``ntk_top`` largest
               eigenvalues, ``ntk_alignment`` the uncentred kernel-target alignment yᵀΘy/(|Θ|_F|y|²) with
               the targets y (diagnostics.ntk_along). θ is recorded by the kernels; Θ is computed
-              afterwards in NumPy (diagnostics.ntk), costing O((n_out·N)²·P) per watched seed and save time
+              afterwards in NumPy (diagnostics.ntk), costing O((n_out·N)²·P + (n_out·N)³) per watched seed
+              and save time
     weight_decay   λ ≥ 0 in the dynamics above
     divergence_bound   a seed with |θ_j| above this (or non-finite) is stopped, flagged with its time
               and excluded from statistics
@@ -273,9 +274,9 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
              save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
-             description=description, track_ntk=track_ntk, ntk_top=ntk_top, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
-             track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
-             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy)
+             description=description, track_ntk=track_ntk, ntk_top=ntk_top, tau=tau, beta=beta,
+             learning_rate=learning_rate, velocity=velocity, track_law=track_law, rtol=rtol, atol=atol,
+             max_steps=max_steps, solve_tol=solve_tol, max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy)
     return execute(p, progress=progress)
 
 
