@@ -363,6 +363,31 @@ def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
     return rows
 
 
+def by_step_size(ds: xr.Dataset, method: str) -> xr.Dataset:
+    """The blocks of ``method`` (a scheme label) with the step size as a dimension ``h`` in place of the
+    rung index ``step``: an axis like the swept keys, so ``by_step_size(ds, "gd").sel(h=2**-9)`` or
+    ``.drift.isel(time=-1).median("seed").plot(x="h")`` work as for any swept key. Rungs a method does not
+    have (padding of a shorter ladder) are dropped. A sweep whose points give ``method`` different step sizes
+    has no single h axis: refused (select a point first, ``sweep_point``)."""
+    from ._validate import fail
+
+    if method not in ds.scheme.values:
+        fail("method", method, f"must be one of the study's methods: {', '.join(map(str, ds.scheme.values))}")
+    sub = ds.sel(scheme=method)
+    h = sub.h.transpose("step", ...).values.reshape(sub.sizes["step"], -1)
+    rows = []
+    for k, row in enumerate(h):
+        vals = np.unique(row[np.isfinite(row)])
+        if len(vals) > 1:
+            fail("method", method, f"its step sizes differ between sweep points (rung {k}: "
+                                   f"{', '.join(f'{x:g}' for x in vals)}); take one point with sweep_point first")
+        rows.append(vals[0] if len(vals) else np.nan)
+    rows = np.array(rows)
+    keep = np.flatnonzero(np.isfinite(rows))
+    sub = sub.drop_vars("h").isel(step=keep).assign_coords(h=("step", rows[keep]))
+    return sub.swap_dims(step="h")
+
+
 TABLE_COLUMNS = ["method", "step", "h", "charge", "seeds", "diverged", "drift_median", "drift_p05", "drift_p95",
                  "predicted_median", "residual_median", "roundoff_floor_median", "fitted_order",
                  "extrapolated_drift", "verdict"]

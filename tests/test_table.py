@@ -121,3 +121,24 @@ def test_public_models_and_teacher_data_at_the_top_level():
     assert ns.MLP is mlp.MLP and ns.DeepLinear is ns.models.DeepLinear
     assert ns.teacher_regression is mlp.teacher_regression and ns.teacher_classification is mlp.teacher_classification
     assert {"MLP", "teacher_regression", "teacher_classification"} <= set(ns.__all__)
+
+
+def test_step_size_is_an_axis_like_a_swept_key(store):
+    from noether_sim.results import by_step_size
+
+    ds = ns.load(store)
+    gd = by_step_size(ds, "gd")
+    assert "h" in gd.dims and "step" not in gd.dims
+    assert list(gd.h.values) == [2.0 ** -8, 2.0 ** -9, 2.0 ** -10]
+    a = gd.drift.sel(h=2.0 ** -9, charge="D1").isel(time=-1)
+    b = ds.drift.sel(scheme="gd", charge="D1").isel(step=1, time=-1)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert gd.drift.sel(charge="D1").isel(time=-1).median("seed").dims == ("init.scale", "h")
+    with pytest.raises(ns.ConfigError, match="method"):
+        by_step_size(ds, "nope")
+    # a sweep whose points run different ladders has no single h axis
+    import xarray as xr
+
+    halved = ds.assign_coords(h=ds.h * xr.DataArray([1.0, 0.5], dims="init.scale"))
+    with pytest.raises(ns.ConfigError, match="step sizes differ between sweep points"):
+        by_step_size(halved, "gd")
