@@ -97,7 +97,8 @@ def test_a_study_records_the_ntk_and_draws_it(tmp_path):
     from noether_sim.study import run_study, study_provenance
 
     cfg = load_config(None, ["seeds.count=3", "t_end=0.0625", "save_every=0.015625", "record.watch_seeds=[0, 2]",
-                             "record.track_ntk=true", "model.widths=[3, 5, 2]", "data.n_points=6"])
+                             "record.track_ntk=true", "record.final_weights=true", "model.widths=[3, 5, 2]",
+                             "data.n_points=6"])
     cfg["methods"] = {"gd": cfg["methods"]["gd"], "gf-rk4": cfg["methods"]["gf-rk4"]}
     writer = StoreWriter(tmp_path / "s", cfg, study_provenance())
     run_study(cfg, writer)
@@ -110,6 +111,13 @@ def test_a_study_records_the_ntk_and_draws_it(tmp_path):
     stored = ds.ntk_eigenvalues.sel(scheme="gd", watched_seed=2).isel(step=0, time=0).values
     np.testing.assert_allclose(stored, top, rtol=1e-12)
     assert np.all(ds.ntk_change.sel(watched_seed=2).isel(time=-1).values > 0)
+    # t = T under RK4 (deep linear gradient flow: the seed-interleaved fast path where it applies)
+    for k in range(4):
+        thT = ds.theta_final.sel(scheme="gf-rk4", seed=2).isel(step=k).values
+        KT = diagnostics.ntk(model, thT, data.X)
+        w = ds.sel(scheme="gf-rk4", watched_seed=2).isel(step=k, time=-1)
+        np.testing.assert_allclose(w.ntk_change.values, np.linalg.norm(KT - K0) / np.linalg.norm(K0), rtol=1e-12)
+        np.testing.assert_allclose(w.ntk_eigenvalues.values, np.sort(np.linalg.eigvalsh(KT))[::-1][:4], rtol=1e-12)
     paths = save_figures(ds, tmp_path / "fig")
     png = [p for p in paths if p.name == "ntk_vs_time.png"]
     assert png
