@@ -413,6 +413,13 @@ def cmd_list(args) -> int:
         "track_energy": "gf, gd, momentum by a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) "
                         "+ ∫|θ̇|² as the charge 'energy' (default false)",
     })
+    section("recording ([record]; watch_seeds and track_ntk are also simulate(…) keywords):", {
+        "charges": "'all' (default) or a list of charge names to keep",
+        "watch_seeds": "seed ids whose full charge vectors are kept at every save time",
+        "final_weights": "keep θ(T) of every seed (large; simulate always keeps it)",
+        "track_ntk": "the watched seeds' empirical NTK at every save time: ntk_change, ntk_eigenvalues, "
+                     "ntk_alignment (needs watch_seeds and a hidden layer; default false)",
+    })
     section("data augmentation ([data.augment]; data.augment(…)):", {
         "cyclic_translations": "inputs are length-d signals; continuous cyclic shifts (rotations of the real "
                                "Fourier pairs). shifts = 'quadrature' (default: exact for models of input degree "

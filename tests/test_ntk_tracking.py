@@ -125,3 +125,15 @@ def test_a_study_records_the_ntk_and_draws_it(tmp_path):
     assert np.std(img[..., :3]) > 0.05
     with pytest.raises(ns.ConfigError, match="record.track_ntk"):
         load_config(None, ["record.track_ntk=true"])
+
+
+def test_the_cli_runs_a_study_with_the_ntk_tracked(tmp_path, capsys):
+    from noether_sim.cli import main
+
+    out = tmp_path / "s"
+    sets = ["seeds.count=3", "t_end=0.0625", "save_every=0.015625", "record.watch_seeds=[1]", "record.track_ntk=true",
+            "model.widths=[3, 5, 2]", "data.n_points=6"]
+    assert main(["run", *[a for s in sets for a in ("--set", s)], "--out", str(out), "-q"]) == 0
+    ds = ns.load(out)
+    assert np.all(np.isfinite(ds.ntk_change.values)) and ds.sizes["ntk_rank"] == 4
+    assert (out / "figures" / "ntk_vs_time.png").stat().st_size > 1000
