@@ -137,3 +137,14 @@ def test_the_cli_runs_a_study_with_the_ntk_tracked(tmp_path, capsys):
     ds = ns.load(out)
     assert np.all(np.isfinite(ds.ntk_change.values)) and ds.sizes["ntk_rank"] == 4
     assert (out / "figures" / "ntk_vs_time.png").stat().st_size > 1000
+
+
+def test_run_ladder_tracks_the_ntk_on_every_rung(problem):
+    model, data = problem
+    lad = ns.run_ladder(model, data, dynamics="gd", step_sizes=[0.1, 0.05, 0.025], t_end=0.2, save_every=0.1,
+                        seeds=2, watch_seeds=[1], track_ntk=True)
+    assert lad.ntk_change.dims == ("h", "watched_seed", "time")
+    assert np.all(lad.ntk_change.isel(time=0).values == 0) and np.all(lad.ntk_change.isel(time=-1).values > 0)
+    # smaller steps, same flow: the kernel's change at T converges (differences shrink with h)
+    c = lad.ntk_change.isel(watched_seed=0, time=-1).values
+    assert abs(c[1] - c[2]) < abs(c[0] - c[1])
