@@ -112,9 +112,10 @@ class _Stderr(logging.StreamHandler):
 
 
 log = logging.getLogger("noether_sim")
-"""The package's messages (compiles, progress without a terminal): INFO lines on stderr. Silence them with
-``logging.getLogger("noether_sim").setLevel(logging.WARNING)``; give the logger handlers of your own to
-send them elsewhere (then this default one is not added)."""
+"""The package's messages (compiles, progress without a terminal): INFO lines on stderr through its own
+handler, and passed on to the root logger as usual. Silence them with
+``logging.getLogger("noether_sim").setLevel(logging.WARNING)``; if your root logger already prints them,
+drop the package's own copy with ``logging.getLogger("noether_sim").handlers.clear()``."""
 if not log.handlers:
     _handler = _Stderr()
     _handler.setFormatter(logging.Formatter("noether_sim: %(message)s"))
