@@ -62,3 +62,15 @@ def test_a_short_run_without_a_terminal_prints_no_progress(capsys, net3):
     capsys.readouterr()
     ns.simulate(model, data, dynamics="gd", h=0.01, n_steps=4, seeds=2, progress=True)
     assert capsys.readouterr().err == ""  # faster than LOG_EVERY: nothing to report
+
+
+def test_quiet_command_line_silences_the_messages(caplog):
+    from noether_sim.cli import _quiet_log
+
+    caplog.set_level(logging.INFO, logger="noether_sim")
+    with _quiet_log(True):
+        ensemble.log.info("compiling kernels for x, first use only…")
+    with _quiet_log(False):
+        ensemble.log.info("shown")
+    assert _messages(caplog) == ["shown"]
+    assert ensemble.log.level == logging.INFO  # restored
