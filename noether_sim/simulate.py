@@ -282,7 +282,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
 
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     """Run a validated plan (see ``plan``) and label its result (saying so when kernels compile)."""
-    with compile_notice(f"{p.model.kind} models under {p.resolved.dynamics}/{p.resolved.method}"):
+    r = p.resolved
+    with compile_notice(f"{p.model.kind} models under " + (r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}")):
         return _execute(p, progress)
 
 
