@@ -283,7 +283,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     """Run a validated plan (see ``plan``) and label its result (saying so when kernels compile)."""
     r = p.resolved
-    with compile_notice(f"{p.model.kind} models under " + (r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}")):
+    what = r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}"  # heavy_ball: its own method
+    with compile_notice(f"{p.model.kind} models under {what}"):
         return _execute(p, progress)
 
 
