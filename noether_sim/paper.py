@@ -352,7 +352,7 @@ def _claim_c(claim, out, seeds, progress, say):
         numbers.append(f"{act}: median |c(θ_0)|/(|θ̇_1||W_1||K|) over 32 seeds with n equally spaced shifts: "
                        + ", ".join(f"n={n}: {r:.1e}" for n, r in zip(scan, rel)))
     ax.axvline(7, color="grey", ls="--", lw=0.8)
-    ax.text(7.3, 1e-3, "n = 7: exact for degree 1", color="grey", fontsize="small")
+    ax.text(7.3, 1e-9, "n = 7: exact for degree 1", color="grey", fontsize="small")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("number n of equally spaced continuous shifts in the augmented set")
