@@ -11,6 +11,7 @@ is computed from the run that writes it.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -474,7 +475,7 @@ def _report_text(sections, full, seeds) -> str:
         c = s.claim
         lines += [f"## ({c.key}) {c.title}", "", c.statement, "",
                   f"Configuration: `examples/paper/{c.config}`"
-                  + (f" with `{' '.join('--set ' + o for o in s.overrides)}`" if s.overrides else "")
+                  + (f" with `{' '.join('--set ' + shlex.quote(o) for o in s.overrides)}`" if s.overrides else "")
                   + f"; store `{s.store}` (`noether_sim.load`).", "", "Verdicts (ladder of step sizes, "
                   "Richardson extrapolation to h → 0; docs/theory.md, 'What integrators do to charges'):", ""]
         lines += s.tables + [""] + [f"- {n}" for n in s.numbers] + [""]
