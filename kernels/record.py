@@ -150,6 +150,9 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
         for k in range(nj):
             rec.watch[slot, js, nq + nx + k] = w.jv[k] if momentum else np.nan
             rec.predicted_watch[slot, js, nq + nx + k] = np.nan
+        if rec.theta_watch.shape[0] > 0:
+            for k in range(cfg.n_params):
+                rec.theta_watch[slot, js, k] = y[k]
 
 
 @njit(cache=True)
@@ -217,6 +220,8 @@ def _mark_unrecorded(s, first, last, refs, rec):
         if slot >= 0:
             rec.watch[slot, js, :] = np.nan
             rec.predicted_watch[slot, js, :] = np.nan
+            if rec.theta_watch.shape[0] > 0:
+                rec.theta_watch[slot, js, :] = np.nan
 
 
 @njit(cache=True)
