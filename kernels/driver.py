@@ -25,7 +25,8 @@ momentum dynamics):
     drift_max   max_k |q_k(t) − q_law,k(t)|
     predicted   gradient descent: |q_pred(t) − q_law(t)|_F, the discretisation drift of the exact one-step law
     residual    gradient descent: |q(t) − q_pred(t)|_F, what that law does not explain (round-off)
-    law         momentum flow with the balance law tracked: |I(t) − I(0)| (fields.py)
+    law         momentum dynamics with the law tracked: |I(t) − I(0)| of momentum flow (fields.py), or
+                heavy ball / Nesterov: |J(t) − J(0)| of their discrete law (``_algorithm_law``)
     scale       size of the terms that cancel in q (the round-off reference)
 
 Quantities that do not apply are NaN. q_pred is gradient descent's exact one-step law (theory.md §3)

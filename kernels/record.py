@@ -46,7 +46,7 @@ def _velocity(y, algorithm, P, h, pv):
 def state_charges(kind, y, algorithm, cfg, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa, qb):
     """q(θ) into qv; under momentum also J(q, p) into jv and the law invariant I into iv (NaN if untracked):
     momentum flow's I (fields.py), or for heavy ball / Nesterov the discrete invariant of
-    ``_algorithm_law`` below."""
+    ``driver._algorithm_law``."""
     charges(kind, y[:cfg.n_params], qv, ints, floats)
     _momentum_charges(cfg, kind, y, algorithm, group_off, group_degree, ints, floats, qv, jv, iv, pv, tmp, qa, qb)
 
@@ -150,6 +150,9 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
         for k in range(nj):
             rec.watch[slot, js, nq + nx + k] = w.jv[k] if momentum else np.nan
             rec.predicted_watch[slot, js, nq + nx + k] = np.nan
+        if rec.theta_watch.shape[0] > 0:
+            for k in range(cfg.n_params):
+                rec.theta_watch[slot, js, k] = y[k]
 
 
 @njit(cache=True)
@@ -217,6 +220,8 @@ def _mark_unrecorded(s, first, last, refs, rec):
         if slot >= 0:
             rec.watch[slot, js, :] = np.nan
             rec.predicted_watch[slot, js, :] = np.nan
+            if rec.theta_watch.shape[0] > 0:
+                rec.theta_watch[slot, js, :] = np.nan
 
 
 @njit(cache=True)

@@ -29,6 +29,10 @@ class TrainingData:
         X = finite_array("X", self.X, 2)
         Y = finite_array("Y", self.Y, 2)
         if X.shape[1] != Y.shape[1]:
+            if X.shape[0] == Y.shape[0]:  # rows agree: sample-major arrays (scikit-learn, PyTorch)
+                fail("X", f"array of shape {X.shape} with Y of shape {Y.shape}",
+                     f"X looks like (points, features) and Y like (points, outputs): pass X.T and Y.T "
+                     f"(noether_sim takes features × points: X is n_in × N, Y is n_out × N, one column per point)")
             fail("Y", Y, f"must have as many columns (data points) as X, {X.shape[1]}, got {Y.shape[1]}")
         if X.shape[1] < 1:
             fail("X", X, "must hold at least one data point (column)")
@@ -69,6 +73,10 @@ class TrainingData:
                 np.ascontiguousarray(self.Y @ Xa.T / self.n_points))
 
     def check_fits(self, model):
+        if self.n_in != model.widths[0] and self.n_points == model.widths[0]:
+            fail("data", self, f"X has shape {self.X.shape}: its rows are the model's input width {model.widths[0]}, "
+                               f"so X looks like (points, features): pass X.T and Y.T (noether_sim takes "
+                               f"features × points, one column per data point)")
         if self.n_in != model.widths[0]:
             fail("data", self, f"inputs have {self.n_in} features but the model's input width is {model.widths[0]}")
         if self.n_out != model.widths[-1]:
@@ -87,12 +95,20 @@ class TrainingData:
 
 
 def from_arrays(X, Y) -> TrainingData:
-    """A data set from arrays: inputs ``X`` (n_in × N) and targets ``Y`` (n_out × N), one column per point.
+    """Training data from your own arrays, ONE COLUMN PER DATA POINT (features × points).
+
+    Sample-major arrays, (N, n_in) as scikit-learn and PyTorch give them, must be transposed:
+    ``from_arrays(X.T, Y.T)``. Where the shapes say so (the rows of X and Y agree, the columns do not) this
+    is refused here with that advice; where they fit both ways, at the first use with a model whose input
+    width is N. Values must be finite; they are copied to float64.
 
     Parameters
     ----------
-    X, Y : array_like
-        Finite float arrays with the same number of columns.
+    X : array_like
+        Inputs, shape (n_in, N): n_in features (the model's input width), N points.
+    Y : array_like
+        Targets, shape (n_out, N) (the model's output width; for softmax cross-entropy one-hot or soft
+        labels, classes × N); a 1-D Y of length N is one output, shape (1, N).
 
     Returns
     -------
@@ -101,7 +117,7 @@ def from_arrays(X, Y) -> TrainingData:
     Raises
     ------
     ConfigError
-        Non-finite values, or shapes that do not match.
+        Non-finite values, or shapes that do not match (with the transpose advice where it applies).
 
     Examples
     --------
@@ -109,7 +125,10 @@ def from_arrays(X, Y) -> TrainingData:
     >>> ns.data.from_arrays(np.ones((3, 5)), np.zeros((2, 5))).n_points
     5
     """
-    return TrainingData(X, Y)
+    Yarr = np.asarray(Y)
+    if Yarr.ndim == 1:
+        Yarr = Yarr[None, :]
+    return TrainingData(X, Yarr)
 
 
 def synthetic_regression(n_in: int, n_out: int, n_points: int, noise: float = 0.0,

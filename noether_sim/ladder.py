@@ -137,14 +137,13 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     Each charge is compared with its own exact law at the end time (``law_factor`` · q(0)): the flow's
     law for gradient flow and descent, e^{−t/τ}J(0) for isometric charges under momentum, and q(0) for
     the model's charges under momentum (which breaks them). Charges with no value in this run (isometric
-    charges of gradient flow) get the verdict "no such charge".
+    charges of gradient flow) get the verdict "no such charge". The rule is in docs/guide/verdicts.md.
 
     Where the dynamics has an exact discrete law for a charge (``laws.step_law``: gradient descent's
     one-step law, heavy ball's conformal symplectic decay, …) and that law holds to round-off at every
     step size, the verdict rests on it (``basis`` = "exact law"); otherwise on the extrapolation
     (``basis`` = "ladder"). A replacement law (momentum's law for the model's charges) is judged
     separately: ``law_verdict``.
-    The rule is in docs/guide/verdicts.md.
 
     Parameters
     ----------
@@ -157,8 +156,10 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     -------
     xarray.Dataset
         Over ``seed`` and ``charge``: ``fitted_order``, ``extrapolated_drift``, ``uncertainty``,
-        ``roundoff_floor``, ``finest_drift``, ``scale``, ``verdict``, ``basis`` and ``included`` (False for seeds
-        that failed on some rung, left out of the statistics and counted).
+        ``roundoff_floor``, ``finest_drift``, ``scale``, ``verdict``, ``basis``, ``law_verdict``,
+        ``law_residual`` (the exact law's residual at the finest rung, where the step has one) and
+        ``included`` (False for seeds that failed on some rung, left out of the statistics and counted);
+        the coordinates ``charge_law`` and ``step_law`` name the laws used.
 
     Raises
     ------
@@ -330,20 +331,19 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
     it rests on (``basis``: "exact law" or "ladder") and, for charges that move by a replacement law
     (the model's charges under momentum), that law's overall verdict (``law_verdict``).
 
-    Works on ``analyse_ladder``'s result and on ``laws.judge``'s (a single run).
-
     Parameters
     ----------
     analysis : xarray.Dataset
-        An ``analyse_ladder`` result, or ``laws.judge``'s.
+        An ``analyse_ladder`` result, or a single run's ``judge`` result.
 
     Returns
     -------
     list of dict
         Per charge: ``charge``, ``verdict`` (one verdict when every judged seed agrees, else ``"mixed: …"``
         with the counts), the medians ``fitted_order``, ``extrapolated_drift``, ``uncertainty``,
-        ``roundoff_floor``, ``finest_drift``, ``scale``, ``basis``, ``law_verdict``, and ``seeds_judged``, ``seeds_excluded`` and
-        the count of each verdict (``n_conserved``, ``n_broken``, ``n_inconclusive``).
+        ``roundoff_floor``, ``finest_drift``, ``scale``, ``law_residual``, then ``basis``, ``law_verdict``,
+        ``law`` (the charge's law), ``step_law`` (the step's exact law, if any), ``seeds_judged``,
+        ``seeds_excluded`` and the count of each verdict (``n_conserved``, ``n_broken``, ``n_inconclusive``).
 
     Examples
     --------
