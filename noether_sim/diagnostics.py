@@ -10,7 +10,7 @@ energy_balance  L(t) + ∫₀ᵗ |θ̇|² ds − L(0) (with weight decay, L + λ
                 (θ, E) with Ė = |f(θ)|²), so the balance is violated only by O(h^p) discretisation.
                 An independent NumPy implementation: the compiled engine records the same energy as a
                 charge with ``simulate(..., track_energy=True)``, tested against this one
-jacobian / ntk  J = ∂r/∂θ of the residual r = f(x_j) − y_j (stacked over outputs then points) and the
+jacobian / ntk  (ntk.py) J = ∂r/∂θ of the residual r = f(x_j) − y_j (stacked over outputs then points) and the
                 empirical NTK Θ = J Jᵀ, by an independent NumPy back-propagation
 ntk_along       Θ's relative change, top eigenvalues and alignment with the labels along a path
                 (what ``simulate(..., track_ntk=True)`` records for the watched seeds)
@@ -26,6 +26,7 @@ from ._validate import fail, positive, positive_int
 from .init import Given
 from .kernels.driver import ensemble_loss_grad
 from .methods import EXPLICIT_METHODS, get_any_method
+from .ntk import jacobian, ntk, ntk_along, ntk_relative_change  # noqa: F401 (part of this module's API)
 from .simulate import simulate
 
 
@@ -88,79 +89,6 @@ def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str =
     phi, Es = np.array(phis).T, np.array(Es).T
     return {"time": np.array(times), "objective": phi, "dissipated": Es,
             "balance": phi + Es - phi0[:, None], "theta": theta}
-
-
-def jacobian(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """∂f/∂θ of one row θ at inputs X: shape (n_out · N, n_params), rows ordered (output c, point j)."""
-    if not hasattr(model, "preactivations"):  # a DeepLinear: the MLP with linear activations, same layout
-        from .mlp import MLP
-
-        model = MLP(model.widths, bias=model.bias, activation="linear")
-    layers = model.unflatten(theta)
-    Z = model.preactivations(theta, X)
-    L, N = len(layers), X.shape[1]
-    H = [X] + [model.act(z) for z in Z[:-1]]
-    n_out = model.widths[-1]
-    w_off, b_off = model.offsets
-    J = np.zeros((n_out, N, model.n_params))
-    delta = np.broadcast_to(np.eye(n_out)[:, :, None], (n_out, n_out, N)).copy()  # (c, unit, j)
-    for i in range(L, 0, -1):
-        W, _ = layers[i - 1]
-        n_i, n_prev = W.shape
-        Gw = np.einsum("ckj,lj->cjkl", delta, H[i - 1])
-        if i == 1 and getattr(model, "normalised_first_layer", False):
-            norms = np.linalg.norm(W, axis=1)
-            V = W / norms[:, None]
-            proj = np.einsum("cjkl,kl->cjk", Gw, V)
-            Gw = (Gw - proj[..., None] * V[None, None]) / norms[None, None, :, None]
-        J[:, :, w_off[i - 1]: w_off[i - 1] + n_i * n_prev] = Gw.reshape(n_out, N, -1)
-        if model.bias:
-            J[:, :, b_off[i - 1]: b_off[i - 1] + n_i] = np.transpose(delta, (0, 2, 1))
-        if i > 1:
-            Wd = model._first_weights(W) if i == 1 else W
-            delta = np.einsum("kl,ckj->clj", Wd, delta) * model.act_derivative(Z[i - 2])[None]
-    return J.reshape(n_out * N, model.n_params)
-
-
-def ntk(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Empirical neural tangent kernel Θ = J Jᵀ on the inputs X."""
-    J = jacobian(model, theta, X)
-    return J @ J.T
-
-
-def ntk_relative_change(model, theta_start: np.ndarray, theta_end: np.ndarray, X: np.ndarray) -> float:
-    """``|Θ(end) − Θ(start)|_F / |Θ(start)|_F``."""
-    K0 = ntk(model, theta_start, X)
-    return float(np.linalg.norm(ntk(model, theta_end, X) - K0) / np.linalg.norm(K0))
-
-
-def ntk_along(model, thetas: np.ndarray, X: np.ndarray, Y: np.ndarray, top: int) -> dict:
-    """The empirical NTK along one path θ(t_0), θ(t_1), … (rows of ``thetas``), measured against Θ(t_0):
-
-    change      |Θ(t) − Θ(t_0)|_F / |Θ(t_0)|_F
-    eigenvalues the ``top`` largest eigenvalues of Θ(t) (descending; Θ = J Jᵀ, no 1/N factor)
-    alignment   uncentred kernel-target alignment yᵀΘy / (|Θ|_F |y|²) (Cristianini et al., 2002), y the
-                targets Y stacked like the rows of J (output c, point j): in [0, 1] since Θ ⪰ 0; 1 when
-                Θ ∝ yyᵀ, i.e. the kernel sees only the direction of the labels
-    A non-finite row (a diverged seed, or a save time it did not reach) gives NaN.
-    """
-    n = len(thetas)
-    change, align = np.full(n, np.nan), np.full(n, np.nan)
-    eig = np.full((n, top), np.nan)
-    y = np.asarray(Y, float).reshape(-1)
-    K0 = None
-    for i, th in enumerate(thetas):
-        if not np.all(np.isfinite(th)):
-            continue
-        K = ntk(model, th, X)
-        if K0 is None and i == 0:
-            K0 = K
-        norm = np.linalg.norm(K)
-        if K0 is not None:
-            change[i] = np.linalg.norm(K - K0) / np.linalg.norm(K0)
-        eig[i] = np.linalg.eigvalsh(K)[::-1][:top]
-        align[i] = (y @ K @ y) / (norm * (y @ y))
-    return {"change": change, "eigenvalues": eig, "alignment": align}
 
 
 def ntk_identity(model, data, theta: np.ndarray) -> dict:

@@ -507,7 +507,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     implicit = r.scheme == SCHEME_IMPLICIT
     W, n_saves = len(p.watch), len(p.times)
     if p.track_ntk:
-        from .diagnostics import ntk_along
+        from .ntk import ntk_along
 
         along = [ntk_along(model, rec.theta_watch[slot], p.data.X, p.data.Y, p.ntk_top) for slot in range(W)]
         ntk_change = np.array([a["change"] for a in along]).reshape(W, n_saves)
