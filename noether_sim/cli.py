@@ -253,8 +253,11 @@ def cmd_status(args) -> int:
         _err(str(err))
         return EXIT_USAGE
     points = f", {st['points']} sweep points" if st["points"] else ""
-    print(f"{args.path}: study {st['name']!r}{points}: {st['done']} / {st['total']} blocks done"
-          + (", complete" if st["complete"] else ", incomplete"))
+    state = "complete" if st["complete"] else "DAMAGED" if st["damaged"] else "incomplete"
+    print(f"{args.path}: study {st['name']!r}{points}: {st['done']} / {st['total']} blocks done, {state}")
+    if st["damaged"]:
+        print(f"the store was marked complete but {len(st['damaged'])} blocks are gone: {describe_blocks(st['damaged'])}; "
+              f"`noether-sim verify {args.path}` names every damaged block; rerun the study into it to recompute them")
     if st["lock"]:
         stale = " (stale: that process is gone; the next run takes the lock over)" if st["lock_stale"] else ""
         print(f"being written by {describe_holder(st['lock'])}{stale}")

@@ -40,7 +40,8 @@ def load(path, allow_partial: bool = False, verify: bool = True) -> xr.Dataset:
     meta = read_study(path)
     done, missing = block_status(path)
     damaged = verify_store(path, full=verify, blocks=done)
-    bad = damaged_blocks(path, damaged, done)
+    # (a block missing from a store marked complete is damage too: verify_store names it)
+    bad = damaged_blocks(path, damaged, study_blocks(meta))
     if bad:
         text = (f"study store {str(path)!r} is damaged: {len(bad)} finished blocks have missing or changed files "
                 f"[{describe_blocks(bad)}] ({describe_damage(damaged)})")
