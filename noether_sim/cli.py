@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run blocks on the workers of a running `dask scheduler` (the store must be on a "
                             "file system every worker sees)")
+    run.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="how long to wait for the scheduler to answer before giving up (default 30)")
 
     st = sub.add_parser("status", help="print how far a study store is: blocks done / total, and its writer",
                         description="Print a store's progress (blocks done / total), whether it is complete, "
@@ -164,7 +166,7 @@ def cmd_run(args) -> int:
         _err(str(err))
         return EXIT_USAGE
 
-    from .execute import StudyInterrupted, n_blocks, run_study
+    from .execute import SchedulerUnavailableError, StudyInterrupted, n_blocks, run_study
     from .results import format_any_summary
     from .store import StoreLockedError, StoreMismatchError
 
@@ -179,10 +181,13 @@ def cmd_run(args) -> int:
     started = time.perf_counter()
     try:
         ds = run_study(plan=plan, out=out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
-                       progress=progress, log=lambda m: say(m, flush=True))
-    except (StoreLockedError, StoreMismatchError, FileExistsError) as err:
+                       progress=progress, log=lambda m: say(m, flush=True), scheduler_timeout=args.scheduler_timeout)
+    except (StoreLockedError, StoreMismatchError, FileExistsError, ConfigError) as err:
         _err(str(err))
         return EXIT_USAGE
+    except SchedulerUnavailableError as err:
+        _err(f"{err}. Nothing was run and no store was written")
+        return EXIT_FAILED
     except StudyInterrupted as stop:
         from .store import describe_blocks
 
