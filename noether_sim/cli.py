@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="paper-scale ensembles (1024 seeds per block; the default is sized for a few minutes)")
     repro.add_argument("--seeds", type=int, metavar="N", help="seeds per block in every claim (a quick look: e.g. 8)")
     repro.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    repro.add_argument("--overwrite", action="store_true",
+                       help="replace what DIR holds from a run of other settings, and a report.md or figure there "
+                            "that reproduce did not write (default: refuse, exit 2; a run of the same settings resumes)")
 
     sub.add_parser("list", help="list the models, data, initialisations, dynamics, methods and charges",
                    description="List everything a study configuration can name, one line each.", epilog=EPILOG)
@@ -136,13 +139,13 @@ def cmd_reproduce(args) -> int:
     from .paper import reproduce
 
     from .execute import StudyInterrupted
-    from .store import StoreLockedError
+    from .store import StoreLockedError, StoreMismatchError
 
     quiet = args.quiet or not sys.stderr.isatty()
     try:
         report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not quiet,
-                           log=lambda msg: print(msg, flush=True))
-    except (ConfigError, StoreLockedError) as err:
+                           log=lambda msg: print(msg, flush=True), overwrite=args.overwrite)
+    except (ConfigError, StoreLockedError, StoreMismatchError, FileExistsError) as err:
         _err(str(err))
         return EXIT_USAGE
     except StudyInterrupted as stop:

@@ -374,7 +374,7 @@ def format_summary(ds: xr.Dataset) -> str:
     head = (f"study {ds.attrs['study_name']!r}: {ds.sizes['seed']} seeds, t_end = {ds.attrs['t_end']:g}, "
             f"{ds.sizes['time']} save times; drift = |q(T) − q_law(T)|_F (q_law = q(0) without weight decay) at the finest step size, over seeds")
     cols = ["method", "charge", "h finest", "drift med", "drift p95", "predicted", "residual",
-            "order", "h→0 drift", "diverged", "verdict"]
+            "order", "h→0 drift", "diverged (any h)", "verdict"]
 
     def f(x):
         return "—" if not np.isfinite(x) else f"{x:.2e}"
@@ -387,7 +387,8 @@ def format_summary(ds: xr.Dataset) -> str:
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(x.ljust(w) for x, w in zip(t, widths)).rstrip() for t in table]
     lines += ["", "predicted / residual: gradient descent's exact one-step law (theory.md §3), medians; "
-                  "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median."]
+                  "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median; "
+                  "diverged (any h): seeds that diverged at one step size or more (left out of the drifts)."]
     if not ds.attrs.get("complete", True):
         missing = json.loads(ds.attrs["missing_blocks"])
         lines.insert(0, f"INCOMPLETE STUDY: {len(missing)} (method, step size) blocks missing: "

@@ -131,7 +131,10 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
                                    len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy)),
                      memory_limit)
     ids = seed_ids(seeds)
-    watch = np.atleast_1d(np.asarray(watch_seeds, dtype=np.int64))
+    given = np.atleast_1d(np.asarray(watch_seeds, dtype=object))
+    if given.ndim != 1 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in given):
+        v.fail("watch_seeds", list(given.ravel()), "must be integer seed ids (e.g. [0, 3])")
+    watch = given.astype(np.int64)
     missing = watch[~np.isin(watch, ids)]
     if len(missing):
         v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()[:5]})")
