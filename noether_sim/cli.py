@@ -8,6 +8,7 @@ configuration, or a store that cannot be written (another study, or another writ
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -127,11 +128,25 @@ def _err(msg: str):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "report": cmd_report, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
+        code = {"run": cmd_run, "report": cmd_report, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
                 "verify": cmd_verify, "discover": cmd_discover, "reproduce": cmd_reproduce}[args.command](args)
     except KeyboardInterrupt:
         _err("interrupted")
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        _leave_running_kernels()
+    return code
+
+
+def _leave_running_kernels():
+    """After Ctrl-C (finished blocks saved, the store's lock released), exit at once rather than wait for
+    kernel calls already running: compiled code cannot be stopped, and their results are discarded."""
+    from .ensemble import kernels_running
+
+    if kernels_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def cmd_reproduce(args) -> int:

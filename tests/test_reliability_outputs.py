@@ -33,37 +33,38 @@ def test_reproduce_refuses_to_replace_a_users_report_before_any_work(tmp_path, c
 
 def test_reproduce_keeps_an_earlier_run_resumes_the_same_and_replaces_only_with_overwrite(tmp_path, capsys):
     out = tmp_path / "paper"
-    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "3", "-q"]) == 0  # the earlier run
+    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "2", "-q"]) == 0  # the earlier run
     capsys.readouterr()
     before = snapshot(out)
 
-    # a quick look with other settings: refused, naming the store and both settings; nothing touched
-    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "2", "-q"]) == 2
+    # a quick look with other settings: refused before any work, naming the store and both settings
+    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "3", "-q"]) == 2
     err = capsys.readouterr().err
     assert f"claim (b)'s store {str(out / STORE)!r} holds an earlier run of other settings" in err
-    assert "3 seeds per block; this run: 2 seeds per block" in err
+    assert "2 seeds per block; this run: 3 seeds per block" in err
     assert snapshot(out) == before
 
-    # the same settings: resumed, no block recomputed (the report and figures are reproduce's own)
-    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "3", "-q"]) == 0
-    assert "blocks already finished" in capsys.readouterr().out
-    after = snapshot(out)
-    assert {k: v for k, v in after.items() if k.startswith(f"{STORE}/blocks/")} == \
-        {k: v for k, v in before.items() if k.startswith(f"{STORE}/blocks/")}
-
-    # a figure of the same name that reproduce did not write: refused, kept
+    # the same settings resume (no block recomputed); a same-named figure that reproduce did not write
+    # is refused and kept
     (out / FIGURE).write_bytes(b"my figure")
-    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "3", "-q"]) == 2
-    assert f"{str(out / FIGURE)!r} exists and was not written by `noether-sim reproduce`" in capsys.readouterr().err
+    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "2", "-q"]) == 2
+    captured = capsys.readouterr()
+    assert "48 of 48 blocks already finished" in captured.out
+    assert f"{str(out / FIGURE)!r} exists and was not written by `noether-sim reproduce`" in captured.err
     assert (out / FIGURE).read_bytes() == b"my figure"
+    after = snapshot(out)
+    blocks = [k for k in before if k.startswith(f"{STORE}/blocks/")]
+    assert blocks and all(after[k] == before[k] for k in blocks)
 
-    # --overwrite replaces all of it
-    assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "2", "-q", "--overwrite"]) == 0
-    assert "--seeds 2" in (out / "report.md").read_text()
-    assert (out / FIGURE).read_bytes()[:4] == b"\x89PNG"
-    from noether_sim import load
+    # with overwrite: the store of other settings is replaced (its own files only), the figure may be
+    from noether_sim.paper import _check_outputs, _check_owned
+    from noether_sim.store import read_study
 
-    assert load(out / STORE).sizes["seed"] == 2
+    (out / STORE / "mine.txt").write_text("kept")
+    _check_outputs(out, ["b"], 3, overwrite=True)
+    assert read_study(out / STORE)["points"][0]["seeds"]["count"] == 3
+    assert not any((out / STORE / "blocks").iterdir()) and (out / STORE / "mine.txt").read_text() == "kept"
+    _check_owned(out / FIGURE, overwrite=True)
 
 
 # ---- small silent cases ----
