@@ -246,7 +246,11 @@ def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | Non
     tmp = blocks / f".{name}.zarr.tmp-{_tmp_suffix()}"
     variables = sorted(str(v) for v in ds.variables)
     # every chunk written, even one that is all fill value: then a missing chunk file is always damage
-    ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, write_empty_chunks=True)
+    try:
+        ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, write_empty_chunks=True)
+    except BaseException:  # (a full disk): the writer removes its own copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     problems = zarr_problems(tmp, variables)
     if problems:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -294,3 +294,35 @@ def test_the_lock_is_never_seen_half_written(tmp_path):
     with pytest.raises(StoreLockedError, match="unreadable"):
         (out / LOCK_FILE).write_text("{")
         StoreLock(out).acquire()
+
+
+# ---- a real full disk ----
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs root and mount; skipped elsewhere), grown by ``grow()``."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("a small file system needs root and mount")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_fails_cleanly_and_the_rerun_resumes(small_disk):
+    out = small_disk / "s"
+    sets = [*SETS, "--set", "seeds.count=64"]
+    proc = subprocess.run([sys.executable, "-m", "noether_sim", "run", *sets, "--out", str(out), "--quiet",
+                           "--no-figures"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "No space left on device" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Task exception" not in proc.stderr
+    assert not list((out / BLOCKS_DIR).glob(".*.tmp-*"))  # the failed writer removed its own copy
+    assert not (out / LOCK_FILE).exists()
+    assert verify_store(out) == {}  # what was finished is intact
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    assert main(["run", *sets, "--out", str(out), "--quiet", "--no-figures"]) == 0
+    assert load(out).attrs["complete"] is True
