@@ -55,6 +55,7 @@ def probe_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> dict:
     identity, or ``SchedulerUnavailableError`` (nothing listening, a silent service, one that speaks
     another protocol, or a Dask process that is not a scheduler)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from distributed.comm import connect
 
@@ -72,7 +73,9 @@ def probe_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> dict:
                                          f"timeout (--scheduler-timeout, Python: scheduler_timeout)")
 
     try:
-        identity = asyncio.run(asyncio.wait_for(ask(), timeout))
+        # in a thread of its own: the caller may already run an event loop (Jupyter)
+        with ThreadPoolExecutor(1) as thread:
+            identity = thread.submit(lambda: asyncio.run(asyncio.wait_for(ask(), timeout))).result()
     except (asyncio.TimeoutError, TimeoutError):
         raise unavailable("it did not complete Dask's handshake") from None
     except MemoryError:  # bytes that are not Dask's protocol, read as an absurd frame length
