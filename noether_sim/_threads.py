@@ -14,19 +14,35 @@ def over_seed_ranges(n_seeds, run_range, min_per_range: int = 1):
 
     The kernels release the GIL; ranges are a few per thread so uneven seeds (adaptive steps,
     divergence) balance out. A seed's arithmetic does not depend on its range: results are
-    bit-identical for any thread count.
+    bit-identical for any thread count. The calls run on the pool's threads even with one thread, so
+    that the caller waits in Python and Ctrl-C reaches it at once: ranges not yet started are then
+    cancelled (a compiled call already running cannot be stopped; ``kernels_running`` says so).
     """
     import numba
 
     threads = numba.get_num_threads()
-    n_ranges = min(n_seeds // max(min_per_range, 1), 4 * threads)
-    if threads == 1 or n_ranges <= 1:
-        run_range(0, n_seeds)
-        return
+    n_ranges = max(1, min(n_seeds // max(min_per_range, 1), 4 * threads))
     edges = np.linspace(0, n_seeds, n_ranges + 1).astype(int)
     pool = _thread_pool(threads)
-    for future in [pool.submit(run_range, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]:
-        future.result()
+    futures = [pool.submit(run_range, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    for f in futures:
+        _IN_FLIGHT.add(f)
+        f.add_done_callback(_IN_FLIGHT.discard)
+    try:
+        for f in futures:
+            f.result()
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+_IN_FLIGHT = set()  # kernel calls submitted and not finished
+
+
+def kernels_running() -> bool:
+    """True while a kernel call of ``over_seed_ranges`` still runs (e.g. after Ctrl-C interrupted its caller)."""
+    return any(not f.done() for f in list(_IN_FLIGHT))
 
 
 @functools.lru_cache(maxsize=None)

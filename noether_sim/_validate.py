@@ -40,8 +40,11 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
 
 
 def finite_array(name: str, value, ndim: int) -> np.ndarray:
+    """A float64 copy of ``value`` (never a view: the caller may change its array later)."""
+    if np.iscomplexobj(value):
+        fail(name, np.asarray(value), "must be real (complex values given: the imaginary part would be lost)")
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError):
         fail(name, value, f"must be a {ndim}-D array of real numbers")
     if arr.ndim != ndim:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 import warnings
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run blocks on the workers of a running `dask scheduler` (the store must be on a "
                             "file system every worker sees)")
+    run.add_argument("--scheduler-timeout", type=float, default=30.0, metavar="SECONDS",
+                     help="how long to wait for the scheduler to answer before giving up (default 30)")
 
     st = sub.add_parser("status", help="print how far a study store is: blocks done / total, and its writer",
                         description="Print a store's progress (blocks done / total), whether it is complete, "
@@ -122,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="paper-scale ensembles (1024 seeds per block; the default is sized for a few minutes)")
     repro.add_argument("--seeds", type=int, metavar="N", help="seeds per block in every claim (a quick look: e.g. 8)")
     repro.add_argument("--quiet", "-q", action="store_true", help="no progress and no compile notices")
+    repro.add_argument("--overwrite", action="store_true",
+                       help="replace what DIR holds from a run of other settings, and a report.md or figure there "
+                            "that reproduce did not write (default: refuse, exit 2; a run of the same settings resumes)")
 
     sub.add_parser("list", help="list the models, data, initialisations, dynamics, methods and charges",
                    description="List everything a study configuration can name, one line each.", epilog=EPILOG)
@@ -151,11 +157,25 @@ def _err(msg: str):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "report": cmd_report, "table": cmd_table, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
+        code = {"run": cmd_run, "report": cmd_report, "table": cmd_table, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
                 "verify": cmd_verify, "discover": cmd_discover, "reproduce": cmd_reproduce}[args.command](args)
     except KeyboardInterrupt:
         _err("interrupted")
-        return EXIT_INTERRUPTED
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:
+        _leave_running_kernels()
+    return code
+
+
+def _leave_running_kernels():
+    """After Ctrl-C (finished blocks saved, the store's lock released), exit at once rather than wait for
+    kernel calls already running: compiled code cannot be stopped, and their results are discarded."""
+    from .ensemble import kernels_running
+
+    if kernels_running():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 def cmd_reproduce(args) -> int:
@@ -163,13 +183,13 @@ def cmd_reproduce(args) -> int:
     from .paper import reproduce
 
     from .execute import StudyInterrupted
-    from .store import StoreLockedError
+    from .store import StoreLockedError, StoreMismatchError
 
     try:
         with _quiet_log(args.quiet):
             report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not args.quiet,
-                               log=lambda msg: print(msg, flush=True))
-    except (ConfigError, StoreLockedError) as err:
+                               log=lambda msg: print(msg, flush=True), overwrite=args.overwrite)
+    except (ConfigError, StoreLockedError, StoreMismatchError, FileExistsError) as err:
         _err(str(err))
         return EXIT_USAGE
     except StudyInterrupted as stop:
@@ -193,7 +213,7 @@ def cmd_run(args) -> int:
         _err(str(err))
         return EXIT_USAGE
 
-    from .execute import StudyInterrupted, n_blocks, run_study
+    from .execute import SchedulerUnavailableError, StudyInterrupted, n_blocks, run_study
     from .results import format_any_summary
     from .store import StoreLockedError, StoreMismatchError
 
@@ -209,10 +229,14 @@ def cmd_run(args) -> int:
     try:
         with _quiet_log(args.quiet):
             ds = run_study(plan=plan, out=out, workers=args.workers, scheduler=args.scheduler,
-                           overwrite=args.overwrite, progress=progress, log=lambda m: say(m, flush=True))
-    except (StoreLockedError, StoreMismatchError, FileExistsError) as err:
+                           overwrite=args.overwrite, progress=progress, log=lambda m: say(m, flush=True),
+                           scheduler_timeout=args.scheduler_timeout)
+    except (StoreLockedError, StoreMismatchError, FileExistsError, ConfigError) as err:
         _err(str(err))
         return EXIT_USAGE
+    except SchedulerUnavailableError as err:
+        _err(f"{err}. Nothing was run and no store was written")
+        return EXIT_FAILED
     except StudyInterrupted as stop:
         from .store import describe_blocks
 
@@ -283,8 +307,11 @@ def cmd_status(args) -> int:
         _err(str(err))
         return EXIT_USAGE
     points = f", {st['points']} sweep points" if st["points"] else ""
-    print(f"{args.path}: study {st['name']!r}{points}: {st['done']} / {st['total']} blocks done"
-          + (", complete" if st["complete"] else ", incomplete"))
+    state = "complete" if st["complete"] else "DAMAGED" if st["damaged"] else "incomplete"
+    print(f"{args.path}: study {st['name']!r}{points}: {st['done']} / {st['total']} blocks done, {state}")
+    if st["damaged"]:
+        print(f"the store was marked complete but {len(st['damaged'])} blocks are gone: {describe_blocks(st['damaged'])}; "
+              f"`noether-sim verify {args.path}` names every damaged block; rerun the study into it to recompute them")
     if st["lock"]:
         stale = " (stale: that process is gone; the next run takes the lock over)" if st["lock_stale"] else ""
         print(f"being written by {describe_holder(st['lock'])}{stale}")

@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from . import _validate as v
-from ._threads import over_seed_ranges  # noqa: F401 (simulate.py runs seed ranges with it)
+from ._threads import kernels_running, over_seed_ranges  # noqa: F401 (simulate.py and the CLI use them)
 from .init import Given
 
 EPS = np.finfo(np.float64).eps

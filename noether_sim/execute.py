@@ -19,6 +19,8 @@ store's lock; the workers write without it.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +30,62 @@ from .builders import build_data, build_init, build_model
 from .store import StoreWriter, block_name, expected_blocks, write_block
 from .study import StudyInterrupted  # noqa: F401  (raised here; the CLI catches it from here)
 from .sweep import Plan, plan as make_plan
+
+SCHEDULER_TIMEOUT = 30.0  # seconds to connect to a scheduler and complete Dask's handshake
+
+
+class SchedulerUnavailableError(OSError):
+    """No Dask scheduler answered at the address given."""
+
+
+def check_scheduler_address(address) -> str:
+    """``tcp://HOST:PORT``, ``tls://HOST:PORT`` or ``HOST:PORT`` (Dask's default, tcp); ConfigError otherwise."""
+    from ._validate import fail
+
+    m = re.fullmatch(r"(?:(tcp|tls)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", str(address).strip()) \
+        if isinstance(address, str) else None
+    if m is None or not 1 <= int(m.group(3)) <= 65535:
+        fail("scheduler", address, "must be the address a `dask scheduler` prints, tcp://HOST:PORT (or "
+                                   "tls://HOST:PORT), e.g. tcp://127.0.0.1:8786; not its dashboard's http:// address")
+    return f"{m.group(1) or 'tcp'}://{m.group(2)}:{m.group(3)}"
+
+
+def probe_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> dict:
+    """Connect to the scheduler at ``address`` and ask who it is, all within ``timeout`` seconds; its
+    identity, or ``SchedulerUnavailableError`` (nothing listening, a silent service, one that speaks
+    another protocol, or a Dask process that is not a scheduler)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed.comm import connect
+
+    async def ask():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def unavailable(why):
+        return SchedulerUnavailableError(f"no Dask scheduler answered at {address} within {timeout:g} s ({why}); "
+                                         f"check the address (start one with `dask scheduler`) or raise the "
+                                         f"timeout (--scheduler-timeout, Python: scheduler_timeout)")
+
+    try:
+        # in a thread of its own: the caller may already run an event loop (Jupyter)
+        with ThreadPoolExecutor(1) as thread:
+            identity = thread.submit(lambda: asyncio.run(asyncio.wait_for(ask(), timeout))).result()
+    except (asyncio.TimeoutError, TimeoutError):
+        raise unavailable("it did not complete Dask's handshake") from None
+    except MemoryError:  # bytes that are not Dask's protocol, read as an absurd frame length
+        raise unavailable("what it sent is not Dask's protocol") from None
+    except Exception as err:  # refused, reset, or other bytes that are not Dask's protocol
+        raise unavailable(f"{type(err).__name__}: {str(err)[:200] or 'no message'}") from None
+    if not isinstance(identity, dict) or identity.get("type") != "Scheduler":
+        raise unavailable(f"it answered as {identity.get('type') if isinstance(identity, dict) else identity!r}, "
+                          f"not as a scheduler")
+    return identity
 
 
 def block_cost(cfg, label, k) -> float:
@@ -69,18 +127,23 @@ def _progress(total, desc, enabled):
 
 
 def run_study(config=None, out=None, *, overrides=(), workers: int | None = None, scheduler: str | None = None,
-              overwrite: bool = False, progress: bool = False, log=None, plan: Plan | None = None) -> xr.Dataset:
+              overwrite: bool = False, progress: bool = False, log=None, plan: Plan | None = None,
+              scheduler_timeout: float = SCHEDULER_TIMEOUT) -> xr.Dataset:
     """Run a study or sweep (a TOML path, a config dict, or None for the default study) into the store ``out``.
 
     Every sweep point is validated before any work (``ConfigError`` otherwise). ``out`` defaults to
     ``results/<name>``. An incomplete store of the same study is resumed: its finished blocks are kept
     as they are. A store of another study raises ``StoreMismatchError`` unless ``overwrite=True``; a
     store being written by another run raises ``StoreLockedError``. ``workers`` / ``scheduler`` choose
-    where blocks run (module doc). Returns ``noether_sim.load(out)``: the whole study, lazily.
+    where blocks run (module doc). Everything knowable before work (every block's arguments and memory
+    estimate, the scheduler's address, that a scheduler answers there within ``scheduler_timeout``
+    seconds: ``SchedulerUnavailableError`` otherwise) is checked before the store is created.
+    Returns ``noether_sim.load(out)``: the whole study, lazily.
     Ctrl-C raises ``StudyInterrupted`` after the finished blocks are saved.
     """
+    from ._validate import positive
     from .results import load
-    from .study import study_provenance
+    from .study import check_blocks, study_provenance
 
     p = plan or make_plan(config, overrides)
     out = Path(out) if out is not None else Path("results") / p.name
@@ -88,6 +151,12 @@ def run_study(config=None, out=None, *, overrides=(), workers: int | None = None
         raise ValueError(f"workers={workers!r} and scheduler={scheduler!r}: give one of them")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers={workers!r} is invalid: must be an integer >= 1")
+    scheduler_timeout = positive("scheduler_timeout", scheduler_timeout)
+    if scheduler is not None:
+        scheduler = check_scheduler_address(scheduler)
+    check_blocks(p.points if p.points is not None else [p.config])
+    if scheduler is not None:
+        probe_scheduler(scheduler, scheduler_timeout)
     say = log or (lambda *a: None)
     writer = StoreWriter(out, p.config, study_provenance(), points=p.points, overwrite=overwrite,
                          extra={"sweep": p.layout()})
@@ -104,7 +173,7 @@ def run_study(config=None, out=None, *, overrides=(), workers: int | None = None
         if scheduler is None and workers is None:
             _run_here(out, tasks, progress, p.name)
         else:
-            _run_dask(out, tasks, progress, p.name, workers, scheduler)
+            _run_dask(out, tasks, progress, p.name, workers, scheduler, scheduler_timeout)
         say(f"{len(tasks)} blocks run in {time.perf_counter() - started:.1f} s")
         writer.finish()
     except KeyboardInterrupt:
@@ -135,7 +204,7 @@ def _run_here(out, tasks, progress, name):
             bar.close()
 
 
-def _run_dask(out, tasks, progress, name, workers, scheduler):
+def _run_dask(out, tasks, progress, name, workers, scheduler, scheduler_timeout=SCHEDULER_TIMEOUT):
     from distributed import Client, LocalCluster, as_completed
 
     store = str(Path(out).resolve())  # workers may run in another directory
@@ -147,7 +216,7 @@ def _run_dask(out, tasks, progress, name, workers, scheduler):
         client = Client(cluster)
         threads = max(1, (os.cpu_count() or 1) // workers)
     else:
-        client = Client(scheduler, timeout="30s")
+        client = Client(scheduler, timeout=f"{scheduler_timeout}s")
         threads = None  # remote workers: their own NUMBA_NUM_THREADS decides
     bar = _progress(sum(block_cost(c, lb, k) for _, lb, k, c in tasks), name, progress)
     futures = {}

@@ -10,6 +10,7 @@ is computed from the run that writes it.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import shlex
 import time
@@ -60,10 +61,15 @@ CLAIMS = {
 
 
 def reproduce(claims=None, out="paper", *, full: bool = False, seeds: int | None = None, progress: bool = False,
-              log=None) -> Path:
+              log=None, overwrite: bool = False) -> Path:
     """Run the claims' experiments into ``out`` (one store per claim), draw their figures and write
     ``out/report.md``; returns its path. ``claims``: a subset of "abcd" (default all). ``seeds``
-    overrides every study's seed count (``full``: 1024)."""
+    overrides every study's seed count (``full``: 1024).
+
+    Nothing in ``out`` is replaced unless ``overwrite``: a claim's store of other settings (an earlier
+    ``--full`` run under a quick ``--seeds 8`` look), or a report or figure this function did not write
+    (or that changed since), raises ``OutputExistsError`` saying what exists, before any work for the
+    stores and the report. A store of the same settings is resumed."""
     claims = list(claims or CLAIMS)
     if seeds is not None:
         seeds = v.positive_int("seeds", seeds)
@@ -79,15 +85,22 @@ def reproduce(claims=None, out="paper", *, full: bool = False, seeds: int | None
                                           "checkout of the repository (pip install -e .)")
     say = log or (lambda *a: None)
     out = Path(out)
+    _check_outputs(out, claims, seeds, overwrite)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     sections = []
-    for c in claims:
-        started = time.perf_counter()
-        say(f"claim ({c}): {CLAIMS[c].title}")
-        sections.append(_RUNNERS[c](CLAIMS[c], out, seeds, progress, say))
-        say(f"claim ({c}) done in {time.perf_counter() - started:.0f} s")
+    token = _OVERWRITE.set(overwrite)
+    try:
+        for c in claims:
+            started = time.perf_counter()
+            say(f"claim ({c}): {CLAIMS[c].title}")
+            sections.append(_RUNNERS[c](CLAIMS[c], out, seeds, progress, say))
+            say(f"claim ({c}) done in {time.perf_counter() - started:.0f} s")
+    finally:
+        _OVERWRITE.reset(token)
     report = out / "report.md"
+    _check_owned(report, overwrite)
     report.write_text(_report_text(sections, full, seeds))
+    _own(report)
     return report
 
 
@@ -108,8 +121,9 @@ def _run(claim, out, seeds, progress, say, overrides=()):
 
     overrides = list(overrides) + ([f"seeds.count={seeds}"] if seeds is not None else [])
     store = out / claim.config.removesuffix(".toml")
-    # the store of an earlier, interrupted reproduce is resumed; one of another configuration is replaced
-    ds = run_study(EXAMPLES / claim.config, store, overrides=overrides, overwrite=True, progress=progress, log=say)
+    # the store of an earlier, interrupted reproduce is resumed (another configuration's was refused or,
+    # with overwrite, replaced by _check_outputs)
+    ds = run_study(EXAMPLES / claim.config, store, overrides=overrides, progress=progress, log=say)
     return ds, overrides, store
 
 
@@ -160,8 +174,14 @@ def _save(fig, out, name) -> str:
 
     fig.tight_layout()
     path = out / "figures" / f"{name}.png"
+    try:
+        _check_owned(path, _OVERWRITE.get())
+    except OutputExistsError:
+        plt.close(fig)
+        raise
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    _own(path)
     return f"figures/{name}.png"
 
 
@@ -462,6 +482,94 @@ def _claim_d(claim, out, seeds, progress, say):
 
 
 _RUNNERS = {"a": _claim_a, "b": _claim_b, "c": _claim_c, "d": _claim_d}
+
+
+# ---- what reproduce owns in its output folder ----
+# OWNED_FILE records the SHA-256 of every report and figure reproduce wrote: a file there with another
+# hash is the user's (or was edited), and is replaced only with overwrite.
+
+OWNED_FILE = ".reproduce-outputs.json"
+_OVERWRITE = contextvars.ContextVar("reproduce_overwrite", default=False)  # this run's --overwrite, for _save
+
+
+class OutputExistsError(FileExistsError):
+    """The output folder holds results or files that reproduce would replace."""
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _owned(out: Path) -> dict:
+    try:
+        record = json.loads((out / OWNED_FILE).read_text())
+    except (OSError, ValueError):
+        return {"files": {}}
+    return record if isinstance(record, dict) and isinstance(record.get("files"), dict) else {"files": {}}
+
+
+def _write_owned(out: Path, record: dict):
+    from .store import _write_json_atomic
+
+    _write_json_atomic(out / OWNED_FILE, record)
+
+
+def _own(path: Path):
+    out = path.parent if path.name == "report.md" else path.parent.parent
+    record = _owned(out)
+    record["files"][path.relative_to(out).as_posix()] = _sha256(path)
+    _write_owned(out, record)
+
+
+def _check_owned(path: Path, overwrite: bool):
+    if overwrite or not path.exists():
+        return
+    out = path.parent if path.name == "report.md" else path.parent.parent
+    rel = path.relative_to(out).as_posix()
+    if _owned(out)["files"].get(rel) != _sha256(path):
+        raise OutputExistsError(f"{str(path)!r} exists and was not written by `noether-sim reproduce` (or was "
+                                f"changed since): rerun with --overwrite to replace it, or choose another --out")
+
+
+def _settings_text(cfg) -> str:
+    return f"{cfg['seeds']['count']} seeds per block"
+
+
+def _check_outputs(out: Path, claims, seeds, overwrite: bool):
+    """Before any work: each claim's store is absent or of these settings (else replaced with
+    ``overwrite``, refused without), and report.md is absent or reproduce's own."""
+    from .store import NotAStoreError, StoreWriter, fingerprint, read_study
+    from .study import study_provenance
+    from .sweep import plan
+
+    problems, replace = [], []
+    for c in claims:
+        store = out / CLAIMS[c].config.removesuffix(".toml")
+        if not store.exists():
+            continue
+        p = plan(EXAMPLES / CLAIMS[c].config, [f"seeds.count={seeds}"] if seeds is not None else [])
+        try:
+            meta = read_study(store)
+        except NotAStoreError:
+            if any(store.iterdir()):
+                problems.append(f"{str(store)!r} exists and is not claim ({c})'s store")
+            continue
+        if meta.get("fingerprint") != fingerprint({"config": p.config, "points": p.points}):
+            earlier = (meta.get("points") or [meta["config"]])[0]
+            problems.append(f"claim ({c})'s store {str(store)!r} holds an earlier run of other settings "
+                            f"({_settings_text(earlier)}; this run: {_settings_text(p.points[0] if p.points else p.config)})")
+            replace.append((store, p))
+    report = out / "report.md"
+    if report.exists() and _owned(out)["files"].get("report.md") != _sha256(report):
+        problems.append(f"{str(report)!r} exists and was not written by `noether-sim reproduce` (or was changed since)")
+    if problems and not overwrite:
+        raise OutputExistsError(f"{str(out)!r} holds results this run would replace: {'; '.join(problems)}. Rerun "
+                                f"with --overwrite to replace them, or choose another --out")
+    for store, p in replace:  # overwrite: the store's own files only (as `run --overwrite`)
+        StoreWriter(store, p.config, study_provenance(), points=p.points, overwrite=True,
+                    extra={"sweep": p.layout()}).close()
 
 
 def _report_text(sections, full, seeds) -> str:

@@ -41,7 +41,8 @@ def load(path, allow_partial: bool = False, verify: bool = True) -> xr.Dataset:
     meta = read_study(path)
     done, missing = block_status(path)
     damaged = verify_store(path, full=verify, blocks=done)
-    bad = damaged_blocks(path, damaged, done)
+    # (a block missing from a store marked complete is damage too: verify_store names it)
+    bad = damaged_blocks(path, damaged, study_blocks(meta))
     if bad:
         text = (f"study store {str(path)!r} is damaged: {len(bad)} finished blocks have missing or changed files "
                 f"[{describe_blocks(bad)}] ({describe_damage(damaged)})")
@@ -508,7 +509,7 @@ def format_summary(ds: xr.Dataset) -> str:
     head = (f"study {ds.attrs['study_name']!r}: {ds.sizes['seed']} seeds, t_end = {ds.attrs['t_end']:g}, "
             f"{ds.sizes['time']} save times; drift = |q(T) − q_law(T)|_F (q_law = q(0) without weight decay) at the finest step size, over seeds")
     cols = ["method", "charge", "h finest", "drift med", "drift p95", "predicted", "residual",
-            "order", "h→0 drift", "diverged", "verdict", "basis"]
+            "order", "h→0 drift", "diverged (any h)", "verdict", "basis"]
 
     def f(x):
         return "—" if not np.isfinite(x) else f"{x:.2e}"
@@ -522,7 +523,8 @@ def format_summary(ds: xr.Dataset) -> str:
     lines += ["  ".join(x.ljust(w) for x, w in zip(t, widths)).rstrip() for t in table]
     lines += ["", "predicted / residual: gradient descent's exact one-step law (docs/theory.md, 'What integrators "
                   "do to charges'), medians; "
-                  "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median.",
+                  "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median; "
+                  "diverged (any h): seeds that diverged at one step size or more (left out of the drifts).",
               "basis: 'exact law' = the step's exact law holds to round-off at every step size, so the drift is "
               "the step's and the flow conserves the charge; 'ladder' = the verdict of the extrapolation to h → 0; "
               "'law ...' = the law that replaces conservation under momentum (docs/guide/verdicts.md)."]

@@ -140,7 +140,10 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
                                    len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy), ntk),
                      memory_limit)
     ids = seed_ids(seeds)
-    watch = np.atleast_1d(np.asarray(watch_seeds, dtype=np.int64))
+    given = np.atleast_1d(np.asarray(watch_seeds, dtype=object))
+    if given.ndim != 1 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in given):
+        v.fail("watch_seeds", list(given.ravel()), "must be integer seed ids (e.g. [0, 3])")
+    watch = given.astype(np.int64)
     missing = watch[~np.isin(watch, ids)]
     if len(missing):
         v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()[:5]})")
@@ -403,11 +406,13 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     group_off = np.array([g.offset for g in groups] + [nq], dtype=np.int64)
     group_degree = np.array([g.degree for g in groups], dtype=np.int64)
-    q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, group_off, group_degree, ints, floats)
+    q0, j0, i0 = _by_seeds(n_seeds, lambda lo, hi: ensemble_state_charges(kind, y[lo:hi], algorithm, cfg, group_off,
+                                                                           group_degree, ints, floats))
     j0 = np.ascontiguousarray(j0[:, :nj]) if momentum else np.zeros((n_seeds, nj))
 
     gens = np.ascontiguousarray(p.data.symmetry_generators, dtype=np.float64)
-    x0 = ensemble_extras(kind, y, algorithm, cfg, gens, nx, ints, floats, data_a, data_b)
+    x0 = _by_seeds(n_seeds, lambda lo, hi: ensemble_extras(kind, y[lo:hi], algorithm, cfg, gens, nx, ints, floats,
+                                                           data_a, data_b))
 
     watch_slot = np.full(n_seeds, -1, np.int64)
     row_of = {int(sid): row for row, sid in enumerate(p.ids)}
@@ -422,14 +427,24 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
                   np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)),
                   np.empty((len(p.watch) if p.track_ntk else 0, n_saves, P)))
 
-    # ---- run, one chunk of save times per kernel call (progress, interruptible between chunks) ----
+    # ---- run, one chunk of save times at a time (progress), each in rounds of seeds short enough that
+    # Ctrl-C, honoured between kernel calls, stops a run of any size within about a second ----
     chunks = np.array_split(np.arange(n_saves), min(n_saves, 200))
     started = _time.perf_counter()
     bar = progress_bar(progress, p.t_end, f"{r.dynamics}/{r.method}")
+    batch = _Batch(n_seeds)
     try:
         for chunk in chunks:
-            over_seed_ranges(n_seeds, lambda lo, hi: integrate(
-                kind, r.scheme, lo, hi, st, p.times, chunk[0], chunk[-1] + 1, model_data, method, cfg, refs, rec))
+            lo = 0
+            while lo < n_seeds:
+                hi = min(n_seeds, lo + batch.size)
+                t0 = _time.perf_counter()
+                # (each seed's arithmetic is independent of the range it runs in: same bits in any rounds)
+                over_seed_ranges(hi - lo, lambda a, b, lo=lo: integrate(
+                    kind, r.scheme, lo + a, lo + b, st, p.times, chunk[0], chunk[-1] + 1, model_data, method,
+                    cfg, refs, rec))
+                batch.took(hi - lo, _time.perf_counter() - t0)
+                lo = hi
             if bar is not None:
                 bar.update(p.times[chunk[-1]] - bar.n)
                 bar.set_postfix(failed=int(np.sum(st.status != STATUS_OK)), refresh=False)
@@ -438,6 +453,49 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
             bar.close()
     elapsed = _time.perf_counter() - started
     return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta, elapsed)
+
+
+# the longest a round of kernel calls should last: the slowest Ctrl-C can take to be honoured
+ROUND_SECONDS = 0.25
+
+
+class _Batch:
+    """Seeds per round of kernel calls: starts small and adapts to the time a round takes, so that a
+    round lasts about ``ROUND_SECONDS`` (long enough that the threads' start and join cost little)."""
+
+    def __init__(self, n_seeds: int):
+        import numba
+
+        self.n_seeds = n_seeds
+        self.size = min(n_seeds, 4 * numba.get_num_threads())
+
+    def took(self, seeds: int, seconds: float):
+        if seeds < self.size:  # the last round of a chunk: fewer seeds, says nothing new
+            return
+        if seconds > ROUND_SECONDS:
+            self.size = max(1, int(self.size * ROUND_SECONDS / seconds))
+        elif seconds < ROUND_SECONDS / 2:
+            self.size = min(self.n_seeds, 2 * self.size)
+
+
+def _by_seeds(n_seeds: int, call):
+    """``call(lo, hi)`` (an array, or a tuple of arrays, of rows per seed) over all seeds, in rounds as
+    short as the integration's (Ctrl-C is honoured between them), written into arrays for every seed."""
+    batch, out, lo = _Batch(n_seeds), None, 0
+    while lo < n_seeds:
+        hi = min(n_seeds, lo + batch.size)
+        t0 = _time.perf_counter()
+        part = call(lo, hi)
+        batch.took(hi - lo, _time.perf_counter() - t0)
+        parts = part if isinstance(part, tuple) else (part,)
+        if out is None:
+            if hi == n_seeds:
+                return part
+            out = tuple(np.empty((n_seeds, *a.shape[1:]), dtype=a.dtype) for a in parts)
+        for o, a in zip(out, parts):
+            o[lo:hi] = a
+        lo = hi
+    return out if isinstance(part, tuple) else out[0]
 
 
 def _nan(shape):
@@ -466,8 +524,11 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     n_seeds = len(p.ids)
     status = st.status
     ok = status[:, None] == STATUS_OK
-    qf, jf, i_f = ensemble_state_charges(kind, st.y, algorithm, cfg, refs.group_off, refs.group_degree, ints, floats)
-    xf = ensemble_extras(kind, st.y, algorithm, cfg, refs.gens, nx, ints, floats, data_a, data_b)
+    n = len(st.y)
+    qf, jf, i_f = _by_seeds(n, lambda lo, hi: ensemble_state_charges(kind, st.y[lo:hi], algorithm, cfg, refs.group_off,
+                                                                     refs.group_degree, ints, floats))
+    xf = _by_seeds(n, lambda lo, hi: ensemble_extras(kind, st.y[lo:hi], algorithm, cfg, refs.gens, nx, ints, floats,
+                                                     data_a, data_b))
     jf = jf[:, :nj] if momentum else _nan((n_seeds, nj))
     j0 = refs.j0 if momentum else _nan((n_seeds, nj))
     groups, iso = model.charge_groups, _isometric_groups(model, r)

@@ -18,15 +18,25 @@ own initialisation).
 Safety rules (each guards a way a store could lie):
 
 - A component is written under a temporary name and renamed into place (atomic on one file system);
-  only then is its marker written, so a ``.done`` always describes a complete Zarr store. A component
+  only then is its marker written, so a ``.done`` always describes a complete Zarr store. The temporary
+  name says who owns it (host, PID and start time of the writing process): it is removed only by its
+  writer, or by a later run when that process is provably gone (same host, PID not running or reused),
+  never while a writer (a Dask task that outlived its client) may still be filling it. Before the rename
+  the copy is checked to hold every variable of the block and every chunk its metadata lists; one that
+  does not is discarded, never committed. A component
   that already has a marker is never written again: a resumed study leaves finished blocks byte-identical.
   Two writers racing for the same component (a Dask task retried after its worker died) are harmless:
   the first rename wins and the loser discards its copy (the two are bit-identical).
 - The marker's file inventory makes a missing chunk damage rather than a silent fill value, and its
-  checksums catch changed bytes; ``verify_store`` checks both, naming each damaged component.
-- One writer at a time: ``LOCK`` is created with ``O_CREAT | O_EXCL`` (atomic), holds the writer's host
-  and PID, and is taken before anything in the store is touched. A lock whose process is gone (same
-  host, PID not running or started later than the lock) is stale and taken over.
+  checksums catch changed bytes; the marker also lists the block's variables. ``verify_store`` checks
+  the inventory, the checksums, that every listed variable is in the Zarr metadata and that every chunk
+  the metadata lists is on disk, naming each damaged component (an unreadable marker is damage too).
+- One writer at a time: ``LOCK`` holds the writer's host and PID and is taken before anything in the
+  store is touched. It is written in full under a temporary name and then hard-linked into place (atomic,
+  fails if a lock exists), so a lock is never seen half-written. A lock whose process is gone (same host,
+  PID not running or started later than the lock) is stale and taken over; an unreadable one (damaged,
+  e.g. by a full disk) is taken over once it is older than ``UNREADABLE_LOCK_SECONDS``, and named as
+  unreadable, with how to clear it, before that.
 - The fingerprint of the configuration decides what a rerun into an existing store does: the same study
   resumes; a different one is refused unless ``overwrite=True``, which removes only the store's own files.
 """
@@ -120,18 +130,45 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def _host_tag(host: str | None = None) -> str:
+    return f"{zlib.crc32((host or socket.gethostname()).encode()):08x}"
+
+
 def _tmp_suffix() -> str:
-    # unique per process AND thread AND call: Dask runs several tasks in one worker process
-    return f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
+    """Owner and uniqueness of a temporary name: host tag, PID, process start time, a random part
+    (unique per call: Dask runs several tasks in one worker process)."""
+    pid = os.getpid()
+    return f"{_host_tag()}-{pid}-{_proc_start(pid) or 0}-{uuid.uuid4().hex[:8]}"
+
+
+_TMP_OWNER = re.compile(r"\.tmp-([0-9a-f]{8})-(\d+)-(\d+)-[0-9a-f]+$")
+
+
+def tmp_owner_gone(name: str) -> bool:
+    """True when the process that made the temporary file or folder ``name`` is certainly gone: it ran
+    on this host and its PID is not running, or now belongs to a process started later. Anything else
+    (another host, a name without an owner) may still be in use and is left alone."""
+    m = _TMP_OWNER.search(name)
+    if m is None or m.group(1) != _host_tag():
+        return False
+    pid, start = int(m.group(2)), int(m.group(3))
+    if not _pid_running(pid):
+        return True
+    now = _proc_start(pid)
+    return start != 0 and now is not None and now != start
 
 
 def _write_json_atomic(path: Path, obj):
     tmp = path.with_name(f".{path.name}.tmp-{_tmp_suffix()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: leave no half-written temporary behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _crc32(path: Path) -> str:
@@ -168,6 +205,38 @@ def check_manifest(folder: Path, manifest: dict, full: bool = True) -> list[str]
     return problems
 
 
+def zarr_problems(folder: Path, variables=None) -> list[str]:
+    """Problems of a Zarr (v2, consolidated) folder against its own metadata: every variable in
+    ``variables`` (the names it must hold) is listed, and every chunk the metadata lists is a file."""
+    try:
+        with open(folder / ".zmetadata") as f:
+            meta = json.load(f)["metadata"]
+    except FileNotFoundError:
+        return ["its Zarr metadata (.zmetadata) is missing"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return [f"its Zarr metadata (.zmetadata) is unreadable ({type(err).__name__})"]
+    arrays = {key[: -len("/.zarray")]: a for key, a in meta.items() if key.endswith("/.zarray")}
+    problems = [f"variable {v} is missing (not in its Zarr metadata)" for v in (variables or ()) if v not in arrays]
+    for var, a in sorted(arrays.items()):
+        shape, chunks, sep = a.get("shape", []), a.get("chunks", []), a.get("dimension_separator") or "."
+        if not (folder / var).is_dir():
+            problems.append(f"variable {var} is missing (its folder is gone)")
+            continue
+        if any(n == 0 for n in shape):
+            continue
+        counts = [-(-n // c) for n, c in zip(shape, chunks)]
+        for index in np.ndindex(*counts) if counts else [()]:
+            key = sep.join(str(i) for i in index) if index else "0"
+            if not (folder / var / key).is_file():
+                problems.append(f"chunk {var}/{key} is missing (listed by its Zarr metadata)")
+                break  # one per variable is enough to name it
+    return problems
+
+
+class IncompleteCopyError(OSError):
+    """A component's temporary copy lost files before it could be committed (it is discarded)."""
+
+
 def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | None = None) -> bool:
     """Write one component atomically, then its marker; False if it was already finished (left as is)."""
     blocks = Path(path) / BLOCKS_DIR
@@ -175,7 +244,18 @@ def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | Non
     if marker.exists():
         return False
     tmp = blocks / f".{name}.zarr.tmp-{_tmp_suffix()}"
-    ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+    variables = sorted(str(v) for v in ds.variables)
+    # every chunk written, even one that is all fill value: then a missing chunk file is always damage
+    try:
+        ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, write_empty_chunks=True)
+    except BaseException:  # (a full disk): the writer removes its own copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    problems = zarr_problems(tmp, variables)
+    if problems:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise IncompleteCopyError(f"the copy of {name} being written lost files ({'; '.join(problems[:3])}): "
+                                  f"it was discarded, not committed; rerun to compute it again")
     manifest = file_manifest(tmp)
     try:
         os.rename(tmp, final)  # a directory onto an existing non-empty one fails: the first writer wins
@@ -188,7 +268,8 @@ def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | Non
         manifest = file_manifest(final)  # complete (it was renamed into place), its writer died before its marker
     if t0 is not None:  # Zarr writes and checksums of this block (and its point's initial state, if first)
         meta["timing"]["write_seconds_before_marker"] = time.perf_counter() - t0
-    _write_json_atomic(marker, {**meta, "component": name, "files": manifest, "finished": _stamp()})
+    _write_json_atomic(marker, {**meta, "component": name, "variables": variables, "files": manifest,
+                                "finished": _stamp()})
     return True
 
 
@@ -259,12 +340,23 @@ def _constants_restored(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+class UnreadableMarkerError(ValueError):
+    """A ``.done`` marker that is not readable JSON (truncated or damaged)."""
+
+
 def read_marker(path, name: str) -> dict | None:
+    """The component's marker, None if it has none; ``UnreadableMarkerError`` if it is damaged."""
     try:
         with open(Path(path) / BLOCKS_DIR / f"{name}.done") as f:
-            return json.load(f)
+            marker = json.load(f)
     except FileNotFoundError:
         return None
+    except (OSError, ValueError) as err:
+        raise UnreadableMarkerError(f"its marker {name}.done is unreadable ({type(err).__name__}: truncated or "
+                                    f"damaged)") from None
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
+        raise UnreadableMarkerError(f"its marker {name}.done is damaged (no file inventory)")
+    return marker
 
 
 # ---- the lock ----
@@ -288,18 +380,39 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
+# an unreadable lock older than this is taken over: a writer writes its lock in full before linking it
+# into place (and older versions within microseconds of creating it), so none is that old and unreadable
+UNREADABLE_LOCK_SECONDS = 30.0
+
+
 def lock_holder(path) -> dict | None:
+    """The lock's content; None when there is no lock; ``{"unreadable": True, "age": seconds}`` when
+    the lock file is empty or damaged."""
+    return lock_holder_file(Path(path) / LOCK_FILE)
+
+
+def lock_holder_file(file: Path) -> dict | None:
     try:
-        with open(Path(path) / LOCK_FILE) as f:
-            return json.load(f)
+        with open(file) as f:
+            holder = json.load(f)
+        if isinstance(holder, dict) and "pid" in holder:
+            return holder
     except FileNotFoundError:
         return None
-    except (json.JSONDecodeError, OSError):
-        return {"host": "?", "pid": -1, "unreadable": True}
+    except (ValueError, OSError):
+        pass
+    try:
+        age = time.time() - file.stat().st_mtime
+    except OSError:
+        age = 0.0
+    return {"unreadable": True, "age": age}
 
 
 def lock_is_stale(holder: dict) -> bool:
-    """True when the lock's process certainly no longer runs (only decidable on the holder's own host)."""
+    """True when the lock's process certainly no longer runs (only decidable on the holder's own host),
+    or the lock is unreadable and older than any writer leaves it so."""
+    if holder.get("unreadable"):
+        return holder.get("age", 0.0) > UNREADABLE_LOCK_SECONDS
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
         return False
     if not _pid_running(holder["pid"]):
@@ -309,6 +422,8 @@ def lock_is_stale(holder: dict) -> bool:
 
 
 def describe_holder(holder: dict) -> str:
+    if holder.get("unreadable"):
+        return "an unreadable LOCK file (empty or damaged, e.g. written when the disk was full)"
     return f"PID {holder.get('pid')} on host {holder.get('host')!r} (since {holder.get('since', '?')})"
 
 
@@ -324,29 +439,51 @@ class StoreLock:
               "since": _stamp()}
         for _ in range(2):
             try:
-                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create(me)
             except FileExistsError:
                 holder = lock_holder(self.file.parent)
                 if holder is None:
-                    continue  # released between our open and our read
-                if holder.get("unreadable"):
-                    # a writer between its O_EXCL create and its write, or a damaged lock file
-                    time.sleep(0.2)
-                    holder = lock_holder(self.file.parent) or holder
+                    continue  # released between our attempt and our read
                 if lock_is_stale(holder):
                     self._break_stale(holder)
                     continue
+                if holder.get("unreadable"):
+                    raise StoreLockedError(
+                        f"{str(self.file.parent)!r} has {describe_holder(holder)}, {holder['age']:.0f} s old: no "
+                        f"writer can be identified. It is cleared automatically once {UNREADABLE_LOCK_SECONDS:.0f} s "
+                        f"old; if no noether-sim run is writing this store, remove {str(self.file)!r} and rerun") from None
                 raise StoreLockedError(
                     f"{str(self.file.parent)!r} is being written by another noether-sim run: {describe_holder(holder)}. "
                     f"Wait for it to finish; if that process is gone (on another host this cannot be checked "
                     f"from here), remove {str(self.file)!r}") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-                f.flush()
-                os.fsync(f.fileno())
             self.held = True
             return self
         raise StoreLockedError(f"could not take the lock {str(self.file)!r}: it keeps changing hands")
+
+    def _create(self, me: dict):
+        """Put a complete lock file in place atomically; FileExistsError if a lock is there."""
+        tmp = self.file.with_name(f".{LOCK_FILE}.tmp-{_tmp_suffix()}")
+        try:
+            with open(tmp, "w") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.file)  # fails if a lock exists; the lock appears with its content
+            except FileExistsError:
+                raise
+            except OSError:  # a file system without hard links: create exclusively, then write
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                try:
+                    with os.fdopen(fd, "w") as f:
+                        json.dump(me, f)
+                        f.flush()
+                        os.fsync(f.fileno())
+                except BaseException:
+                    self.file.unlink(missing_ok=True)
+                    raise
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _break_stale(self, holder):
         # rename first (atomic), then check we moved the stale lock and not a fresh one taken meanwhile
@@ -355,12 +492,8 @@ class StoreLock:
             os.rename(self.file, aside)
         except FileNotFoundError:
             return
-        try:
-            with open(aside) as f:
-                moved = json.load(f)
-        except (OSError, json.JSONDecodeError):
-            moved = None
-        if moved is not None and moved != holder:
+        moved = lock_holder_file(aside)
+        if moved is not None and not moved.get("unreadable") and moved != holder:
             try:
                 os.link(aside, self.file)  # put the fresh lock back (fails if yet another took it)
             except FileExistsError:
@@ -383,6 +516,9 @@ def read_study(path) -> dict:
     except FileNotFoundError:
         raise NotAStoreError(f"{str(path)!r} is not a noether_sim study store (no {STUDY_FILE}); "
                              f"make one with `noether-sim run --out {path}`") from None
+    except (NotADirectoryError, IsADirectoryError):
+        raise NotAStoreError(f"{str(path)!r} is not a noether_sim study store (a store is a folder; "
+                             f"this is {'a file' if path.is_file() else 'not a folder'})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise NotAStoreError(f"{str(path)!r}: {STUDY_FILE} is not readable JSON ({err})") from None
     if meta.get("format") != FORMAT:
@@ -413,8 +549,10 @@ def verify_store(path, full: bool = True, blocks=None) -> dict:
     """{component name: [problems]} for every damaged finished component (empty: the store is intact).
 
     Checks the finished blocks (or ``blocks``, a list of (point, label, k, h)) and the initial state of
-    their points: every file the marker lists is there with its size and (``full``) its CRC-32. A block
-    whose marker exists but whose folder is gone is damage too.
+    their points: the marker is readable; every file it lists is there with its size and (``full``) its
+    CRC-32; every variable it lists is in the Zarr metadata and every chunk that metadata lists is on
+    disk. A block whose marker exists but whose folder is gone is damage too; so is a block missing
+    from a store marked complete.
     """
     path = Path(path)
     meta = read_study(path)
@@ -429,15 +567,22 @@ def verify_store(path, full: bool = True, blocks=None) -> dict:
     if (path / COMPLETE_FILE).exists():  # a complete store lost a block's marker: damage, not "not yet run"
         for p, label, k, _ in study_blocks(meta):
             name = block_name(label, k, p)
-            if read_marker(path, name) is None:
+            if not (path / BLOCKS_DIR / f"{name}.done").exists():
                 damaged[name] = ["its marker is missing, but the store was marked complete"]
     for name in names:
-        marker = read_marker(path, name)
+        try:
+            marker = read_marker(path, name)
+        except UnreadableMarkerError as err:
+            damaged[name] = [str(err)]
+            continue
         if marker is None:
             if name.endswith("initial"):
                 damaged[name] = ["its marker (and so its checksums) is missing, but blocks of its point are finished"]
             continue
-        problems = check_manifest(path / BLOCKS_DIR / f"{name}.zarr", marker["files"], full=full)
+        folder = path / BLOCKS_DIR / f"{name}.zarr"
+        problems = check_manifest(folder, marker["files"], full=full)
+        if folder.is_dir():
+            problems += [p for p in zarr_problems(folder, marker.get("variables")) if p not in problems]
         if problems:
             damaged[name] = problems
     return damaged
@@ -467,11 +612,24 @@ def store_status(path) -> dict:
     holder = lock_holder(path)
     return {"name": meta["config"].get("name"), "done": len(done), "total": len(done) + len(missing),
             "missing": missing, "complete": (path / COMPLETE_FILE).exists() and not missing,
+            # blocks gone from a store once marked complete: damage, not an interrupted run
+            "damaged": missing if (path / COMPLETE_FILE).exists() else [],
             "points": len(meta.get("points") or []) or None, "lock": holder,
             "lock_stale": bool(holder) and lock_is_stale(holder)}
 
 
 # ---- writing ----
+
+def _half_created(path: Path) -> bool:
+    """A store whose creation stopped before its study.json (a full disk): only a lock, temporary
+    copies of the top-level files and an empty blocks folder. Accepted as an empty store."""
+    for p in path.iterdir():
+        if p.name == LOCK_FILE or (p.name.startswith(".") and ".tmp-" in p.name and p.is_file()):
+            continue
+        if p.name == BLOCKS_DIR and p.is_dir() and not any(p.iterdir()):
+            continue
+        return False
+    return True
 
 class StoreWriter:
     """Opens (creates, resumes or replaces) a store at ``path`` and holds its lock until ``finish``/``close``.
@@ -489,19 +647,28 @@ class StoreWriter:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise FileExistsError(f"{str(self.path)!r} is a file, not a folder; choose another --out")
-        if self.path.exists() and not (self.path / STUDY_FILE).exists() and \
-                any(p.name != LOCK_FILE for p in self.path.iterdir()):
+        if self.path.exists() and not (self.path / STUDY_FILE).exists() and not _half_created(self.path):
             raise FileExistsError(f"{str(self.path)!r} exists and is not a noether_sim study store; "
                                   f"choose another --out")
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock = StoreLock(self.path).acquire()
         try:
             self._open(config, provenance, points, overwrite, extra or {})
         except BaseException:
             self.lock.release()
+            if created and not (self.path / STUDY_FILE).exists():  # (a full disk): leave nothing half-made
+                for folder in (self.path / BLOCKS_DIR, self.path):
+                    try:
+                        folder.rmdir()  # only if empty
+                    except OSError:
+                        pass
             raise
 
     def _open(self, config, provenance, points, overwrite, extra):
+        for top in (STUDY_FILE, COMPLETE_FILE):  # copies of a dead writer: only a lock holder writes them
+            for p in self.path.glob(f".{top}.tmp-*"):
+                p.unlink(missing_ok=True)
         self.config, self.points = config, points
         self.fingerprint = fingerprint({"config": config, "points": points})
         self.blocks = expected_blocks(config, points)
@@ -531,9 +698,9 @@ class StoreWriter:
         self.resumed = True
         blocks_dir = self.path / BLOCKS_DIR
         blocks_dir.mkdir(exist_ok=True)
-        for p in blocks_dir.iterdir():  # temporary copies of a writer that died mid-write
-            if ".tmp-" in p.name:
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        for p in blocks_dir.iterdir():  # temporary copies of a writer that died mid-write (never a live one's)
+            if ".tmp-" in p.name and tmp_owner_gone(p.name):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         done, _ = block_status(self.path)
         damaged = verify_store(self.path, full=True, blocks=done)
         bad = damaged_blocks(self.path, damaged, done)

@@ -45,16 +45,39 @@ def block_cost(cfg, label) -> list[float]:
 
 # ---- running ----
 
-def run_block(cfg, label, k, model, data, init, progress=False) -> xr.Dataset:
+def block_arguments(cfg, label, k) -> dict:
+    """The ``simulate`` keywords (beside model and data) of block (label, k) of the study ``cfg``."""
     m = cfg["methods"][label]
     save = {"save_times": cfg["save_times"]} if "save_times" in cfg else {"save_every": cfg["save_every"]}
     options = {key: val for key, val in m.items() if key not in ("dynamics", "method", "step_sizes")}
-    ds = simulate(model, data, dynamics=m["dynamics"], method=m["method"],
-                  h=m["step_sizes"][k], t_end=cfg["t_end"], seeds=cfg["seeds"]["count"],
-                  root_seed=cfg["seeds"]["root"], init=init, weight_decay=cfg["weight_decay"],
-                  divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
-                  track_ntk=cfg["record"].get("track_ntk", False), progress=progress, description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
+    return dict(dynamics=m["dynamics"], method=m["method"], h=m["step_sizes"][k], t_end=cfg["t_end"],
+                seeds=cfg["seeds"]["count"], root_seed=cfg["seeds"]["root"], weight_decay=cfg["weight_decay"],
+                divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
+                track_ntk=cfg["record"].get("track_ntk", False),
+                description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
+
+
+def run_block(cfg, label, k, model, data, init, progress=False) -> xr.Dataset:
+    ds = simulate(model, data, init=init, progress=progress, **block_arguments(cfg, label, k))
     return trim_block(ds, cfg)
+
+
+def check_blocks(configs: list) -> None:
+    """Everything about every block that can be known before any work (``simulate``'s own checks,
+    its memory estimate included); ConfigError naming the block otherwise. ``configs``: one study
+    configuration per sweep point (one for a plain study)."""
+    from ._validate import ConfigError
+    from .simulate import plan
+
+    for i, cfg in enumerate(configs):
+        model, data, init = build_model(cfg), build_data(cfg), build_init(cfg)
+        for label, m in cfg["methods"].items():
+            for k in range(len(m["step_sizes"])):
+                try:
+                    plan(model, data, init=init, **block_arguments(cfg, label, k))
+                except ConfigError as err:
+                    where = f"sweep point {i}, " if len(configs) > 1 else ""
+                    raise ConfigError(f"{where}method {label!r} at step size {m['step_sizes'][k]:g}: {err}") from None
 
 
 def trim_block(ds: xr.Dataset, cfg) -> xr.Dataset:

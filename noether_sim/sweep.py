@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._validate import ConfigError
-from .config import apply_overrides, parse_config, read_toml
+from .config import apply_overrides, parse_config, parse_override, read_toml
 
 SWEEP, ZIP = "sweep", "zip"
 
@@ -162,6 +162,22 @@ def _set_dotted(raw: dict, key: str, value) -> dict:
     return raw
 
 
+def _check_overrides(axes: list[Axis], overrides):
+    """Refuse ``--set`` of a key the sweep varies (or a table holding one, or a key inside one): each
+    point sets its swept keys after the overrides, so the override would be silently ignored."""
+    for text in overrides or ():
+        key = ".".join(parse_override(text)[0])
+        if key.split(".")[0] == SWEEP:
+            continue  # an override of the sweep itself
+        for axis in axes:
+            for swept in axis.keys:
+                if key == swept or swept.startswith(key + ".") or key.startswith(swept + "."):
+                    raise ConfigError(
+                        f"--set {text!r} is invalid: the study's [sweep] varies {swept!r} (values "
+                        f"{axis.values[swept]!r}), so every point sets it and the override would be ignored. "
+                        f"Change its values in the study file's [sweep] table instead")
+
+
 def plan(config, overrides=()) -> Plan:
     """A study (a TOML path, a raw config dict as tomllib gives it, or None for the built-in default),
     with ``--set`` overrides, as a validated Plan: a plain study, or every point of its sweep."""
@@ -181,6 +197,7 @@ def plan(config, overrides=()) -> Plan:
     if table is None:
         return Plan(parse_config(raw), [], None, [()])
     axes = _axes(table)
+    _check_overrides(axes, overrides)
     raw.setdefault("name", "study")
     index = list(itertools.product(*(range(len(a)) for a in axes)))
     points = []

@@ -199,6 +199,7 @@ def test_status_prints_blocks_done_and_the_writer(complete_store, tmp_path, caps
     assert main(["status", str(complete_store)]) == 0
     assert "16 / 16 blocks done, complete" in capsys.readouterr().out
     out = copy_of(complete_store, tmp_path)
+    (out / COMPLETE_FILE).unlink()  # an interrupted store (one marked complete that lost blocks is damaged)
     for p in list((out / BLOCKS_DIR).glob("gf-dp5__h*.done")):
         p.unlink()
     (out / LOCK_FILE).write_text(json.dumps({"host": "node7", "pid": 4242, "since": "2026-01-01"}))
