@@ -20,6 +20,7 @@ from . import _validate as v
 from .data import TrainingData
 from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
                        initial_velocity, resolve, step_and_time_constant)
+from .dynamics import OPTIMIZERS, optimizer_state_labels, optimizer_state_size
 from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, over_seed_ranges, progress_bar,
                        provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
@@ -29,6 +30,7 @@ from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelDat
                               SeedState)
 from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_extras, ensemble_loss_grad,
                              ensemble_state_charges, integrate, state_size)
+from .kernels.driver import SCHEME_OPTIMIZER
 from .kernels.fields import DYN_MOMENTUM
 
 VARIABLES = {
@@ -178,6 +180,7 @@ def _sizes(model, resolved, track_law, extras=()):
     n_groups = len(model.charge_groups) + nx + len(iso)
     track_energy = any(g.name == "energy" for g in extras)
     n_state = state_size(resolved.dyn, resolved.scheme == SCHEME_ALGORITHM, P, nq, track_law) + int(track_energy)
+    n_state += optimizer_state_size(resolved, P)
     return P, nq, nj, nx, n_groups, n_state
 
 
@@ -203,11 +206,13 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
              track_energy: bool | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
-             progress: bool = False, description: str = "") -> xr.Dataset:
+             progress: bool = False, description: str = "",
+             beta1: float | None = None, beta2: float | None = None, eps: float | None = None) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     dynamics  "gf" gradient flow, "gd" gradient descent (learning rate h), "momentum" momentum flow
-              τθ̈ + θ̇ = −∇L − λθ, "heavy_ball" or "nesterov" (``noether-sim list`` shows them all)
+              τθ̈ + θ̇ = −∇L − λθ, "heavy_ball" or "nesterov", or an adaptive optimizer "adam", "adamw",
+              "rmsprop", "sign", "lion" (learning rate h; ``noether-sim list`` shows them all)
     method    gf: any explicit method (rk4 default; dopri5 adaptive) or gl1/gl2/gl3 (implicit);
               gd: euler (implied); momentum: any of those or a splitting (verlet default,
               symplectic_euler, yoshida4); heavy_ball / nesterov: none
@@ -237,6 +242,13 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     Data with a symmetry group (``data.augment``) adds one charge per generator K, c = ⟨θ̇_1, W_1K⟩:
     law 0 under gradient flow and descent, e^{−t/τ}c(0) under momentum. ``ds.attrs["data_symmetry_exact"]``
     says whether the loss is exactly invariant for this model (1), only approximately (0), or −1 (none).
+    beta1, beta2, eps   the optimizers, named and defaulted as in PyTorch (optax for Lion): adam, adamw
+              (0.9, 0.999, 1e-8), rmsprop (beta2 = PyTorch's alpha, 0.99; eps 1e-8), lion (0.9, 0.99);
+              sign takes none. λ = weight_decay is L2 in the gradient for adam and rmsprop, decoupled
+              (θ ← θ − ηλθ) for adamw, sign and lion. Update formulas: kernels/optimizers.py. The per-seed
+              state (moments, step count) is ``optimizer_state_final``; the charges are compared with
+              their gradient-flow law, which these steps do not keep (``laws.limit_flow`` names the
+              flow they converge to as h → 0, docs/guide/optimizers.md)
     rtol, atol, max_steps   adaptive methods: tolerances and step budget per seed
     solve_tol, max_solve_iters, max_halvings   implicit methods: relative fixed-point tolerance, sweeps
               per attempt, and how often a failing step is halved before the seed is flagged
@@ -246,7 +258,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
              description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
              track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
-             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy)
+             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
+             beta1=beta1, beta2=beta2, eps=eps)
     return execute(p, progress=progress)
 
 
@@ -281,7 +294,10 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         y[:, P:2 * P] = velocity
 
     tableau, splitting = r.tableau, r.splitting
-    if tableau is not None:
+    if r.scheme == SCHEME_OPTIMIZER:  # the optimizer as data: op code, (β₁, β₂, ε) (kernels/optimizers.py)
+        method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), np.array([OPTIMIZERS[r.dynamics].code], np.int64),
+                        np.array([float(opts.get(k) or 0.0) for k in ("beta1", "beta2", "eps")]))
+    elif tableau is not None:
         b_err = tableau.b_err if tableau.b_err is not None else tableau.b
         method = Method(tableau.A, tableau.b, b_err, np.zeros(1, np.int64), np.zeros(1))
     else:
@@ -471,6 +487,24 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         data_symmetry=json.dumps(list(p.data.symmetry_names)),
         data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )
+    if r.scheme == SCHEME_OPTIMIZER:
+        ds = _label_optimizer(ds, p, st, ok)
+    return ds
+
+
+def _label_optimizer(ds, p, st, ok):
+    """An optimizer run: its per-seed state at the end, its hyperparameters and its limit flow."""
+    r, P = p.resolved, p.model.n_params
+    parts, params = optimizer_state_labels(r, P)
+    ds["optimizer_state_final"] = (("seed", "optimizer_state"), _masked(ok, st.y[:, P:P + len(parts)]))
+    ds["optimizer_state_final"].attrs["description"] = (
+        "the optimizer's per-seed state at the last save time: moments m, v (per parameter) and the step "
+        "count used for bias correction")
+    ds = ds.assign_coords(optimizer_state_part=("optimizer_state", parts),
+                          optimizer_state_param=("optimizer_state", params))
+    ds.attrs.update(learning_rate=p.h, optimizer=r.dynamics, limit_flow=OPTIMIZERS[r.dynamics].limit_flow,
+                    **{k: float(p.options[k]) if p.options.get(k) is not None else np.nan
+                       for k in ("beta1", "beta2", "eps")})
     return ds
 
 
