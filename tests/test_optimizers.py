@@ -119,3 +119,22 @@ def test_bad_optimizer_options_refused_by_name(kwargs, name):
     kwargs = {"h": 0.01, **kwargs} if "learning_rate" not in kwargs else kwargs
     with pytest.raises(ConfigError, match=name):
         plan(model, data, n_steps=10, **kwargs)
+
+
+def test_ladder_verdict_names_the_limit_flow():
+    """Sign descent's ladder in η converges to the sign flow, which moves the balance charge by O(1):
+    the verdict is 'broken by the flow' and names that flow; gradient descent's names gradient flow."""
+    model = ns.DeepLinear((3, 4, 2))
+    data = ns.data.synthetic_regression(3, 2, 16, noise=0.1, seed=1)
+    steps = [2.0 ** -k for k in range(7, 11)]
+    an = ns.analyse_ladder(ns.run_ladder(model, data, dynamics="sign", step_sizes=steps, t_end=1.0, seeds=2))
+    assert an.attrs["limit_flow"].startswith("sign flow")
+    (row,) = ns.summarise_verdicts(an)
+    assert row["verdict"] == ns.laws.BROKEN and row["limit_flow"] == an.attrs["limit_flow"]
+    # far from a discretisation effect: the extrapolated change is a sizeable part of the charge's scale
+    assert (an.extrapolated_drift.values > 0.05 * an.scale.values).all()
+    gd = ns.analyse_ladder(ns.run_ladder(model, data, dynamics="gd", step_sizes=steps, t_end=1.0, seeds=2))
+    assert ns.summarise_verdicts(gd)[0]["limit_flow"].startswith("gradient flow")
+    single = ns.judge(ns.simulate(model, data, dynamics="adam", h=0.01, n_steps=10))
+    assert single.attrs["limit_flow"].startswith("sign-like flow")
+    assert (single.verdict.values == ns.laws.NEEDS_LADDER).all()
