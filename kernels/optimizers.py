@@ -7,7 +7,8 @@ descent) and λ is the settings' ``weight_decay``. The state row holds θ and th
 state, in this order (g = ∇L(θ_k)):
 
     OPT_ADAM     [θ, m, v, k]  g ← g + λθ; m ← m + (1 − β₁)(g − m); v ← β₂v + (1 − β₂)g²;
-                               θ ← θ − (η/(1 − β₁ᵏ)) m / (√v/√(1 − β₂ᵏ) + ε)     (torch.optim.Adam)
+                               θ ← θ − (η/(1 − β₁ᵏ)) m / (√v/√(1 − β₂ᵏ) + ε)     (torch.optim.Adam:
+                               the bias corrections as PyTorch applies them, ε added after)
     OPT_ADAMW    [θ, m, v, k]  θ ← θ(1 − ηλ) first, then Adam's update without λ in g (torch.optim.AdamW)
     OPT_RMSPROP  [θ, v]        g ← g + λθ; v ← β₂v + (1 − β₂)g²; θ ← θ − η g/(√v + ε)
                                (torch.optim.RMSprop with alpha = β₂, no momentum, not centred)
@@ -36,7 +37,7 @@ def optimizer_step(kind, y, code, eta, beta1, beta2, eps, lam, P, grad, ints, fl
         k = y[3 * P] + 1.0
         y[3 * P] = k
         step_size = eta / (1.0 - beta1 ** k)
-        bc2_sqrt = np.sqrt(1.0 - beta2 ** k)
+        inv_bc2_sqrt = 1.0 / np.sqrt(1.0 - beta2 ** k)  # one division per step, not per parameter
         decoupled = code == OPT_ADAMW
         shrink = 1.0 - eta * lam
         for j in range(P):
@@ -46,7 +47,7 @@ def optimizer_step(kind, y, code, eta, beta1, beta2, eps, lam, P, grad, ints, fl
             y[P + j] = m
             y[2 * P + j] = v
             theta = y[j] * shrink if decoupled else y[j]
-            y[j] = theta - step_size * (m / (np.sqrt(v) / bc2_sqrt + eps))
+            y[j] = theta - step_size * (m / (np.sqrt(v) * inv_bc2_sqrt + eps))
     elif code == OPT_RMSPROP:
         for j in range(P):
             g = grad[j] + lam * y[j]
