@@ -24,6 +24,7 @@ from .dynamics import OPTIMIZERS, optimizer_state_labels, optimizer_state_size
 from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, over_seed_ranges, progress_bar,
                        provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
+from .layer_lr import check_layer_lr, param_scale, scaled_data
 from .models import ChargeGroup
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
@@ -92,11 +93,12 @@ class Plan:
     track_law: bool
     track_energy: bool = False
     memory: dict = field(default_factory=dict)
+    layer_lr: tuple | None = None
 
 
 def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps=None, save_every=None,
          save_times=None, seeds=1, root_seed=0, init=None, weight_decay=0.0, watch_seeds=(),
-         divergence_bound=1e8, memory_limit=None, description="", **options) -> Plan:
+         divergence_bound=1e8, memory_limit=None, description="", layer_lr=None, **options) -> Plan:
     """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
     resolved = resolve(dynamics, method)
     options = check_options(resolved, options)
@@ -145,8 +147,9 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if not isinstance(description, str):
         v.fail("description", description, "must be a string")
     track_law = bool(options.get("track_law", False))
+    layer_lr = check_layer_lr(layer_lr, model, data, resolved.dynamics, weight_decay)
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
-             divergence_bound, description, track_law, track_energy)
+             divergence_bound, description, track_law, track_energy, layer_lr=layer_lr)
     p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
                              _extra_groups(data, track_energy))
     check_memory(p.memory, memory_limit)
@@ -207,7 +210,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
              track_energy: bool | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "",
-             beta1: float | None = None, beta2: float | None = None, eps: float | None = None) -> xr.Dataset:
+             beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
+             layer_lr=None) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     dynamics  "gf" gradient flow, "gd" gradient descent (learning rate h), "momentum" momentum flow
@@ -249,6 +253,10 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
               state (moments, step count) is ``optimizer_state_final``; the charges are compared with
               their gradient-flow law, which these steps do not keep (``laws.limit_flow`` names the
               flow they converge to as h → 0, docs/guide/optimizers.md)
+    layer_lr  gf and gd: step multipliers (m_1, …, m_L), θ̇_i = −m_i∇_{θ_i}L; the balance and rescale
+              charges become the weighted C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i (r: |w_in|²/m_in −
+              α|w_out|²/m_out) with gradient descent's exact law; networks without biases, degree-1
+              activations, λ = 0 (noether_sim/layer_lr.py)
     rtol, atol, max_steps   adaptive methods: tolerances and step budget per seed
     solve_tol, max_solve_iters, max_halvings   implicit methods: relative fixed-point tolerance, sweeps
               per attempt, and how often a failing step is halved before the seed is flagged
@@ -259,7 +267,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
              track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
              max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
-             beta1=beta1, beta2=beta2, eps=eps)
+             beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr)
     return execute(p, progress=progress)
 
 
@@ -271,9 +279,11 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     algorithm = r.scheme == SCHEME_ALGORITHM
     momentum = r.dyn == DYN_MOMENTUM
     n_seeds, n_saves = len(p.ids), len(p.times)
-    ints, floats = model.descriptor(), model.constants(p.data)
+    # layer-wise rates run as the plain dynamics in φ = θ/√m on inputs scaled by Π√m_i (layer_lr.py)
+    run_data = p.data if p.layer_lr is None else scaled_data(p.data, p.layer_lr)
+    ints, floats = model.descriptor(), model.constants(run_data)
     kind = int(ints[0])  # compile-time literal in the kernels: one specialisation per model kind
-    data_a, data_b = model.kernel_data(p.data)
+    data_a, data_b = model.kernel_data(run_data)
     h = p.h if p.h is not None else 0.0
     tau = p.tau if p.tau is not None else np.nan
     eta, beta = heavy_ball_from_flow(h, tau) if momentum and p.h is not None else (np.nan, np.nan)
@@ -287,7 +297,7 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         velocity = initial_velocity(opts.get("velocity"), model, theta, p.ids, p.root_seed, p.weight_decay,
                                     lambda th: ensemble_loss_grad(kind, th, ints, floats, data_a, data_b)[1])
     y = np.zeros((n_seeds, n_state))
-    y[:, :P] = theta
+    y[:, :P] = theta if p.layer_lr is None else theta / param_scale(model, p.layer_lr)
     if algorithm:
         y[:, P:2 * P] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
     elif momentum:
@@ -468,6 +478,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         "model": model.to_config(), "data": p.data.to_config(), "init": to_config(p.init),
         "dynamics": r.dynamics, "method": r.method, "h": p.h, "t_end": p.t_end, "weight_decay": p.weight_decay,
         "root_seed": int(p.root_seed), "n_seeds": n_seeds, "divergence_bound": p.divergence_bound,
+        **({"layer_lr": list(p.layer_lr)} if p.layer_lr is not None else {}),
         **{k: (val if isinstance(val, (str, float, int, bool, type(None))) else "array") for k, val in p.options.items()},
         "tau": p.tau,
     }
@@ -489,6 +500,13 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     )
     if r.scheme == SCHEME_OPTIMIZER:
         ds = _label_optimizer(ds, p, st, ok)
+    if p.layer_lr is not None:  # back from φ to θ = √m φ; the charges are φ's: the weighted ones
+        ds["theta_final"] = ds.theta_final * param_scale(model, p.layer_lr)
+        ds["theta_final"].attrs["description"] = VARIABLES["theta_final"]
+        ds.attrs["layer_lr"] = json.dumps(list(p.layer_lr))
+        ds.attrs["charge_descriptions"] = json.dumps({
+            k: text + " — weighted by the layer rates: each layer's term divided by its multiplier m_i"
+            for k, text in json.loads(ds.attrs["charge_descriptions"]).items()})
     return ds
 
 
