@@ -138,3 +138,20 @@ def test_ladder_verdict_names_the_limit_flow():
     single = ns.judge(ns.simulate(model, data, dynamics="adam", h=0.01, n_steps=10))
     assert single.attrs["limit_flow"].startswith("sign-like flow")
     assert (single.verdict.values == ns.laws.NEEDS_LADDER).all()
+
+
+def test_study_with_optimizers_names_their_limit_flow(tmp_path):
+    """Optimizers as study methods (a real Zarr store): beta1/beta2 keys accepted, each scheme carries its
+    limit flow, and the printed summary names it beside the verdict."""
+    from noether_sim.results import format_summary
+
+    cfg = {"name": "opt", "t_end": 0.25, "save_every": 0.0625,
+           "model": {"kind": "deep_linear", "widths": [3, 4, 2]},
+           "data": {"kind": "synthetic_regression", "n_points": 16}, "seeds": {"count": 2},
+           "methods": {"gd": {"dynamics": "gd", "step_sizes": [2 ** -6, 2 ** -7, 2 ** -8]},
+                       "adam": {"dynamics": "adam", "step_sizes": [2 ** -6, 2 ** -7, 2 ** -8],
+                                "beta1": 0.5, "beta2": 0.9}}}
+    ds = ns.run_study(cfg, tmp_path / "store")
+    assert list(ds.limit_flow.values) == [ns.laws.limit_flow("gd"), ns.laws.limit_flow("adam")]
+    text = format_summary(ds)
+    assert "(limit: sign-like flow" in text and "(limit: gradient flow" not in text
