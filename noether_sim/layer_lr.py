@@ -1,5 +1,6 @@
 """Layer-wise learning rates: θ̇_i = −m_i ∇_{θ_i}L (gradient flow) or θ_i ← θ_i − η m_i ∇_{θ_i}L (descent),
-with step multipliers ``layer_lr = (m_1, …, m_L)`` (theory.md §7).
+with step multipliers ``layer_lr = (m_1, …, m_L)`` (theory.md §7); under momentum flow τθ̈ + θ̇ = −M∇L,
+and heavy ball / Nesterov with learning rate ηm_i in layer i.
 
 They run as plain gradient flow / descent in the coordinates φ_i = θ_i/√m_i: there θ̇ = −M∇L becomes
 φ̇ = −∇_φL̃ with L̃(φ) = L(√M φ), and the model's charges of φ are the weighted charges
@@ -12,7 +13,8 @@ the driver already tracks in φ. For networks without biases whose output is pos
 degree 1 in each layer (deep linear; MLP with relu, leaky_relu, abs or linear), L̃ is the same network
 on inputs scaled by c = Π_i √m_i: f(√M φ; x) = f(φ; c·x). So a run is the package's own run on that
 data, started from φ(0) = θ(0)/√M, and its weights are mapped back, θ = √M φ. Multipliers all 1 give
-c = 1 and the unweighted run bit for bit.
+c = 1 and the unweighted run bit for bit. The momentum dynamics are linear in θ and ∇L too, so the
+same map carries them (velocities θ̇ = √M φ̇); their isometric charges are then those of φ.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from . import _validate as v
 from .data import TrainingData
 
 DEGREE_ONE = ("relu", "leaky_relu", "abs", "linear")
+# the dynamics that commute with the linear map θ = √M φ (the optimizers' coordinate-wise steps do not)
+LAYER_LR_DYNAMICS = ("gf", "gd", "momentum", "heavy_ball", "nesterov")
 
 
 def check_layer_lr(layer_lr, model, data, dynamics, weight_decay):
@@ -41,8 +45,9 @@ def check_layer_lr(layer_lr, model, data, dynamics, weight_decay):
         v.fail("layer_lr", layer_lr, f"must be {n_layers} step multipliers, one per layer of widths {model.widths}")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         v.fail("layer_lr", layer_lr, "every multiplier must be finite and > 0")
-    if dynamics not in ("gf", "gd"):
-        v.fail("layer_lr", layer_lr, f"applies to gf and gd, not to dynamics={dynamics!r}")
+    if dynamics not in LAYER_LR_DYNAMICS:
+        v.fail("layer_lr", layer_lr, f"applies to {', '.join(LAYER_LR_DYNAMICS)} (linear in the gradient), "
+                                     f"not to dynamics={dynamics!r}")
     if getattr(model, "bias", False):
         v.fail("layer_lr", layer_lr, "needs a network without biases (its weighted run is the same network "
                                      "on scaled inputs only then)")

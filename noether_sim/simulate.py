@@ -253,7 +253,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
               state (moments, step count) is ``optimizer_state_final``; the charges are compared with
               their gradient-flow law, which these steps do not keep (``laws.limit_flow`` names the
               flow they converge to as h → 0, docs/guide/optimizers.md)
-    layer_lr  gf and gd: step multipliers (m_1, …, m_L), θ̇_i = −m_i∇_{θ_i}L; the balance and rescale
+    layer_lr  gf, gd and the momentum dynamics: step multipliers (m_1, …, m_L), θ̇_i = −m_i∇_{θ_i}L
+              (momentum: the force on layer i times m_i; heavy ball: its learning rate); the balance and rescale
               charges become the weighted C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i (r: |w_in|²/m_in −
               α|w_out|²/m_out) with gradient descent's exact law; networks without biases, degree-1
               activations, λ = 0 (noether_sim/layer_lr.py)
@@ -293,15 +294,22 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     if theta.shape != (n_seeds, P):
         raise AssertionError(f"initialisation returned shape {theta.shape}, expected {(n_seeds, P)}")
     velocity = None
+    scale = None if p.layer_lr is None else param_scale(model, p.layer_lr)  # φ = θ/scale (layer_lr.py)
+    theta_run = theta if scale is None else theta / scale
     if momentum:
-        velocity = initial_velocity(opts.get("velocity"), model, theta, p.ids, p.root_seed, p.weight_decay,
-                                    lambda th: ensemble_loss_grad(kind, th, ints, floats, data_a, data_b)[1])
+        v_opt = opts.get("velocity")
+        grad_of = lambda th: ensemble_loss_grad(kind, th, ints, floats, data_a, data_b)[1]  # noqa: E731
+        if scale is not None and isinstance(v_opt, str) and v_opt == "gradient":  # −M∇L(θ) = scale·(−∇_φL̃)
+            velocity = scale * initial_velocity(v_opt, model, theta_run, p.ids, p.root_seed, p.weight_decay, grad_of)
+        else:
+            velocity = initial_velocity(v_opt, model, theta, p.ids, p.root_seed, p.weight_decay, grad_of)
+    vel_run = velocity if scale is None or velocity is None else velocity / scale
     y = np.zeros((n_seeds, n_state))
-    y[:, :P] = theta if p.layer_lr is None else theta / param_scale(model, p.layer_lr)
+    y[:, :P] = theta_run
     if algorithm:
-        y[:, P:2 * P] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
+        y[:, P:2 * P] = theta_run - h * vel_run  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
     elif momentum:
-        y[:, P:2 * P] = velocity
+        y[:, P:2 * P] = vel_run
 
     tableau, splitting = r.tableau, r.splitting
     if r.scheme == SCHEME_OPTIMIZER:  # the optimizer as data: op code, (β₁, β₂, ε) (kernels/optimizers.py)
@@ -501,8 +509,9 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     if r.scheme == SCHEME_OPTIMIZER:
         ds = _label_optimizer(ds, p, st, ok)
     if p.layer_lr is not None:  # back from φ to θ = √m φ; the charges are φ's: the weighted ones
-        ds["theta_final"] = ds.theta_final * param_scale(model, p.layer_lr)
-        ds["theta_final"].attrs["description"] = VARIABLES["theta_final"]
+        for name in ("theta_final", "velocity_final"):
+            ds[name] = ds[name] * param_scale(model, p.layer_lr)
+            ds[name].attrs["description"] = VARIABLES[name]
         ds.attrs["layer_lr"] = json.dumps(list(p.layer_lr))
         ds.attrs["charge_descriptions"] = json.dumps({
             k: text + " — weighted by the layer rates: each layer's term divided by its multiplier m_i"
