@@ -1,4 +1,4 @@
-"""Print every table of bench/README.md from one fresh measurement.
+"""Print every table of docs/performance/engine.md from one fresh measurement.
 
     .venv/bin/python bench/report.py [--no-scaling] [--budget SECONDS]
 
@@ -47,7 +47,7 @@ def log(msg: str):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Measure and print the bench/README.md tables.")
+    ap = argparse.ArgumentParser(description="Measure and print the docs/performance/engine.md tables.")
     ap.add_argument("--no-scaling", action="store_true", help="skip the scaling table (saves ~2 minutes)")
     ap.add_argument("--budget", type=float, default=10.0, help="seconds of repeats per case (best of up to 3)")
     args = ap.parse_args(argv)

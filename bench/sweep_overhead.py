@@ -7,7 +7,7 @@ Usage: .venv/bin/python bench/sweep_overhead.py [CONFIG.toml] [--set KEY=VALUE .
 Integration time is each block's ``wall_seconds`` (what ``simulate()`` measures around its kernels);
 everything else a run spends is counted as overhead: building each point's model and data, wrapping
 results, writing Zarr, checksums, markers, scheduling, and loading the finished store (with every
-checksum verified) at the end. Nothing is asserted: the numbers go into bench/README_sweep.md.
+checksum verified) at the end. Nothing is asserted: the numbers go into docs/performance/sweep.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ which does not depend on the number of steps. Every baseline computes the same n
 weights, same RK4, same charges at the same save times) and is checked against the engine.
 
 Run:  .venv/bin/python -m pytest bench/test_bench_mlp.py --benchmark-only -q
-  or  .venv/bin/python bench/test_bench_mlp.py          (prints the table of bench/README_mlp.md)
+  or  .venv/bin/python bench/test_bench_mlp.py          (prints the table of docs/performance/mlp.md)
   or  .venv/bin/python bench/test_bench_mlp.py --cpu [engine numpy torch jax peak]
       (single-threaded CPU time, time.process_time(), min over repetitions: the per-thread comparison
        that a shared, loaded machine still measures fairly)

@@ -39,6 +39,8 @@ The kernel contract
    runs it knows (deep linear without biases, gradient flow, fixed-step explicit tableaus; everything
    else, and ``NOETHER_SIM_LANES=0``, goes to the driver). Each lane does the driver's arithmetic in the
    driver's order, so the bit-identity above holds across the two paths too (tests/test_lanes.py).
+   Both record a seed with the same code (``record.py``: what is recorded at a save time, the scheme
+   constants and a seed's work arrays), one floor below either, so neither imports the other.
 5. **Outputs** are written into arrays the caller allocated: ``(n_seeds, n_saves, ...)`` for recorded
    quantities, ``(n_seeds,)`` for status, counters and time of divergence. The driver integrates one
    chunk of save times per call and keeps all its state in caller-owned arrays, so the API can show

@@ -35,8 +35,9 @@ each seed's slot among the watched seeds (−1 if not watched), the data's symme
 (m, n_0, n_0) and the initial extra quantities (data-symmetry charges, energy; extras.py) per seed."""
 
 Records = namedtuple("Records", ["loss", "drift", "drift_max", "predicted", "residual", "law", "scale",
-                                 "watch", "predicted_watch"])
-"""Outputs (seed, save, group) and the watched seeds' full charge vectors (slot, save, component)."""
+                                 "watch", "predicted_watch", "theta_watch"])
+"""Outputs (seed, save, group), the watched seeds' full charge vectors (slot, save, component) and their
+parameters θ (slot, save, param; an empty first axis when θ is not recorded)."""
 
 
 def is_momentum(cfg_type) -> bool:

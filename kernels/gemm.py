@@ -12,7 +12,7 @@ B and C must be contiguous along j.
 Why IR: the matrices here are tiny (5 … 16 on a side) and their sizes are only known at run time.
 Written as numba loops, LLVM vectorises the wrong loop (the k reduction), or runs a 10- or 16-long
 row entirely in the scalar remainder of a vector loop with 32-wide bodies, or cannot reorder loads
-and stores it cannot prove disjoint (bench/README.md has the numbers). Here every output tile of up to
+and stores it cannot prove disjoint (docs/performance/engine.md has the numbers). Here every output tile of up to
 4 rows × 16 columns lives in registers (eight 8-lane vectors) for the whole k loop, each row of B
 is read once per tile with AVX-512-style masked loads (a ragged last chunk of n needs no scalar
 remainder), and C is written once. The masked-off lanes of a load are never touched, so no

@@ -5,7 +5,7 @@ stage derivatives, started from K_i = f(y). Why fixed point and not simplified N
 iteration needs the Jacobian of the vector field (the Hessian of L, P gradient evaluations by
 differences, P ≈ 500 on the reference problem) and an LU of an sP × sP matrix per step and seed,
 while the fixed point converges to round-off in ~10–25 sweeps of s gradient evaluations at the step
-sizes where these methods are used for conservation studies (measured: bench/README_momentum.md).
+sizes where these methods are used for conservation studies (measured: docs/performance/momentum.md).
 
 Convergence test: the largest change of a stage value, δ = max |h Σ_j a_ij (K_j^new − K_j^old)|,
 relative to max(1, max|y|), must fall to ``tol`` (default 1e-14, about 50 ulp) within ``max_iter``

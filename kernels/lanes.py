@@ -14,7 +14,7 @@ whatever it does not know (an unknown field in a bundle, a setting outside the t
 Bit-identity: every lane performs exactly the arithmetic of the per-seed driver, in the same order
 (the products accumulate like ``gemm.gemm``, the stage sums are ``explicit.combine``'s fused
 multiply-adds in the same order, the field's −g − λθ the same single rounding), so a seed's numbers
-do not depend on the block it shares, the batch size or the thread count. Recording calls the driver's own ``_record`` on the seed's row. A block
+do not depend on the block it shares, the batch size or the thread count. Recording calls the driver's own ``_record`` (record.py) on the seed's row. A block
 in which any seed is not running (status), disagrees in time, or leaves the divergence bound during
 the call is not written back: the caller re-runs its seeds with the general driver from the same
 state, which handles every such event (the fast path only ever commits ordinary steps).
@@ -29,7 +29,7 @@ from numba import njit
 
 from . import FASTMATH, STATUS_OK
 from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, Records, SeedState
-from .driver import SCHEME_EXPLICIT, _record, new_work  # (the driver imports this module on first use)
+from .record import SCHEME_EXPLICIT, _record, new_work
 from .fields import DYN_GF
 from .lanes_gemm import LANES, lane_combine, lane_gemm, lane_gemm_field, lane_gemm_shared
 from .layout import MODEL_DEEP_LINEAR, n_layers, weight_offset, widest_layer, width

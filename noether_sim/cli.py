@@ -8,6 +8,7 @@ configuration, or a store that cannot be written (another study, or another writ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -42,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="override one configuration key (dotted, TOML-typed value), e.g. --set seeds.count=64 "
                           "--set 'methods.gf-rk4.step_sizes=[0.1, 0.05, 0.025]'; repeatable")
     run.add_argument("--quiet", "-q", action="store_true",
-                     help="no progress bars and no table (progress is also off when stderr is not a terminal)")
+                     help="no progress, no compile notices and no table (without a terminal, progress is a log "
+                          "line every few seconds)")
     run.add_argument("--no-figures", action="store_true", help="do not draw the figures")
     run.add_argument("--overwrite", action="store_true",
                      help="replace a store of a different study at --out (only the store's own files are removed)")
@@ -68,6 +70,17 @@ def _parser() -> argparse.ArgumentParser:
                          description="Print the summary table of a saved study (an interrupted store: "
                                      "its finished blocks, marked INCOMPLETE).", epilog=EPILOG)
     rep.add_argument("path", metavar="PATH", help="the study store (made by `noether-sim run`)")
+
+    tab = sub.add_parser("table", help="write a saved study's numbers as CSV or JSON (every step size)",
+                         description="Write one row per (sweep point,) method, step size and charge — every step "
+                                     "size of each ladder, not only the finest — with the final drift statistics "
+                                     "over seeds and the ladder's fitted order, h → 0 drift and verdict. CSV (the "
+                                     "default) or JSON, to stdout or --out.", epilog=EPILOG)
+    tab.add_argument("path", metavar="PATH", help="the study store (made by `noether-sim run`)")
+    fmt = tab.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", dest="fmt", action="store_const", const="csv", help="CSV, a header line first (default)")
+    fmt.add_argument("--json", dest="fmt", action="store_const", const="json", help="JSON: a list of objects")
+    tab.add_argument("--out", metavar="FILE", help="write here instead of stdout")
 
     plot = sub.add_parser("plot", help="draw the figures of a saved study",
                           description="Draw every figure of a saved study as PNG and PDF.", epilog=EPILOG)
@@ -108,11 +121,27 @@ def _parser() -> argparse.ArgumentParser:
     repro.add_argument("--full", action="store_true",
                        help="paper-scale ensembles (1024 seeds per block; the default is sized for a few minutes)")
     repro.add_argument("--seeds", type=int, metavar="N", help="seeds per block in every claim (a quick look: e.g. 8)")
-    repro.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    repro.add_argument("--quiet", "-q", action="store_true", help="no progress and no compile notices")
 
     sub.add_parser("list", help="list the models, data, initialisations, dynamics, methods and charges",
                    description="List everything a study configuration can name, one line each.", epilog=EPILOG)
     return p
+
+
+@contextlib.contextmanager
+def _quiet_log(quiet: bool):
+    """--quiet: the package's INFO messages (compile notices, progress lines) are not shown."""
+    import logging
+
+    from .ensemble import log
+
+    level = log.level
+    if quiet:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _err(msg: str):
@@ -122,7 +151,7 @@ def _err(msg: str):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "report": cmd_report, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
+        return {"run": cmd_run, "report": cmd_report, "table": cmd_table, "plot": cmd_plot, "list": cmd_list, "status": cmd_status,
                 "verify": cmd_verify, "discover": cmd_discover, "reproduce": cmd_reproduce}[args.command](args)
     except KeyboardInterrupt:
         _err("interrupted")
@@ -136,10 +165,10 @@ def cmd_reproduce(args) -> int:
     from .execute import StudyInterrupted
     from .store import StoreLockedError
 
-    quiet = args.quiet or not sys.stderr.isatty()
     try:
-        report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not quiet,
-                           log=lambda msg: print(msg, flush=True))
+        with _quiet_log(args.quiet):
+            report = reproduce(args.claims, args.out, full=args.full, seeds=args.seeds, progress=not args.quiet,
+                               log=lambda msg: print(msg, flush=True))
     except (ConfigError, StoreLockedError) as err:
         _err(str(err))
         return EXIT_USAGE
@@ -169,7 +198,7 @@ def cmd_run(args) -> int:
     from .store import StoreLockedError, StoreMismatchError
 
     out = Path(args.out) if args.out else Path("results") / plan.name
-    progress = not args.quiet and sys.stderr.isatty()
+    progress = not args.quiet  # without a terminal: a log line every few seconds (ensemble.make_progress)
     say = (lambda *a, **k: None) if args.quiet else print
     total = n_blocks(plan)
     base = plan.points[0] if plan.points else plan.config
@@ -178,8 +207,9 @@ def cmd_run(args) -> int:
         f"{total} blocks -> {out}", flush=True)
     started = time.perf_counter()
     try:
-        ds = run_study(plan=plan, out=out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
-                       progress=progress, log=lambda m: say(m, flush=True))
+        with _quiet_log(args.quiet):
+            ds = run_study(plan=plan, out=out, workers=args.workers, scheduler=args.scheduler,
+                           overwrite=args.overwrite, progress=progress, log=lambda m: say(m, flush=True))
     except (StoreLockedError, StoreMismatchError, FileExistsError) as err:
         _err(str(err))
         return EXIT_USAGE
@@ -315,6 +345,18 @@ def cmd_report(args) -> int:
     return EXIT_OK
 
 
+def cmd_table(args) -> int:
+    from .results import write_table
+
+    ds, code = _load_for_cli(args.path)
+    if ds is None:
+        return code
+    write_table(ds, args.out or sys.stdout, args.fmt or "csv")
+    if args.out:
+        print(args.out)
+    return EXIT_OK
+
+
 def cmd_plot(args) -> int:
     from .plots import save_figures
 
@@ -372,6 +414,13 @@ def cmd_list(args) -> int:
                         "+ ∫|θ̇|² as the charge 'energy' (default false)",
         "beta1, beta2, eps": "adam, adamw (0.9, 0.999, 1e-8), rmsprop (beta2 = PyTorch's alpha, 0.99; eps 1e-8), "
                              "lion (0.9, 0.99): PyTorch's / optax's names and defaults; the learning rate is h",
+    })
+    section("recording ([record]; watch_seeds and track_ntk are also simulate(…) keywords):", {
+        "charges": "'all' (default) or a list of charge names to keep",
+        "watch_seeds": "seed ids whose full charge vectors are kept at every save time",
+        "final_weights": "keep θ(T) of every seed (large; simulate always keeps it)",
+        "track_ntk": "the watched seeds' empirical NTK at every save time: ntk_change, ntk_eigenvalues, "
+                     "ntk_alignment (needs watch_seeds and a hidden layer; default false)",
     })
     section("data augmentation ([data.augment]; data.augment(…)):", {
         "cyclic_translations": "inputs are length-d signals; continuous cyclic shifts (rotations of the real "

@@ -38,7 +38,7 @@ DEFAULT_STUDY = {
     "data": {"kind": "synthetic_regression", "n_points": 64, "noise": 0.1, "teacher_scale": 1.0, "seed": 0},
     "init": {"kind": "gaussian", "scale": 1.0, "bias_scale": 0.0},
     "seeds": {"count": 1024, "root": 0},
-    "record": {"charges": "all", "watch_seeds": [], "final_weights": False},
+    "record": {"charges": "all", "watch_seeds": [], "final_weights": False, "track_ntk": False},
     # one table per method; the key is the method's label in the results (and in file names)
     "methods": {
         "gd": {"dynamics": "gd", "method": "euler",
@@ -180,6 +180,7 @@ RECORD = {
     "charges": (False, None),
     "watch_seeds": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 0))),
     "final_weights": (False, _bool),
+    "track_ntk": (False, _bool),
 }
 METHOD = {
     "dynamics": (True, lambda k, v: _str(k, v, list(DYNAMICS))),
@@ -259,7 +260,7 @@ def parse_config(raw: dict) -> dict:
         "data": {"kind": "synthetic_regression", "noise": 0.0, "teacher_scale": 1.0, "seed": 0},
         "init": {"kind": "gaussian", "scale": 1.0, "bias_scale": 0.0},
         "seeds": {"root": 0},
-        "record": {"charges": "all", "watch_seeds": [], "final_weights": False},
+        "record": {"charges": "all", "watch_seeds": [], "final_weights": False, "track_ntk": False},
     }
     for sec, schema in SECTIONS.items():
         table = raw.get(sec, {})
@@ -326,6 +327,11 @@ def parse_config(raw: dict) -> dict:
     for i, s in enumerate(cfg["record"]["watch_seeds"]):
         if s >= n_seeds:
             _fail(f"record.watch_seeds[{i}]", s, f"must be a seed id < seeds.count = {n_seeds}")
+    if cfg["record"]["track_ntk"]:
+        if not cfg["record"]["watch_seeds"]:
+            _fail("record.track_ntk", True, "needs record.watch_seeds: the NTK is recorded for the watched seeds")
+        if len(widths) < 3:
+            _fail("record.track_ntk", True, f"needs a hidden layer (model.widths = {widths})")
 
     methods = raw["methods"]
     if not isinstance(methods, dict) or not methods:

@@ -29,6 +29,10 @@ class TrainingData:
         X = finite_array("X", self.X, 2)
         Y = finite_array("Y", self.Y, 2)
         if X.shape[1] != Y.shape[1]:
+            if X.shape[0] == Y.shape[0]:  # rows agree: sample-major arrays (scikit-learn, PyTorch)
+                fail("X", f"array of shape {X.shape} with Y of shape {Y.shape}",
+                     f"X looks like (points, features) and Y like (points, outputs): pass X.T and Y.T "
+                     f"(noether_sim takes features × points: X is n_in × N, Y is n_out × N, one column per point)")
             fail("Y", Y, f"must have as many columns (data points) as X, {X.shape[1]}, got {Y.shape[1]}")
         if X.shape[1] < 1:
             fail("X", X, "must hold at least one data point (column)")
@@ -69,6 +73,10 @@ class TrainingData:
                 np.ascontiguousarray(self.Y @ Xa.T / self.n_points))
 
     def check_fits(self, model):
+        if self.n_in != model.widths[0] and self.n_points == model.widths[0]:
+            fail("data", self, f"X has shape {self.X.shape}: its rows are the model's input width {model.widths[0]}, "
+                               f"so X looks like (points, features): pass X.T and Y.T (noether_sim takes "
+                               f"features × points, one column per data point)")
         if self.n_in != model.widths[0]:
             fail("data", self, f"inputs have {self.n_in} features but the model's input width is {model.widths[0]}")
         if self.n_out != model.widths[-1]:
@@ -87,12 +95,74 @@ class TrainingData:
 
 
 def from_arrays(X, Y) -> TrainingData:
-    return TrainingData(X, Y)
+    """Training data from your own arrays, ONE COLUMN PER DATA POINT (features × points).
+
+    Sample-major arrays, (N, n_in) as scikit-learn and PyTorch give them, must be transposed:
+    ``from_arrays(X.T, Y.T)``. Where the shapes say so (the rows of X and Y agree, the columns do not) this
+    is refused here with that advice; where they fit both ways, at the first use with a model whose input
+    width is N. Values must be finite; they are copied to float64.
+
+    Parameters
+    ----------
+    X : array_like
+        Inputs, shape (n_in, N): n_in features (the model's input width), N points.
+    Y : array_like
+        Targets, shape (n_out, N) (the model's output width; for softmax cross-entropy one-hot or soft
+        labels, classes × N); a 1-D Y of length N is one output, shape (1, N).
+
+    Returns
+    -------
+    TrainingData
+
+    Raises
+    ------
+    ConfigError
+        Non-finite values, or shapes that do not match (with the transpose advice where it applies).
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> ns.data.from_arrays(np.ones((3, 5)), np.zeros((2, 5))).n_points
+    5
+    """
+    Yarr = np.asarray(Y)
+    if Yarr.ndim == 1:
+        Yarr = Yarr[None, :]
+    return TrainingData(X, Yarr)
 
 
 def synthetic_regression(n_in: int, n_out: int, n_points: int, noise: float = 0.0,
                          teacher_scale: float = 1.0, seed: int = 0) -> TrainingData:
-    """Gaussian inputs, a random linear teacher W* (entries N(0, scale²/n_in)), Gaussian label noise."""
+    """Gaussian inputs, a random linear teacher W* (entries N(0, scale²/n_in)), Gaussian label noise.
+
+    Parameters
+    ----------
+    n_in, n_out, n_points : int
+        Input and output sizes (the model's first and last width) and the number of points N.
+    noise : float
+        Standard deviation of the label noise (≥ 0).
+    teacher_scale : float
+        The teacher's entries are N(0, teacher_scale²/n_in).
+    seed : int
+        The data set's seed (independent of the initialisation seeds).
+
+    Returns
+    -------
+    TrainingData
+        ``X`` (n_in × N), ``Y = W*X + noise`` (n_out × N).
+
+    Raises
+    ------
+    ConfigError
+        A size below 1 or a negative noise or scale.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> data = ns.data.synthetic_regression(10, 5, 64, noise=0.1)
+    >>> data.X.shape, data.Y.shape
+    ((10, 64), (5, 64))
+    """
     n_in, n_out, n_points = (positive_int(k, v) for k, v in
                              (("n_in", n_in), ("n_out", n_out), ("n_points", n_points)))
     noise = non_negative("noise", noise)
@@ -105,7 +175,33 @@ def synthetic_regression(n_in: int, n_out: int, n_points: int, noise: float = 0.
 
 
 def whitened(n_in: int, n_out: int, n_points: int, singular_values, seed: int = 0) -> TrainingData:
-    """Inputs with XXᵀ/N = I exactly and input–output correlation YXᵀ/N = U diag(s) Vᵀ (U, V random)."""
+    """Inputs with XXᵀ/N = I exactly and input–output correlation YXᵀ/N = U diag(s) Vᵀ (U, V random).
+
+    Parameters
+    ----------
+    n_in, n_out, n_points : int
+        Sizes; ``n_points ≥ n_in`` so that the inputs can be whitened exactly.
+    singular_values : sequence of float
+        At most min(n_in, n_out) values s ≥ 0.
+    seed : int
+        The data set's seed.
+
+    Returns
+    -------
+    TrainingData
+
+    Raises
+    ------
+    ConfigError
+        Too many or negative singular values, or fewer points than inputs.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> d = ns.data.whitened(3, 2, 8, [2.0, 1.0])
+    >>> np.allclose(d.X @ d.X.T / 8, np.eye(3)), np.linalg.svd(d.Y @ d.X.T / 8, compute_uv=False).round(12).tolist()
+    (True, [2.0, 1.0])
+    """
     n_in, n_out, n_points = (positive_int(k, v) for k, v in
                              (("n_in", n_in), ("n_out", n_out), ("n_points", n_points)))
     s = finite_array("singular_values", np.atleast_1d(singular_values), 1)
@@ -171,25 +267,56 @@ def _check_images(name, value, n_images: int, data: TrainingData):
 def augment(data: TrainingData, group: str, *, shifts=None, n_shifts: int | None = None, planes=None,
             n_angles: int | None = None, degree: int | None = 1) -> TrainingData:
     """The training set closed under a group acting orthogonally on the inputs (labels unchanged), with the
-    group's generators as ``.symmetry_generators`` (theory.md §2 item 5).
-
-    group="cyclic_translations": the inputs are length-d signals; the continuous cyclic shifts e^{φK}
-        (``fourier_shift_generator``), one generator "shift". ``shifts``:
-          None        a quadrature: n equally spaced shifts φ_j = j·d/n with n = 2·degree·(⌈d/2⌉ − 1) + 1,
-                      so that the loss of a model whose outputs are polynomials of degree ≤ ``degree`` in
-                      the input is exactly invariant under W_1 → W_1 e^{φK} for every real φ (the loss is
-                      then a trigonometric polynomial in φ of lower degree than n). ``n_shifts`` overrides n.
-          "integer"   the d integer shifts np.roll(x, j): the finite group Z_d. For squared loss on a deep
-                      linear network this already gives the continuous symmetry exactly (the input second
-                      moment becomes circulant); for any other model it does not.
-          a list      those shifts φ (samples, continuous), e.g. a random set that is not a group.
-    group="rotations": rotations in the given disjoint coordinate ``planes`` [(i, j), …], one generator per
-        plane "rot<i>-<j>"; every combination of n equally spaced angles per plane (n = 2·degree + 1, exact
-        for polynomial models of degree ≤ ``degree``; ``n_angles`` overrides).
+    group's generators as ``.symmetry_generators`` (docs/theory.md, "Charges", item 5).
 
     For a model that is not polynomial in its input (ReLU, tanh, softmax loss) no finite set is exact:
     the invariance is then approximate, and the data-symmetry charges of a run measure by how much.
-    ``degree=None`` with an explicit ``n_shifts`` / ``n_angles`` claims no exactness.
+
+    Parameters
+    ----------
+    data : TrainingData
+        The training set to close.
+    group : {"cyclic_translations", "rotations"}
+        ``"cyclic_translations"``: the inputs are length-d signals, acted on by the continuous cyclic
+        shifts ``e^{φK}`` (``fourier_shift_generator``), one generator ``"shift"``. ``"rotations"``:
+        rotations in the disjoint coordinate ``planes``, one generator ``"rot<i>-<j>"`` per plane.
+    shifts : None, "integer" or list of float
+        Cyclic translations only. None: a quadrature of n equally spaced shifts ``φ_j = j·d/n`` with
+        ``n = 2·degree·(⌈d/2⌉ − 1) + 1``, so that the loss of a model whose outputs are polynomials of
+        degree ≤ ``degree`` in the input is exactly invariant under ``W_1 → W_1 e^{φK}`` for every real φ.
+        ``"integer"``: the d integer shifts ``np.roll(x, j)``, the finite group Z_d; for squared loss on a
+        deep linear network this already gives the continuous symmetry exactly (the input second moment
+        becomes circulant), for any other model it does not. A list: those shifts φ (samples,
+        continuous), e.g. a random set that is not a group.
+    n_shifts : int, optional
+        Overrides the quadrature's n.
+    planes : list of (int, int)
+        Rotations only: the coordinate planes.
+    n_angles : int, optional
+        Rotations only: angles per plane (default ``2·degree + 1``, exact for polynomial models of degree
+        ≤ ``degree``); every combination over the planes is used.
+    degree : int or None
+        The input degree the closure is exact for; None with an explicit ``n_shifts`` / ``n_angles``
+        claims no exactness.
+
+    Returns
+    -------
+    TrainingData
+        The closed set; ``.symmetry_generators`` names its generators and ``symmetry_exact_for(model)``
+        says for which models the invariance is exact.
+
+    Raises
+    ------
+    ConfigError
+        An unknown group, inputs that do not fit it, or options of the other group.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> base = ns.data.synthetic_regression(7, 2, 3, seed=0)
+    >>> closed = ns.data.augment(base, "cyclic_translations", shifts="integer")
+    >>> closed.X.shape
+    (7, 21)
     """
     if not isinstance(data, TrainingData):
         fail("data", data, "must be a noether_sim.data.TrainingData")

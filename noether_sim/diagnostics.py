@@ -12,6 +12,8 @@ energy_balance  L(t) + ∫₀ᵗ |θ̇|² ds − L(0) (with weight decay, L + λ
                 charge with ``simulate(..., track_energy=True)``, tested against this one
 jacobian / ntk  J = ∂r/∂θ of the residual r = f(x_j) − y_j (stacked over outputs then points) and the
                 empirical NTK Θ = J Jᵀ, by an independent NumPy back-propagation
+ntk_along       Θ's relative change, top eigenvalues and alignment with the labels along a path
+                (what ``simulate(..., track_ntk=True)`` records for the watched seeds)
 ntk_identity    ṙ = J θ̇ (θ̇ = −∇L from the compiled kernel) against −(1/N) Θ r
 neuron_norms_from_charge  the boundedness consequence: (r, P) → |w_in|², |w_out|²
 """
@@ -51,10 +53,10 @@ def _grad(model, data, theta):
 
 def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str = "rk4",
                    weight_decay: float = 0.0, record_every: int = 1) -> dict:
-    """Integrate gradient flow with a fixed-step explicit tableau, carrying E(t) = ∫₀ᵗ |θ̇|² ds.
+    """Integrate gradient flow with a fixed-step explicit tableau, carrying ``E(t) = ∫₀ᵗ |θ̇|² ds``.
 
-    Returns times, objective Φ(t) = L + λ|θ|²/2, dissipated E(t), balance Φ(t) + E(t) − Φ(0)
-    (each (n_seeds, n_records)) and the final θ. Along the exact flow dΦ/dt = −|θ̇|², so balance ≡ 0.
+    Returns times, objective ``Φ(t) = L + λ|θ|²/2``, dissipated E(t), balance Φ(t) + E(t) − Φ(0)
+    (each (n_seeds, n_records)) and the final θ. Along the exact flow ``dΦ/dt = −|θ̇|²``, so balance ≡ 0.
     """
     tab = get_any_method(method)
     if method not in EXPLICIT_METHODS or tab.adaptive:
@@ -90,6 +92,10 @@ def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str =
 
 def jacobian(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
     """∂f/∂θ of one row θ at inputs X: shape (n_out · N, n_params), rows ordered (output c, point j)."""
+    if not hasattr(model, "preactivations"):  # a DeepLinear: the MLP with linear activations, same layout
+        from .mlp import MLP
+
+        model = MLP(model.widths, bias=model.bias, activation="linear")
     layers = model.unflatten(theta)
     Z = model.preactivations(theta, X)
     L, N = len(layers), X.shape[1]
@@ -123,9 +129,38 @@ def ntk(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def ntk_relative_change(model, theta_start: np.ndarray, theta_end: np.ndarray, X: np.ndarray) -> float:
-    """|Θ(end) − Θ(start)|_F / |Θ(start)|_F."""
+    """``|Θ(end) − Θ(start)|_F / |Θ(start)|_F``."""
     K0 = ntk(model, theta_start, X)
     return float(np.linalg.norm(ntk(model, theta_end, X) - K0) / np.linalg.norm(K0))
+
+
+def ntk_along(model, thetas: np.ndarray, X: np.ndarray, Y: np.ndarray, top: int) -> dict:
+    """The empirical NTK along one path θ(t_0), θ(t_1), … (rows of ``thetas``), measured against Θ(t_0):
+
+    change      |Θ(t) − Θ(t_0)|_F / |Θ(t_0)|_F
+    eigenvalues the ``top`` largest eigenvalues of Θ(t) (descending; Θ = J Jᵀ, no 1/N factor)
+    alignment   uncentred kernel-target alignment yᵀΘy / (|Θ|_F |y|²) (Cristianini et al., 2002), y the
+                targets Y stacked like the rows of J (output c, point j): in [0, 1] since Θ ⪰ 0; 1 when
+                Θ ∝ yyᵀ, i.e. the kernel sees only the direction of the labels
+    A non-finite row (a diverged seed, or a save time it did not reach) gives NaN.
+    """
+    n = len(thetas)
+    change, align = np.full(n, np.nan), np.full(n, np.nan)
+    eig = np.full((n, top), np.nan)
+    y = np.asarray(Y, float).reshape(-1)
+    K0 = None
+    for i, th in enumerate(thetas):
+        if not np.all(np.isfinite(th)):
+            continue
+        K = ntk(model, th, X)
+        if K0 is None and i == 0:
+            K0 = K
+        norm = np.linalg.norm(K)
+        if K0 is not None:
+            change[i] = np.linalg.norm(K - K0) / np.linalg.norm(K0)
+        eig[i] = np.linalg.eigvalsh(K)[::-1][:top]
+        align[i] = (y @ K @ y) / (norm * (y @ y))
+    return {"change": change, "eigenvalues": eig, "alignment": align}
 
 
 def ntk_identity(model, data, theta: np.ndarray) -> dict:
@@ -143,7 +178,7 @@ def ntk_identity(model, data, theta: np.ndarray) -> dict:
 
 
 def neuron_norms_from_charge(r, P):
-    """α = 1, no bias: from r = |w_in|² − |w_out|² and P = |w_out||w_in|, (|w_in|², |w_out|²)."""
+    """α = 1, no bias: from ``r = |w_in|² − |w_out|²`` and ``P = |w_out||w_in|``, the pair ``(|w_in|², |w_out|²)``."""
     r, P = np.asarray(r, float), np.asarray(P, float)
     w_in2 = 0.5 * (r + np.sqrt(r * r + 4.0 * P * P))
     return w_in2, w_in2 - r

@@ -257,7 +257,32 @@ def optimizer_state_labels(resolved: Resolved, P: int) -> tuple[list, list]:
 
 def heavy_ball_from_flow(h: float, tau: float) -> tuple[float, float]:
     """(learning rate η, momentum β) of the heavy ball that is conformal symplectic Euler with step h on
-    momentum flow with time constant τ: β = e^{−h/τ}, η = h²/τ (theory.md §4)."""
+    momentum flow with time constant τ: β = e^{−h/τ}, η = h²/τ (docs/theory.md, "Momentum").
+
+    Parameters
+    ----------
+    h, tau : float
+        Step size and time constant, both > 0.
+
+    Returns
+    -------
+    (float, float)
+        The learning rate η and the momentum β.
+
+    Raises
+    ------
+    ConfigError
+        A step size or time constant that is not > 0.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> eta, beta = ns.heavy_ball_from_flow(0.1, 0.5)
+    >>> round(eta, 12), round(beta, 6)
+    (0.02, 0.818731)
+    >>> [round(float(x), 12) for x in ns.flow_from_heavy_ball(eta, beta)]
+    [0.1, 0.5]
+    """
     h, tau = v.positive("h", h), v.positive("tau", tau)
     return h * h / tau, float(np.exp(-h / tau))
 

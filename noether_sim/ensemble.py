@@ -3,15 +3,19 @@ progress bars, provenance and the memory a run will need."""
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import logging
 import numbers
 import os
-from concurrent.futures import ThreadPoolExecutor
+import sys
+import threading
+import time
 
 import numpy as np
 import xarray as xr
 
 from . import _validate as v
+from ._threads import over_seed_ranges  # noqa: F401 (simulate.py runs seed ranges with it)
 from .init import Given
 
 EPS = np.finfo(np.float64).eps
@@ -68,39 +72,133 @@ def initial_weights(model, init, ids, root_seed) -> np.ndarray:
     return init.rows(model, root_seed, ids)
 
 
-def over_seed_ranges(n_seeds, run_range, min_per_range: int = 1):
-    """Run ``run_range(lo, hi)`` over disjoint seed ranges on ``numba.get_num_threads()`` threads.
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test capture, redirection)."""
 
-    The kernels release the GIL; ranges are a few per thread so uneven seeds (adaptive steps,
-    divergence) balance out. A seed's arithmetic does not depend on its range: results are
-    bit-identical for any thread count.
-    """
-    import numba
+    @property
+    def stream(self):
+        return sys.stderr
 
-    threads = numba.get_num_threads()
-    n_ranges = min(n_seeds // max(min_per_range, 1), 4 * threads)
-    if threads == 1 or n_ranges <= 1:
-        run_range(0, n_seeds)
-        return
-    edges = np.linspace(0, n_seeds, n_ranges + 1).astype(int)
-    pool = _thread_pool(threads)
-    for future in [pool.submit(run_range, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]:
-        future.result()
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
-@functools.lru_cache(maxsize=None)
-def _thread_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per thread count for the process (a run calls the kernels once per chunk)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="noether_sim")
+log = logging.getLogger("noether_sim")
+"""The package's messages (compiles, progress without a terminal): INFO lines on stderr through its own
+handler, and passed on to the root logger as usual. Silence them with
+``logging.getLogger("noether_sim").setLevel(logging.WARNING)``; if your root logger already prints them,
+drop the package's own copy with ``logging.getLogger("noether_sim").handlers.clear()``."""
+if not log.handlers:
+    _handler = _Stderr()
+    _handler.setFormatter(logging.Formatter("noether_sim: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(logging.INFO)
+
+LOG_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
+
+
+def _terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class LogProgress:
+    """A progress bar's interface (``update``, ``set_postfix``, ``set_postfix_str``, ``close``, ``n``) that
+    writes one log line at most every ``LOG_EVERY`` seconds instead of redrawing: for logs and pipes,
+    where a bar's carriage returns pile up. A run shorter than that writes nothing, unless ``final_line``
+    (a study: one closing line however short)."""
+
+    def __init__(self, total, desc, fmt=None, final_line=False):
+        self.n, self.total, self.desc = 0, total, desc
+        self.fmt = fmt or (lambda n, total: f"{n / total:.0%}" if total else f"{n:g}")
+        self.final_line = final_line
+        self.postfix = ""
+        self.started = self.last = time.perf_counter()
+        self.lines = 0
+
+    def _maybe_log(self, final=False):
+        now = time.perf_counter()
+        if (now - self.last >= LOG_EVERY) or (final and (self.lines or self.final_line)):
+            self.last = now
+            self.lines += 1
+            extra = f", {self.postfix}" if self.postfix else ""
+            log.info(f"{self.desc}: {self.fmt(self.n, self.total)} after {now - self.started:.0f} s{extra}"
+                     + (" (done)" if final else ""))
+
+    def update(self, n=1):
+        self.n += n
+        self._maybe_log()
+
+    def set_postfix(self, refresh=False, **kw):
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kw.items())
+
+    def set_postfix_str(self, s="", refresh=False):
+        self.postfix = s
+
+    def close(self):
+        self._maybe_log(final=True)
+
+
+def make_progress(total, desc, bar_format, unit="", leave=True, fmt=None, final_line=True):
+    """A tqdm bar where it can redraw (a terminal, a notebook), else a ``LogProgress``."""
+    from tqdm.auto import tqdm
+
+    if _terminal() or any("notebook" in c.__module__ for c in tqdm.__mro__):  # tqdm.auto picked a widget
+        return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, bar_format=bar_format)
+    return LogProgress(total, desc, fmt, final_line)
 
 
 def progress_bar(progress, total, label):
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    return make_progress(total, label, "{desc}: {percentage:3.0f}%|{bar}| t={n:.4g}/{total:.4g} "
+                                       "[{elapsed}<{remaining}{postfix}]", unit="t", leave=False,
+                         fmt=lambda n, total: f"t = {n:.4g} of {total:.4g}", final_line=False)
 
-    return tqdm(total=total, desc=label, unit="t", leave=False,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}{postfix}]")
+
+_compiling = threading.local()
+
+
+@contextlib.contextmanager
+def compile_notice(what: str):
+    """Say so when numba compiles kernels inside this block (first use of a model, dynamics and method:
+    10–60 s), then the time it took; nothing when every kernel comes from the on-disk cache. Uses numba's
+    "numba:compile" event, which fires only for real compiles (not cache loads)."""
+    from numba.core import event
+
+    state = {"depth": 0, "seconds": 0.0, "start": 0.0, "said": False}
+
+    # numba compiles under one global lock, so events never interleave; a compile started by the kernel
+    # threads of this run (over_seed_ranges) is this block's as much as one in the calling thread
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            if state["depth"] == 0:
+                state["start"] = time.perf_counter()
+                if not state["said"]:
+                    state["said"] = True
+                    log.info(f"compiling kernels for {what}, first use only…")
+            state["depth"] += 1
+
+        def on_end(self, ev):
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                state["seconds"] += time.perf_counter() - state["start"]
+
+    if getattr(_compiling, "active", False):  # nested: the outer block reports
+        yield
+        return
+    _compiling.active = True
+    listener = Listener()
+    try:
+        with event.install_listener("numba:compile", listener):
+            yield
+    finally:
+        _compiling.active = False
+        if state["said"]:
+            log.info(f"compiled the kernels for {what} in {state['seconds']:.1f} s (kept on disk for later runs)")
 
 
 def provenance() -> dict:

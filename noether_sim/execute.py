@@ -19,7 +19,6 @@ store's lock; the workers write without it.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -64,10 +63,9 @@ def compute_block(store, cfg: dict, point, label: str, k: int, threads: int | No
 def _progress(total, desc, enabled):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from .ensemble import make_progress
 
-    return tqdm(total=total, desc=desc, unit="", file=sys.stderr,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+    return make_progress(total, desc, "{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
 
 
 def run_study(config=None, out=None, *, overrides=(), workers: int | None = None, scheduler: str | None = None,

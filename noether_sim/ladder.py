@@ -57,6 +57,42 @@ def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=
     Every rung runs to the same end time with the same save grid, and every rung is validated before
     any runs: a ladder that could not be compared rung by rung is refused with a ConfigError.
     Default save grid: about 32 records, each a whole number of steps of the largest step size.
+
+    Parameters
+    ----------
+    model, data
+        As for ``simulate``.
+    step_sizes : sequence of float
+        At least three distinct step sizes > 0 (sorted largest first); every save interval must be a
+        whole number of steps of each.
+    progress : bool
+        Show a progress bar over the rungs.
+    memory_limit : float, optional
+        Bytes one rung may allocate (``simulate``'s check, made for every rung before the first runs).
+    **kwargs
+        Any other ``simulate`` keyword (``dynamics``, ``method``, ``t_end``, ``seeds``, ``tau``, …), the
+        same for every rung; ``h``, ``n_steps`` and ``learning_rate`` are refused, and so are adaptive
+        methods.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``simulate``'s result for each rung, stacked along ``h`` (largest first).
+
+    Raises
+    ------
+    ConfigError
+        Fewer than three step sizes, a per-rung option, an adaptive method, or any rung ``simulate``
+        would refuse.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> data = ns.data.synthetic_regression(4, 2, 16, seed=0)
+    >>> ladder = ns.run_ladder(model, data, method="rk4", step_sizes=[0.1, 0.05, 0.025], t_end=0.5, seeds=4)
+    >>> ladder.h.values.tolist(), ladder.sizes["seed"]
+    ([0.1, 0.05, 0.025], 4)
     """
     for name in ("h", "n_steps", "learning_rate"):
         if kwargs.get(name) is not None:
@@ -101,13 +137,43 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     Each charge is compared with its own exact law at the end time (``law_factor`` · q(0)): the flow's
     law for gradient flow and descent, e^{−t/τ}J(0) for isometric charges under momentum, and q(0) for
     the model's charges under momentum (which breaks them). Charges with no value in this run (isometric
-    charges of gradient flow) get the verdict "no such charge".
+    charges of gradient flow) get the verdict "no such charge". The rule is in docs/guide/verdicts.md.
 
     Where the dynamics has an exact discrete law for a charge (``laws.step_law``: gradient descent's
     one-step law, heavy ball's conformal symplectic decay, …) and that law holds to round-off at every
     step size, the verdict rests on it (``basis`` = "exact law"); otherwise on the extrapolation
     (``basis`` = "ladder"). A replacement law (momentum's law for the model's charges) is judged
     separately: ``law_verdict``.
+
+    Parameters
+    ----------
+    ladder : xarray.Dataset
+        A ``run_ladder`` result (a dimension ``h`` with at least three step sizes).
+    order : int, optional
+        The order assumed by the extrapolation (default: the method's order, ``ladder.attrs["method_order"]``).
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``seed`` and ``charge``: ``fitted_order``, ``extrapolated_drift``, ``uncertainty``,
+        ``roundoff_floor``, ``finest_drift``, ``scale``, ``verdict``, ``basis``, ``law_verdict``,
+        ``law_residual`` (the exact law's residual at the finest rung, where the step has one) and
+        ``included`` (False for seeds that failed on some rung, left out of the statistics and counted);
+        the coordinates ``charge_law`` and ``step_law`` name the laws used.
+
+    Raises
+    ------
+    ConfigError
+        A dataset without a ladder dimension ``h`` of at least three step sizes.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> data = ns.data.synthetic_regression(4, 2, 16, seed=0)
+    >>> ladder = ns.run_ladder(model, data, method="gl2", step_sizes=[0.1, 0.05, 0.025], t_end=0.5, seeds=4)
+    >>> ns.analyse_ladder(ladder).verdict.values.tolist()
+    [['conserved by the flow'], ['conserved by the flow'], ['conserved by the flow'], ['conserved by the flow']]
     """
     if "h" not in ladder.dims or ladder.sizes["h"] < MIN_RUNGS:
         fail("ladder", dict(ladder.sizes), f"needs a dimension 'h' with at least {MIN_RUNGS} step sizes")
@@ -266,7 +332,29 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
     (the model's charges under momentum), that law's overall verdict (``law_verdict``). ``limit_flow``
     names the flow the verdict is about (the sign-like flow for Adam, not gradient flow; laws.py).
 
-    Works on ``analyse_ladder``'s result and on ``laws.judge``'s (a single run)."""
+    Parameters
+    ----------
+    analysis : xarray.Dataset
+        An ``analyse_ladder`` result, or a single run's ``judge`` result.
+
+    Returns
+    -------
+    list of dict
+        Per charge: ``charge``, ``verdict`` (one verdict when every judged seed agrees, else ``"mixed: …"``
+        with the counts), the medians ``fitted_order``, ``extrapolated_drift``, ``uncertainty``,
+        ``roundoff_floor``, ``finest_drift``, ``scale``, ``law_residual``, then ``basis``, ``law_verdict``,
+        ``law`` (the charge's law), ``step_law`` (the step's exact law, if any), ``seeds_judged``,
+        ``seeds_excluded`` and the count of each verdict (``n_conserved``, ``n_broken``, ``n_inconclusive``).
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> data = ns.data.synthetic_regression(4, 2, 16, seed=0)
+    >>> ladder = ns.run_ladder(model, data, method="gl2", step_sizes=[0.1, 0.05, 0.025], t_end=0.5, seeds=4)
+    >>> [(row["charge"], row["verdict"]) for row in ns.summarise_verdicts(ns.analyse_ladder(ladder))]
+    [('D1', 'conserved by the flow')]
+    """
     rows = []
     inc = analysis.included.values
     for k, name in enumerate(analysis.charge.values):

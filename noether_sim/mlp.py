@@ -37,12 +37,28 @@ def erf(x):
 class MLP(DeepLinear):
     """f(x) = W_L σ(… σ(W_1 x + b_1) …) + b_L.
 
-    activation  one of ``ACTIVATIONS``; "relu_pow" is ReLU(z)^power (degree α = power >= 1),
-                "leaky_relu" has negative-side slope ``slope``. σ'(0) is the derivative from the left.
-    loss        "squared" (1/2N)Σ|f − y|², or "softmax_ce" (targets Y: one-hot or soft labels, C × N)
-    normalised_first_layer  row k of W_1 enters only as w_k/|w_k| (no gain): |w_k|² is a scale charge
-    The rescale charges r = |w_in|² + b² − α|w_out|² use α = the activation's degree of homogeneity;
+    The rescale charges ``r = |w_in|² + b² − α|w_out|²`` use α = the activation's degree of homogeneity;
     for tanh, softplus and GELU (no symmetry) the same expression with α = 1 is recorded as a control.
+
+    Parameters
+    ----------
+    widths : tuple of int
+        Layer widths ``n_0 … n_L`` (input, hidden…, output).
+    bias : bool
+        Whether every layer has a bias.
+    activation : str
+        One of ``ACTIVATIONS``; "relu_pow" is ReLU(z)^power (degree α = power ≥ 1), "leaky_relu" has
+        negative-side slope ``slope``. σ'(0) is the derivative from the left.
+    loss : {"squared", "softmax_ce"}
+        ``(1/2N)Σ|f − y|²``, or softmax cross-entropy (targets Y: one-hot or soft labels, C × N).
+    normalised_first_layer : bool
+        Row k of W_1 enters only as ``w_k/|w_k|`` (no gain): ``|w_k|²`` is a scale charge.
+
+    Examples
+    --------
+    >>> from noether_sim.mlp import MLP
+    >>> MLP((3, 4, 1), bias=True, activation="relu").n_params   # 3·4 + 4 + 4·1 + 1
+    21
     """
 
     activation: str = "relu"

@@ -28,7 +28,31 @@ class ChargeGroup:
 
 @dataclass(frozen=True)
 class DeepLinear:
-    """f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss. ``widths`` = (n_0, n_1, …, n_L)."""
+    """f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss. ``widths`` = (n_0, n_1, …, n_L).
+
+    Its charges are the balance matrices ``D<i> = W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ`` of the hidden
+    layers. The data enter only through their second moments, so a step costs the same for any number
+    of data points.
+
+    Parameters
+    ----------
+    widths : tuple of int
+        Widths ≥ 1: input, hidden…, output (balance charges need a hidden layer: three or more).
+    bias : bool
+        Whether every layer has a bias.
+
+    Raises
+    ------
+    ConfigError
+        Fewer than two widths, or a width below 1.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.DeepLinear((10, 16, 16, 5))
+    >>> model.n_params, model.n_layers
+    (496, 3)
+    """
 
     widths: tuple
     bias: bool = False

@@ -11,6 +11,7 @@ is computed from the run that writes it.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,7 @@ def _median_final(sub, scheme, charge, var="drift"):
     return h, np.array([np.nanmedian(final[k, ok]) for k in range(len(h))])
 
 
-def _figure(nrows=1, ncols=1, width=6.0, height=4.3):
+def _figure(nrows=1, ncols=1, width=6.0, height=5.2):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,11 +169,13 @@ H_LABEL = "step size h (dimensionless time; learning rate η for gradient descen
 
 
 def _ladder_plot(ax, series, charge_text):
-    """Median final drift against h, log-log, with fitted slopes; ``series``: (label, h, drift)."""
+    """Median final drift against h, log-log, with fitted slopes; ``series``: (label, h, drift) or
+    (label, h, drift, colour, line style)."""
     from .plots import fitted_slope
 
-    for label, h, y in series:
-        ax.plot(h, np.where(y > 0, y, np.nan), "o-", label=f"{label}: slope {fitted_slope(h, y):.2f}")
+    for label, h, y, *look in series:
+        style = dict(color=look[0], linestyle=look[1], marker="o" if look[1] == "-" else "s") if look else {"marker": "o"}
+        ax.plot(h, np.where(y > 0, y, np.nan), **style, label=f"{label}: slope {fitted_slope(h, y):.2f}")
     from matplotlib.ticker import NullFormatter
 
     ax.set_xscale("log")
@@ -180,11 +183,11 @@ def _ladder_plot(ax, series, charge_text):
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
     from .results import h_text
 
-    hs = sorted({float(x) for _, h, _ in series for x in h if np.isfinite(x)})
+    hs = sorted({float(x) for _, h, *_ in series for x in h if np.isfinite(x)})
     ax.set_xticks(hs, [h_text(x) for x in hs])
     ax.set_xlabel(H_LABEL)
     ax.set_ylabel(f"median final drift of {charge_text}")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))  # below: off the curves
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -208,7 +211,8 @@ def _claim_a(claim, out, seeds, progress, say):
     figures.append(_save(fig, out, "a_rescale_charge_vs_step"))
 
     # boundedness along one path: the norms the conserved r implies, against the measured ones
-    fig, axes = _figure(1, 2)
+    fig, axes = _figure(1, 2, height=5.0)
+    shown = None  # the neurons drawn: chosen on the first panel, the same (same colours) on the second
     for ax, act in zip(axes, ("relu", "tanh")):
         _, label, sub, cfg = next(pt for pt in points if pt[3]["model"]["activation"] == act)
         model, data = build_model(cfg), build_data(cfg)
@@ -225,13 +229,17 @@ def _claim_a(claim, out, seeds, progress, say):
         law = 0.5 * (r0 + np.sqrt(r0 ** 2 + 4 * P ** 2))
         err = np.max(np.abs(w_in2 - law) / np.maximum(w_in2, 1e-300))
         growth = np.max((w_in2[-1] + w_out2[-1]) / (w_in2[0] + w_out2[0]))  # per neuron, the largest
-        for j in np.argsort(-np.abs(w_in2[-1] - w_in2[0]))[:4]:
-            line, = ax.plot(t, w_in2[:, j], "o", ms=4, label=f"neuron {j}: measured |w_in|²")
-            ax.plot(t, law[:, j], "-", color=line.get_color(), label=f"neuron {j}: (r(0) + √(r(0)² + 4P²))/2")
+        if shown is None:
+            shown = np.argsort(-np.abs(w_in2[-1] - w_in2[0]))[:4]
+        for c, j in enumerate(shown):
+            ax.plot(t, w_in2[:, j], "o", ms=4, color=f"C{c}", label=f"neuron {j}")
+            ax.plot(t, law[:, j], "-", color=f"C{c}")
+        ax.plot([], [], "ko", ms=4, label="measured |w_in|²")
+        ax.plot([], [], "k-", label="(r(0) + √(r(0)² + 4P²))/2")
         ax.set_xlabel("time t (dimensionless)")
         ax.set_ylabel("|w_in|² of a hidden neuron (dimensionless)")
         ax.set_title(f"(a) {act}: law from the conserved charge vs measurement", fontsize="medium")
-        ax.legend(fontsize="x-small", ncol=2)
+        ax.legend(fontsize="small", ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
         numbers.append(f"{act}, seed 0, RK4 at h = {float(np.nanmin(sub.h.values)):g}: largest relative gap between "
                        f"|w_in(t)|² and the norm the conserved r(0) implies, (r(0) + √(r(0)² + 4P(t)²))/2, over "
                        f"{model.widths[1]} neurons and {len(t)} times: {err:.2e}; the largest growth of a neuron's "
@@ -250,27 +258,25 @@ def _claim_b(claim, out, seeds, progress, say):
     fig, axes = _figure(1, 2)
     for ax, lam in zip(axes, (0.0, 0.05)):
         series = []
-        for _, label, sub, cfg in points:
-            if cfg["weight_decay"] != lam:
-                continue
+        for i, (_, label, sub, cfg) in enumerate(pt for pt in points if pt[3]["weight_decay"] == lam):
             depth = len(cfg["model"]["widths"]) - 1
-            for scheme in ("gf-rk4", "gd"):
+            for scheme, ls in (("gf-rk4", "-"), ("gd", "--")):  # one colour per depth, one style per method
                 h, med = _median_final(sub, scheme, "D1")
-                series.append((f"{scheme}, depth {depth}", h, med))
+                series.append((f"{scheme}, depth {depth}", h, med, f"C{i}", ls))
         _ladder_plot(ax, series, "D_1 (Frobenius)")
         ax.set_title(f"(b) balance D_1 at t = T, weight decay λ = {lam:g}", fontsize="medium")
     figures.append(_save(fig, out, "b_balance_vs_step"))
 
     # gradient descent: measured drift against its exact law's prediction over time
-    fig, (ax,) = _figure()
-    for _, label, sub, cfg in points:
-        if cfg["weight_decay"] != 0.05:
-            continue
+    fig, (ax,) = _figure(height=5.0)
+    styles = {"drift": "o", "predicted": "-", "residual": ":"}
+    for i, (_, label, sub, cfg) in enumerate(pt for pt in points if pt[3]["weight_decay"] == 0.05):
         depth = len(cfg["model"]["widths"]) - 1
         t = sub.time.values
-        for var, style in (("drift", "o"), ("predicted", "-"), ("residual", ":")):
+        for var, style in styles.items():
             y = sub[var].sel(scheme="gd", charge="D1").isel(step=0).median("seed").values
-            ax.plot(t[1:], y[1:], style, label=f"depth {depth}: {var}")
+            ax.plot(t[1:], y[1:], style, color=f"C{i}", ms=4)
+        ax.plot([], [], "s", color=f"C{i}", label=f"depth {depth}")
         drift = sub.drift.sel(scheme="gd", charge="D1").isel(step=0, time=-1).values
         res = sub.residual.sel(scheme="gd", charge="D1").isel(step=0, time=-1).values
         numbers.append(f"gradient descent η = {float(sub.h.sel(scheme='gd').values[0]):g}, depth {depth}, λ = 0.05: "
@@ -280,9 +286,12 @@ def _claim_b(claim, out, seeds, progress, say):
     ax.set_yscale("log")
     ax.set_xlabel("time t = kη (dimensionless)")
     ax.set_ylabel("|D_1 − e^(-2λt)D_1(0)|_F, seed median")
+    for var, style in styles.items():
+        ax.plot([], [], style, color="k", label={"drift": "measured drift", "predicted": "exact one-step law",
+                                                 "residual": "residual (round-off)"}[var])
     ax.set_title("(b) gradient descent, λ = 0.05, coarsest η:\ndrift (dots) = exact one-step law (lines) + residual (dotted)",
                  fontsize="medium")
-    ax.legend(fontsize="x-small", ncol=2)
+    ax.legend(fontsize="small", ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     figures.append(_save(fig, out, "b_gd_exact_law"))
     table = _verdict_table(points, ["D1", "D2", "D3", "D4"])
     return Section(claim, overrides, store, [table], numbers, figures)
@@ -345,7 +354,7 @@ def _claim_c(claim, out, seeds, progress, say):
         numbers.append(f"{act}: median |c(θ_0)|/(|θ̇_1||W_1||K|) over 32 seeds with n equally spaced shifts: "
                        + ", ".join(f"n={n}: {r:.1e}" for n, r in zip(scan, rel)))
     ax.axvline(7, color="grey", ls="--", lw=0.8)
-    ax.text(7.3, 1e-3, "n = 7: exact for degree 1", color="grey", fontsize="small")
+    ax.text(7.3, 1e-9, "n = 7: exact for degree 1", color="grey", fontsize="small")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("number n of equally spaced continuous shifts in the augmented set")
@@ -363,17 +372,19 @@ def _claim_c(claim, out, seeds, progress, say):
 
 def _claim_d(claim, out, seeds, progress, say):
     from .builders import build_data, build_model
-    from .diagnostics import ntk_identity, ntk_relative_change
+    from .diagnostics import ntk_identity
 
-    ds, overrides, store = _run(claim, out, seeds, progress, say)
+    # the NTK is tracked for the first (up to) four seeds: fewer when fewer are run
+    watch = [] if seeds is None or seeds >= 4 else [f"record.watch_seeds={list(range(seeds))}"]
+    ds, overrides, store = _run(claim, out, seeds, progress, say, watch)
     points = _points(ds)
     numbers, figures = [], []
     fig, (ax,) = _figure()
     series = []
-    for _, label, sub, cfg in points:
+    for i, (_, label, sub, cfg) in enumerate(points):
         width = cfg["model"]["widths"][1]
-        for scheme in ("gf-rk4", "gd"):
-            series.append((f"{scheme}, width {width}", *_median_final(sub, scheme, "energy")))
+        for scheme, ls in (("gf-rk4", "-"), ("gd", "--")):  # one colour per width, one style per method
+            series.append((f"{scheme}, width {width}", *_median_final(sub, scheme, "energy"), f"C{i}", ls))
     _ladder_plot(ax, series, "E = L + ∫|θ̇|²")
     ax.set_title("(d) energy identity E(T) = E(0):\nRK4 drift → 0 as h⁴, gradient descent's as η",
                  fontsize="medium")
@@ -398,32 +409,53 @@ def _claim_d(claim, out, seeds, progress, say):
     ax.legend(fontsize="small")
     figures.append(_save(fig, out, "d_energy_identity"))
 
-    fig, (ax,) = _figure()
+    # the NTK along training, recorded by the runs themselves (record.track_ntk) for the watched seeds
+    fig, axes = _figure(1, 2)
     widths, changes = [], []
-    for _, label, sub, cfg in points:
+    for i, (_, label, sub, cfg) in enumerate(points):
         model, data = build_model(cfg), build_data(cfg)
-        th0 = sub.theta_initial.values
-        thT = sub.theta_final.sel(scheme="gf-rk4").isel(step=-1).values
-        n = min(8, len(th0))
-        rel = [ntk_relative_change(model, th0[s], thT[s], data.X) for s in range(n)]
-        ident = max(ntk_identity(model, data, thT[s])["relative_error"] for s in range(n))
-        widths.append(cfg["model"]["widths"][1])
-        changes.append(rel)
-        numbers.append(f"width {widths[-1]}: NTK relative change |Θ(T) − Θ(0)|_F/|Θ(0)|_F over t ∈ [0, {cfg['t_end']:g}], "
-                       f"median over {n} seeds {np.median(rel):.3e} (range {min(rel):.3e}–{max(rel):.3e}); "
+        k = int(np.nanargmin(sub.h.sel(scheme="gf-rk4").values))
+        run = sub.sel(scheme="gf-rk4").isel(step=k)
+        t = run.time.values
+        change = run.ntk_change.transpose("watched_seed", "time").values
+        align = run.ntk_alignment.transpose("watched_seed", "time").values
+        top = run.ntk_eigenvalues.isel(ntk_rank=0).transpose("watched_seed", "time").values
+        width = cfg["model"]["widths"][1]
+        color = f"C{i}"
+        axes[0].plot(t, np.nanmedian(change, axis=0), "o-", ms=3, color=color, label=f"width {width}")
+        for row in change:
+            axes[0].plot(t, row, "-", color=color, alpha=0.3, lw=0.8)
+        widths.append(width)
+        changes.append(change[:, -1])
+        thT = sub.theta_final.sel(scheme="gf-rk4").isel(step=k).values
+        ident = max(ntk_identity(model, data, thT[s])["relative_error"] for s in range(min(8, len(thT))))
+        numbers.append(f"width {width}, RK4 at h = {float(run.h):g}, tracked along the run for {len(change)} watched seeds: "
+                       f"NTK relative change |Θ(T) − Θ(0)|_F/|Θ(0)|_F at T = {t[-1]:g}, median {np.nanmedian(change[:, -1]):.3e} "
+                       f"(range {np.nanmin(change[:, -1]):.3e}–{np.nanmax(change[:, -1]):.3e}); top eigenvalue "
+                       f"λ₁(T)/λ₁(0), median {np.nanmedian(top[:, -1] / top[:, 0]):.3f}; alignment with the labels "
+                       f"yᵀΘy/(|Θ|_F|y|²) from {np.nanmedian(align[:, 0]):.3f} to {np.nanmedian(align[:, -1]):.3f}; "
                        f"largest relative error of ṙ = −(1/N)Θr at θ(T): {ident:.1e}")
+    axes[0].set_xlabel("time t (dimensionless)")
+    axes[0].set_ylabel("|Θ(t) − Θ(0)|_F / |Θ(0)|_F (RK4 gradient flow)")
+    axes[0].set_title("(d) empirical NTK along training, by width\n(thin: each watched seed; dots: their median)",
+                      fontsize="medium")
+    axes[0].legend(fontsize="small", loc="upper left")
     from .plots import fitted_slope
 
-    med = np.array([np.median(c) for c in changes])
-    ax.plot(widths, med, "o-", label=f"median over seeds: slope {fitted_slope(np.array(widths, float), med):.2f}")
+    ax = axes[1]
+    med = np.array([np.nanmedian(c) for c in changes])
+    ax.plot(widths, med, "o-", label=f"median over watched seeds: slope {fitted_slope(np.array(widths, float), med):.2f}")
     for w, c in zip(widths, changes):
         ax.plot([w] * len(c), c, ".", color="grey")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(widths, [str(w) for w in widths])
+    ax.set_xticks([], minor=True)
     ax.set_xlabel("hidden width")
     ax.set_ylabel("|Θ(T) − Θ(0)|_F / |Θ(0)|_F (RK4 gradient flow)")
-    ax.set_title("(d) empirical NTK: relative change during training,\nby width (small: lazy; large: rich)", fontsize="medium")
-    ax.legend(fontsize="small")
+    ax.set_title("(d) NTK change over training against width\n(small change: lazy training; large change: rich)",
+                 fontsize="medium")
+    ax.legend(fontsize="small", loc="lower left")
     figures.append(_save(fig, out, "d_ntk_change_vs_width"))
     table = _verdict_table(points, ["energy"])
     return Section(claim, overrides, store, [table], numbers, figures)
@@ -444,10 +476,10 @@ def _report_text(sections, full, seeds) -> str:
         c = s.claim
         lines += [f"## ({c.key}) {c.title}", "", c.statement, "",
                   f"Configuration: `examples/paper/{c.config}`"
-                  + (f" with `{' '.join('--set ' + o for o in s.overrides)}`" if s.overrides else "")
+                  + (f" with `{' '.join('--set ' + shlex.quote(o) for o in s.overrides)}`" if s.overrides else "")
                   + f"; store `{s.store}` (`noether_sim.load`).", "", "Verdicts (see 'What a verdict means' "
                   "below; basis 'exact law': the step's exact law holds to round-off, 'ladder': extrapolation "
-                  "to h → 0):", ""]
+                  "to h → 0; docs/theory.md, 'What integrators do to charges'):", ""]
         lines += s.tables + [""] + [f"- {n}" for n in s.numbers] + [""]
         lines += [f"![{Path(f).stem}]({f})" for f in s.figures] + [""]
     lines += ["## What a verdict means", "", VERDICT_MEANING, ""]

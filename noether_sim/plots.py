@@ -65,7 +65,7 @@ def _n_seeds_text(ds):
 
 
 def drift_vs_time(ds: xr.Dataset) -> Figure:
-    """Charge drift |q(t) − q_law(t)| against time, per method at its finest step size."""
+    """Charge drift ``|q(t) − q_law(t)|`` against time, per method at its finest step size."""
     colors = _colors(ds)
     fig, axes = _panels(ds, ds.sizes["charge"], f"Charge drift against time ({_n_seeds_text(ds)})")
     t = ds.time.values[1:]  # t = 0: drift is exactly zero, off a log axis
@@ -99,6 +99,7 @@ def drift_vs_step(ds: xr.Dataset) -> Figure:
     fig, axes = _panels(ds, ds.sizes["charge"],
                         f"Final charge drift against step size at t = {float(ds.time.values[-1]):g} "
                         f"(median over {ds.sizes['seed']} seeds)")
+    above = []
     for ax, charge in zip(axes, ds.charge.values):
         for s in ds.scheme.values:
             h = ds.h.sel(scheme=s).values
@@ -113,12 +114,19 @@ def drift_vs_step(ds: xr.Dataset) -> Figure:
                     label=f"{s} (order {order}): fitted slope {slope:.2f}")
             ax.annotate(f"slope {slope:.2f}", (h[done][-1], med[-1]), textcoords="offset points",
                         xytext=(4, -10), fontsize="small", color=colors[str(s)], gid=f"slope:{s}")
+            if slope > order + 0.5 and str(s) not in above:
+                above.append(str(s))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("step size h (dimensionless time; learning rate η for gradient descent)")
         ax.set_ylabel(f"final drift |{charge}(T) − {charge}_law(T)|_F (dimensionless)")
         ax.set_title(_charge_title(ds, charge), fontsize="medium")
         ax.legend(fontsize="small")
+    if above:  # below the panels, so that it covers no curve
+        fig.supxlabel(f"{', '.join(above)}: fitted slope above the method's order. The order only bounds a charge's "
+                      "drift from above: the leading error term can cancel in the charge\n(Heun changes a quadratic "
+                      "charge ½θᵀSθ by (h²/8)(k₂−k₁)ᵀS(k₂−k₁) = O(h⁴) per step, k its stages). docs/theory.md, "
+                      "'What integrators do to charges'.", fontsize="small")
     return fig
 
 
@@ -173,12 +181,45 @@ def histogram_edges(log_lo: float, log_hi: float, bins: int) -> np.ndarray:
     return 10.0 ** np.linspace(log_lo - pad, log_hi + pad, bins + 1)
 
 
+def has_ntk(ds: xr.Dataset) -> bool:
+    """Did the study record the watched seeds' NTK (``record.track_ntk``)?"""
+    return "ntk_change" in ds and ds.sizes.get("watched_seed", 0) > 0 and bool(np.isfinite(ds.ntk_change).any())
+
+
+def ntk_vs_time(ds: xr.Dataset) -> Figure:
+    """The watched seeds' empirical NTK against time, per method at its finest step size: relative change
+    |Θ(t) − Θ(0)|_F/|Θ(0)|_F, largest eigenvalue, and alignment with the labels (``track_ntk``)."""
+    colors, styles = _colors(ds), _styles(ds)  # styles: methods whose curves coincide stay visible
+    n_watched = ds.sizes["watched_seed"]
+    fig, axes = _panels(ds, 3, f"Empirical NTK Θ = JJᵀ of the watched seeds (median over {n_watched}; "
+                               "each method at its finest step size)", width=5.0)
+    t = ds.time.values
+    for s in ds.scheme.values:
+        k = finest_step(ds, s)
+        w = ds.sel(scheme=s).isel(step=k)
+        label = f"{s} (h = {h_text(float(ds.h.sel(scheme=s).values[k]))})"
+        for ax, da in zip(axes, (w.ntk_change, w.ntk_eigenvalues.isel(ntk_rank=0), w.ntk_alignment)):
+            vals = da.transpose("watched_seed", "time").values
+            if np.any(np.isfinite(vals)):
+                ax.plot(t, np.nanmedian(vals, axis=0), marker="o", ms=3, linestyle=styles[str(s)], linewidth=2,
+                        color=colors[str(s)], label=label, gid=f"median:{s}")
+    for ax, ylabel, title in zip(axes, ("|Θ(t) − Θ(0)|_F / |Θ(0)|_F", "largest eigenvalue of Θ(t)",
+                                        "yᵀΘy / (|Θ|_F |y|²)"),
+                                 ("relative change of the NTK", "top eigenvalue", "alignment with the labels y")):
+        ax.set_xlabel(TIME_LABEL)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize="medium")
+        ax.legend(fontsize="small")
+    return fig
+
+
 FIGURES = {
     "drift_vs_time": drift_vs_time,
     "drift_vs_step": drift_vs_step,
     "loss_vs_time": loss_vs_time,
     "drift_histogram": drift_histogram,
 }
+NTK_FIGURES = {"ntk_vs_time": ntk_vs_time}  # drawn by save_figures when the study tracked the NTK
 
 
 # ---- sweeps: figures across the swept keys ----
@@ -243,17 +284,23 @@ def sweep_order(ds: xr.Dataset) -> Figure:
 
 def sweep_verdicts(ds: xr.Dataset) -> Figure:
     """Verdict map over the first two swept keys (one row if one key): per method and charge, the fraction
-    of judged seeds whose charge is conserved by the flow, with the majority verdict written in each cell."""
+    of DECIDED seeds (conserved or broken) whose charge is conserved by the flow, with the majority verdict
+    and how many seeds were decided written in each cell. A cell with no decided seed is grey and says
+    "inconclusive": it is not "0 % conserved"."""
     from .ladder import BROKEN, CONSERVED, INCONCLUSIVE
 
     dims = _sweep_axes(ds)
     d0, d1 = (dims + [None])[:2]
     schemes, charges = list(ds.scheme.values), list(ds.charge.values)
-    fig = Figure(figsize=(4.2 * len(charges), 3.2 * len(schemes)), layout="constrained")
+    fig = Figure(figsize=(max(4.2 * len(charges), 5.0) + 1.5, 3.2 * len(schemes)), layout="constrained")
     axes = fig.subplots(len(schemes), len(charges), squeeze=False)
     rest = [d for d in dims if d not in (d0, d1)]
-    fig.suptitle("Verdict map: fraction of seeds conserved by the flow"
-                 + (f" (over seeds and {', '.join(rest)})" if rest else " (over seeds)"))
+    fig.suptitle("Verdict map: fraction of decided seeds conserved by the flow\n"
+                 + (f"(over seeds and {', '.join(rest)}); " if rest else "(over seeds); ")
+                 + "grey: no seed decided (inconclusive)", fontsize="medium")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="lightgrey")
     short = {CONSERVED: "conserved", BROKEN: "broken", INCONCLUSIVE: "inconcl."}
     for i, s in enumerate(schemes):
         for j, charge in enumerate(charges):
@@ -266,11 +313,16 @@ def sweep_verdicts(ds: xr.Dataset) -> Figure:
             for a in range(n0):
                 for b in range(n1):
                     judged = [x for x in vals[a, b] if x in short]
+                    decided = [x for x in judged if x != INCONCLUSIVE]
+                    if decided:
+                        frac[a, b] = np.mean([x == CONSERVED for x in decided])
                     if judged:
-                        frac[a, b] = np.mean([x == CONSERVED for x in judged])
                         top = max(short, key=judged.count)
-                        ax.text(b, a, short[top], ha="center", va="center", fontsize="small")
-            im = ax.imshow(frac, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", gid=f"map:{s}:{charge}")
+                        n_dec = len(decided)
+                        text = short[top] + (f"\n{n_dec} of {len(judged)} decided" if 0 < n_dec < len(judged) else "")
+                        ax.text(b, a, text, ha="center", va="center", fontsize="small", gid=f"cell:{a}:{b}")
+            im = ax.imshow(np.ma.masked_invalid(frac), vmin=0, vmax=1, cmap=cmap, aspect="auto",
+                           gid=f"map:{s}:{charge}")
             ax.set_yticks(range(n0), [str(x) for x in ds[d0].values])
             ax.set_ylabel(d0)
             if d1:
@@ -279,12 +331,58 @@ def sweep_verdicts(ds: xr.Dataset) -> Figure:
             else:
                 ax.set_xticks([])
             ax.set_title(f"{s}, {charge}", fontsize="medium")
-    fig.colorbar(im, ax=axes, shrink=0.6, label="fraction conserved by the flow")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="fraction of decided seeds conserved by the flow")
+    return fig
+
+
+def sweep_drift_vs_step(ds: xr.Dataset) -> Figure:
+    """Median final drift against step size (log-log), one line per sweep point: rows are methods,
+    columns charges. Step size is the x axis, the swept settings the legend."""
+    from .results import describe_point, sweep_point
+
+    layout = json.loads(ds.attrs["sweep"])
+    finished = {q for q, _, _ in json.loads(ds.attrs["finished_blocks"])}
+    schemes, charges = list(ds.scheme.values), list(ds.charge.values)
+    fig = Figure(figsize=(5.5 * len(charges) + 3.0, 4.0 * len(schemes)), layout="constrained")
+    axes = fig.subplots(len(schemes), len(charges), squeeze=False)
+    fig.suptitle(f"Final charge drift at t = T against step size, one line per sweep point (median over seeds)")
+    for p in range(len(layout["index"])):
+        if p not in finished:
+            continue
+        sub, label = sweep_point(ds, p), describe_point(ds, p)
+        for i, s in enumerate(schemes):
+            if s not in sub.scheme.values:
+                continue
+            h = sub.h.sel(scheme=s).values
+            done = np.flatnonzero(np.isfinite(h))
+            ok = ok_seeds(sub, s)
+            for j, charge in enumerate(charges):
+                if charge not in sub.charge.values:
+                    continue
+                final = sub.drift.sel(scheme=s, charge=charge).isel(time=-1).transpose("step", "seed").values
+                med = np.array([np.nanmedian(final[k, ok]) if np.any(np.isfinite(final[k, ok])) else np.nan
+                                for k in done])
+                if np.any(np.isfinite(med)):
+                    axes[i, j].plot(h[done], med, marker="o", color=f"C{p % 10}", linestyle=("-", "--", ":")[p // 10 % 3],
+                                    label=label, gid=f"point:{p}:{s}:{charge}")
+    for i, s in enumerate(schemes):
+        for j, charge in enumerate(charges):
+            ax = axes[i, j]
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("step size h (learning rate η for gradient descent)")
+            ax.set_ylabel(f"final drift of {charge}")
+            ax.set_title(f"{s}, {_charge_title(ds, charge)}", fontsize="medium")
+            ax.grid(True, which="both", alpha=0.3)
+        handles, labels = axes[i, -1].get_legend_handles_labels()
+        if handles:
+            axes[i, -1].legend(handles, labels, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return fig
 
 
 SWEEP_FIGURES = {
     "sweep_drift": sweep_drift,
+    "sweep_drift_vs_step": sweep_drift_vs_step,
     "sweep_order": sweep_order,
     "sweep_verdicts": sweep_verdicts,
 }
@@ -293,7 +391,7 @@ SWEEP_FIGURES = {
 def save_figure(ds: xr.Dataset, name: str, out_dir, formats=("png", "pdf")) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = {**FIGURES, **SWEEP_FIGURES}[name](ds)
+    fig = {**FIGURES, **SWEEP_FIGURES, **NTK_FIGURES}[name](ds)
     paths = []
     for fmt in formats:
         path = out_dir / f"{name}.{fmt}"
@@ -305,11 +403,12 @@ def save_figure(ds: xr.Dataset, name: str, out_dir, formats=("png", "pdf")) -> l
 def save_figures(ds: xr.Dataset, out_dir, names=None) -> list[Path]:
     """Write every figure (or ``names``) as PNG and PDF into ``out_dir``; returns the paths.
 
-    A sweep gets the figures across its swept keys (``SWEEP_FIGURES``); a single study the others."""
+    A sweep gets the figures across its swept keys (``SWEEP_FIGURES``); a single study the others, and
+    ``NTK_FIGURES`` when it tracked the NTK."""
     from .results import with_analysis
 
     ds = with_analysis(ds)  # the ladder analysis once, not once per figure
-    default = SWEEP_FIGURES if _sweep_axes(ds) else FIGURES
+    default = SWEEP_FIGURES if _sweep_axes(ds) else [*FIGURES, *(NTK_FIGURES if has_ntk(ds) else ())]
     return [p for name in (names or default) for p in save_figure(ds, name, out_dir)]
 
 

@@ -9,6 +9,7 @@ pure function of (root, stream, i, j), so a seed's start is bit-identical whethe
 
 import numpy as np
 
+from ._threads import over_seed_ranges
 from .kernels.counter_rng import uniform_rows as _uniform_rows
 
 INIT_STREAM, DATA_STREAM, VELOCITY_STREAM, INIT_UNIFORM_STREAM = 0, 1, 2, 3
@@ -18,8 +19,6 @@ _ROWS_PER_TASK = 2048  # seeds per chunk: temporaries stay in cache, and both th
 def _chunks(n_rows, fill):
     """Call ``fill(lo, hi)`` over chunks of rows on the thread pool (the kernels and NumPy's ufuncs
     release the GIL)."""
-    from .ensemble import over_seed_ranges
-
     edges = np.arange(0, n_rows + _ROWS_PER_TASK, _ROWS_PER_TASK).clip(max=n_rows)
     over_seed_ranges(len(edges) - 1, lambda a, b: [fill(edges[i], edges[i + 1]) for i in range(a, b)])
 

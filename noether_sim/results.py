@@ -384,6 +384,117 @@ def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
     return rows
 
 
+def by_step_size(ds: xr.Dataset, method: str) -> xr.Dataset:
+    """The blocks of ``method`` (a scheme label) with the step size as a dimension ``h`` in place of the
+    rung index ``step``: an axis like the swept keys, so ``by_step_size(ds, "gd").sel(h=2**-9)`` or
+    ``.drift.isel(time=-1).median("seed").plot(x="h")`` work as for any swept key. Rungs a method does not
+    have (padding of a shorter ladder) are dropped. A sweep whose points give ``method`` different step sizes
+    has no single h axis: refused (select a point first, ``sweep_point``)."""
+    from ._validate import fail
+
+    if method not in ds.scheme.values:
+        fail("method", method, f"must be one of the study's methods: {', '.join(map(str, ds.scheme.values))}")
+    sub = ds.sel(scheme=method)
+    h = sub.h.transpose("step", ...).values.reshape(sub.sizes["step"], -1)
+    rows = []
+    for k, row in enumerate(h):
+        vals = np.unique(row[np.isfinite(row)])
+        if len(vals) > 1:
+            fail("method", method, f"its step sizes differ between sweep points (rung {k}: "
+                                   f"{', '.join(f'{x:g}' for x in vals)}); take one point with sweep_point first")
+        rows.append(vals[0] if len(vals) else np.nan)
+    rows = np.array(rows)
+    keep = np.flatnonzero(np.isfinite(rows))
+    sub = sub.drop_vars("h").isel(step=keep).assign_coords(h=("step", rows[keep]))
+    return sub.swap_dims(step="h")
+
+
+TABLE_COLUMNS = ["method", "step", "h", "charge", "seeds", "diverged", "drift_median", "drift_p05", "drift_p95",
+                 "predicted_median", "residual_median", "roundoff_floor_median", "fitted_order",
+                 "extrapolated_drift", "verdict"]
+"""Columns of ``table_rows`` (a sweep's rows start with its swept keys)."""
+
+
+def _study_table(ds: xr.Dataset) -> list[dict]:
+    verdicts = {(r.method, r.charge): r for r in summary_rows(ds)}
+    rows = []
+    for lb in ds.scheme.values:
+        hs = ds.h.sel(scheme=lb).values
+        ok = ok_seeds(ds, lb)
+        st = ds.status.sel(scheme=lb).values
+        for k in np.flatnonzero(np.isfinite(hs)):
+            fin = ds.sel(scheme=lb).isel(step=k, time=-1)
+            for c in ds.charge.values:
+                drift = fin.drift.sel(charge=c).values[ok]
+                if not np.any(np.isfinite(drift)):
+                    continue  # a charge this dynamics does not have
+                v = verdicts.get((str(lb), str(c)))
+                rows.append({
+                    "method": str(lb), "step": int(k), "h": float(hs[k]), "charge": str(c),
+                    "seeds": int(ds.sizes["seed"]), "diverged": int(np.sum(st[k] == 1)),
+                    "drift_median": _q(drift, 0.5), "drift_p05": _q(drift, 0.05), "drift_p95": _q(drift, 0.95),
+                    "predicted_median": _q(fin.predicted.sel(charge=c).values[ok], 0.5),
+                    "residual_median": _q(fin.residual.sel(charge=c).values[ok], 0.5),
+                    "roundoff_floor_median": _q(fin.roundoff_floor.sel(charge=c).values[ok], 0.5),
+                    # the ladder's: one value per method and charge, repeated on each of its step sizes
+                    "fitted_order": v.fitted_order if v else np.nan,
+                    "extrapolated_drift": v.extrapolated_drift if v else np.nan,
+                    "verdict": v.verdict if v else NOT_ANALYSED,
+                })
+    return rows
+
+
+def table_rows(ds: xr.Dataset) -> list[dict]:
+    """One row per (sweep point,) method, step size and charge, EVERY step size of the ladder (not only the
+    finest): final-time drift statistics over the seeds that finished (``TABLE_COLUMNS``), and the ladder's
+    fitted order, h → 0 drift and verdict. A sweep's rows start with its swept keys, so the step size h is
+    one more column beside them. What ``noether-sim table`` writes as CSV or JSON."""
+    ds = with_analysis(ds)
+    if not sweep_dims(ds):
+        return _study_table(ds)
+    from .sweep import value_label
+
+    layout = json.loads(ds.attrs["sweep"])
+    finished = {q for q, _, _ in json.loads(ds.attrs["finished_blocks"])}
+    rows = []
+    for p, ix in enumerate(layout["index"]):
+        if p not in finished:
+            continue
+        keys = {key: value_label(d["values"][key][i]) for d, i in zip(layout["dims"], ix) for key in d["keys"]}
+        rows += [{**keys, **row} for row in _study_table(sweep_point(ds, p))]
+    return rows
+
+
+def write_table(ds: xr.Dataset, out, fmt: str = "csv") -> None:
+    """``table_rows`` as CSV (a header line, then one line per row; NaN as empty) or JSON (a list of
+    objects; NaN as null) into ``out``, a path or an open text file."""
+    import csv
+    import io
+
+    rows = table_rows(ds)
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"fmt={fmt!r} is invalid: must be 'csv' or 'json'")
+
+    def clean(x):
+        return None if isinstance(x, float) and not np.isfinite(x) else x
+
+    buf = io.StringIO()
+    if fmt == "json":
+        json.dump([{k: clean(x) for k, x in r.items()} for r in rows], buf, indent=1)
+        buf.write("\n")
+    else:
+        cols = list(rows[0]) if rows else TABLE_COLUMNS
+        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: "" if clean(x) is None else (repr(x) if isinstance(x, float) else x)
+                             for k, x in r.items()})
+    if hasattr(out, "write"):
+        out.write(buf.getvalue())
+    else:
+        Path(out).write_text(buf.getvalue())
+
+
 def _q(x, q):
     x = x[np.isfinite(x)]
     return float(np.quantile(x, q)) if len(x) else float("nan")
@@ -421,11 +532,12 @@ def format_summary(ds: xr.Dataset) -> str:
     lines = [head, "", "  ".join(c.ljust(w) for c, w in zip(cols, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(x.ljust(w) for x, w in zip(t, widths)).rstrip() for t in table]
-    lines += ["", "predicted / residual: gradient descent's exact one-step law (theory.md §3), medians; "
+    lines += ["", "predicted / residual: gradient descent's exact one-step law (docs/theory.md, 'What integrators "
+                  "do to charges'), medians; "
                   "order: fitted slope of the charge against h; h→0 drift: Richardson extrapolation, median.",
               "basis: 'exact law' = the step's exact law holds to round-off at every step size, so the drift is "
               "the step's and the flow conserves the charge; 'ladder' = the verdict of the extrapolation to h → 0; "
-              "'law ...' = the law that replaces conservation under momentum (noether_sim.laws)."]
+              "'law ...' = the law that replaces conservation under momentum (docs/guide/verdicts.md)."]
     if not ds.attrs.get("complete", True):
         missing = json.loads(ds.attrs["missing_blocks"])
         lines.insert(0, f"INCOMPLETE STUDY: {len(missing)} (method, step size) blocks missing: "

@@ -21,8 +21,8 @@ from .data import TrainingData
 from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
                        initial_velocity, resolve, step_and_time_constant)
 from .dynamics import OPTIMIZERS, optimizer_state_labels, optimizer_state_size
-from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, over_seed_ranges, progress_bar,
-                       provenance, save_grid, seed_ids)
+from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
+                       progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .layer_lr import check_layer_lr, param_scale, scaled_data
 from .models import ChargeGroup
@@ -68,6 +68,10 @@ VARIABLES = {
     "charge_watch": "full charge vector of the watched seeds at every save time (model charges, data-symmetry "
                     "charges and energy, isometric charges: coordinate component_charge)",
     "predicted_watch": "gradient descent: the exact law's prediction of charge_watch",
+    "ntk_change": "track_ntk: |Θ(t) − Θ(0)|_F/|Θ(0)|_F of the watched seeds' empirical NTK Θ = JJᵀ on the "
+                  "training inputs (NaN otherwise)",
+    "ntk_eigenvalues": "track_ntk: the largest eigenvalues of Θ(t), descending (coordinate ntk_rank)",
+    "ntk_alignment": "track_ntk: uncentred kernel-target alignment yᵀΘy/(|Θ|_F|y|²) with the targets y",
 }
 
 
@@ -92,13 +96,16 @@ class Plan:
     description: str
     track_law: bool
     track_energy: bool = False
+    track_ntk: bool = False
+    ntk_top: int = 4
     memory: dict = field(default_factory=dict)
     layer_lr: tuple | None = None
 
 
 def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps=None, save_every=None,
          save_times=None, seeds=1, root_seed=0, init=None, weight_decay=0.0, watch_seeds=(),
-         divergence_bound=1e8, memory_limit=None, description="", layer_lr=None, **options) -> Plan:
+         divergence_bound=1e8, memory_limit=None, description="", track_ntk=False, ntk_top=4, layer_lr=None,
+         **options) -> Plan:
     """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
     resolved = resolve(dynamics, method)
     options = check_options(resolved, options)
@@ -131,10 +138,11 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     times = save_grid(t_end, save_every, save_times, None if resolved.adaptive else h)
     if not resolved.adaptive:
         check_whole_steps(times, h, save_every, save_times)
+    ntk, ntk_top = _check_ntk(track_ntk, ntk_top, model, data, watch_seeds)
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool) and seeds >= 1:
         # refuse an absurd ensemble before even listing its seed ids
         check_memory(memory_needed(model, resolved, bool(options.get("track_law")), int(seeds), len(times),
-                                   len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy)),
+                                   len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy), ntk),
                      memory_limit)
     ids = seed_ids(seeds)
     watch = np.atleast_1d(np.asarray(watch_seeds, dtype=np.int64))
@@ -148,12 +156,33 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         v.fail("description", description, "must be a string")
     track_law = bool(options.get("track_law", False))
     layer_lr = check_layer_lr(layer_lr, model, data, resolved.dynamics, weight_decay)
+    if layer_lr is not None and track_ntk:  # the kernels record φ = θ/√m, not θ
+        v.fail("layer_lr", list(layer_lr), "does not combine with track_ntk")
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
-             divergence_bound, description, track_law, track_energy, layer_lr=layer_lr)
+             divergence_bound, description, track_law, track_energy, bool(track_ntk), ntk_top,
+             layer_lr=layer_lr)
     p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
-                             _extra_groups(data, track_energy))
+                             _extra_groups(data, track_energy), ntk)
     check_memory(p.memory, memory_limit)
     return p
+
+
+def _check_ntk(track_ntk, ntk_top, model, data, watch_seeds):
+    """Validate the NTK options: (the NTK's side n_out·N when tracked, else None; ntk_top)."""
+    if not isinstance(track_ntk, (bool, np.bool_)):
+        v.fail("track_ntk", track_ntk, "must be True or False")
+    ntk_top = v.positive_int("ntk_top", ntk_top)
+    if not track_ntk:
+        return None, ntk_top
+    if len(np.atleast_1d(watch_seeds)) == 0:
+        v.fail("track_ntk", track_ntk, "needs watch_seeds: the NTK is recorded for the watched seeds")
+    if model.n_layers < 2:
+        v.fail("track_ntk", track_ntk, f"needs a hidden layer (widths {list(model.widths)}): a one-layer "
+                                       "linear model's NTK does not change")
+    side = data.n_out * data.n_points
+    if ntk_top > side:
+        v.fail("ntk_top", ntk_top, f"must be <= the NTK's size n_out·N = {side}")
+    return side, ntk_top
 
 
 def _isometric_groups(model, resolved) -> list:
@@ -187,8 +216,9 @@ def _sizes(model, resolved, track_law, extras=()):
     return P, nq, nj, nx, n_groups, n_state
 
 
-def memory_needed(model, resolved, track_law, n_seeds, n_saves, n_watched, extras=()) -> dict:
-    """Bytes a run holds at once, by part (float64 and int64 alike: 8 bytes)."""
+def memory_needed(model, resolved, track_law, n_seeds, n_saves, n_watched, extras=(), ntk_side=None) -> dict:
+    """Bytes a run holds at once, by part (float64 and int64 alike: 8 bytes). ``ntk_side``: n_out·N
+    when the NTK is tracked (the watched seeds' θ at every save time, and a few NTKs at once)."""
     P, nq, nj, nx, n_groups, n_state = _sizes(model, resolved, track_law, extras)
     S, T, W = float(n_seeds), float(n_saves), float(n_watched)
     comp = nq + nj + nx
@@ -198,6 +228,7 @@ def memory_needed(model, resolved, track_law, n_seeds, n_saves, n_watched, extra
         "records": 8.0 * S * T * (1 + 7 * n_groups),
         "charges": 8.0 * S * (3 * nq + 8 * comp + 20),
         "watched seeds": 8.0 * W * T * comp * 2,
+        **({"NTK": 8.0 * (W * T * P + 4.0 * ntk_side ** 2 + ntk_side * P)} if ntk_side else {}),
     }
 
 
@@ -208,72 +239,149 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              learning_rate: float | None = None, velocity=None, track_law: bool | None = None,
              rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
-             track_energy: bool | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
+             track_energy: bool | None = None, watch_seeds=(), track_ntk: bool = False, ntk_top: int = 4,
+             divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "",
              beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
              layer_lr=None) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
-    dynamics  "gf" gradient flow, "gd" gradient descent (learning rate h), "momentum" momentum flow
-              τθ̈ + θ̇ = −∇L − λθ, "heavy_ball" or "nesterov", or an adaptive optimizer "adam", "adamw",
-              "rmsprop", "sign", "lion" (learning rate h; ``noether-sim list`` shows them all)
-    method    gf: any explicit method (rk4 default; dopri5 adaptive) or gl1/gl2/gl3 (implicit);
-              gd: euler (implied); momentum: any of those or a splitting (verlet default,
-              symplectic_euler, yoshida4); heavy_ball / nesterov: none
-    h         step size (learning rate for gd); for the adaptive dopri5 an optional first step
-    t_end     end time; or ``n_steps`` fixed steps of size h
-    save_every / save_times   when to record (t = 0 is always recorded); fixed steps must land on them
-    seeds     number of seeds, or a list of seed ids; seed i starts from weights keyed by (root_seed, i)
-    init      initialisation (``init.Gaussian()`` by default); ``watch_seeds``: seed ids whose full
-              charge vectors are kept at every save time
-    weight_decay   λ ≥ 0 in the dynamics above
-    divergence_bound   a seed with |θ_j| above this (or non-finite) is stopped, flagged with its time
-              and excluded from statistics
-    memory_limit   bytes a call may allocate (default: the memory available now); larger calls are
-              refused before any work
+    Every dynamics with every method that applies (``noether-sim list``); options that only some take are
+    refused by name where they do not apply. Before any work the call validates every argument and
+    estimates the memory it needs.
 
-    Options that only some dynamics or methods take (any other combination is a ConfigError):
-    tau       momentum dynamics: the time constant (friction 1/τ); heavy_ball / nesterov take (h, tau)
-              or (learning_rate, beta), related by β = e^{−h/τ}, η = h²/τ
-    velocity  momentum dynamics: θ̇(0) = "zero" (default), "gradient" (−∇L − λθ), a scale σ, or an array
-    track_law momentum dynamics: check the model charges' exact law (default True). Momentum flow by a
-              method: integrate ∫q(q), ∫q(p) so that I = τq̇ + q + 2λ∫q(q) − 2τ∫q(p) stays constant;
-              heavy ball / Nesterov: the discrete invariant J = q(θ_k) − βq(θ_{k−1}) + a_k of their
-              exact one-step law (kernels/driver.py ``_algorithm_law``); its change is ``law_residual``
-    track_energy  a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|² as a charge
-              with law E(0) (time symmetry), integrating ∫|θ̇|² with the run's own method (default False)
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The network (``noether_sim.DeepLinear``, ``noether_sim.mlp.MLP``).
+    data : TrainingData
+        One data set, shared by every seed (``noether_sim.data``).
+    dynamics : {"gf", "gd", "momentum", "heavy_ball", "nesterov", "adam", "adamw", "rmsprop", "sign", "lion"}
+        Gradient flow, gradient descent (learning rate h), momentum flow ``τθ̈ + θ̇ = −∇L − λθ``, heavy
+        ball or Nesterov, or an adaptive optimizer (learning rate h; see beta1, beta2, eps).
+    method : str, optional
+        gf: any explicit method (rk4 default; dopri5 adaptive) or gl1/gl2/gl3 (implicit); gd: euler
+        (implied); momentum: any of those or a splitting (verlet default, symplectic_euler, yoshida4);
+        heavy_ball / nesterov: none.
+    h : float, optional
+        Step size (learning rate for gd); for the adaptive dopri5 an optional first step.
+    t_end : float, optional
+        End time; or ``n_steps``.
+    n_steps : int, optional
+        Number of fixed steps of size h.
+    save_every, save_times : float or sequence of float, optional
+        When to record (t = 0 is always recorded); fixed steps must land on them.
+    seeds : int or sequence of int
+        Number of seeds, or a list of seed ids; seed i starts from weights keyed by (root_seed, i), the
+        same whether it runs alone or among 10^6.
+    root_seed : int
+        The root of every seed's random numbers.
+    init : initialisation, optional
+        ``init.Gaussian()`` by default; ``init.Orthogonal``, ``init.Balanced``, ``init.Given``.
+    weight_decay : float
+        λ ≥ 0 in the dynamics.
+    tau : float, optional
+        Momentum dynamics: the time constant (friction 1/τ); heavy_ball / nesterov take (h, tau) or
+        (learning_rate, beta), related by ``β = e^{−h/τ}``, ``η = h²/τ``.
+    beta, learning_rate : float, optional
+        Heavy ball and Nesterov: momentum and learning rate.
+    velocity : {"zero", "gradient"}, float or ndarray, optional
+        Momentum dynamics: θ̇(0) = 0 (default), ``−∇L − λθ``, a scale σ, or an array.
+    track_law : bool, optional
+        Momentum dynamics: check the model charges' exact law (default True). Momentum flow by a method:
+        integrate ∫q(θ), ∫q(θ̇) so that ``I = τq̇ + q + 2λ∫q(θ) − 2τ∫q(θ̇)`` stays constant; heavy ball /
+        Nesterov: the discrete invariant ``J = q(θ_k) − βq(θ_{k−1}) + a_k`` of their exact one-step law
+        (``noether_sim.laws``); its change is ``law_residual``.
+    rtol, atol, max_steps : optional
+        Adaptive methods: tolerances and step budget per seed.
+    solve_tol, max_solve_iters, max_halvings : optional
+        Implicit methods: relative fixed-point tolerance, sweeps per attempt, and how often a failing
+        step is halved before the seed is flagged.
+    track_ntk : bool, optional
+        Record, for the watched seeds at every save time, the empirical NTK Θ = JJᵀ of the network outputs
+        on the training inputs (rows: output c, point j; no 1/N factor): ``ntk_change``
+        ``|Θ(t) − Θ(0)|_F/|Θ(0)|_F``, ``ntk_eigenvalues`` its ``ntk_top`` largest eigenvalues and
+        ``ntk_alignment`` the uncentred kernel-target alignment ``yᵀΘy/(|Θ|_F|y|²)`` (diagnostics.ntk_along).
+        θ is recorded by the kernels; Θ is computed afterwards in NumPy, costing
+        O((n_out·N)²·P + (n_out·N)³) per watched seed and save time.
+    ntk_top : int, optional
+        How many of the NTK's largest eigenvalues to keep (default 4).
+    track_energy : bool, optional
+        A Runge–Kutta method: record the energy ``E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|²`` as a charge with
+        law E(0), integrating ∫|θ̇|² with the run's own method (default False).
+    watch_seeds : sequence of int
+        Seed ids whose full charge vectors are kept at every save time.
+    divergence_bound : float
+        A seed with some ``|θ_j|`` above this (or non-finite) is stopped, flagged with its time and
+        excluded from statistics.
+    memory_limit : float, optional
+        Bytes a call may allocate (default: the memory available now); larger calls are refused before
+        any work, saying how to split them.
+    progress : bool
+        Show a progress bar.
+    description : str
+        Stored in the result's attributes.
 
-    Data with a symmetry group (``data.augment``) adds one charge per generator K, c = ⟨θ̇_1, W_1K⟩:
-    law 0 under gradient flow and descent, e^{−t/τ}c(0) under momentum. ``ds.attrs["data_symmetry_exact"]``
-    says whether the loss is exactly invariant for this model (1), only approximately (0), or −1 (none).
-    beta1, beta2, eps   the optimizers, named and defaulted as in PyTorch (optax for Lion): adam, adamw
-              (0.9, 0.999, 1e-8), rmsprop (beta2 = PyTorch's alpha, 0.99; eps 1e-8), lion (0.9, 0.99);
-              sign takes none. λ = weight_decay is L2 in the gradient for adam and rmsprop, decoupled
-              (θ ← θ − ηλθ) for adamw, sign and lion. Update formulas: kernels/optimizers.py. The per-seed
-              state (moments, step count) is ``optimizer_state_final``; the charges are compared with
-              their gradient-flow law, which these steps do not keep (``laws.limit_flow`` names the
-              flow they converge to as h → 0, docs/guide/optimizers.md)
-    layer_lr  gf, gd and the momentum dynamics: step multipliers (m_1, …, m_L), θ̇_i = −m_i∇_{θ_i}L
-              (momentum: the force on layer i times m_i; heavy ball: its learning rate); the balance and rescale
-              charges become the weighted C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i (r: |w_in|²/m_in −
-              α|w_out|²/m_out) with gradient descent's exact law; networks without biases, degree-1
-              activations, λ = 0 (noether_sim/layer_lr.py)
-    rtol, atol, max_steps   adaptive methods: tolerances and step budget per seed
-    solve_tol, max_solve_iters, max_halvings   implicit methods: relative fixed-point tolerance, sweeps
-              per attempt, and how often a failing step is halved before the seed is flagged
+    beta1, beta2, eps : float, optional
+        The optimizers (adam, adamw, rmsprop, sign, lion; learning rate h or ``learning_rate``), named and
+        defaulted as in PyTorch (optax for Lion): adam, adamw (0.9, 0.999, 1e-8), rmsprop (beta2 =
+        PyTorch's alpha, 0.99; eps 1e-8), lion (0.9, 0.99); sign takes none. λ = weight_decay is L2 in the
+        gradient for adam and rmsprop, decoupled (θ ← θ − ηλθ) for adamw, sign and lion (update formulas:
+        kernels/optimizers.py). The per-seed state (moments, step count) is ``optimizer_state_final``;
+        the charges are compared with their gradient-flow law, which these steps do not keep
+        (``laws.limit_flow`` names the flow they converge to as h → 0; docs/guide/optimizers.md).
+    layer_lr : sequence of float, optional
+        gf, gd and the momentum dynamics: step multipliers (m_1, …, m_L), ``θ̇_i = −m_i∇_{θ_i}L`` (momentum:
+        the force on layer i times m_i; heavy ball: its learning rate). The balance and rescale charges
+        become the weighted ``C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i`` (r: ``|w_in|²/m_in −
+        α|w_out|²/m_out``) with gradient descent's exact law; networks without biases, degree-1
+        activations, λ = 0 (noether_sim/layer_lr.py).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``seed``, ``time``, ``charge``; the variables of every run (``loss``, ``drift``,
+        ``scale``, ``roundoff_floor``, ``status``, …; docs/guide/models.md lists them) and the full
+        configuration and versions in its attributes. Data with a symmetry group (``data.augment``) add
+        one charge per generator K, ``c = ⟨θ̇_1, W_1K⟩`` (law 0 under gradient flow and descent,
+        ``e^{−t/τ}c(0)`` under momentum); ``ds.attrs["data_symmetry_exact"]`` says whether the loss is
+        exactly invariant for this model (1), only approximately (0), or −1 (none).
+
+    Raises
+    ------
+    ConfigError
+        Any invalid argument or combination, named with its value and what is allowed, before any work.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> data = ns.data.synthetic_regression(4, 2, 16, seed=0)
+    >>> ds = ns.simulate(model, data, method="gl2", h=0.1, t_end=1.0, save_every=0.5, seeds=4)
+    >>> dict(ds.sizes)["seed"], ds.time.values.tolist()
+    (4, [0.0, 0.5, 1.0])
+    >>> bool(ds.drift.max() < 1e-12)          # Gauss–Legendre keeps the balance charge D1
+    True
     """
     p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
              save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
-             description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
-             track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
-             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
+             description=description, track_ntk=track_ntk, ntk_top=ntk_top, tau=tau, beta=beta,
+             learning_rate=learning_rate, velocity=velocity, track_law=track_law, rtol=rtol, atol=atol,
+             max_steps=max_steps, solve_tol=solve_tol, max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
              beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr)
     return execute(p, progress=progress)
 
 
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
-    """Run a validated plan (see ``plan``) and label its result."""
+    """Run a validated plan (see ``plan``) and label its result (saying so when kernels compile)."""
+    r = p.resolved
+    what = r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}"  # heavy_ball: its own method
+    with compile_notice(f"{p.model.kind} models under {what}"):
+        return _execute(p, progress)
+
+
+def _execute(p: Plan, progress: bool) -> xr.Dataset:
     model, r, opts = p.model, p.resolved, p.options
     extras = _extra_groups(p.data, p.track_energy)
     P, nq, nj, nx, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law, extras)
@@ -351,7 +459,8 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
                    np.zeros(n_seeds, np.int64))
     rec = Records(np.empty((n_seeds, n_saves)), *(np.empty((n_seeds, n_saves, n_groups)) for _ in range(6)),
-                  np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)))
+                  np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)),
+                  np.empty((len(p.watch) if p.track_ntk else 0, n_saves, P)))
 
     # ---- run, one chunk of save times per kernel call (progress, interruptible between chunks) ----
     chunks = np.array_split(np.arange(n_saves), min(n_saves, 200))
@@ -436,6 +545,16 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
              for g in extras]
     laws += ["e^(-t/τ)·J(0)"] * len(iso)
     implicit = r.scheme == SCHEME_IMPLICIT
+    W, n_saves = len(p.watch), len(p.times)
+    if p.track_ntk:
+        from .diagnostics import ntk_along
+
+        along = [ntk_along(model, rec.theta_watch[slot], p.data.X, p.data.Y, p.ntk_top) for slot in range(W)]
+        ntk_change = np.array([a["change"] for a in along]).reshape(W, n_saves)
+        ntk_eig = np.array([a["eigenvalues"] for a in along]).reshape(W, n_saves, p.ntk_top)
+        ntk_align = np.array([a["alignment"] for a in along]).reshape(W, n_saves)
+    else:
+        ntk_change, ntk_eig, ntk_align = _nan((W, n_saves)), _nan((W, n_saves, p.ntk_top)), _nan((W, n_saves))
     ds = xr.Dataset(
         {
             "loss": (("seed", "time"), rec.loss),
@@ -467,6 +586,9 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
             "n_retried_steps": ("seed", st.n_retried),
             "charge_watch": (("watched_seed", "time", "component"), rec.watch),
             "predicted_watch": (("watched_seed", "time", "component"), rec.predicted_watch),
+            "ntk_change": (("watched_seed", "time"), ntk_change),
+            "ntk_eigenvalues": (("watched_seed", "time", "ntk_rank"), ntk_eig),
+            "ntk_alignment": (("watched_seed", "time"), ntk_align),
         },
         coords={
             "seed": p.ids, "time": p.times, "charge": [g.name for g in all_groups],
@@ -476,7 +598,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
             "charge_law": ("charge", laws),
             "component": np.arange(nq + nx + nj), "component_charge": ("component", comp_group),
             "component_degree": ("component", comp_degree),
-            "watched_seed": p.watch, "param": np.arange(P),
+            "watched_seed": p.watch, "param": np.arange(P), "ntk_rank": np.arange(p.ntk_top),
         },
     )
     for name, text in VARIABLES.items():
@@ -488,7 +610,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         "root_seed": int(p.root_seed), "n_seeds": n_seeds, "divergence_bound": p.divergence_bound,
         **({"layer_lr": list(p.layer_lr)} if p.layer_lr is not None else {}),
         **{k: (val if isinstance(val, (str, float, int, bool, type(None))) else "array") for k, val in p.options.items()},
-        "tau": p.tau,
+        "tau": p.tau, "track_ntk": p.track_ntk, "ntk_top": p.ntk_top,
     }
     if r.scheme == SCHEME_ALGORITHM:
         config.update(learning_rate=eta, beta=beta)
@@ -502,7 +624,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         charge_descriptions=json.dumps({g.name: g.description for g in all_groups}),
         status_names=json.dumps({str(k): val for k, val in STATUS_NAMES.items()}),
         n_diverged=int(np.sum(status == STATUS_DIVERGED)), n_failed=int(np.sum(status != STATUS_OK)),
-        wall_seconds=elapsed, description=p.description,
+        wall_seconds=elapsed, description=p.description, track_ntk=int(p.track_ntk),
         data_symmetry=json.dumps(list(p.data.symmetry_names)),
         data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )
@@ -536,7 +658,35 @@ def _label_optimizer(ds, p, st, ok):
 
 
 def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> xr.DataArray:
-    """The full matrix of charge group ``name`` for the watched seeds: (watched_seed, time, row, col)."""
+    """The full matrix of charge group ``name`` for the watched seeds: (watched_seed, time, row, col).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``simulate`` result run with ``watch_seeds``.
+    name : str
+        A matrix charge group, e.g. ``"D1"``.
+    variable : str
+        ``"charge_watch"`` (the charge) or ``"predicted_watch"`` (gradient descent's exact one-step law).
+
+    Returns
+    -------
+    xarray.DataArray
+
+    Raises
+    ------
+    ConfigError
+        An unknown charge or variable, or a run without watched seeds.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> model = ns.DeepLinear((4, 3, 2))
+    >>> ds = ns.simulate(model, ns.data.synthetic_regression(4, 2, 8), h=0.1, n_steps=2, seeds=2, watch_seeds=[1])
+    >>> D1 = ns.charge_matrix(ds, "D1")
+    >>> D1.shape, bool(np.allclose(D1[0, 0], D1[0, 0].T))     # symmetric 3 × 3 at every save time
+    ((1, 3, 3, 3), True)
+    """
     shapes = json.loads(ds.attrs["charge_shapes"])
     if name not in shapes:
         v.fail("name", name, f"must be one of the run's charges: {', '.join(shapes)}")

@@ -53,7 +53,7 @@ def run_block(cfg, label, k, model, data, init, progress=False) -> xr.Dataset:
                   h=m["step_sizes"][k], t_end=cfg["t_end"], seeds=cfg["seeds"]["count"],
                   root_seed=cfg["seeds"]["root"], init=init, weight_decay=cfg["weight_decay"],
                   divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
-                  progress=progress, description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
+                  track_ntk=cfg["record"].get("track_ntk", False), progress=progress, description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
     return trim_block(ds, cfg)
 
 
@@ -87,10 +87,9 @@ def run_study(cfg: dict, writer=None, *, progress: bool = False, log=None) -> xr
     blocks, kept = {}, []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from .ensemble import make_progress
 
-        bar = tqdm(total=sum(costs.values()), desc=cfg["name"], unit="",
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+        bar = make_progress(sum(costs.values()), cfg["name"], "{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
     try:
         for label, k, h in todo:
             if bar is not None:

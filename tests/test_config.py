@@ -18,11 +18,9 @@ def test_example_file_is_the_builtin_default_study():
     assert load_config(EXAMPLE) == default_config()
 
 
-def test_readme_example_is_the_example_file():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Study configuration"):]
-    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
-    assert block.strip() == EXAMPLE.read_text().strip()
+def test_the_docs_show_the_example_file():
+    page = (ROOT / "docs" / "guide" / "studies.md").read_text()  # the study configuration page
+    assert "```{literalinclude} ../../examples/default_study.toml" in page
 
 
 def test_default_study_is_the_reference_problem():

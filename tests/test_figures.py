@@ -71,6 +71,11 @@ def test_drift_vs_step_is_log_log_with_the_fitted_slope(study):
         # gradient descent's balance drift is first order in the learning rate (theory.md §3)
         gd = _line(ax, "median:gd")
         assert abs(plots.fitted_slope(gd.get_xdata(), gd.get_ydata()) - 1.0) < 0.1
+    # slopes above a method's order (Heun ~3, dp5 ~6.5-7 on the balance charges) carry their reason
+    above = [s for s in ds.scheme.values
+             if plots.fitted_slope(*_line(fig.axes[0], f"median:{s}").get_data()) > int(ds.method_order.sel(scheme=s)) + 0.5]
+    note = fig.get_supxlabel()
+    assert above and all(s in note for s in above) and "gf-rk4" not in note and "docs/theory.md" in note
 
 
 def test_loss_vs_time_draws_the_stored_loss(study):

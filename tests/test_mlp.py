@@ -92,12 +92,13 @@ def verdicts(model, data, **overrides):
     return {r["charge"]: r for r in rows}
 
 
+@pytest.mark.slow  # a ladder per activation (the longest test of the suite: 65 s for relu under load)
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "abs", "relu_pow"])
 def test_rescale_charges_of_homogeneous_networks_are_conserved(activation):
     """Kinks: a crossing contributes O(h²·|jump|·|θ̇|) to the drift (the stages straddle the jump), not
     O(h⁵), so the order-4 Richardson extrapolation cannot resolve a seed that crosses kinks often: such a
     seed may come out "inconclusive", never "broken". Every seed whose path crosses no kink
-    (diagnostics.sign_changes along a fine trajectory) is judged "conserved"; see bench/README_mlp.md."""
+    (diagnostics.sign_changes along a fine trajectory) is judged "conserved"; see docs/performance/mlp.md."""
     model, data = make(activation), regression()
     an = analyse_ladder(run_ladder(model, data, **LADDER))
     theta0 = initial_weights(model, LADDER["init"], np.arange(LADDER["seeds"]), 0)

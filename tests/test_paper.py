@@ -25,6 +25,7 @@ def test_reproduce_writes_figures_and_a_report_with_the_runs_numbers(tmp_path, c
     report = (out / "report.md").read_text()
     assert "## (b)" in report and "## (d)" in report and "## (a)" not in report
     assert "--seeds 4" in report
+    assert "docs/theory.md" in report and "theory.md" not in report.replace("docs/theory.md", "")
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", report)
     assert len(figures) >= 5
     for f in figures:
@@ -41,6 +42,14 @@ def test_reproduce_writes_figures_and_a_report_with_the_runs_numbers(tmp_path, c
     sub = sweep_point(ds, 1)  # widths 6-8-3, weight decay 0.05
     res = sub.residual.sel(scheme="gd", charge="D1").isel(step=0, time=-1).values
     assert quoted[0] == pytest.approx(float(np.nanmedian(res)), rel=1e-3)
+    # claim (d): the NTK change quoted is the one the runs tracked (record.track_ntk), for the watched seeds
+    d = load(out / "d_energy_ntk")
+    quoted = [float(x) for x in re.findall(r"at T = 1, median ([0-9.e+-]+)", report)]
+    assert len(quoted) == 3
+    sub = sweep_point(d, 0)
+    run = sub.sel(scheme="gf-rk4").isel(step=int(np.nanargmin(sub.h.sel(scheme="gf-rk4").values)))
+    assert run.sizes["watched_seed"] == 4
+    assert quoted[0] == pytest.approx(float(np.median(run.ntk_change.isel(time=-1).values)), rel=1e-3)
 
 
 def test_reproduce_refuses_an_unknown_claim(tmp_path, capsys):

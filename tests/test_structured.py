@@ -159,6 +159,7 @@ def test_failed_solve_is_flagged_or_retried_never_accepted(reference):
 
 # ---------------------------------------------------------------- momentum flow
 
+@pytest.mark.slow  # one scipy DOP853 reference trajectory per method
 @pytest.mark.parametrize("method,h,tol", [("rk4", 0.0025, 1e-9), ("gl2", 0.0025, 1e-9), ("verlet", 0.002, 1e-5),
                                           ("yoshida4", 0.005, 1e-7)])
 def test_momentum_trajectory_matches_scipy(small, method, h, tol):

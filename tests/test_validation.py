@@ -116,3 +116,22 @@ def test_errors_come_before_any_work(monkeypatch):
     monkeypatch.setattr(sim, "integrate", boom)
     with pytest.raises(ConfigError):
         run(method="dopri5", max_steps=0)
+
+
+def test_sample_major_arrays_are_refused_with_the_transpose_advice():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((30, 4)), rng.standard_normal((30, 2))  # (points, features), as sklearn
+    with pytest.raises(ns.ConfigError, match=r"X looks like \(points, features\).*pass X\.T and Y\.T"):
+        ns.data.from_arrays(X, Y)
+    data = ns.data.from_arrays(X.T, Y.T)
+    assert (data.n_in, data.n_out, data.n_points) == (4, 2, 30)
+    assert ns.data.from_arrays(X.T, Y[:, 0]).n_out == 1  # a 1-D Y is one output
+
+
+def test_arrays_that_fit_both_ways_are_caught_at_first_use_with_a_model():
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))  # 6 points of 3 features, or 3 of 6
+    data = ns.data.from_arrays(X, Y)  # undecidable alone: read as 3 points of 6 features
+    with pytest.raises(ns.ConfigError, match=r"X looks like \(points, features\): pass X\.T"):
+        ns.simulate(ns.DeepLinear((3, 4, 3)), data, dynamics="gd", h=0.1, n_steps=1)
+    ns.simulate(ns.DeepLinear((3, 4, 3)), ns.data.from_arrays(X.T, Y.T), dynamics="gd", h=0.1, n_steps=1)

@@ -1,0 +1,16 @@
+"""The examples in the public functions' docstrings run and print what they show (doctest)."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["noether_sim.simulate", "noether_sim.ladder", "noether_sim.data", "noether_sim.init", "noether_sim.mlp",
+           "noether_sim.models", "noether_sim.dynamics", "noether_sim.discover.plotting",
+           "noether_sim.discover.discovery"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
