@@ -21,7 +21,8 @@ The kernel contract
    q(g) = ½gᵀSg, which is exactly the η² term of the gradient-descent one-step law (theory.md §3).
 3. **Methods are data.** A Runge–Kutta method is its tableau (A, b, c, b_err) passed as arrays, a
    splitting its op codes (damp/kick/drift) and weights. One driver (``driver.py``) runs them all; the
-   *scheme* (explicit fixed step, explicit adaptive, implicit, splitting, heavy ball / Nesterov) is a
+   *scheme* (explicit fixed step, explicit adaptive, implicit, splitting, heavy ball / Nesterov, adaptive
+   optimizer: op code and β₁, β₂, ε as the method's data, ``optimizers.py``) is a
    compile-time constant like the model kind, and selects one step-attempt body (``explicit.py``
    stage sums, ``implicit.py``, ``splitting.py``, ``fields.py``), so a run compiles only what it uses.
    The vector field (``fields.py``: gradient flow, or momentum flow on y = [q, p, ∫D(p), ∫D(q)]),

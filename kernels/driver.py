@@ -12,6 +12,8 @@ while compiling, so a run compiles only the code it uses: the model ``kind`` (mo
     SCHEME_IMPLICIT   any implicit tableau (Gauss–Legendre), stage equations by fixed point (implicit.py)
     SCHEME_SPLITTING  damp/kick/drift splittings of momentum flow (splitting.py)
     SCHEME_ALGORITHM  heavy ball or Nesterov on y = [θ_k, θ_{k−1}] (fields.py)
+    SCHEME_OPTIMIZER  an adaptive optimizer (Adam, AdamW, RMSProp, sign descent, Lion) on y = [θ, its state]
+                      (optimizers.py); its op code and β₁, β₂, ε are the method's data
 
 The vector field (fields.py) depends on ``settings.dyn``: gradient flow, or momentum flow with state
 [q, p, z, w]. Recorded at each save time, per charge group (the model's groups, then the extra
@@ -52,9 +54,11 @@ from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .models import charges, loss_grad, n_isometric, work_size
+from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT,  # noqa: F401 (state_size:
                      SCHEME_SPLITTING, _mark_unrecorded, _record, _velocity, new_work,       # the API sizes the
                      state_charges, state_size)                                              # state with it)
+from .record import SCHEME_OPTIMIZER
 from .splitting import splitting_step
 from .step_control import MIN_RELATIVE_STEP, error_norm, initial_step, step_factor
 
@@ -195,9 +199,19 @@ def _algorithm_law(kind, y, new, cfg, group_off, group_degree, ints, floats, tmp
             new[2 * P + k] = y[2 * P + k] + rhs
 
 
+def _attempt_optimizer(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
+                       model, method, cfg, st, w, pred, refs):
+    # the learning rate is the step h; op code and (β₁, β₂, ε) are the method's data (optimizers.py)
+    for j in range(y.shape[0]):
+        w.new[j] = y[j]
+    optimizer_step(kind, w.new, method.ops[0], h, method.weights[0], method.weights[1], method.weights[2],
+                   cfg.weight_decay, cfg.n_params, w.grad, ints, floats, data_a, data_b, work)
+    return 0.0, False, 1
+
+
 _ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adaptive,
              SCHEME_IMPLICIT: _attempt_implicit, SCHEME_SPLITTING: _attempt_splitting,
-             SCHEME_ALGORITHM: _attempt_algorithm}
+             SCHEME_ALGORITHM: _attempt_algorithm, SCHEME_OPTIMIZER: _attempt_optimizer}
 
 
 def _attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
@@ -419,6 +433,11 @@ def _integrate_deep_linear_algorithm(*args):
 
 
 @njit(cache=True, nogil=True)
+def _integrate_deep_linear_optimizer(*args):
+    return _integrate(MODEL_DEEP_LINEAR, SCHEME_OPTIMIZER, args)
+
+
+@njit(cache=True, nogil=True)
 def _integrate_deep_linear_input_side_explicit(*args):
     return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_EXPLICIT, args)
 
@@ -441,6 +460,11 @@ def _integrate_deep_linear_input_side_splitting(*args):
 @njit(cache=True, nogil=True)
 def _integrate_deep_linear_input_side_algorithm(*args):
     return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_ALGORITHM, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_deep_linear_input_side_optimizer(*args):
+    return _integrate(MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_OPTIMIZER, args)
 
 
 @njit(cache=True, nogil=True)
@@ -468,22 +492,30 @@ def _integrate_mlp_algorithm(*args):
     return _integrate(MODEL_MLP, SCHEME_ALGORITHM, args)
 
 
+@njit(cache=True, nogil=True)
+def _integrate_mlp_optimizer(*args):
+    return _integrate(MODEL_MLP, SCHEME_OPTIMIZER, args)
+
+
 _INTEGRATE = {
     (MODEL_DEEP_LINEAR, SCHEME_EXPLICIT): _integrate_deep_linear_explicit,
     (MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE): _integrate_deep_linear_adaptive,
     (MODEL_DEEP_LINEAR, SCHEME_IMPLICIT): _integrate_deep_linear_implicit,
     (MODEL_DEEP_LINEAR, SCHEME_SPLITTING): _integrate_deep_linear_splitting,
     (MODEL_DEEP_LINEAR, SCHEME_ALGORITHM): _integrate_deep_linear_algorithm,
+    (MODEL_DEEP_LINEAR, SCHEME_OPTIMIZER): _integrate_deep_linear_optimizer,
     (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_EXPLICIT): _integrate_deep_linear_input_side_explicit,
     (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_ADAPTIVE): _integrate_deep_linear_input_side_adaptive,
     (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_IMPLICIT): _integrate_deep_linear_input_side_implicit,
     (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_SPLITTING): _integrate_deep_linear_input_side_splitting,
     (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_ALGORITHM): _integrate_deep_linear_input_side_algorithm,
+    (MODEL_DEEP_LINEAR_INPUT_SIDE, SCHEME_OPTIMIZER): _integrate_deep_linear_input_side_optimizer,
     (MODEL_MLP, SCHEME_EXPLICIT): _integrate_mlp_explicit,
     (MODEL_MLP, SCHEME_ADAPTIVE): _integrate_mlp_adaptive,
     (MODEL_MLP, SCHEME_IMPLICIT): _integrate_mlp_implicit,
     (MODEL_MLP, SCHEME_SPLITTING): _integrate_mlp_splitting,
     (MODEL_MLP, SCHEME_ALGORITHM): _integrate_mlp_algorithm,
+    (MODEL_MLP, SCHEME_OPTIMIZER): _integrate_mlp_optimizer,
 }
 
 

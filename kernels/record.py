@@ -18,6 +18,7 @@ from .fields import DYN_MOMENTUM
 from .models import charge_scales, charges, isometric_charges, isometric_scales, loss_grad, work_size
 
 SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT, SCHEME_SPLITTING, SCHEME_ALGORITHM = 0, 1, 2, 3, 4
+SCHEME_OPTIMIZER = 5  # an adaptive optimizer (optimizers.py)
 
 _Work = namedtuple("_Work", ["K", "K_new", "stage", "new", "start", "work", "g", "grad", "look", "pv", "tmp",
                              "q", "qg", "jv", "iv", "qa", "qb", "qc", "scales", "jscales", "result", "xv", "xscales"])

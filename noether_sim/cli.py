@@ -439,6 +439,8 @@ def cmd_list(args) -> int:
         "learning_rate, beta": "heavy_ball, nesterov (Python API): instead of (h, tau)",
         "track_energy": "gf, gd, momentum by a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) "
                         "+ ∫|θ̇|² as the charge 'energy' (default false)",
+        "beta1, beta2, eps": "adam, adamw (0.9, 0.999, 1e-8), rmsprop (beta2 = PyTorch's alpha, 0.99; eps 1e-8), "
+                             "lion (0.9, 0.99): PyTorch's / optax's names and defaults; the learning rate is h",
     })
     section("recording ([record]; watch_seeds and track_ntk are also simulate(…) keywords):", {
         "charges": "'all' (default) or a list of charge names to keep",

@@ -190,6 +190,7 @@ METHOD = {
     # by noether_sim.dynamics, as for the Python API
     "tau": (False, None), "velocity": (False, None), "track_law": (False, None), "track_energy": (False, None),
     "solve_tol": (False, None), "max_solve_iters": (False, None), "max_halvings": (False, None),
+    "beta1": (False, None), "beta2": (False, None), "eps": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
 

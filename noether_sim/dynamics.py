@@ -14,7 +14,9 @@ import numpy as np
 
 from . import _validate as v
 from .kernels.driver import SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_SPLITTING
+from .kernels.driver import SCHEME_OPTIMIZER
 from .kernels.fields import DYN_GF, DYN_MOMENTUM
+from .kernels.optimizers import OPT_ADAM, OPT_ADAMW, OPT_LION, OPT_RMSPROP, OPT_SIGN
 from .methods import EXPLICIT_METHODS, IMPLICIT_METHODS, SPLITTING_METHODS
 from .random import VELOCITY_STREAM, normal_rows
 
@@ -25,20 +27,51 @@ DYNAMICS = {
                 "implicit Runge–Kutta method or a conformal symplectic splitting",
     "heavy_ball": "θ_{k+1} = θ_k + β(θ_k − θ_{k−1}) − η(∇L(θ_k) + λθ_k), time t = k·h (β = e^{−h/τ}, η = h²/τ)",
     "nesterov": "θ_{k+1} = y_k − η(∇L(y_k) + λy_k), y_k = θ_k + β(θ_k − θ_{k−1}), time t = k·h",
+    "adam": "Adam (torch.optim.Adam: L2 weight decay λ in the gradient, bias-corrected moments), learning rate h",
+    "adamw": "AdamW (torch.optim.AdamW: decoupled weight decay θ ← θ(1 − ηλ)), learning rate h",
+    "rmsprop": "RMSProp (torch.optim.RMSprop, alpha = beta2, no momentum): θ ← θ − η g/(√v + ε), learning rate h",
+    "sign": "sign descent θ ← θ − η(sign(∇L) + λθ) (Lion with β₁ = β₂ = 0), learning rate h",
+    "lion": "Lion (optax.lion: θ ← θ − η(sign(β₁m + (1 − β₁)g) + λθ), m ← β₂m + (1 − β₂)g), learning rate h",
 }
 MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
 DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet"}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An adaptive optimizer as data: its op code (kernels/optimizers.py), the options it takes with
+    their defaults (PyTorch's; optax's for Lion), its state after θ, and the flow its steps converge to
+    as the learning rate → 0 at fixed β's (theory.md §7)."""
+
+    code: int
+    defaults: dict
+    state: tuple  # parts of the state row after θ: (name, "P" for one entry per parameter, or a count)
+    limit_flow: str
+
+
+_SIGN_LIKE = "sign-like flow θ̇ = −g/(|g| + ε)"
+OPTIMIZERS = {
+    "adam": Optimizer(OPT_ADAM, {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, (("m", "P"), ("v", "P"), ("step", 1)),
+                      _SIGN_LIKE + ", g = ∇L + λθ"),
+    "adamw": Optimizer(OPT_ADAMW, {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, (("m", "P"), ("v", "P"), ("step", 1)),
+                       _SIGN_LIKE + " − λθ, g = ∇L"),
+    "rmsprop": Optimizer(OPT_RMSPROP, {"beta2": 0.99, "eps": 1e-8}, (("v", "P"),), _SIGN_LIKE + ", g = ∇L + λθ"),
+    "sign": Optimizer(OPT_SIGN, {}, (), "sign flow θ̇ = −sign(∇L) − λθ"),
+    "lion": Optimizer(OPT_LION, {"beta1": 0.9, "beta2": 0.99}, (("m", "P"),), "sign flow θ̇ = −sign(∇L) − λθ"),
+}
 
 # options a dynamics or method takes, with their defaults; any other is refused by name
 OPTION_DEFAULTS = {
     "tau": None, "beta": None, "learning_rate": None, "velocity": "zero", "track_law": True,
     "rtol": 1e-8, "atol": 1e-10, "max_steps": 10_000_000,
     "solve_tol": 1e-14, "max_solve_iters": 100, "max_halvings": 6, "track_energy": False,
+    "beta1": None, "beta2": None, "eps": None,
 }
 _TAKES = {
     "tau": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
     "beta": ("heavy_ball and nesterov", lambda r: r.scheme == SCHEME_ALGORITHM),
-    "learning_rate": ("heavy_ball and nesterov", lambda r: r.scheme == SCHEME_ALGORITHM),
+    "learning_rate": ("heavy_ball, nesterov and the optimizers (adam, adamw, rmsprop, sign, lion)",
+                      lambda r: r.scheme in (SCHEME_ALGORITHM, SCHEME_OPTIMIZER)),
     "velocity": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
     "track_law": ("the momentum dynamics (momentum, heavy_ball, nesterov)",
                   lambda r: r.dynamics in MOMENTUM_DYNAMICS),
@@ -52,6 +85,9 @@ _TAKES = {
     "track_energy": ("gf, gd and momentum flow integrated by a Runge–Kutta method (not a splitting, "
                      "heavy_ball or nesterov)",
                      lambda r: r.scheme in (SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT)),
+    **{name: (", ".join(o for o, opt in OPTIMIZERS.items() if name in opt.defaults),
+              lambda r, name=name: r.dynamics in OPTIMIZERS and name in OPTIMIZERS[r.dynamics].defaults)
+       for name in ("beta1", "beta2", "eps")},
 }
 
 
@@ -76,7 +112,7 @@ class Resolved:
 def methods_for(dynamics: str) -> list[str]:
     if dynamics == "gd":
         return ["euler"]
-    if dynamics in ("heavy_ball", "nesterov"):
+    if dynamics in ("heavy_ball", "nesterov") or dynamics in OPTIMIZERS:
         return []
     names = [*EXPLICIT_METHODS, *IMPLICIT_METHODS]
     return names + list(SPLITTING_METHODS) if dynamics == "momentum" else names
@@ -90,6 +126,10 @@ def resolve(dynamics, method) -> Resolved:
         if method not in (None, dynamics):
             v.fail("method", method, f"{dynamics} is its own algorithm; leave method unset")
         return Resolved(dynamics, dynamics, SCHEME_ALGORITHM, DYN_MOMENTUM, 1, 1)
+    if dynamics in OPTIMIZERS:
+        if method not in (None, dynamics):
+            v.fail("method", method, f"{dynamics} is its own algorithm; leave method unset")
+        return Resolved(dynamics, dynamics, SCHEME_OPTIMIZER, DYN_GF, 1, 1)
     method = DEFAULT_METHOD[dynamics] if method is None else method
     allowed = methods_for(dynamics)
     if not isinstance(method, str) or method not in allowed:
@@ -144,6 +184,14 @@ def check_options(resolved: Resolved, given: dict) -> dict:
             v.fail(name, out[name], "must be True or False")
     if "velocity" in out:
         check_velocity(out["velocity"])
+    for name in ("beta1", "beta2"):
+        if name in out and (not isinstance(out[name], numbers.Real) or isinstance(out[name], bool)
+                            or not 0.0 <= out[name] < 1.0):
+            v.fail(name, out[name], f"must be a number with 0 <= {name} < 1")
+    if "eps" in out:
+        out["eps"] = v.positive("eps", out["eps"])
+    if resolved.dynamics in OPTIMIZERS:  # the optimizer's own defaults (PyTorch's; optax's for Lion)
+        out = {**OPTIMIZERS[resolved.dynamics].defaults, **out}
     full = {name: out.get(name, default) for name, default in OPTION_DEFAULTS.items()
             if _TAKES[name][1](resolved)}
     if resolved.dynamics in MOMENTUM_DYNAMICS and "learning_rate" not in out and "beta" not in out \
@@ -166,7 +214,10 @@ def check_velocity(velocity):
 
 
 def step_and_time_constant(resolved: Resolved, h, options: dict):
-    """(h, τ) of a run; heavy ball / Nesterov may give (learning_rate, beta) instead of (h, tau)."""
+    """(h, τ) of a run; heavy ball / Nesterov may give (learning_rate, beta) instead of (h, tau); an
+    optimizer's learning rate is its step h (``learning_rate`` names the same number)."""
+    if resolved.scheme == SCHEME_OPTIMIZER:
+        return optimizer_step_size(h, options.get("learning_rate")), None
     lr, beta, tau = options.get("learning_rate"), options.get("beta"), options.get("tau")
     if lr is not None or beta is not None:
         if lr is None or beta is None:
@@ -177,6 +228,31 @@ def step_and_time_constant(resolved: Resolved, h, options: dict):
                 v.fail(name, value, "give either (h, tau) or (learning_rate, beta), not a mix")
         return flow_from_heavy_ball(lr, beta)
     return h, tau
+
+
+def optimizer_step_size(h, learning_rate):
+    """The step of an optimizer run: h or learning_rate (one of them, or both equal)."""
+    if learning_rate is not None:
+        learning_rate = v.positive("learning_rate", learning_rate)
+        if h is not None and h != learning_rate:
+            v.fail("learning_rate", learning_rate, f"is the optimizer's step h; h = {h!r} differs: give one of them")
+        return learning_rate
+    return h
+
+
+def optimizer_state_size(resolved: Resolved, P: int) -> int:
+    """Entries of an optimizer's state row after θ (0 for every other dynamics)."""
+    opt = OPTIMIZERS.get(resolved.dynamics)
+    return 0 if opt is None else sum(P if n == "P" else n for _, n in opt.state)
+
+
+def optimizer_state_labels(resolved: Resolved, P: int) -> tuple[list, list]:
+    """(part, parameter index) of each entry of the optimizer's state after θ (−1 for the step count)."""
+    parts, params = [], []
+    for name, n in OPTIMIZERS[resolved.dynamics].state:
+        parts += [name] * (P if n == "P" else n)
+        params += list(range(P)) if n == "P" else [-1] * n
+    return parts, params
 
 
 def heavy_ball_from_flow(h: float, tau: float) -> tuple[float, float]:

@@ -43,7 +43,7 @@ from .ensemble import check_memory
 from .simulate import execute, plan
 
 from .laws import (BASIS_LADDER, BASIS_LAW, BROKEN, CONSERVED, EXCLUDED, INCONCLUSIVE, LAW_FAILS, LAW_HOLDS_EXACTLY,
-                   LAW_HOLDS_FLOW, NO_LAW, NO_SUCH, law_holds, step_law)
+                   LAW_HOLDS_FLOW, NO_LAW, NO_SUCH, law_holds, limit_flow, step_law)
 
 MIN_RUNGS = 3  # the extrapolation uses the two finest pairs, its uncertainty the next
 VERDICT_FACTOR = 5.0  # d* must exceed this many uncertainties to count as broken
@@ -249,7 +249,7 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
         coords={"seed": ladder.seed.values, "charge": names, "step_law": ("charge", step_laws),
                 **({"charge_law": ("charge", ladder.charge_law.values)} if "charge_law" in ladder.coords else {})},
         attrs={"method_order": p, "t_end": T, "step_sizes": json.dumps([float(h) for h in hs]),
-               "dynamics": dynamics, "method": method},
+               "dynamics": dynamics, "method": method, "limit_flow": limit_flow(dynamics)},
     )
 
 
@@ -329,7 +329,8 @@ def _richardson(q, hs, p):
 def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
     """One row per charge: medians over included seeds, verdict counts and the overall verdict, with what
     it rests on (``basis``: "exact law" or "ladder") and, for charges that move by a replacement law
-    (the model's charges under momentum), that law's overall verdict (``law_verdict``).
+    (the model's charges under momentum), that law's overall verdict (``law_verdict``). ``limit_flow``
+    names the flow the verdict is about (the sign-like flow for Adam, not gradient flow; laws.py).
 
     Parameters
     ----------
@@ -369,6 +370,7 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
             "law_verdict": _majority(analysis, "law_verdict", inc, k),
             "law": str(analysis.charge_law.values[k]) if "charge_law" in analysis.coords else "",
             "step_law": str(analysis.step_law.values[k]) if "step_law" in analysis.coords else "",
+            "limit_flow": analysis.attrs.get("limit_flow", ""),
             "seeds_judged": int(inc.sum()), "seeds_excluded": int((~inc).sum()),
             **{f"n_{v.split()[0]}": n for v, n in counts.items()},
         })

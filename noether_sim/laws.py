@@ -18,6 +18,14 @@ Where such a law holds (its residual within ``HOLDS_FACTOR`` round-off floors), 
 is entirely the step's, and vanishes with it: the charge is conserved by the flow, whatever the step
 size, from a single run. Where the residual stands far above the floor (``FAILS_FACTOR`` floors), the
 symmetry does not hold and the law fails. In between, or for dynamics with no exact law, a ladder decides.
+
+"The flow" of a verdict is the one a ladder converges to as h → 0 (``limit_flow``): gradient flow for
+gradient descent and methods of gradient flow, momentum flow for momentum methods, heavy ball and
+Nesterov; but the adaptive optimizers at fixed β's converge to a different flow (theory.md §7: Adam and
+RMSProp to the sign-like θ̇ = −g/(|g| + ε), sign descent and Lion to the sign flow). Their charges are
+still compared with the gradient-flow law, so "broken by the flow" there means broken by that limit flow;
+the verdict strings stay the same and ``limit_flow`` (attribute of ``judge``'s and ``analyse_ladder``'s
+result, column of ``summarise_verdicts``) names it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from ._validate import fail
+from .dynamics import MOMENTUM_DYNAMICS, OPTIMIZERS
 
 CONSERVED, BROKEN, INCONCLUSIVE = "conserved by the flow", "broken by the flow", "inconclusive"
 EXCLUDED, NO_SUCH = "excluded (failed at some step size)", "no such charge in this dynamics"
@@ -71,6 +80,15 @@ def step_law(dynamics: str, method: str, charge_kind: str) -> StepLaw | None:
     if dynamics == "momentum" and method in SPLITTINGS and charge_kind in ("isometric", "data"):
         return _SPLIT_DECAY
     return None
+
+
+def limit_flow(dynamics: str) -> str:
+    """The flow a ladder of ``dynamics`` converges to as h → 0 at fixed hyperparameters (module docstring)."""
+    if dynamics in OPTIMIZERS:
+        return OPTIMIZERS[dynamics].limit_flow
+    if dynamics in MOMENTUM_DYNAMICS:
+        return "momentum flow τθ̈ + θ̇ = −∇L − λθ"
+    return "gradient flow θ̇ = −∇L − λθ"
 
 
 def law_holds(residual, floor):
@@ -148,7 +166,7 @@ def judge(ds: xr.Dataset) -> xr.Dataset:
          "roundoff_floor": (("seed", "charge"), floor), "included": ("seed", ~failed)},
         coords={"seed": ds.seed.values, "charge": names, "step_law": ("charge", texts),
                 "charge_law": ("charge", [str(x) for x in ds.charge_law.values])},
-        attrs={"dynamics": dynamics, "method": method})
+        attrs={"dynamics": dynamics, "method": method, "limit_flow": limit_flow(dynamics)})
 
 
-__all__ = ["judge", "step_law", "law_holds", "StepLaw", "CONSERVED", "BROKEN", "INCONCLUSIVE", "NEEDS_LADDER"]
+__all__ = ["judge", "step_law", "limit_flow", "law_holds", "StepLaw", "CONSERVED", "BROKEN", "INCONCLUSIVE", "NEEDS_LADDER"]

@@ -18,6 +18,7 @@ import xarray as xr
 from .kernels import STATUS_OK
 from .dynamics import resolve
 from .ladder import BROKEN, CONSERVED, EXCLUDED, INCONCLUSIVE, NO_SUCH, analyse_ladder, summarise_verdicts
+from .laws import limit_flow
 from .laws import NO_LAW
 from .store import (COMPLETE_FILE, SHARED_VARS, DamagedStoreError, IncompleteStoreError, block_name, block_status,
                     damaged_blocks, describe_blocks, describe_damage, initial_name, open_component, read_study,
@@ -237,6 +238,8 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
         "integrator": ("scheme", [cfg["methods"][lb]["method"] for lb in present]),
         "method_order": ("scheme", [resolve(cfg["methods"][lb]["dynamics"], cfg["methods"][lb]["method"]).order
                                     for lb in present]),
+        "limit_flow": ("scheme", [limit_flow(cfg["methods"][lb]["dynamics"]) for lb in present],
+                       {"description": "the flow the ladder converges to as h → 0: what 'the flow' of a verdict is"}),
     })
     ds = xr.Dataset(data_vars, coords=coords)
     ds["time"].attrs.update(first["time"].attrs)
@@ -376,6 +379,7 @@ def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
                 verdict=v["verdict"] if v else NOT_ANALYSED, diverged=diverged, seeds=int(ds.sizes["seed"]),
                 extra={"uncertainty": v["uncertainty"] if v else np.nan,
                        "basis": v["basis"] if v else "", "law_verdict": v["law_verdict"] if v else "",
+                       "limit_flow": str(ds.limit_flow.sel(scheme=lb).values) if "limit_flow" in ds.coords else "",
                        "roundoff_floor": _q(fin.roundoff_floor.sel(charge=c).values[ok], 0.5)},
             ))
     return rows
@@ -504,6 +508,14 @@ def _basis_text(extra: dict) -> str:
     return basis
 
 
+def _verdict_text(row) -> str:
+    """The verdict, naming its flow where that is not gradient or momentum flow (the optimizers)."""
+    flow = row.extra.get("limit_flow", "")
+    if flow and not flow.startswith(("gradient flow", "momentum flow")) and row.verdict != NOT_ANALYSED:
+        return f"{row.verdict} (limit: {flow})"
+    return row.verdict
+
+
 def format_summary(ds: xr.Dataset) -> str:
     rows = summary_rows(ds)
     head = (f"study {ds.attrs['study_name']!r}: {ds.sizes['seed']} seeds, t_end = {ds.attrs['t_end']:g}, "
@@ -516,7 +528,7 @@ def format_summary(ds: xr.Dataset) -> str:
 
     table = [[r.method, r.charge, h_text(r.h_finest), f(r.drift_median), f(r.drift_p95), f(r.predicted_median),
               f(r.residual_median), "—" if not np.isfinite(r.fitted_order) else f"{r.fitted_order:.2f}",
-              f(r.extrapolated_drift), f"{r.diverged}/{r.seeds}", r.verdict, _basis_text(r.extra)] for r in rows]
+              f(r.extrapolated_drift), f"{r.diverged}/{r.seeds}", _verdict_text(r), _basis_text(r.extra)] for r in rows]
     widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
     lines = [head, "", "  ".join(c.ljust(w) for c, w in zip(cols, widths)),
              "  ".join("-" * w for w in widths)]

@@ -20,15 +20,18 @@ from . import _validate as v
 from .data import TrainingData
 from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
                        initial_velocity, resolve, step_and_time_constant)
+from .dynamics import OPTIMIZERS, optimizer_state_labels, optimizer_state_size
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
                        progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
+from .layer_lr import check_layer_lr, param_scale, scaled_data
 from .models import ChargeGroup
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
 from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_extras, ensemble_loss_grad,
                              ensemble_state_charges, integrate, state_size)
+from .kernels.driver import SCHEME_OPTIMIZER
 from .kernels.fields import DYN_MOMENTUM
 
 VARIABLES = {
@@ -96,11 +99,13 @@ class Plan:
     track_ntk: bool = False
     ntk_top: int = 4
     memory: dict = field(default_factory=dict)
+    layer_lr: tuple | None = None
 
 
 def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps=None, save_every=None,
          save_times=None, seeds=1, root_seed=0, init=None, weight_decay=0.0, watch_seeds=(),
-         divergence_bound=1e8, memory_limit=None, description="", track_ntk=False, ntk_top=4, **options) -> Plan:
+         divergence_bound=1e8, memory_limit=None, description="", track_ntk=False, ntk_top=4, layer_lr=None,
+         **options) -> Plan:
     """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
     resolved = resolve(dynamics, method)
     options = check_options(resolved, options)
@@ -153,8 +158,12 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if not isinstance(description, str):
         v.fail("description", description, "must be a string")
     track_law = bool(options.get("track_law", False))
+    layer_lr = check_layer_lr(layer_lr, model, data, resolved.dynamics, weight_decay)
+    if layer_lr is not None and track_ntk:  # the kernels record φ = θ/√m, not θ
+        v.fail("layer_lr", list(layer_lr), "does not combine with track_ntk")
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
-             divergence_bound, description, track_law, track_energy, bool(track_ntk), ntk_top)
+             divergence_bound, description, track_law, track_energy, bool(track_ntk), ntk_top,
+             layer_lr=layer_lr)
     p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
                              _extra_groups(data, track_energy), ntk)
     check_memory(p.memory, memory_limit)
@@ -206,6 +215,7 @@ def _sizes(model, resolved, track_law, extras=()):
     n_groups = len(model.charge_groups) + nx + len(iso)
     track_energy = any(g.name == "energy" for g in extras)
     n_state = state_size(resolved.dyn, resolved.scheme == SCHEME_ALGORITHM, P, nq, track_law) + int(track_energy)
+    n_state += optimizer_state_size(resolved, P)
     return P, nq, nj, nx, n_groups, n_state
 
 
@@ -234,7 +244,9 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
              track_energy: bool | None = None, watch_seeds=(), track_ntk: bool = False, ntk_top: int = 4,
              divergence_bound: float = 1e8, memory_limit: float | None = None,
-             progress: bool = False, description: str = "") -> xr.Dataset:
+             progress: bool = False, description: str = "",
+             beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
+             layer_lr=None) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     Every dynamics with every method that applies (``noether-sim list``); options that only some take are
@@ -247,9 +259,9 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         The network (``noether_sim.DeepLinear``, ``noether_sim.mlp.MLP``).
     data : TrainingData
         One data set, shared by every seed (``noether_sim.data``).
-    dynamics : {"gf", "gd", "momentum", "heavy_ball", "nesterov"}
+    dynamics : {"gf", "gd", "momentum", "heavy_ball", "nesterov", "adam", "adamw", "rmsprop", "sign", "lion"}
         Gradient flow, gradient descent (learning rate h), momentum flow ``τθ̈ + θ̇ = −∇L − λθ``, heavy
-        ball or Nesterov.
+        ball or Nesterov, or an adaptive optimizer (learning rate h; see beta1, beta2, eps).
     method : str, optional
         gf: any explicit method (rk4 default; dopri5 adaptive) or gl1/gl2/gl3 (implicit); gd: euler
         (implied); momentum: any of those or a splitting (verlet default, symplectic_euler, yoshida4);
@@ -313,6 +325,21 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     description : str
         Stored in the result's attributes.
 
+    beta1, beta2, eps : float, optional
+        The optimizers (adam, adamw, rmsprop, sign, lion; learning rate h or ``learning_rate``), named and
+        defaulted as in PyTorch (optax for Lion): adam, adamw (0.9, 0.999, 1e-8), rmsprop (beta2 =
+        PyTorch's alpha, 0.99; eps 1e-8), lion (0.9, 0.99); sign takes none. λ = weight_decay is L2 in the
+        gradient for adam and rmsprop, decoupled (θ ← θ − ηλθ) for adamw, sign and lion (update formulas:
+        kernels/optimizers.py). The per-seed state (moments, step count) is ``optimizer_state_final``;
+        the charges are compared with their gradient-flow law, which these steps do not keep
+        (``laws.limit_flow`` names the flow they converge to as h → 0; docs/guide/optimizers.md).
+    layer_lr : sequence of float, optional
+        gf, gd and the momentum dynamics: step multipliers (m_1, …, m_L), ``θ̇_i = −m_i∇_{θ_i}L`` (momentum:
+        the force on layer i times m_i; heavy ball: its learning rate). The balance and rescale charges
+        become the weighted ``C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i`` (r: ``|w_in|²/m_in −
+        α|w_out|²/m_out``) with gradient descent's exact law; networks without biases, degree-1
+        activations, λ = 0 (noether_sim/layer_lr.py).
+
     Returns
     -------
     xarray.Dataset
@@ -344,7 +371,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
              description=description, track_ntk=track_ntk, ntk_top=ntk_top, tau=tau, beta=beta,
              learning_rate=learning_rate, velocity=velocity, track_law=track_law, rtol=rtol, atol=atol,
-             max_steps=max_steps, solve_tol=solve_tol, max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy)
+             max_steps=max_steps, solve_tol=solve_tol, max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
+             beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr)
     return execute(p, progress=progress)
 
 
@@ -363,9 +391,11 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     algorithm = r.scheme == SCHEME_ALGORITHM
     momentum = r.dyn == DYN_MOMENTUM
     n_seeds, n_saves = len(p.ids), len(p.times)
-    ints, floats = model.descriptor(), model.constants(p.data)
+    # layer-wise rates run as the plain dynamics in φ = θ/√m on inputs scaled by Π√m_i (layer_lr.py)
+    run_data = p.data if p.layer_lr is None else scaled_data(p.data, p.layer_lr)
+    ints, floats = model.descriptor(), model.constants(run_data)
     kind = int(ints[0])  # compile-time literal in the kernels: one specialisation per model kind
-    data_a, data_b = model.kernel_data(p.data)
+    data_a, data_b = model.kernel_data(run_data)
     h = p.h if p.h is not None else 0.0
     tau = p.tau if p.tau is not None else np.nan
     eta, beta = heavy_ball_from_flow(h, tau) if momentum and p.h is not None else (np.nan, np.nan)
@@ -375,18 +405,28 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     if theta.shape != (n_seeds, P):
         raise AssertionError(f"initialisation returned shape {theta.shape}, expected {(n_seeds, P)}")
     velocity = None
+    scale = None if p.layer_lr is None else param_scale(model, p.layer_lr)  # φ = θ/scale (layer_lr.py)
+    theta_run = theta if scale is None else theta / scale
     if momentum:
-        velocity = initial_velocity(opts.get("velocity"), model, theta, p.ids, p.root_seed, p.weight_decay,
-                                    lambda th: ensemble_loss_grad(kind, th, ints, floats, data_a, data_b)[1])
+        v_opt = opts.get("velocity")
+        grad_of = lambda th: ensemble_loss_grad(kind, th, ints, floats, data_a, data_b)[1]  # noqa: E731
+        if scale is not None and isinstance(v_opt, str) and v_opt == "gradient":  # −M∇L(θ) = scale·(−∇_φL̃)
+            velocity = scale * initial_velocity(v_opt, model, theta_run, p.ids, p.root_seed, p.weight_decay, grad_of)
+        else:
+            velocity = initial_velocity(v_opt, model, theta, p.ids, p.root_seed, p.weight_decay, grad_of)
+    vel_run = velocity if scale is None or velocity is None else velocity / scale
     y = np.zeros((n_seeds, n_state))
-    y[:, :P] = theta
+    y[:, :P] = theta_run
     if algorithm:
-        y[:, P:2 * P] = theta - h * velocity  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
+        y[:, P:2 * P] = theta_run - h * vel_run  # θ_{−1}: then (θ_0 − θ_{−1})/h is the initial velocity
     elif momentum:
-        y[:, P:2 * P] = velocity
+        y[:, P:2 * P] = vel_run
 
     tableau, splitting = r.tableau, r.splitting
-    if tableau is not None:
+    if r.scheme == SCHEME_OPTIMIZER:  # the optimizer as data: op code, (β₁, β₂, ε) (kernels/optimizers.py)
+        method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), np.array([OPTIMIZERS[r.dynamics].code], np.int64),
+                        np.array([float(opts.get(k) or 0.0) for k in ("beta1", "beta2", "eps")]))
+    elif tableau is not None:
         b_err = tableau.b_err if tableau.b_err is not None else tableau.b
         method = Method(tableau.A, tableau.b, b_err, np.zeros(1, np.int64), np.zeros(1))
     else:
@@ -629,6 +669,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         "model": model.to_config(), "data": p.data.to_config(), "init": to_config(p.init),
         "dynamics": r.dynamics, "method": r.method, "h": p.h, "t_end": p.t_end, "weight_decay": p.weight_decay,
         "root_seed": int(p.root_seed), "n_seeds": n_seeds, "divergence_bound": p.divergence_bound,
+        **({"layer_lr": list(p.layer_lr)} if p.layer_lr is not None else {}),
         **{k: (val if isinstance(val, (str, float, int, bool, type(None))) else "array") for k, val in p.options.items()},
         "tau": p.tau, "track_ntk": p.track_ntk, "ntk_top": p.ntk_top,
     }
@@ -648,6 +689,32 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         data_symmetry=json.dumps(list(p.data.symmetry_names)),
         data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )
+    if r.scheme == SCHEME_OPTIMIZER:
+        ds = _label_optimizer(ds, p, st, ok)
+    if p.layer_lr is not None:  # back from φ to θ = √m φ; the charges are φ's: the weighted ones
+        for name in ("theta_final", "velocity_final"):
+            ds[name] = ds[name] * param_scale(model, p.layer_lr)
+            ds[name].attrs["description"] = VARIABLES[name]
+        ds.attrs["layer_lr"] = json.dumps(list(p.layer_lr))
+        ds.attrs["charge_descriptions"] = json.dumps({
+            k: text + " — weighted by the layer rates: each layer's term divided by its multiplier m_i"
+            for k, text in json.loads(ds.attrs["charge_descriptions"]).items()})
+    return ds
+
+
+def _label_optimizer(ds, p, st, ok):
+    """An optimizer run: its per-seed state at the end, its hyperparameters and its limit flow."""
+    r, P = p.resolved, p.model.n_params
+    parts, params = optimizer_state_labels(r, P)
+    ds["optimizer_state_final"] = (("seed", "optimizer_state"), _masked(ok, st.y[:, P:P + len(parts)]))
+    ds["optimizer_state_final"].attrs["description"] = (
+        "the optimizer's per-seed state at the last save time: moments m, v (per parameter) and the step "
+        "count used for bias correction")
+    ds = ds.assign_coords(optimizer_state_part=("optimizer_state", parts),
+                          optimizer_state_param=("optimizer_state", params))
+    ds.attrs.update(learning_rate=p.h, optimizer=r.dynamics, limit_flow=OPTIMIZERS[r.dynamics].limit_flow,
+                    **{k: float(p.options[k]) if p.options.get(k) is not None else np.nan
+                       for k in ("beta1", "beta2", "eps")})
     return ds
 
 

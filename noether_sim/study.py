@@ -92,6 +92,8 @@ def trim_block(ds: xr.Dataset, cfg) -> xr.Dataset:
         descr = json.loads(ds.attrs["charge_descriptions"])
         ds.attrs.update(charge_shapes=json.dumps({c: shapes[c] for c in charges}),
                         charge_descriptions=json.dumps({c: descr[c] for c in charges}))
+    if "optimizer_state_final" in ds:  # per-seed optimizer state: single runs only (blocks of a study share variables)
+        ds = ds.drop_vars(["optimizer_state_final", "optimizer_state_part", "optimizer_state_param"])
     if not cfg["record"]["final_weights"]:
         ds = ds.drop_vars(["theta_final", "velocity_initial", "velocity_final"])
     return ds
