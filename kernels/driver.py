@@ -55,6 +55,8 @@ from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .models import (charge_scales, charges, isometric_charges, isometric_scales, loss_grad, n_isometric,
                      work_size)
 from .splitting import splitting_step
+from .stochastic import (MINIBATCH_STREAM, NOISE_STREAM, batch_indices, gather_batch, gaussian_noise,
+                         linear_batch_moments, new_batch_arrays, stream_key)
 from .step_control import MIN_RELATIVE_STEP, error_norm, initial_step, step_factor
 
 SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT, SCHEME_SPLITTING, SCHEME_ALGORITHM = 0, 1, 2, 3, 4
@@ -133,6 +135,33 @@ def _accumulate_gd_law(kind, pred, g, qg, h, weight_decay, ints, floats, group_o
                 pred[k] = (pred[k] - c2 * pred[k]) + h * h * qg[k]
             else:
                 pred[k] = (pred[k] - c1 * pred[k]) - h * qg[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _accumulate_noisy_law(kind, pred, y, g, noise, U, tp, qa, qb, qc, h, weight_decay, ints, floats, group_off,
+                          group_degree):
+    """The exact one-step law with injected noise N (theory.md §6): θ' = (1 − hλ)θ + U, U = −h g + N,
+    q(θ') = (1 − hλ)² q(θ) + 2(1 − hλ) θᵀS N + q(U) for q = θᵀSθ (the gradient term drops by symmetry),
+    2θᵀS N = (q(θ + N) − q(θ − N))/2; linear charges: q(θ') = (1 − hλ) q(θ) + q(U)."""
+    P = g.shape[0]
+    for j in range(P):
+        U[j] = noise[j] - h * g[j]
+    charges(kind, U, qc, ints, floats)
+    for j in range(P):
+        tp[j] = y[j] + noise[j]
+    charges(kind, tp, qa, ints, floats)
+    for j in range(P):
+        tp[j] = y[j] - noise[j]
+    charges(kind, tp, qb, ints, floats)
+    c1 = h * weight_decay
+    c2 = c1 * (2.0 - c1)
+    for grp in range(group_degree.shape[0]):
+        for k in range(group_off[grp], group_off[grp + 1]):
+            if group_degree[grp] == 2:
+                cross = 0.5 * (qa[k] - qb[k])
+                pred[k] = (pred[k] - c2 * pred[k]) + (cross - c1 * cross) + qc[k]
+            else:
+                pred[k] = (pred[k] - c1 * pred[k]) + qc[k]
 
 
 @njit(cache=True)
@@ -407,6 +436,16 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
     t = st.t[s]
     h = st.h_next[s]
     cached = False
+    # stochastic dynamics (stochastic.py): this seed's minibatch scratch and keys, its noise buffer
+    batch = cfg.batch_size > 0
+    noisy = cfg.temperature > 0.0
+    mlp = kind == MODEL_MLP
+    perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
+        model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
+    batch_key = stream_key(cfg.root_seed, MINIBATCH_STREAM, st.seed_id[s])
+    noise_key = stream_key(cfg.root_seed, NOISE_STREAM, st.seed_id[s])
+    noise = np.empty(P if noisy else 0)
+    noise_scale = np.sqrt(2.0 * cfg.h * cfg.temperature)
 
     for js in range(first, last):
         t_end = save_times[js]
@@ -427,13 +466,32 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
                 if h_try < MIN_RELATIVE_STEP * max(1.0, abs(t)):
                     st.status[s] = STATUS_STEP_UNDERFLOW
                     break
-            err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints, floats,
-                                                data_a, data_b, A, b, model, method, cfg, st, w, pred, refs)
+            step_floats, step_a, step_b = floats, data_a, data_b
+            if batch:  # this step's minibatch, keyed by (root seed, seed id, step)
+                step = st.n_accepted[s] + n_accepted
+                batch_indices(batch_key, cfg.sampling, step, cfg.batch_size, perm, swaps, held, idx)
+                if mlp:
+                    gather_batch(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b)
+                else:
+                    linear_batch_moments(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b,
+                                         batch_floats)
+                step_floats, step_a, step_b = batch_floats, batch_a, batch_b
+            err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints,
+                                                step_floats, step_a, step_b, A, b, model, method, cfg, st, w, pred,
+                                                refs)
             n_grad += evals
-            if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start
+            if noisy:  # Euler–Maruyama: θ' = θ − h(g + λθ) + √(2hT) ξ
+                gaussian_noise(noise_key, st.n_accepted[s] + n_accepted, cfg.noise_substeps, noise_scale, noise)
+                for j in range(P):
+                    new[j] += noise[j]
+            if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start (the batch's gradient)
                 for j in range(P):
                     g[j] = -K[0, j] - lam * y[j]
-                _accumulate_gd_law(kind, pred, g, qg, h_try, lam, ints, floats, group_off, group_degree)
+                if noisy:
+                    _accumulate_noisy_law(kind, pred, y, g, noise, w.look, w.tmp, w.qa, w.qb, w.qc, h_try, lam,
+                                          ints, floats, group_off, group_degree)
+                else:
+                    _accumulate_gd_law(kind, pred, g, qg, h_try, lam, ints, floats, group_off, group_degree)
             if err == np.inf and not adaptive:
                 st.status[s] = STATUS_SOLVE_FAILED
                 break

@@ -25,15 +25,21 @@ DYNAMICS = {
                 "implicit Runge–Kutta method or a conformal symplectic splitting",
     "heavy_ball": "θ_{k+1} = θ_k + β(θ_k − θ_{k−1}) − η(∇L(θ_k) + λθ_k), time t = k·h (β = e^{−h/τ}, η = h²/τ)",
     "nesterov": "θ_{k+1} = y_k − η(∇L(y_k) + λy_k), y_k = θ_k + β(θ_k − θ_{k−1}), time t = k·h",
+    "langevin": "overdamped Langevin dθ = −(∇L + λθ)dt + √(2T)dW (temperature T), by Euler–Maruyama "
+                "θ ← θ − h(∇L + λθ) + √(2hT)ξ with counter-based noise per (seed, step)",
 }
 MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
-DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet"}
+DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet", "langevin": "euler_maruyama"}
+MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin")
+SAMPLINGS = ("uniform", "epoch")
+STOCHASTIC_OPTIONS = ("batch_size", "sampling", "temperature", "noise_substeps")
 
 # options a dynamics or method takes, with their defaults; any other is refused by name
 OPTION_DEFAULTS = {
     "tau": None, "beta": None, "learning_rate": None, "velocity": "zero", "track_law": True,
     "rtol": 1e-8, "atol": 1e-10, "max_steps": 10_000_000,
     "solve_tol": 1e-14, "max_solve_iters": 100, "max_halvings": 6, "track_energy": False,
+    "batch_size": None, "sampling": None, "temperature": None, "noise_substeps": None,
 }
 _TAKES = {
     "tau": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
@@ -51,7 +57,12 @@ _TAKES = {
     # the dissipated ∫|θ̇|² is integrated as part of the state, so only by a Runge–Kutta method
     "track_energy": ("gf, gd and momentum flow integrated by a Runge–Kutta method (not a splitting, "
                      "heavy_ball or nesterov)",
-                     lambda r: r.scheme in (SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT)),
+                     lambda r: r.scheme in (SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT)
+                     and r.dynamics != "langevin"),
+    "batch_size": ("gd, heavy_ball, nesterov and langevin", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "sampling": ("gd, heavy_ball, nesterov and langevin with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "temperature": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
+    "noise_substeps": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
 }
 
 
@@ -76,6 +87,8 @@ class Resolved:
 def methods_for(dynamics: str) -> list[str]:
     if dynamics == "gd":
         return ["euler"]
+    if dynamics == "langevin":
+        return ["euler_maruyama"]
     if dynamics in ("heavy_ball", "nesterov"):
         return []
     names = [*EXPLICIT_METHODS, *IMPLICIT_METHODS]
@@ -94,10 +107,14 @@ def resolve(dynamics, method) -> Resolved:
     allowed = methods_for(dynamics)
     if not isinstance(method, str) or method not in allowed:
         why = {"gd": "gradient descent is explicit Euler; leave method unset or use 'euler'",
+               "langevin": "overdamped Langevin is integrated by Euler–Maruyama (weak order 1)",
                "gf": "gradient flow takes a Runge–Kutta method (splittings integrate momentum flow)"}.get(
             dynamics, "momentum flow takes a Runge–Kutta method or a splitting")
         v.fail("method", method, f"{why}: one of {', '.join(allowed)}")
     dyn = DYN_MOMENTUM if dynamics == "momentum" else DYN_GF
+    if dynamics == "langevin":  # Euler's tableau; the driver adds the noise after the step
+        tab = EXPLICIT_METHODS["euler"]
+        return Resolved(dynamics, method, SCHEME_EXPLICIT, dyn, 1, 1, tableau=tab)
     if method in SPLITTING_METHODS:
         sp = SPLITTING_METHODS[method]
         kicks = sum(1 for op, _ in sp.steps if op == "kick")
@@ -144,8 +161,26 @@ def check_options(resolved: Resolved, given: dict) -> dict:
             v.fail(name, out[name], "must be True or False")
     if "velocity" in out:
         check_velocity(out["velocity"])
+    if "batch_size" in out:
+        out["batch_size"] = v.positive_int("batch_size", out["batch_size"])
+    if "sampling" in out:
+        if "batch_size" not in out:
+            v.fail("sampling", out["sampling"], "applies only with a batch_size (minibatch gradients)")
+        if not isinstance(out["sampling"], str) or out["sampling"] not in SAMPLINGS:
+            v.fail("sampling", out["sampling"], f"must be one of {', '.join(SAMPLINGS)}")
+    if "temperature" in out:
+        out["temperature"] = v.non_negative("temperature", out["temperature"])
+    if "noise_substeps" in out:
+        out["noise_substeps"] = v.positive_int("noise_substeps", out["noise_substeps"])
+    if resolved.dynamics == "langevin" and "temperature" not in out:
+        v.fail("temperature", None, "langevin needs a temperature T >= 0 (noise √(2hT) per step)")
+    if "batch_size" in out:
+        out.setdefault("sampling", "uniform")
+    if "temperature" in out:
+        out.setdefault("noise_substeps", 1)
+    # the stochastic options appear in a run's configuration only when used (full-batch runs stay as they were)
     full = {name: out.get(name, default) for name, default in OPTION_DEFAULTS.items()
-            if _TAKES[name][1](resolved)}
+            if _TAKES[name][1](resolved) and (name not in STOCHASTIC_OPTIONS or name in out)}
     if resolved.dynamics in MOMENTUM_DYNAMICS and "learning_rate" not in out and "beta" not in out \
             and full.get("tau") is None:
         v.fail("tau", None, "momentum dynamics need the time constant tau > 0 (friction 1/tau)"

@@ -24,19 +24,23 @@ from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, ov
                        provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .models import ChargeGroup
+from .stochastic import SAMPLING_CODES, expectation_factors, noise_rates, seed_statistics
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
-from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_extras, ensemble_loss_grad,
+from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_charges, ensemble_extras, ensemble_loss_grad,
                              ensemble_state_charges, integrate, state_size)
 from .kernels.fields import DYN_MOMENTUM
+from .kernels.layout import MODEL_MLP
 
 VARIABLES = {
     "loss": "training loss L(θ(t))",
     "drift": "|q(t) − q_law(t)| (Frobenius) per charge; q_law is the charge's exact law (coordinate charge_law)",
     "drift_max": "largest entry of |q(t) − q_law(t)|",
-    "predicted": "gradient descent: |q_pred(t) − q_law(t)|, the discretisation drift its exact one-step law predicts",
-    "residual": "gradient descent: |q(t) − q_pred(t)|, drift the exact law does not explain (round-off)",
+    "predicted": "gradient descent (also minibatch; Langevin with its noise terms): |q_pred(t) − q_law(t)|, the "
+                 "drift its exact one-step law predicts",
+    "residual": "gradient descent (also minibatch; Langevin): |q(t) − q_pred(t)|, drift the exact law does not "
+                "explain (round-off)",
     "law_residual": "momentum flow, model charges: |I(t) − I(0)|, I = τḊ + D + 2λ∫D(q)dt − 2τ∫D(p)dt, the "
                     "integrated exact law τD̈ + Ḋ + 2λD = 2τD(p)",
     "scale": "size of the terms that cancel in q (|W_{i+1}|² + |W_i|² + |b_i|² for D_i): round-off reference",
@@ -63,6 +67,13 @@ VARIABLES = {
     "charge_watch": "full charge vector of the watched seeds at every save time (model charges, data-symmetry "
                     "charges and energy, isometric charges: coordinate component_charge)",
     "predicted_watch": "gradient descent: the exact law's prediction of charge_watch",
+    "charge_mean": "stochastic runs: seed mean of every charge component (ok watched seeds; every seed by default)",
+    "charge_mean_se": "stochastic runs: Monte-Carlo standard error of charge_mean (sd/√seeds)",
+    "expectation_law": "stochastic runs: seed mean of the expectation law E[q(t) | q(0)] (theory.md §6: "
+                       "e^(-2λt)q(0) + (T/λ)c(1 − e^(-2λt)) for quadratic charges, e^(-λt)q(0) for linear ones)",
+    "mean_deviation": "stochastic runs: seed mean of q(t) − E[q(t) | q(0)], the drift the expectation law does "
+                      "not explain",
+    "mean_deviation_se": "stochastic runs: Monte-Carlo standard error of mean_deviation",
 }
 
 
@@ -102,6 +113,12 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if not hasattr(model, "charge_groups"):
         v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP)")
     data.check_fits(model)
+    batch_size = options.get("batch_size")
+    if batch_size is not None and batch_size > data.n_points:
+        v.fail("batch_size", batch_size, f"must be <= the number of data points N = {data.n_points}")
+    if batch_size is not None and track_energy:
+        v.fail("track_energy", True, "the energy identity is that of the full-batch loss; a minibatch run "
+                                     "(batch_size) cannot track it")
     h, tau = step_and_time_constant(resolved, h, options)
     if h is not None:
         h = v.positive("h", h)
@@ -131,6 +148,8 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
                                    len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy)),
                      memory_limit)
     ids = seed_ids(seeds)
+    if is_stochastic(options) and len(np.atleast_1d(watch_seeds)) == 0:
+        watch_seeds = ids  # seed means and their standard errors need every seed's charges
     watch = np.atleast_1d(np.asarray(watch_seeds, dtype=np.int64))
     missing = watch[~np.isin(watch, ids)]
     if len(missing):
@@ -147,6 +166,11 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
                              _extra_groups(data, track_energy))
     check_memory(p.memory, memory_limit)
     return p
+
+
+def is_stochastic(options) -> bool:
+    """Does a run draw per-step randomness (a minibatch smaller than the data, or Langevin noise)?"""
+    return options.get("batch_size") is not None or options.get("temperature") is not None
 
 
 def _isometric_groups(model, resolved) -> list:
@@ -200,7 +224,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              learning_rate: float | None = None, velocity=None, track_law: bool | None = None,
              rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
-             track_energy: bool | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
+             track_energy: bool | None = None, batch_size: int | None = None, sampling: str | None = None,
+             temperature: float | None = None, noise_substeps: int | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "") -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
@@ -229,6 +254,14 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     track_energy  a Runge–Kutta method: record the energy E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|² as a charge
               with law E(0) (time symmetry), integrating ∫|θ̇|² with the run's own method (default False)
 
+    batch_size  gd, heavy_ball, nesterov, langevin: minibatch gradients of B points per step and seed
+              (B = N is the full batch); ``sampling`` "uniform" (B distinct points per step, the default)
+              or "epoch" (the next B of a per-epoch shuffle); stochastic.minibatch_indices replays them
+    temperature   langevin: T >= 0 of dθ = −(∇L + λθ)dt + √(2T)dW (Euler–Maruyama, noise per seed and step);
+              noise_substeps r: each step's noise is the normalised sum of r finer steps' draws (coupled ladders)
+    A stochastic run watches every seed unless ``watch_seeds`` says otherwise, and reports seed means
+    (charge_mean, mean_deviation from the expectation law) with their standard errors.
+
     Data with a symmetry group (``data.augment``) adds one charge per generator K, c = ⟨θ̇_1, W_1K⟩:
     law 0 under gradient flow and descent, e^{−t/τ}c(0) under momentum. ``ds.attrs["data_symmetry_exact"]``
     says whether the loss is exactly invariant for this model (1), only approximately (0), or −1 (none).
@@ -241,7 +274,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
              description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
              track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
-             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy)
+             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
+             batch_size=batch_size, sampling=sampling, temperature=temperature, noise_substeps=noise_substeps)
     return execute(p, progress=progress)
 
 
@@ -284,15 +318,18 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
     settings = MomentumSettings if momentum else GradientFlowSettings  # the dynamics, as a type (bundles.py)
     cfg = settings(
-        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd",
+        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics in ("gd", "langevin"),
         nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
         error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,
         max_steps=int(opts.get("max_steps", 0)), max_solve_iters=int(opts.get("max_solve_iters", 0)),
         max_halvings=int(opts.get("max_halvings", 0)), h=float(h), rtol=float(opts.get("rtol", 0.0)),
         atol=float(opts.get("atol", 0.0)), weight_decay=float(p.weight_decay), tau=float(tau if momentum else 1.0),
         eta=float(eta), beta=float(beta), divergence_bound=float(p.divergence_bound),
-        solve_tol=float(opts.get("solve_tol", 0.0)), energy_slot=n_state - 1 if p.track_energy else -1)
-    model_data = ModelData(ints, floats, data_a, data_b)
+        solve_tol=float(opts.get("solve_tol", 0.0)), energy_slot=n_state - 1 if p.track_energy else -1,
+        batch_size=_kernel_batch_size(p), sampling=SAMPLING_CODES[opts.get("sampling") or "uniform"],
+        temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
+        noise_substeps=int(opts.get("noise_substeps") or 1))
+    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, p.data, cfg.batch_size > 0))
     q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, nq, ints, floats)
     j0 = np.ascontiguousarray(j0[:, :nj]) if momentum else np.zeros((n_seeds, nj))
 
@@ -310,7 +347,7 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
                       gens, x0)
     st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
-                   np.zeros(n_seeds, np.int64))
+                   np.zeros(n_seeds, np.int64), np.ascontiguousarray(p.ids, dtype=np.int64))
     rec = Records(np.empty((n_seeds, n_saves)), *(np.empty((n_seeds, n_saves, n_groups)) for _ in range(6)),
                   np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)))
 
@@ -330,6 +367,22 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
             bar.close()
     elapsed = _time.perf_counter() - started
     return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta, elapsed)
+
+
+def _kernel_batch_size(p) -> int:
+    """B for the kernels; 0 (the precomputed full-batch data) when the batch is every point."""
+    B = p.options.get("batch_size")
+    return 0 if B is None or B == p.data.n_points else int(B)
+
+
+def _points(kind, model, data, batched):
+    """The data points as rows for per-step batches: (N × n_a) inputs, augmented as the model reads them
+    (deep linear with biases: [x; 1]), and (N × n_L) targets; empty unless ``batched``."""
+    aug = kind != MODEL_MLP and model.bias  # deep linear moments of x̃ = [x; 1]
+    X = np.vstack([data.X, np.ones((1, data.n_points))]) if aug else np.asarray(data.X, dtype=float)
+    if not batched:
+        return np.zeros((0, X.shape[0])), np.zeros((0, data.Y.shape[0]))
+    return np.ascontiguousarray(X.T, dtype=float), np.ascontiguousarray(np.asarray(data.Y, dtype=float).T)
 
 
 def _nan(shape):
@@ -395,6 +448,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
              for g in extras]
     laws += ["e^(-t/τ)·J(0)"] * len(iso)
     implicit = r.scheme == SCHEME_IMPLICIT
+    stats = _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, nx + nj)
     ds = xr.Dataset(
         {
             "loss": (("seed", "time"), rec.loss),
@@ -426,6 +480,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
             "n_retried_steps": ("seed", st.n_retried),
             "charge_watch": (("watched_seed", "time", "component"), rec.watch),
             "predicted_watch": (("watched_seed", "time", "component"), rec.predicted_watch),
+            **{name: (("time", "component"), x) for name, x in stats.items()},
         },
         coords={
             "seed": p.ids, "time": p.times, "charge": [g.name for g in all_groups],
@@ -450,11 +505,13 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     }
     if r.scheme == SCHEME_ALGORITHM:
         config.update(learning_rate=eta, beta=beta)
+    if p.options.get("batch_size") is not None:
+        config.update(n_points=int(p.data.n_points))
     ds.attrs.update(provenance())
     ds.attrs.update(
         config=json.dumps(config), dynamics=r.dynamics, method=r.method, method_order=r.order,
         h=p.h if p.h is not None else np.nan, tau=p.tau if p.tau is not None else np.nan,
-        learning_rate=eta if momentum else (p.h if r.dynamics == "gd" else np.nan),
+        learning_rate=eta if momentum else (p.h if r.dynamics in ("gd", "langevin") else np.nan),
         beta=beta if momentum else np.nan, t_end=p.t_end, weight_decay=p.weight_decay,
         charge_shapes=json.dumps({g.name: list(g.shape) for g in all_groups}),
         charge_descriptions=json.dumps({g.name: g.description for g in all_groups}),
@@ -465,6 +522,26 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )
     return ds
+
+
+def _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, n_other) -> dict:
+    """Seed means and standard errors over the watched ok seeds (stochastic.py), per model-charge
+    component; NaN for the other components and for deterministic runs."""
+    n_saves = len(p.times)
+    names = ("charge_mean", "charge_mean_se", "expectation_law", "mean_deviation", "mean_deviation_se")
+    if not is_stochastic(p.options) or len(p.watch) == 0:
+        return {name: _nan((n_saves, nq + n_other)) for name in names}
+    groups = p.model.charge_groups
+    degree = np.concatenate([[g.degree] * g.size for g in groups]) if groups else np.zeros(0, int)
+    T = float(p.options.get("temperature") or 0.0)
+    rate = noise_rates(kind, ints, floats, p.model.n_params, nq, ensemble_charges) if T > 0 else np.zeros(nq)
+    a, b = expectation_factors(p.times, degree, rate, p.weight_decay, T)
+    rows = np.searchsorted(p.ids, p.watch) if np.all(np.diff(p.ids) > 0) else \
+        np.array([int(np.flatnonzero(p.ids == w)[0]) for w in p.watch])
+    ok = st.status[rows] == STATUS_OK
+    out = seed_statistics(rec.watch[:, :, :nq], refs.q0[rows], ok, a, b)[:5]
+    pad = np.full((n_saves, n_other), np.nan)
+    return {name: np.concatenate([x, pad], axis=1) for name, x in zip(names, out)}
 
 
 def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> xr.DataArray:

@@ -1,0 +1,164 @@
+"""Stochastic training (theory.md §6): minibatch gradients and Langevin noise — exact per-trajectory laws,
+replays in plain NumPy, bit-identical seeds, and the refusals."""
+
+import numba
+import numpy as np
+import pytest
+
+import noether_sim as ns
+from noether_sim.mlp import MLP
+from noether_sim.stochastic import minibatch_indices, minibatch_indices_of
+from reference import loss_and_grad
+
+EPS = np.finfo(float).eps
+
+
+@pytest.fixture(scope="module")
+def problem():
+    model = ns.DeepLinear((4, 6, 5, 3), bias=True)
+    data = ns.data.synthetic_regression(4, 3, 24, noise=0.1, seed=1)
+    return model, data
+
+
+def residual_bound(ds, h):
+    """The round-off bound of the exact laws (as in test_charges): 2·ε·√k·(running max of the scale)."""
+    steps = ds.time.values / h
+    running_scale = np.maximum.accumulate(ds.scale.values, axis=1)
+    return 2 * EPS * np.sqrt(np.maximum(steps, 1))[None, :, None] * running_scale
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "epoch"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+@pytest.mark.parametrize("model_name", ["deep_linear", "mlp"])
+def test_minibatch_descent_exact_law_holds_to_roundoff_for_every_seed(problem, sampling, weight_decay, model_name):
+    """GD's exact one-step law with the batch gradient g_B: q(k+1) = (1 − ηλ)² q(k) + η² q(g_B)."""
+    model, data = problem
+    if model_name == "mlp":
+        model = MLP((4, 6, 5, 3), activation="relu", bias=True)
+    h = 0.05
+    ds = ns.simulate(model, data, dynamics="gd", h=h, n_steps=400, save_every=40 * h, seeds=6, batch_size=5,
+                     sampling=sampling, weight_decay=weight_decay, init=ns.init.Gaussian(bias_scale=0.5))
+    assert not ds.diverged.any()
+    assert (ds.residual <= residual_bound(ds, h)).all()
+    # not trivially satisfied: the η² terms the law accumulates are far above the residual
+    assert (ds.predicted.isel(time=-1) > 1e8 * ds.residual.isel(time=-1)).all()
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_langevin_exact_law_with_noise_holds_to_roundoff(problem, weight_decay):
+    """q(θ') = (1 − ηλ)² q(θ) + 2(1 − ηλ)θᵀSN + q(U) per trajectory (theory.md §6), with and without
+    minibatches."""
+    model, data = problem
+    h = 0.01
+    for batch_size in (None, 6):
+        ds = ns.simulate(model, data, dynamics="langevin", temperature=0.05, h=h, n_steps=500, save_every=50 * h,
+                         seeds=6, weight_decay=weight_decay, batch_size=batch_size)
+        assert not ds.diverged.any()
+        assert (ds.residual <= residual_bound(ds, h)).all()
+        assert (ds.predicted.isel(time=-1) > 1e8 * ds.residual.isel(time=-1)).all()
+
+
+@pytest.mark.parametrize("dynamics,kw", [("gd", {}), ("heavy_ball", {"tau": 0.5}), ("nesterov", {"tau": 0.5})])
+@pytest.mark.parametrize("sampling", ["uniform", "epoch"])
+def test_full_size_batch_is_bit_identical_to_full_batch(problem, dynamics, kw, sampling):
+    model, data = problem
+    common = dict(dynamics=dynamics, h=0.05, n_steps=60, save_every=1.0, seeds=3, weight_decay=0.01, **kw)
+    full = ns.simulate(model, data, **common)
+    same = ns.simulate(model, data, batch_size=data.n_points, sampling=sampling, **common)
+    np.testing.assert_array_equal(full.theta_final.values, same.theta_final.values)
+    np.testing.assert_array_equal(full.loss.values, same.loss.values)
+
+
+@pytest.mark.parametrize("dynamics,kw", [("gd", {"batch_size": 5, "sampling": "epoch"}),
+                                         ("nesterov", {"batch_size": 5, "tau": 0.5}),
+                                         ("langevin", {"temperature": 0.1, "batch_size": 7})])
+def test_seed_is_bit_identical_alone_batched_and_threaded(problem, dynamics, kw):
+    model, data = problem
+    common = dict(dynamics=dynamics, h=0.02, n_steps=120, save_every=0.6, **kw)
+    many = ns.simulate(model, data, seeds=9, **common)
+    alone = ns.simulate(model, data, seeds=[5], **common)
+    np.testing.assert_array_equal(alone.theta_final.values[0], many.theta_final.sel(seed=5).values)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = ns.simulate(model, data, seeds=9, **common)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = ns.simulate(model, data, seeds=9, **common)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(one.theta_final.values, many.theta_final.values)
+    np.testing.assert_array_equal(two.theta_final.values, many.theta_final.values)
+    # and the seeds really differ from one another (their draws are their own)
+    assert not np.array_equal(many.theta_final.values[0], many.theta_final.values[1])
+
+
+@pytest.mark.parametrize("dynamics", ["gd", "heavy_ball", "nesterov"])
+@pytest.mark.parametrize("sampling", ["uniform", "epoch"])
+def test_trajectory_replays_in_numpy_from_minibatch_indices(problem, dynamics, sampling):
+    """The public indices reproduce a seed's trajectory with an independent NumPy gradient."""
+    model, data = problem
+    h, n_steps, lam, B, tau = 0.05, 25, 0.02, 5, 0.5
+    kw = {"tau": tau} if dynamics != "gd" else {}
+    ds = ns.simulate(model, data, dynamics=dynamics, h=h, n_steps=n_steps, seeds=[2, 7], batch_size=B,
+                     sampling=sampling, weight_decay=lam, root_seed=11, **kw)
+    eta, beta = ns.heavy_ball_from_flow(h, tau) if dynamics != "gd" else (h, 0.0)
+    for seed in (2, 7):
+        theta = ds.theta_initial.sel(seed=seed).values.copy()
+        prev = theta.copy()
+        for k in range(n_steps):
+            idx = minibatch_indices_of(ds, seed, k)
+            batch = ns.data.from_arrays(data.X[:, idx], data.Y[:, idx])
+            look = theta + beta * (theta - prev) if dynamics == "nesterov" else theta
+            g = loss_and_grad(model, batch, look)[1]
+            if dynamics == "nesterov":
+                new = look - eta * (g + lam * look)
+            else:
+                new = theta + beta * (theta - prev) - eta * (g + lam * theta)
+            prev, theta = theta, new
+        np.testing.assert_allclose(ds.theta_final.sel(seed=seed).values, theta, rtol=1e-11, atol=1e-13)
+
+
+def test_minibatch_indices_draw_what_they_promise():
+    N, B = 23, 5
+    # uniform: B distinct points per step; every point drawn about equally often over many steps
+    counts = np.zeros(N)
+    for k in range(2000):
+        idx = minibatch_indices(N, B, 3, k, root_seed=1)
+        assert len(set(idx.tolist())) == B and idx.min() >= 0 and idx.max() < N
+        counts[idx] += 1
+    expected = 2000 * B / N
+    assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected))  # binomial sd < √expected
+    # epoch: the N // B batches of an epoch are disjoint; the next epoch is a different shuffle
+    per_epoch = N // B
+    epoch0 = np.concatenate([minibatch_indices(N, B, 3, k, sampling="epoch") for k in range(per_epoch)])
+    epoch1 = np.concatenate([minibatch_indices(N, B, 3, k, sampling="epoch") for k in range(per_epoch, 2 * per_epoch)])
+    assert len(set(epoch0.tolist())) == per_epoch * B and len(set(epoch1.tolist())) == per_epoch * B
+    assert not np.array_equal(epoch0, epoch1)
+    # keyed by seed and root seed
+    assert not np.array_equal(minibatch_indices(N, B, 3, 0), minibatch_indices(N, B, 4, 0))
+    assert not np.array_equal(minibatch_indices(N, B, 3, 0), minibatch_indices(N, B, 3, 0, root_seed=1))
+
+
+@pytest.mark.parametrize("kw,name", [
+    ({"dynamics": "gd", "batch_size": 0}, "batch_size"),
+    ({"dynamics": "gd", "batch_size": 25}, "batch_size"),
+    ({"dynamics": "gd", "batch_size": 2.5}, "batch_size"),
+    ({"dynamics": "gd", "batch_size": True}, "batch_size"),
+    ({"dynamics": "gd", "batch_size": 4, "sampling": "shuffled"}, "sampling"),
+    ({"dynamics": "gd", "sampling": "epoch"}, "sampling"),
+    ({"dynamics": "gf", "method": "rk4", "batch_size": 4}, "batch_size"),
+    ({"dynamics": "momentum", "tau": 1.0, "batch_size": 4}, "batch_size"),
+    ({"dynamics": "gd", "temperature": 0.1}, "temperature"),
+    ({"dynamics": "heavy_ball", "tau": 1.0, "temperature": 0.1}, "temperature"),
+    ({"dynamics": "langevin", "temperature": -1.0}, "temperature"),
+    ({"dynamics": "langevin", "temperature": float("nan")}, "temperature"),
+    ({"dynamics": "langevin", "temperature": float("inf")}, "temperature"),
+    ({"dynamics": "langevin"}, "temperature"),
+    ({"dynamics": "langevin", "method": "rk4", "temperature": 0.1}, "method"),
+    ({"dynamics": "langevin", "temperature": 0.1, "track_energy": True}, "track_energy"),
+    ({"dynamics": "gd", "batch_size": 4, "track_energy": True}, "track_energy"),
+])
+def test_bad_stochastic_input_is_refused_before_any_work(problem, kw, name):
+    model, data = problem  # N = 24
+    with pytest.raises(ns.ConfigError, match=name):
+        ns.simulate(model, data, h=0.01, n_steps=2, seeds=1, **kw)
