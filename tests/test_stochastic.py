@@ -162,3 +162,81 @@ def test_bad_stochastic_input_is_refused_before_any_work(problem, kw, name):
     model, data = problem  # N = 24
     with pytest.raises(ns.ConfigError, match=name):
         ns.simulate(model, data, h=0.01, n_steps=2, seeds=1, **kw)
+
+
+def trace_statistics(ds, n, c, temperature, lam):
+    """Per seed, tr D₁(t) − E[tr D₁(t) | D₁(0)] and tr D₁(t) − e^{−2λt} tr D₁(0), from the watched charges,
+    with E[D₁(t) | D₁(0)] = e^{−2λt}D₁(0) + (T/λ)c(1 − e^{−2λt})I (theory.md §6, written out here)."""
+    diag = np.arange(n) * n + np.arange(n)
+    q = ds.charge_watch.values[:, :, diag].sum(-1)
+    q0 = ds.charge_initial.values[:, diag].sum(-1)[:, None]
+    t = ds.time.values[None, :]
+    decay = np.exp(-2 * lam * t)
+    growth = (1 - decay) / lam if lam else 2 * t
+    return q - (decay * q0 + temperature * c * n * growth), q - decay * q0
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_langevin_balance_means_follow_the_expectation_law(lam):
+    """Seed means of tr D₁ within 4 standard errors of the closed form, for a width-matched (n₀ = n₂:
+    balance kept in expectation) and a mismatched net (n₂ − n₀ = −3: the noise breaks it). The check can
+    fail: the mismatched net's mean change stands > 8 SE from 'conserved', and the law's own
+    discretisation part (gradient descent's η² drift at this η) is < 0.1 SE."""
+    T, h, S = 0.05, 1e-3, 300
+    for widths in ((4, 6, 4), (4, 6, 1)):
+        model = ns.DeepLinear(widths)
+        data = ns.data.synthetic_regression(widths[0], widths[-1], 32, noise=0.1, seed=1)
+        common = dict(h=h, t_end=1.0, save_every=0.25, seeds=S, weight_decay=lam)
+        ds = ns.simulate(model, data, dynamics="langevin", temperature=T, **common)
+        c = widths[2] - widths[0]
+        dev, change = trace_statistics(ds, widths[1], c, T, lam)
+        se = dev[:, 1:].std(0, ddof=1) / np.sqrt(S)
+        assert np.all(np.abs(dev[:, 1:].mean(0)) < 4 * se)
+        change_se = change[:, -1].std(ddof=1) / np.sqrt(S)
+        if c == 0:
+            assert abs(change[:, -1].mean()) < 4 * change_se
+        else:
+            assert abs(change[:, -1].mean()) > 8 * change_se
+        gd = ns.simulate(model, data, dynamics="gd", **common)
+        assert gd.predicted.isel(time=-1).max() < 0.1 * se[-1]
+        # the result's own statistics say the same, component by component
+        n = widths[1]
+        diag = np.arange(n) * n + np.arange(n)
+        law = ds.expectation_law.isel(time=-1).values[diag]
+        np.testing.assert_allclose(law.sum(), (np.exp(-2 * lam) * ds.charge_initial.values[:, diag].sum(-1)).mean()
+                                   + T * c * n * ((1 - np.exp(-2 * lam)) / lam if lam else 2.0), rtol=1e-12)
+        z = ds.mean_deviation.isel(time=-1) / ds.mean_deviation_se.isel(time=-1)
+        assert np.all(np.abs(z.values[:n * n]) < 5)
+
+
+def test_langevin_rescale_means_follow_the_expectation_law():
+    """ReLU net with biases: E[r(t)] = r(0) + 2T(d_in − d_out)t per hidden neuron (d_in = n₀ + 1)."""
+    model = MLP((3, 8, 2), activation="relu", bias=True)
+    data = ns.data.synthetic_regression(3, 2, 32, noise=0.1, seed=2)
+    T, S = 0.05, 300
+    ds = ns.simulate(model, data, dynamics="langevin", temperature=T, h=1e-3, t_end=1.0, save_every=0.5, seeds=S)
+    r = ds.charge_watch.values[:, -1, :8] - ds.charge_initial.values[:, :8]
+    expected = 2 * T * ((3 + 1) - 2) * 1.0
+    total = r.sum(-1)
+    se = total.std(ddof=1) / np.sqrt(S)
+    assert abs(total.mean() - 8 * expected) < 4 * se
+    assert abs(total.mean()) > 8 * se  # broken by the noise, not conserved
+    np.testing.assert_allclose(ds.expectation_law.isel(time=-1).values[:8] - ds.charge_initial.values[:, :8].mean(0),
+                               expected, rtol=1e-12)
+
+
+def test_noise_rates_are_the_traces_of_the_charges():
+    """c = Σ_j q(e_j): n_{i+1} − n_{i−1} − [bias] on the balance diagonals, 0 off them; d_in − α·d_out
+    for rescale charges (theory.md §6)."""
+    from noether_sim.kernels.driver import ensemble_charges
+    from noether_sim.stochastic import noise_rates
+
+    model = ns.DeepLinear((3, 4, 6, 2), bias=True)
+    rates = noise_rates(int(model.descriptor()[0]), model.descriptor(), np.zeros(1), model.n_params,
+                        model.n_charges, ensemble_charges)
+    np.testing.assert_array_equal(rates[:16].reshape(4, 4), (6 - 3 - 1) * np.eye(4))
+    np.testing.assert_array_equal(rates[16:].reshape(6, 6), (2 - 4 - 1) * np.eye(6))
+    mlp = MLP((3, 5, 2), activation="relu_pow", power=2.0, bias=True)
+    rates = noise_rates(int(mlp.descriptor()[0]), mlp.descriptor(), mlp.constants(), mlp.n_params, mlp.n_charges,
+                        ensemble_charges)
+    np.testing.assert_array_equal(rates, np.full(5, (3 + 1) - 2.0 * 2))
