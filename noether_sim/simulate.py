@@ -517,7 +517,8 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         charge_descriptions=json.dumps({g.name: g.description for g in all_groups}),
         status_names=json.dumps({str(k): val for k, val in STATUS_NAMES.items()}),
         n_diverged=int(np.sum(status == STATUS_DIVERGED)), n_failed=int(np.sum(status != STATUS_OK)),
-        wall_seconds=elapsed, description=p.description,
+        wall_seconds=elapsed, description=p.description, stochastic=int(is_stochastic(p.options)),
+        temperature=float(p.options.get("temperature") or 0.0), batch_size=int(p.options.get("batch_size") or 0),
         data_symmetry=json.dumps(list(p.data.symmetry_names)),
         data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )

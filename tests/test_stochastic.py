@@ -240,3 +240,50 @@ def test_noise_rates_are_the_traces_of_the_charges():
     rates = noise_rates(int(mlp.descriptor()[0]), mlp.descriptor(), mlp.constants(), mlp.n_params, mlp.n_charges,
                         ensemble_charges)
     np.testing.assert_array_equal(rates, np.full(5, (3 + 1) - 2.0 * 2))
+
+
+LADDER = dict(step_sizes=[0.04, 0.02, 0.01, 0.005], t_end=1.0, seeds=200)
+
+
+def verdict(ladder, charge):
+    analysis = ns.analyse_ladder(ladder)
+    return str(analysis.verdict.sel(charge=charge).item()), analysis
+
+
+def test_stochastic_ladder_verdicts():
+    """Each verdict of the stochastic analysis on a case whose answer theory.md §6 gives."""
+    for widths, expected in (((4, 6, 4), "conserved in expectation"), ((4, 6, 1), "broken by the noise")):
+        model = ns.DeepLinear(widths)
+        data = ns.data.synthetic_regression(widths[0], widths[-1], 32, noise=0.1, seed=1)
+        got, analysis = verdict(ns.run_ladder(model, data, dynamics="langevin", temperature=0.05, **LADDER), "D1")
+        assert got == expected
+        if expected == "broken by the noise":  # the law's drift stands clear of zero, the mean sits on it
+            assert analysis.z_from_zero.sel(charge="D1") > 5 >= analysis.z_from_law.sel(charge="D1")
+        got, _ = verdict(ns.run_ladder(model, data, dynamics="gd", batch_size=8, **LADDER), "D1")
+        assert got == "conserved by the flow"
+    # tanh has no rescaling symmetry: its r (a control) is broken by the flow, minibatches or not
+    model = MLP((3, 8, 2), activation="tanh", bias=True)
+    data = ns.data.synthetic_regression(3, 2, 32, noise=0.1, seed=2)
+    got, _ = verdict(ns.run_ladder(model, data, dynamics="gd", batch_size=8, **LADDER), "r1")
+    assert got == "broken by the flow"
+
+
+def test_coupled_langevin_ladder_differences_are_less_noisy():
+    """Coupled rungs (the coarse step's noise = the sum of the fine steps') differ by discretisation
+    only: the seed spread of q(h) − q(h/2) is far smaller than with independent noise per rung."""
+    model = ns.DeepLinear((4, 6, 1))
+    data = ns.data.synthetic_regression(4, 1, 32, noise=0.1, seed=1)
+    spread = {}
+    for coupled in (True, False):
+        lad = ns.run_ladder(model, data, dynamics="langevin", temperature=0.05, coupled=coupled, **LADDER)
+        q = lad.sortby("h", ascending=False).charge_final.values  # (h, seed, component)
+        spread[coupled] = np.std(q[-1] - q[-2], axis=0, ddof=1).mean()
+    assert spread[True] < 0.1 * spread[False], spread
+
+
+def test_coupling_is_refused_where_it_cannot_apply(problem):
+    model, data = problem
+    with pytest.raises(ns.ConfigError, match="coupled"):
+        ns.run_ladder(model, data, dynamics="gd", batch_size=4, coupled=True, **LADDER)
+    with pytest.raises(ns.ConfigError, match="step_sizes"):
+        ns.run_ladder(model, data, dynamics="langevin", temperature=0.1, step_sizes=[0.03, 0.02, 0.015], t_end=0.06)
