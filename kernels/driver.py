@@ -164,6 +164,58 @@ def _accumulate_noisy_law(kind, pred, y, g, noise, U, tp, qa, qb, qc, h, weight_
                 pred[k] = (pred[k] - c1 * pred[k]) + qc[k]
 
 
+@njit(cache=True, fastmath=FASTMATH)
+def _accumulate_split(kind, y, split, model, one_a, one_b, one_floats, one_idx, mlp, gbar, dev, qa, qb, qc, work,
+                      h, weight_decay, c_batch, group_off, group_degree):
+    """The expected one-step drift of a minibatch step, split (theory.md §6): h²q(Ḡ) (discretisation of the
+    flow, into split[:nq]) and h²c_B·q_Σ, q_Σ = (1/N)Σ_j q(G_j − Ḡ) over the per-sample gradients G_j
+    (minibatch noise, into split[nq:]); with weight decay both decay like the charge. Linear charges:
+    −h q(Ḡ) and 0."""
+    nq = qa.shape[0]
+    ints = model.ints
+    loss_grad(kind, y, gbar, ints, model.floats, model.data_a, model.data_b, work)
+    charges(kind, gbar, qa, ints, model.floats)
+    for k in range(nq):
+        qb[k] = 0.0
+    N = model.points_x.shape[0]
+    for j in range(N):
+        one_idx[0] = j
+        if mlp:
+            gather_batch(model.points_x, model.points_y, one_idx, 1, one_a, one_b)
+        else:
+            linear_batch_moments(model.points_x, model.points_y, one_idx, 1, one_a, one_b, one_floats)
+        loss_grad(kind, y, dev, ints, one_floats, one_a, one_b, work)
+        for i in range(dev.shape[0]):
+            dev[i] -= gbar[i]
+        charges(kind, dev, qc, ints, model.floats)
+        for k in range(nq):
+            qb[k] += qc[k] / N
+    c1 = h * weight_decay
+    c2 = c1 * (2.0 - c1)
+    for grp in range(group_degree.shape[0]):
+        for k in range(group_off[grp], group_off[grp + 1]):
+            if group_degree[grp] == 2:
+                split[k] = (split[k] - c2 * split[k]) + h * h * qa[k]
+                split[nq + k] = (split[nq + k] - c2 * split[nq + k]) + h * h * c_batch * qb[k]
+            else:
+                split[k] = (split[k] - c1 * split[k]) - h * qa[k]
+                split[nq + k] = split[nq + k] - c1 * split[nq + k]
+
+
+@njit(cache=True)
+def _record_split(s, js, split, refs, rec):
+    """|accumulated discretisation part| and |accumulated noise part| per model-charge group."""
+    nq = refs.q0.shape[1]
+    for grp in range(refs.group_degree.shape[0]):
+        a2 = 0.0
+        b2 = 0.0
+        for k in range(refs.group_off[grp], refs.group_off[grp + 1]):
+            a2 += split[k] * split[k]
+            b2 += split[nq + k] * split[nq + k]
+        rec.discretisation[s, js, grp] = np.sqrt(a2)
+        rec.noise[s, js, grp] = np.sqrt(b2)
+
+
 @njit(cache=True)
 def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
     P = cfg.n_params
@@ -446,6 +498,9 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
     noise_key = stream_key(cfg.root_seed, NOISE_STREAM, st.seed_id[s])
     noise = np.empty(P if noisy else 0)
     noise_scale = np.sqrt(2.0 * cfg.h * cfg.temperature)
+    split = cfg.split_drift and refs.watch_slot[s] >= 0
+    _p, _s, _h, one_idx, one_a, one_b, one_floats = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp,
+                                                                     data_a, data_b, floats)
 
     for js in range(first, last):
         t_end = save_times[js]
@@ -466,6 +521,9 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
                 if h_try < MIN_RELATIVE_STEP * max(1.0, abs(t)):
                     st.status[s] = STATUS_STEP_UNDERFLOW
                     break
+            if split:  # the expected drift's two parts at θ_k (before the step)
+                _accumulate_split(kind, y, st.split[s], model, one_a, one_b, one_floats, one_idx, mlp, w.look, w.tmp,
+                                  w.qa, w.qb, w.qc, work, h_try, lam, cfg.batch_factor, group_off, group_degree)
             step_floats, step_a, step_b = floats, data_a, data_b
             if batch:  # this step's minibatch, keyed by (root seed, seed id, step)
                 step = st.n_accepted[s] + n_accepted
@@ -520,6 +578,8 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
             break
         t = t_end
         _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred)
+        if split:
+            _record_split(s, js, st.split[s], refs, rec)
 
     st.y[s, :] = y
     st.t[s] = t

@@ -50,7 +50,7 @@ _SETTINGS_OK = {
     "solve_tol": _any,
     "energy_slot": lambda v: v < 0,  # an energy record is not produced here
     "batch_size": lambda v: v == 0, "sampling": _any, "temperature": lambda v: v == 0.0, "root_seed": _any,
-    "noise_substeps": _any,  # full-batch, noise-free runs only
+    "noise_substeps": _any, "split_drift": lambda v: not v, "batch_factor": _any,  # full-batch, noise-free only
 }
 _REFS_OK = {
     "group_off": _any, "group_degree": _any, "iso_off": _any, "q0": _any, "j0": _any, "i0": _any,

@@ -32,14 +32,14 @@ MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
 DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet", "langevin": "euler_maruyama"}
 MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin")
 SAMPLINGS = ("uniform", "epoch")
-STOCHASTIC_OPTIONS = ("batch_size", "sampling", "temperature", "noise_substeps")
+STOCHASTIC_OPTIONS = ("batch_size", "sampling", "temperature", "noise_substeps", "split_drift")
 
 # options a dynamics or method takes, with their defaults; any other is refused by name
 OPTION_DEFAULTS = {
     "tau": None, "beta": None, "learning_rate": None, "velocity": "zero", "track_law": True,
     "rtol": 1e-8, "atol": 1e-10, "max_steps": 10_000_000,
     "solve_tol": 1e-14, "max_solve_iters": 100, "max_halvings": 6, "track_energy": False,
-    "batch_size": None, "sampling": None, "temperature": None, "noise_substeps": None,
+    "batch_size": None, "sampling": None, "temperature": None, "noise_substeps": None, "split_drift": None,
 }
 _TAKES = {
     "tau": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
@@ -63,6 +63,7 @@ _TAKES = {
     "sampling": ("gd, heavy_ball, nesterov and langevin with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
     "temperature": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
     "noise_substeps": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
+    "split_drift": ("gd with a batch_size", lambda r: r.dynamics == "gd"),
 }
 
 
@@ -170,6 +171,13 @@ def check_options(resolved: Resolved, given: dict) -> dict:
             v.fail("sampling", out["sampling"], f"must be one of {', '.join(SAMPLINGS)}")
     if "temperature" in out:
         out["temperature"] = v.non_negative("temperature", out["temperature"])
+    if "split_drift" in out:
+        if not isinstance(out["split_drift"], (bool, np.bool_)):
+            v.fail("split_drift", out["split_drift"], "must be True or False")
+        if out["split_drift"] and "batch_size" not in out:
+            v.fail("split_drift", out["split_drift"], "applies only to gd with a batch_size")
+        if not out["split_drift"]:
+            del out["split_drift"]
     if "noise_substeps" in out:
         out["noise_substeps"] = v.positive_int("noise_substeps", out["noise_substeps"])
     if resolved.dynamics == "langevin" and "temperature" not in out:

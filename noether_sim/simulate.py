@@ -24,7 +24,7 @@ from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, ov
                        provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .models import ChargeGroup
-from .stochastic import SAMPLING_CODES, expectation_factors, noise_rates, seed_statistics
+from .stochastic import SAMPLING_CODES, batch_factor, expectation_factors, noise_rates, seed_statistics
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
@@ -67,6 +67,12 @@ VARIABLES = {
     "charge_watch": "full charge vector of the watched seeds at every save time (model charges, data-symmetry "
                     "charges and energy, isometric charges: coordinate component_charge)",
     "predicted_watch": "gradient descent: the exact law's prediction of charge_watch",
+    "drift_discretisation": "minibatch gd with split_drift: |Σ_k η²q(Ḡ_k)| (decayed like the charge), the "
+                            "expected drift's discretisation part, Ḡ the full-batch gradient",
+    "drift_noise": "minibatch gd with split_drift: |Σ_k η²c_B·q_Σ,k|, the expected drift's minibatch-noise part "
+                   "(q_Σ = mean of q(G_j − Ḡ) over per-sample gradients, c_B = (N − B)/(B(N − 1)))",
+    "drift_discretisation_final": "signed per component: the accumulated discretisation part at the last save time",
+    "drift_noise_final": "signed per component: the accumulated minibatch-noise part at the last save time",
     "charge_mean": "stochastic runs: seed mean of every charge component (ok watched seeds; every seed by default)",
     "charge_mean_se": "stochastic runs: Monte-Carlo standard error of charge_mean (sd/√seeds)",
     "expectation_law": "stochastic runs: seed mean of the expectation law E[q(t) | q(0)] (theory.md §6: "
@@ -225,7 +231,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
              track_energy: bool | None = None, batch_size: int | None = None, sampling: str | None = None,
-             temperature: float | None = None, noise_substeps: int | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
+             temperature: float | None = None, noise_substeps: int | None = None, split_drift: bool | None = None,
+             watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "") -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
@@ -259,6 +266,9 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
               or "epoch" (the next B of a per-epoch shuffle); stochastic.minibatch_indices replays them
     temperature   langevin: T >= 0 of dθ = −(∇L + λθ)dt + √(2T)dW (Euler–Maruyama, noise per seed and step);
               noise_substeps r: each step's noise is the normalised sum of r finer steps' draws (coupled ladders)
+    split_drift   gd with a batch_size: on the watched seeds, accumulate the drift's expected parts, the
+              discretisation η²q(Ḡ) and the minibatch noise η²c_B·q_Σ (per-sample gradients: N + 1
+              gradients per step), into drift_discretisation and drift_noise
     A stochastic run watches every seed unless ``watch_seeds`` says otherwise, and reports seed means
     (charge_mean, mean_deviation from the expectation law) with their standard errors.
 
@@ -275,7 +285,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
              track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
              max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
-             batch_size=batch_size, sampling=sampling, temperature=temperature, noise_substeps=noise_substeps)
+             batch_size=batch_size, sampling=sampling, temperature=temperature, noise_substeps=noise_substeps,
+             split_drift=split_drift)
     return execute(p, progress=progress)
 
 
@@ -328,7 +339,8 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         solve_tol=float(opts.get("solve_tol", 0.0)), energy_slot=n_state - 1 if p.track_energy else -1,
         batch_size=_kernel_batch_size(p), sampling=SAMPLING_CODES[opts.get("sampling") or "uniform"],
         temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
-        noise_substeps=int(opts.get("noise_substeps") or 1))
+        noise_substeps=int(opts.get("noise_substeps") or 1), split_drift=bool(opts.get("split_drift", False)),
+        batch_factor=batch_factor(p.data.n_points, opts.get("batch_size") or p.data.n_points))
     model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, p.data, cfg.batch_size > 0))
     q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, nq, ints, floats)
     j0 = np.ascontiguousarray(j0[:, :nj]) if momentum else np.zeros((n_seeds, nj))
@@ -347,9 +359,11 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
                       gens, x0)
     st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
-                   np.zeros(n_seeds, np.int64), np.ascontiguousarray(p.ids, dtype=np.int64))
+                   np.zeros(n_seeds, np.int64), np.ascontiguousarray(p.ids, dtype=np.int64),
+                   np.zeros((n_seeds, 2 * nq if cfg.split_drift else 0)))
     rec = Records(np.empty((n_seeds, n_saves)), *(np.empty((n_seeds, n_saves, n_groups)) for _ in range(6)),
-                  np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)))
+                  np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)),
+                  *(np.full((n_seeds, n_saves, n_groups) if cfg.split_drift else (0, 0, 0), np.nan) for _ in range(2)))
 
     # ---- run, one chunk of save times per kernel call (progress, interruptible between chunks) ----
     chunks = np.array_split(np.arange(n_saves), min(n_saves, 200))
@@ -481,6 +495,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
             "charge_watch": (("watched_seed", "time", "component"), rec.watch),
             "predicted_watch": (("watched_seed", "time", "component"), rec.predicted_watch),
             **{name: (("time", "component"), x) for name, x in stats.items()},
+            **_split_variables(p, st, rec, n_seeds, n_groups, nq + nx + nj),
         },
         coords={
             "seed": p.ids, "time": p.times, "charge": [g.name for g in all_groups],
@@ -523,6 +538,25 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )
     return ds
+
+
+def _split_variables(p, st, rec, n_seeds, n_groups, n_comp) -> dict:
+    """The drift's expected parts (minibatch gd with split_drift; NaN elsewhere and on unwatched seeds)."""
+    on = bool(p.options.get("split_drift"))
+    nq = st.split.shape[1] // 2
+    out = {}
+    for k, name in enumerate(("discretisation", "noise")):
+        out[f"drift_{name}"] = (("seed", "time", "charge"), getattr(rec, name) if on else _nan((n_seeds, len(p.times), n_groups)))
+        final = np.full((n_seeds, n_comp), np.nan)
+        if on:
+            final[:, :nq] = st.split[:, k * nq:(k + 1) * nq]
+            final[_unwatched(p), :] = np.nan
+        out[f"drift_{name}_final"] = (("seed", "component"), final)
+    return out
+
+
+def _unwatched(p):
+    return ~np.isin(p.ids, p.watch)
 
 
 def _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, n_other) -> dict:

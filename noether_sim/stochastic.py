@@ -53,6 +53,12 @@ def minibatch_indices_of(ds, seed: int, step: int) -> np.ndarray:
                              sampling=cfg.get("sampling", "uniform"))
 
 
+def batch_factor(n_points: int, batch_size: int) -> float:
+    """c_B of E[G_BᵀG_B] = ḠᵀḠ + c_B Σ for B distinct points of N: (N − B)/(B(N − 1)) (theory.md §6). Epoch
+    sampling has the same c_B: each step's batch is, marginally, a uniform B-subset."""
+    return (n_points - batch_size) / (batch_size * (n_points - 1)) if n_points > 1 else 0.0
+
+
 def noise_rates(kind, ints, floats, n_params, nq, ensemble_charges) -> np.ndarray:
     """c_k = Σ_j q_k(e_j) (= tr S_k for q_k = θᵀS_kθ) of every model charge component."""
     out = np.zeros(nq)
