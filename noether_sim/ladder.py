@@ -166,6 +166,8 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
             overall = "no seed to judge"
         elif np.all(verdicts == NO_SUCH):
             overall = NO_SUCH
+        elif len(set(verdicts)) == 1:  # every seed agrees (ensemble verdicts in expectation too)
+            overall = str(verdicts[0])
         elif max(counts.values()) == len(verdicts):
             overall = max(counts, key=counts.get)
         else:

@@ -250,6 +250,23 @@ def analyse_stochastic_ladder(ladder, order: int | None = None):
     )
 
 
+def per_seed_view(analysis):
+    """The per-charge verdicts of ``analyse_stochastic_ladder`` laid out like ``analyse_ladder``'s (seed,
+    charge) (the study store's layout): every seed shows its charge's ensemble verdict."""
+    import xarray as xr
+
+    S = analysis.sizes["seed"]
+
+    def wide(x):
+        return (("seed", "charge"), np.broadcast_to(np.asarray(x)[None, :], (S, len(x))).copy())
+
+    return xr.Dataset({"fitted_order": wide(np.full(analysis.sizes["charge"], np.nan)),
+                       "extrapolated_drift": wide(analysis.extrapolated_mean_drift.values),
+                       "uncertainty": wide(analysis.uncertainty.values),
+                       "verdict": wide(analysis.verdict.values), "included": analysis.included},
+                      coords={"seed": analysis.seed.values, "charge": analysis.charge.values}, attrs=analysis.attrs)
+
+
 def summarise_stochastic(analysis) -> list[dict]:
     """One row per charge of ``analyse_stochastic_ladder``'s result."""
     rows = []

@@ -17,6 +17,7 @@ from .dynamics import resolve
 from .results import assemble
 from .ensemble import provenance
 from .simulate import simulate
+from .stochastic import rung_options
 from .store import expected_blocks
 
 
@@ -49,6 +50,9 @@ def run_block(cfg, label, k, model, data, init, progress=False) -> xr.Dataset:
     m = cfg["methods"][label]
     save = {"save_times": cfg["save_times"]} if "save_times" in cfg else {"save_every": cfg["save_every"]}
     options = {key: val for key, val in m.items() if key not in ("dynamics", "method", "step_sizes")}
+    # a coupled Langevin ladder (stochastic.py): this rung's share of the finest rung's noise
+    options, per_rung = rung_options({"dynamics": m["dynamics"], **options}, m["step_sizes"])
+    options = {**{key: val for key, val in options.items() if key != "dynamics"}, **per_rung[k]}
     ds = simulate(model, data, dynamics=m["dynamics"], method=m["method"],
                   h=m["step_sizes"][k], t_end=cfg["t_end"], seeds=cfg["seeds"]["count"],
                   root_seed=cfg["seeds"]["root"], init=init, weight_decay=cfg["weight_decay"],

@@ -319,3 +319,30 @@ def test_batch_factor():
     from noether_sim.stochastic import batch_factor
     assert batch_factor(24, 24) == 0.0 and batch_factor(24, 1) == 1.0
     assert batch_factor(24, 4) == pytest.approx(20 / (4 * 23))
+
+
+def test_batch_size_and_temperature_sweep_through_a_study(tmp_path):
+    """batch_size and temperature are method keys of a study and sweep dimensions; the store's verdicts
+    are the stochastic analysis's (Langevin rungs coupled as in run_ladder)."""
+    cfg = {
+        "name": "stoch", "t_end": 0.4, "save_every": 0.2,
+        "model": {"widths": [4, 6, 1]}, "data": {"n_points": 32, "noise": 0.1}, "seeds": {"count": 40},
+        "methods": {"sgd": {"dynamics": "gd", "batch_size": 8, "step_sizes": [0.05, 0.025, 0.0125]},
+                    "langevin": {"dynamics": "langevin", "temperature": 0.05,
+                                 "step_sizes": [0.05, 0.025, 0.0125]}},
+        "sweep": {"methods.sgd.batch_size": [4, 16], "methods.langevin.temperature": [0.0, 0.5]},
+    }
+    ds = ns.run_study(cfg, tmp_path / "stoch")
+    assert ds.drift.dims[:4] == ("methods.sgd.batch_size", "methods.langevin.temperature", "scheme", "step")
+    assert list(ds["methods.sgd.batch_size"].values) == [4, 16]
+    # a point equals the same run through simulate(), bit for bit (the finest Langevin rung: noise_substeps 1)
+    model, data = ns.DeepLinear((4, 6, 1)), ns.data.synthetic_regression(4, 1, 32, noise=0.1)
+    alone = ns.simulate(model, data, dynamics="langevin", temperature=0.5, h=0.0125, t_end=0.4, save_every=0.2,
+                        seeds=40)
+    stored = ds.charge_initial  # a cheap check of the data set, then the final charges
+    point = {"methods.sgd.batch_size": 16, "methods.langevin.temperature": 0.5, "scheme": "langevin"}
+    np.testing.assert_array_equal(stored.sel(point).isel(step=2).values, alone.charge_initial.values)
+    np.testing.assert_array_equal(ds.charge_final.sel(point).isel(step=2).values, alone.charge_final.values)
+    for i, langevin in ((3, "broken by the noise"), (2, "conserved by the flow")):  # T = 0.5; T = 0 is gd
+        rows = {(r.method, r.charge): r.verdict for r in ns.results.summary_rows(ns.results.sweep_point(ds, i))}
+        assert rows == {("sgd", "D1"): "conserved by the flow", ("langevin", "D1"): langevin}
