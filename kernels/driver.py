@@ -46,7 +46,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_SOLVE_FAILED, STATUS_STEP_UNDERFLOW
-from .bundles import is_momentum
+from .bundles import ModelData, is_momentum
 from .explicit import combine, within_bound
 from .extras import extra_scales, extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
@@ -200,20 +200,6 @@ def _accumulate_split(kind, y, split, model, one_a, one_b, one_floats, one_idx, 
             else:
                 split[k] = (split[k] - c1 * split[k]) - h * qa[k]
                 split[nq + k] = split[nq + k] - c1 * split[nq + k]
-
-
-@njit(cache=True)
-def _record_split(s, js, split, refs, rec):
-    """|accumulated discretisation part| and |accumulated noise part| per model-charge group."""
-    nq = refs.q0.shape[1]
-    for grp in range(refs.group_degree.shape[0]):
-        a2 = 0.0
-        b2 = 0.0
-        for k in range(refs.group_off[grp], refs.group_off[grp + 1]):
-            a2 += split[k] * split[k]
-            b2 += split[nq + k] * split[nq + k]
-        rec.discretisation[s, js, grp] = np.sqrt(a2)
-        rec.noise[s, js, grp] = np.sqrt(b2)
 
 
 @njit(cache=True)
@@ -463,6 +449,136 @@ def new_work(kind, model, cfg, refs, n_stages, n_state):
                  np.empty(max(refs.iso_off.shape[0] - 1, 1)), np.empty(3), np.empty(nx), np.empty(nx))
 
 
+# ---- stochastic dynamics (stochastic.py), behind overloads on the model data's type: a run whose
+# ``points_x`` is 2-D (minibatches or noise) compiles them, any other compiles no-ops ----
+
+def _is_stochastic(model_type):
+    if not isinstance(model_type, types.BaseNamedTuple):
+        return False
+    return model_type.types[ModelData._fields.index("points_x")].ndim == 2
+
+
+def _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
+    """This seed's minibatch scratch, keys and noise buffer (stand-in: the overload replaces it)."""
+
+
+def _stochastic_setup_impl(kind, s, model, cfg, st, refs, data_a, data_b, floats):
+    mlp = kind == MODEL_MLP
+    perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
+        model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
+    one = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp, data_a, data_b, floats)
+    noisy = cfg.temperature > 0.0
+    return (perm, swaps, held, idx, batch_a, batch_b, batch_floats,
+            stream_key(cfg.root_seed, MINIBATCH_STREAM, st.seed_id[s]),
+            stream_key(cfg.root_seed, NOISE_STREAM, st.seed_id[s]),
+            np.empty(cfg.n_params if noisy else 0), np.sqrt(2.0 * cfg.h * cfg.temperature),
+            cfg.split_drift and refs.watch_slot[s] >= 0, one[3], one[4], one[5], one[6], mlp, noisy)
+
+
+@overload(_stochastic_setup, prefer_literal=True, jit_options={"cache": True})
+def _ol_stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
+    if _is_stochastic(model):
+        return _stochastic_setup_impl
+    return lambda kind, s, model, cfg, st, refs, data_a, data_b, floats: 0
+
+
+def _step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+               group_degree):
+    """(floats, data_a, data_b) of this step: the minibatch's, drawn by (root seed, seed id, step), or the
+    full data; first accumulates the expected drift's parts where tracked (stand-in: the overload)."""
+
+
+def _step_data_impl(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+                    group_degree):
+    (perm, swaps, held, idx, batch_a, batch_b, batch_floats, batch_key, noise_key, noise, noise_scale, split,
+     one_idx, one_a, one_b, one_floats, mlp, noisy) = sx
+    if split:  # the expected drift's two parts at θ_k (before the step)
+        _accumulate_split(kind, y, st.split[s], model, one_a, one_b, one_floats, one_idx, mlp, w.look, w.tmp,
+                          w.qa, w.qb, w.qc, work, h, lam, cfg.batch_factor, group_off, group_degree)
+    if cfg.batch_size <= 0:
+        return floats, data_a, data_b
+    batch_indices(batch_key, cfg.sampling, step, cfg.batch_size, perm, swaps, held, idx)
+    if mlp:
+        gather_batch(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b)
+    else:
+        linear_batch_moments(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b, batch_floats)
+    return batch_floats, batch_a, batch_b
+
+
+@overload(_step_data, prefer_literal=True, jit_options={"cache": True})
+def _ol_step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+                  group_degree):
+    if _is_stochastic(model):
+        return _step_data_impl
+    return (lambda kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+            group_degree: (floats, data_a, data_b))
+
+
+def _add_noise(sx, new, cfg, step):
+    """new += √(2hT) ξ of this step under Langevin dynamics (stand-in: the overload replaces it)."""
+
+
+def _add_noise_impl(sx, new, cfg, step):
+    noise, noisy = sx[9], sx[17]
+    if noisy:
+        gaussian_noise(sx[8], step, cfg.noise_substeps, sx[10], noise)
+        for j in range(noise.shape[0]):
+            new[j] += noise[j]
+
+
+@overload(_add_noise, prefer_literal=True, jit_options={"cache": True})
+def _ol_add_noise(sx, new, cfg, step):
+    if isinstance(sx, types.BaseTuple):
+        return _add_noise_impl
+    return lambda sx, new, cfg, step: None
+
+
+def _noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
+    """Accumulate the exact law with the noise term when there is noise; False otherwise (stand-in)."""
+
+
+def _noisy_law_impl(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
+    if not sx[17]:
+        return False
+    _accumulate_noisy_law(kind, pred, y, g, sx[9], w.look, w.tmp, w.qa, w.qb, w.qc, h, lam, ints, floats,
+                          group_off, group_degree)
+    return True
+
+
+@overload(_noisy_law, prefer_literal=True, jit_options={"cache": True})
+def _ol_noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
+    if isinstance(sx, types.BaseTuple):
+        return _noisy_law_impl
+    return lambda kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree: False
+
+
+def _record_split(sx, s, js, st, refs, rec):
+    """|accumulated discretisation part| and |accumulated noise part| per model-charge group, where
+    tracked (stand-in: the overload replaces it)."""
+
+
+def _record_split_impl(sx, s, js, st, refs, rec):
+    if not sx[11]:
+        return
+    split = st.split[s]
+    nq = refs.q0.shape[1]
+    for grp in range(refs.group_degree.shape[0]):
+        a2 = 0.0
+        b2 = 0.0
+        for k in range(refs.group_off[grp], refs.group_off[grp + 1]):
+            a2 += split[k] * split[k]
+            b2 += split[nq + k] * split[nq + k]
+        rec.discretisation[s, js, grp] = np.sqrt(a2)
+        rec.noise[s, js, grp] = np.sqrt(b2)
+
+
+@overload(_record_split, prefer_literal=True, jit_options={"cache": True})
+def _ol_record_split(sx, s, js, st, refs, rec):
+    if isinstance(sx, types.BaseTuple):
+        return _record_split_impl
+    return lambda sx, s, js, st, refs, rec: None
+
+
 @njit(cache=True)
 def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method, cfg, refs, rec):
     if st.status[s] != STATUS_OK:
@@ -488,19 +604,9 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
     t = st.t[s]
     h = st.h_next[s]
     cached = False
-    # stochastic dynamics (stochastic.py): this seed's minibatch scratch and keys, its noise buffer
-    batch = cfg.batch_size > 0
-    noisy = cfg.temperature > 0.0
-    mlp = kind == MODEL_MLP
-    perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
-        model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
-    batch_key = stream_key(cfg.root_seed, MINIBATCH_STREAM, st.seed_id[s])
-    noise_key = stream_key(cfg.root_seed, NOISE_STREAM, st.seed_id[s])
-    noise = np.empty(P if noisy else 0)
-    noise_scale = np.sqrt(2.0 * cfg.h * cfg.temperature)
-    split = cfg.split_drift and refs.watch_slot[s] >= 0
-    _p, _s, _h, one_idx, one_a, one_b, one_floats = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp,
-                                                                     data_a, data_b, floats)
+    # stochastic dynamics (stochastic.py): this seed's minibatch scratch, keys and noise buffer; only a
+    # stochastic run (2-D points in the model data) compiles them
+    sx = _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats)
 
     for js in range(first, last):
         t_end = save_times[js]
@@ -521,34 +627,18 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
                 if h_try < MIN_RELATIVE_STEP * max(1.0, abs(t)):
                     st.status[s] = STATUS_STEP_UNDERFLOW
                     break
-            if split:  # the expected drift's two parts at θ_k (before the step)
-                _accumulate_split(kind, y, st.split[s], model, one_a, one_b, one_floats, one_idx, mlp, w.look, w.tmp,
-                                  w.qa, w.qb, w.qc, work, h_try, lam, cfg.batch_factor, group_off, group_degree)
-            step_floats, step_a, step_b = floats, data_a, data_b
-            if batch:  # this step's minibatch, keyed by (root seed, seed id, step)
-                step = st.n_accepted[s] + n_accepted
-                batch_indices(batch_key, cfg.sampling, step, cfg.batch_size, perm, swaps, held, idx)
-                if mlp:
-                    gather_batch(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b)
-                else:
-                    linear_batch_moments(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b,
-                                         batch_floats)
-                step_floats, step_a, step_b = batch_floats, batch_a, batch_b
+            step_floats, step_a, step_b = _step_data(kind, sx, s, st, y, st.n_accepted[s] + n_accepted, model, cfg,
+                                                     floats, data_a, data_b, w, work, h_try, lam, group_off,
+                                                     group_degree)
             err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints,
                                                 step_floats, step_a, step_b, A, b, model, method, cfg, st, w, pred,
                                                 refs)
             n_grad += evals
-            if noisy:  # Euler–Maruyama: θ' = θ − h(g + λθ) + √(2hT) ξ
-                gaussian_noise(noise_key, st.n_accepted[s] + n_accepted, cfg.noise_substeps, noise_scale, noise)
-                for j in range(P):
-                    new[j] += noise[j]
+            _add_noise(sx, new, cfg, st.n_accepted[s] + n_accepted)  # Euler–Maruyama: + √(2hT) ξ
             if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start (the batch's gradient)
                 for j in range(P):
                     g[j] = -K[0, j] - lam * y[j]
-                if noisy:
-                    _accumulate_noisy_law(kind, pred, y, g, noise, w.look, w.tmp, w.qa, w.qb, w.qc, h_try, lam,
-                                          ints, floats, group_off, group_degree)
-                else:
+                if not _noisy_law(kind, sx, pred, y, g, w, h_try, lam, ints, floats, group_off, group_degree):
                     _accumulate_gd_law(kind, pred, g, qg, h_try, lam, ints, floats, group_off, group_degree)
             if err == np.inf and not adaptive:
                 st.status[s] = STATUS_SOLVE_FAILED
@@ -578,8 +668,7 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
             break
         t = t_end
         _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred)
-        if split:
-            _record_split(s, js, st.split[s], refs, rec)
+        _record_split(sx, s, js, st, refs, rec)
 
     st.y[s, :] = y
     st.t[s] = t

@@ -61,7 +61,8 @@ def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=
         if isinstance(t_end, (int, float)) and t_end > 0:
             kwargs["save_every"] = float(hs[0] * max(1, round(t_end / hs[0]) // 32))
     kwargs, per_rung = rung_options(kwargs, hs)  # coupled Langevin rungs (stochastic.py)
-    plans = [plan(model, data, h=float(h), memory_limit=memory_limit, **kwargs, **extra) for h, extra in zip(hs, per_rung)]
+    plans = [plan(model, data, h=float(h), memory_limit=memory_limit, **kwargs, **extra)
+             for h, extra in zip(hs, per_rung)]
     if plans[0].resolved.adaptive:
         fail("method", plans[0].resolved.method, "a ladder needs a fixed-step method (an adaptive method chooses "
                                                  "its own steps); see `noether-sim list`")

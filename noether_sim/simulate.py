@@ -28,8 +28,8 @@ from .stochastic import SAMPLING_CODES, batch_factor, expectation_factors, noise
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
-from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_charges, ensemble_extras, ensemble_loss_grad,
-                             ensemble_state_charges, integrate, state_size)
+from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_charges, ensemble_extras,
+                             ensemble_loss_grad, ensemble_state_charges, integrate, state_size)
 from .kernels.fields import DYN_MOMENTUM
 from .kernels.layout import MODEL_MLP
 
@@ -341,7 +341,7 @@ def execute(p: Plan, progress: bool = False) -> xr.Dataset:
         temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
         noise_substeps=int(opts.get("noise_substeps") or 1), split_drift=bool(opts.get("split_drift", False)),
         batch_factor=batch_factor(p.data.n_points, opts.get("batch_size") or p.data.n_points))
-    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, p.data, cfg.batch_size > 0))
+    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, p.data, p.options))
     q0, j0, i0 = ensemble_state_charges(kind, y, algorithm, cfg, nq, ints, floats)
     j0 = np.ascontiguousarray(j0[:, :nj]) if momentum else np.zeros((n_seeds, nj))
 
@@ -389,12 +389,15 @@ def _kernel_batch_size(p) -> int:
     return 0 if B is None or B == p.data.n_points else int(B)
 
 
-def _points(kind, model, data, batched):
+def _points(kind, model, data, options):
     """The data points as rows for per-step batches: (N × n_a) inputs, augmented as the model reads them
-    (deep linear with biases: [x; 1]), and (N × n_L) targets; empty unless ``batched``."""
+    (deep linear with biases: [x; 1]), and (N × n_L) targets; (0 × n) without a batch_size. 2-D points
+    make the kernels compile the stochastic code (driver.py); a deterministic run passes 1-D stand-ins."""
+    if not is_stochastic(options):
+        return np.zeros(0), np.zeros(0)
     aug = kind != MODEL_MLP and model.bias  # deep linear moments of x̃ = [x; 1]
     X = np.vstack([data.X, np.ones((1, data.n_points))]) if aug else np.asarray(data.X, dtype=float)
-    if not batched:
+    if options.get("batch_size") is None:
         return np.zeros((0, X.shape[0])), np.zeros((0, data.Y.shape[0]))
     return np.ascontiguousarray(X.T, dtype=float), np.ascontiguousarray(np.asarray(data.Y, dtype=float).T)
 
@@ -546,17 +549,15 @@ def _split_variables(p, st, rec, n_seeds, n_groups, n_comp) -> dict:
     nq = st.split.shape[1] // 2
     out = {}
     for k, name in enumerate(("discretisation", "noise")):
-        out[f"drift_{name}"] = (("seed", "time", "charge"), getattr(rec, name) if on else _nan((n_seeds, len(p.times), n_groups)))
-        final = np.full((n_seeds, n_comp), np.nan)
+        series = getattr(rec, name) if on else _nan((n_seeds, len(p.times), n_groups))
+        out[f"drift_{name}"] = (("seed", "time", "charge"), series)
+        final = _nan((n_seeds, n_comp))
         if on:
+            final = np.full((n_seeds, n_comp), np.nan)
             final[:, :nq] = st.split[:, k * nq:(k + 1) * nq]
-            final[_unwatched(p), :] = np.nan
+            final[~np.isin(p.ids, p.watch), :] = np.nan
         out[f"drift_{name}_final"] = (("seed", "component"), final)
     return out
-
-
-def _unwatched(p):
-    return ~np.isin(p.ids, p.watch)
 
 
 def _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, n_other) -> dict:

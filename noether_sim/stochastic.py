@@ -54,8 +54,8 @@ def minibatch_indices_of(ds, seed: int, step: int) -> np.ndarray:
 
 
 def batch_factor(n_points: int, batch_size: int) -> float:
-    """c_B of E[G_BᵀG_B] = ḠᵀḠ + c_B Σ for B distinct points of N: (N − B)/(B(N − 1)) (theory.md §6). Epoch
-    sampling has the same c_B: each step's batch is, marginally, a uniform B-subset."""
+    """c_B of E[G_BᵀG_B] = ḠᵀḠ + c_B Σ for B distinct points of N: (N − B)/(B(N − 1)) (theory.md §6).
+    Epoch sampling has the same c_B: each step's batch is, marginally, a uniform B-subset."""
     return (n_points - batch_size) / (batch_size * (n_points - 1)) if n_points > 1 else 0.0
 
 
@@ -130,7 +130,8 @@ def rung_options(kwargs: dict, step_sizes) -> tuple[dict, list[dict]]:
     if not langevin or coupled is False:
         return kwargs, [{} for _ in step_sizes]
     if kwargs.get("noise_substeps") is not None:
-        v.fail("noise_substeps", kwargs["noise_substeps"], "a coupled ladder sets it per rung (coupled=False to set it)")
+        v.fail("noise_substeps", kwargs["noise_substeps"],
+               "a coupled ladder sets it per rung (coupled=False to set it)")
     hs = np.asarray(step_sizes, dtype=float)
     ratios = hs / hs.min()
     whole = np.round(ratios)
