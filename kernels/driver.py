@@ -32,6 +32,11 @@ Quantities that do not apply are NaN. q_pred is gradient descent's exact one-ste
 accumulated step by step: q_pred ← (1 − hλ)^d q_pred + h² q(g) (d = 2) or (1 − hλ) q_pred − h q(g)
 (d = 1), with g = ∇L at the step's start, which explicit Euler already evaluates as K[0].
 
+Stochastic dynamics (stochastic.py) run through the same loop: a minibatch run computes each step's
+gradient on its batch (drawn by root seed, seed id and step), so the exact law above holds with g_B; a
+Langevin run (Euler's tableau) adds √(2hT)ξ after the step and accumulates the law with its noise terms
+(``_accumulate_noisy_law``); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
+
 A fixed implicit step whose stage equations do not converge is retried as 2, 4, … 2^max_halvings
 substeps from the same start (so it still lands on the save times); if none converges the seed stops
 with STATUS_SOLVE_FAILED. All per-seed state lives in caller-owned arrays, so calls can be chained
