@@ -346,3 +346,23 @@ def test_batch_size_and_temperature_sweep_through_a_study(tmp_path):
     for i, langevin in ((3, "broken by the noise"), (2, "conserved by the flow")):  # T = 0.5; T = 0 is gd
         rows = {(r.method, r.charge): r.verdict for r in ns.results.summary_rows(ns.results.sweep_point(ds, i))}
         assert rows == {("sgd", "D1"): "conserved by the flow", ("langevin", "D1"): langevin}
+
+
+@pytest.mark.timeout(600)
+def test_stochastic_study_on_a_local_dask_cluster_gives_the_same_bits(tmp_path):
+    """Minibatches and Langevin noise keyed by (root seed, seed id, step): the same store, bit for bit,
+    whether the blocks run in this process or on two Dask worker processes."""
+    from test_dask import assert_same_bits
+
+    cfg = {
+        "name": "stoch-dask", "t_end": 0.2, "save_every": 0.1,
+        "model": {"widths": [4, 6, 1]}, "data": {"n_points": 32, "noise": 0.1}, "seeds": {"count": 6},
+        "methods": {"sgd": {"dynamics": "gd", "batch_size": 8, "sampling": "epoch",
+                            "step_sizes": [0.05, 0.025, 0.0125]},
+                    "langevin": {"dynamics": "langevin", "temperature": 0.1, "batch_size": 4,
+                                 "step_sizes": [0.05, 0.025, 0.0125]}},
+    }
+    here = ns.run_study(cfg, tmp_path / "here")
+    there = ns.run_study(cfg, tmp_path / "cluster", workers=2)
+    assert_same_bits(ns.load(tmp_path / "cluster"), here)
+    assert not np.array_equal(there.charge_final.values[0, 0, 0], there.charge_final.values[0, 0, 1])
