@@ -53,6 +53,11 @@ The kernel contract
    changed (``noether_sim/_kernel_cache.py``).
 7. **Random numbers** for initial weights and velocities come from ``counter_rng.py``: value j of seed i
    is a pure function of (root, stream, i, j), so drawing is vectorised and bit-identical per seed id.
+   Per-step randomness of stochastic dynamics (minibatch indices, Langevin noise; ``stochastic.py``) is
+   drawn inside the driver from the same generator, keyed by (root, stream, seed id) with the step in
+   the counter, so nothing of size steps × params is materialised and seed i stays bit-identical
+   however seeds are batched or threaded. A run is stochastic when its ``ModelData.points_x`` is 2-D (the
+   data points as rows, for batches); only such a run compiles that code (overloads on the type).
 
 Status codes (``STATUS_*`` below) replace exceptions for numerical events.
 """

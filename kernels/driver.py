@@ -35,6 +35,11 @@ Quantities that do not apply are NaN. q_pred is gradient descent's exact one-ste
 accumulated step by step: q_pred ← (1 − hλ)^d q_pred + h² q(g) (d = 2) or (1 − hλ) q_pred − h q(g)
 (d = 1), with g = ∇L at the step's start, which explicit Euler already evaluates as K[0].
 
+Stochastic dynamics (stochastic.py) run through the same loop: a minibatch run computes each step's
+gradient on its batch (drawn by root seed, seed id and step), so the exact law above holds with g_B; a
+Langevin run (Euler's tableau) adds √(2hT)ξ after the step and accumulates the law with its noise terms
+(``_accumulate_noisy_law``); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
+
 A fixed implicit step whose stage equations do not converge is retried as 2, 4, … 2^max_halvings
 substeps from the same start (so it still lands on the save times); if none converges the seed stops
 with STATUS_SOLVE_FAILED. All per-seed state lives in caller-owned arrays, so calls can be chained
@@ -48,6 +53,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import FASTMATH, STATUS_DIVERGED, STATUS_MAX_STEPS, STATUS_OK, STATUS_SOLVE_FAILED, STATUS_STEP_UNDERFLOW
+from .bundles import ModelData
 from .explicit import combine, within_bound
 from .extras import extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
@@ -60,6 +66,8 @@ from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_
                      state_charges, state_size)                                              # state with it)
 from .record import SCHEME_OPTIMIZER
 from .splitting import splitting_step
+from .stochastic import (MINIBATCH_STREAM, NOISE_STREAM, batch_indices, gather_batch, gaussian_noise,
+                         linear_batch_moments, new_batch_arrays, stream_key)
 from .step_control import MIN_RELATIVE_STEP, error_norm, initial_step, step_factor
 
 
@@ -77,6 +85,71 @@ def _accumulate_gd_law(kind, pred, g, qg, h, weight_decay, ints, floats, group_o
                 pred[k] = (pred[k] - c2 * pred[k]) + h * h * qg[k]
             else:
                 pred[k] = (pred[k] - c1 * pred[k]) - h * qg[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _accumulate_noisy_law(kind, pred, y, g, noise, U, tp, qa, qb, qc, h, weight_decay, ints, floats, group_off,
+                          group_degree):
+    """The exact one-step law with injected noise N (theory.md §6): θ' = (1 − hλ)θ + U, U = −h g + N,
+    q(θ') = (1 − hλ)² q(θ) + 2(1 − hλ) θᵀS N + q(U) for q = θᵀSθ (the gradient term drops by symmetry),
+    2θᵀS N = (q(θ + N) − q(θ − N))/2; linear charges: q(θ') = (1 − hλ) q(θ) + q(U)."""
+    P = g.shape[0]
+    for j in range(P):
+        U[j] = noise[j] - h * g[j]
+    charges(kind, U, qc, ints, floats)
+    for j in range(P):
+        tp[j] = y[j] + noise[j]
+    charges(kind, tp, qa, ints, floats)
+    for j in range(P):
+        tp[j] = y[j] - noise[j]
+    charges(kind, tp, qb, ints, floats)
+    c1 = h * weight_decay
+    c2 = c1 * (2.0 - c1)
+    for grp in range(group_degree.shape[0]):
+        for k in range(group_off[grp], group_off[grp + 1]):
+            if group_degree[grp] == 2:
+                cross = 0.5 * (qa[k] - qb[k])
+                pred[k] = (pred[k] - c2 * pred[k]) + (cross - c1 * cross) + qc[k]
+            else:
+                pred[k] = (pred[k] - c1 * pred[k]) + qc[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _accumulate_split(kind, y, split, model, one_a, one_b, one_floats, one_idx, mlp, gbar, dev, qa, qb, qc, work,
+                      h, weight_decay, c_batch, group_off, group_degree):
+    """The expected one-step drift of a minibatch step, split (theory.md §6): h²q(Ḡ) (discretisation of the
+    flow, into split[:nq]) and h²c_B·q_Σ, q_Σ = (1/N)Σ_j q(G_j − Ḡ) over the per-sample gradients G_j
+    (minibatch noise, into split[nq:]); with weight decay both decay like the charge. Linear charges:
+    −h q(Ḡ) and 0."""
+    nq = qa.shape[0]
+    ints = model.ints
+    loss_grad(kind, y, gbar, ints, model.floats, model.data_a, model.data_b, work)
+    charges(kind, gbar, qa, ints, model.floats)
+    for k in range(nq):
+        qb[k] = 0.0
+    N = model.points_x.shape[0]
+    for j in range(N):
+        one_idx[0] = j
+        if mlp:
+            gather_batch(model.points_x, model.points_y, one_idx, 1, one_a, one_b)
+        else:
+            linear_batch_moments(model.points_x, model.points_y, one_idx, 1, one_a, one_b, one_floats)
+        loss_grad(kind, y, dev, ints, one_floats, one_a, one_b, work)
+        for i in range(dev.shape[0]):
+            dev[i] -= gbar[i]
+        charges(kind, dev, qc, ints, model.floats)
+        for k in range(nq):
+            qb[k] += qc[k] / N
+    c1 = h * weight_decay
+    c2 = c1 * (2.0 - c1)
+    for grp in range(group_degree.shape[0]):
+        for k in range(group_off[grp], group_off[grp + 1]):
+            if group_degree[grp] == 2:
+                split[k] = (split[k] - c2 * split[k]) + h * h * qa[k]
+                split[nq + k] = (split[nq + k] - c2 * split[nq + k]) + h * h * c_batch * qb[k]
+            else:
+                split[k] = (split[k] - c1 * split[k]) - h * qa[k]
+                split[nq + k] = split[nq + k] - c1 * split[nq + k]
 
 
 # ---- one step attempt per scheme, from y into new. Each returns (error norm, cache valid, gradient evaluations):
@@ -244,6 +317,136 @@ def _ol_first_step(scheme, kind, y, model, cfg, w, t_span, nq):
         model.data_a, model.data_b, w.work, w.stage, w.new)
 
 
+# ---- stochastic dynamics (stochastic.py), behind overloads on the model data's type: a run whose
+# ``points_x`` is 2-D (minibatches or noise) compiles them, any other compiles no-ops ----
+
+def _is_stochastic(model_type):
+    if not isinstance(model_type, types.BaseNamedTuple):
+        return False
+    return model_type.types[ModelData._fields.index("points_x")].ndim == 2
+
+
+def _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
+    """This seed's minibatch scratch, keys and noise buffer (stand-in: the overload replaces it)."""
+
+
+def _stochastic_setup_impl(kind, s, model, cfg, st, refs, data_a, data_b, floats):
+    mlp = kind == MODEL_MLP
+    perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
+        model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
+    one = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp, data_a, data_b, floats)
+    noisy = cfg.temperature > 0.0
+    return (perm, swaps, held, idx, batch_a, batch_b, batch_floats,
+            stream_key(cfg.root_seed, MINIBATCH_STREAM, st.seed_id[s]),
+            stream_key(cfg.root_seed, NOISE_STREAM, st.seed_id[s]),
+            np.empty(cfg.n_params if noisy else 0), np.sqrt(2.0 * cfg.h * cfg.temperature),
+            cfg.split_drift and refs.watch_slot[s] >= 0, one[3], one[4], one[5], one[6], mlp, noisy)
+
+
+@overload(_stochastic_setup, prefer_literal=True, jit_options={"cache": True})
+def _ol_stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
+    if _is_stochastic(model):
+        return _stochastic_setup_impl
+    return lambda kind, s, model, cfg, st, refs, data_a, data_b, floats: 0
+
+
+def _step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+               group_degree):
+    """(floats, data_a, data_b) of this step: the minibatch's, drawn by (root seed, seed id, step), or the
+    full data; first accumulates the expected drift's parts where tracked (stand-in: the overload)."""
+
+
+def _step_data_impl(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+                    group_degree):
+    (perm, swaps, held, idx, batch_a, batch_b, batch_floats, batch_key, noise_key, noise, noise_scale, split,
+     one_idx, one_a, one_b, one_floats, mlp, noisy) = sx
+    if split:  # the expected drift's two parts at θ_k (before the step)
+        _accumulate_split(kind, y, st.split[s], model, one_a, one_b, one_floats, one_idx, mlp, w.look, w.tmp,
+                          w.qa, w.qb, w.qc, work, h, lam, cfg.batch_factor, group_off, group_degree)
+    if cfg.batch_size <= 0:
+        return floats, data_a, data_b
+    batch_indices(batch_key, cfg.sampling, step, cfg.batch_size, perm, swaps, held, idx)
+    if mlp:
+        gather_batch(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b)
+    else:
+        linear_batch_moments(model.points_x, model.points_y, idx, cfg.batch_size, batch_a, batch_b, batch_floats)
+    return batch_floats, batch_a, batch_b
+
+
+@overload(_step_data, prefer_literal=True, jit_options={"cache": True})
+def _ol_step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+                  group_degree):
+    if _is_stochastic(model):
+        return _step_data_impl
+    return (lambda kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
+            group_degree: (floats, data_a, data_b))
+
+
+def _add_noise(sx, new, cfg, step):
+    """new += √(2hT) ξ of this step under Langevin dynamics (stand-in: the overload replaces it)."""
+
+
+def _add_noise_impl(sx, new, cfg, step):
+    noise, noisy = sx[9], sx[17]
+    if noisy:
+        gaussian_noise(sx[8], step, cfg.noise_substeps, sx[10], noise)
+        for j in range(noise.shape[0]):
+            new[j] += noise[j]
+
+
+@overload(_add_noise, prefer_literal=True, jit_options={"cache": True})
+def _ol_add_noise(sx, new, cfg, step):
+    if isinstance(sx, types.BaseTuple):
+        return _add_noise_impl
+    return lambda sx, new, cfg, step: None
+
+
+def _noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
+    """Accumulate the exact law with the noise term when there is noise; False otherwise (stand-in)."""
+
+
+def _noisy_law_impl(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
+    if not sx[17]:
+        return False
+    _accumulate_noisy_law(kind, pred, y, g, sx[9], w.look, w.tmp, w.qa, w.qb, w.qc, h, lam, ints, floats,
+                          group_off, group_degree)
+    return True
+
+
+@overload(_noisy_law, prefer_literal=True, jit_options={"cache": True})
+def _ol_noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
+    if isinstance(sx, types.BaseTuple):
+        return _noisy_law_impl
+    return lambda kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree: False
+
+
+def _record_split(sx, s, js, st, refs, rec):
+    """|accumulated discretisation part| and |accumulated noise part| per model-charge group, where
+    tracked (stand-in: the overload replaces it)."""
+
+
+def _record_split_impl(sx, s, js, st, refs, rec):
+    if not sx[11]:
+        return
+    split = st.split[s]
+    nq = refs.q0.shape[1]
+    for grp in range(refs.group_degree.shape[0]):
+        a2 = 0.0
+        b2 = 0.0
+        for k in range(refs.group_off[grp], refs.group_off[grp + 1]):
+            a2 += split[k] * split[k]
+            b2 += split[nq + k] * split[nq + k]
+        rec.discretisation[s, js, grp] = np.sqrt(a2)
+        rec.noise[s, js, grp] = np.sqrt(b2)
+
+
+@overload(_record_split, prefer_literal=True, jit_options={"cache": True})
+def _ol_record_split(sx, s, js, st, refs, rec):
+    if isinstance(sx, types.BaseTuple):
+        return _record_split_impl
+    return lambda sx, s, js, st, refs, rec: None
+
+
 @njit(cache=True)
 def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method, cfg, refs, rec):
     if st.status[s] != STATUS_OK:
@@ -269,6 +472,9 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
     t = st.t[s]
     h = st.h_next[s]
     cached = False
+    # stochastic dynamics (stochastic.py): this seed's minibatch scratch, keys and noise buffer; only a
+    # stochastic run (2-D points in the model data) compiles them
+    sx = _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats)
 
     for js in range(first, last):
         t_end = save_times[js]
@@ -289,13 +495,19 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
                 if h_try < MIN_RELATIVE_STEP * max(1.0, abs(t)):
                     st.status[s] = STATUS_STEP_UNDERFLOW
                     break
-            err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints, floats,
-                                                data_a, data_b, A, b, model, method, cfg, st, w, pred, refs)
+            step_floats, step_a, step_b = _step_data(kind, sx, s, st, y, st.n_accepted[s] + n_accepted, model, cfg,
+                                                     floats, data_a, data_b, w, work, h_try, lam, group_off,
+                                                     group_degree)
+            err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints,
+                                                step_floats, step_a, step_b, A, b, model, method, cfg, st, w, pred,
+                                                refs)
             n_grad += evals
-            if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start
+            _add_noise(sx, new, cfg, st.n_accepted[s] + n_accepted)  # Euler–Maruyama: + √(2hT) ξ
+            if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start (the batch's gradient)
                 for j in range(P):
                     g[j] = -K[0, j] - lam * y[j]
-                _accumulate_gd_law(kind, pred, g, qg, h_try, lam, ints, floats, group_off, group_degree)
+                if not _noisy_law(kind, sx, pred, y, g, w, h_try, lam, ints, floats, group_off, group_degree):
+                    _accumulate_gd_law(kind, pred, g, qg, h_try, lam, ints, floats, group_off, group_degree)
             if err == np.inf and not adaptive:
                 st.status[s] = STATUS_SOLVE_FAILED
                 break
@@ -324,6 +536,7 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
             break
         t = t_end
         _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred)
+        _record_split(sx, s, js, st, refs, rec)
 
     st.y[s, :] = y
     st.t[s] = t

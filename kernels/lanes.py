@@ -49,6 +49,8 @@ _SETTINGS_OK = {
     "weight_decay": lambda v: np.isfinite(v), "tau": _any, "eta": _any, "beta": _any, "divergence_bound": _any,
     "solve_tol": _any,
     "energy_slot": lambda v: v < 0,  # an energy record is not produced here
+    "batch_size": lambda v: v == 0, "sampling": _any, "temperature": lambda v: v == 0.0, "root_seed": _any,
+    "noise_substeps": _any, "split_drift": lambda v: not v, "batch_factor": _any,  # full-batch, noise-free only
 }
 _REFS_OK = {
     "group_off": _any, "group_degree": _any, "iso_off": _any, "q0": _any, "j0": _any, "i0": _any,

@@ -22,6 +22,7 @@ from pathlib import Path
 from ._validate import ConfigError
 from .builders import build_model
 from .dynamics import DYNAMICS, check_options, methods_for, resolve
+from .stochastic import rung_options
 from .ensemble import save_grid as grid
 
 # ---- the built-in default study (examples/default_study.toml is the same study, written out) ----
@@ -191,6 +192,9 @@ METHOD = {
     "tau": (False, None), "velocity": (False, None), "track_law": (False, None), "track_energy": (False, None),
     "solve_tol": (False, None), "max_solve_iters": (False, None), "max_halvings": (False, None),
     "beta1": (False, None), "beta2": (False, None), "eps": (False, None),
+    # stochastic training (theory.md §6): minibatches, Langevin noise, coupled Langevin rungs
+    "batch_size": (False, None), "sampling": (False, None), "temperature": (False, None),
+    "split_drift": (False, None), "coupled": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
 
@@ -394,7 +398,7 @@ def augment_charge_names(data_cfg: dict) -> list[str]:
 
 def _check_method(prefix: str, entry: dict, times) -> dict:
     """One [methods.<label>] table, checked by the same rules as simulate()'s arguments."""
-    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes")}
+    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes", "coupled")}
     if entry["dynamics"] in ("gf", "momentum") and "method" not in entry:
         raise ConfigError(f"missing key {prefix + 'method'!r}: {entry['dynamics']} needs an integrator, one of "
                           f"{', '.join(m for m in methods_for(entry['dynamics']) if m != 'dopri5')}")
@@ -404,6 +408,7 @@ def _check_method(prefix: str, entry: dict, times) -> dict:
             _fail(prefix + "method", resolved.method, "a step-size ladder needs a fixed-step method; "
                                                       "`noether-sim list` shows them")
         full = check_options(resolved, options)
+        rung_options({"dynamics": entry["dynamics"], "coupled": entry.get("coupled")}, entry["step_sizes"])
     except ConfigError as err:
         raise ConfigError(f"{prefix}{err}") from None
     if full.get("velocity") is not None and not isinstance(full["velocity"], (str, int, float)):
@@ -421,7 +426,7 @@ def _check_method(prefix: str, entry: dict, times) -> dict:
                 _fail(f"{prefix}step_sizes[{i}]", h, f"every interval between save times ({dt:g}, from save_every/"
                                                      f"save_times and t_end) must be a whole number >= 1 of steps")
     return {"dynamics": entry["dynamics"], "method": resolved.method, "step_sizes": [float(h) for h in hs],
-            **{k: full[k] for k in options}}
+            **{k: full[k] for k in options}, **({"coupled": entry["coupled"]} if "coupled" in entry else {})}
 
 
 def _save_grid(cfg) -> list[float]:

@@ -32,9 +32,14 @@ DYNAMICS = {
     "rmsprop": "RMSProp (torch.optim.RMSprop, alpha = beta2, no momentum): θ ← θ − η g/(√v + ε), learning rate h",
     "sign": "sign descent θ ← θ − η(sign(∇L) + λθ) (Lion with β₁ = β₂ = 0), learning rate h",
     "lion": "Lion (optax.lion: θ ← θ − η(sign(β₁m + (1 − β₁)g) + λθ), m ← β₂m + (1 − β₂)g), learning rate h",
+    "langevin": "overdamped Langevin dθ = −(∇L + λθ)dt + √(2T)dW (temperature T), by Euler–Maruyama "
+                "θ ← θ − h(∇L + λθ) + √(2hT)ξ with counter-based noise per (seed, step)",
 }
 MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
-DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet"}
+DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet", "langevin": "euler_maruyama"}
+MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin")
+SAMPLINGS = ("uniform", "epoch")
+STOCHASTIC_OPTIONS = ("batch_size", "sampling", "temperature", "noise_substeps", "split_drift")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ OPTION_DEFAULTS = {
     "rtol": 1e-8, "atol": 1e-10, "max_steps": 10_000_000,
     "solve_tol": 1e-14, "max_solve_iters": 100, "max_halvings": 6, "track_energy": False,
     "beta1": None, "beta2": None, "eps": None,
+    "batch_size": None, "sampling": None, "temperature": None, "noise_substeps": None, "split_drift": None,
 }
 _TAKES = {
     "tau": ("the momentum dynamics (momentum, heavy_ball, nesterov)", lambda r: r.dynamics in MOMENTUM_DYNAMICS),
@@ -84,10 +90,16 @@ _TAKES = {
     # the dissipated ∫|θ̇|² is integrated as part of the state, so only by a Runge–Kutta method
     "track_energy": ("gf, gd and momentum flow integrated by a Runge–Kutta method (not a splitting, "
                      "heavy_ball or nesterov)",
-                     lambda r: r.scheme in (SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT)),
+                     lambda r: r.scheme in (SCHEME_EXPLICIT, SCHEME_ADAPTIVE, SCHEME_IMPLICIT)
+                     and r.dynamics != "langevin"),
     **{name: (", ".join(o for o, opt in OPTIMIZERS.items() if name in opt.defaults),
               lambda r, name=name: r.dynamics in OPTIMIZERS and name in OPTIMIZERS[r.dynamics].defaults)
        for name in ("beta1", "beta2", "eps")},
+    "batch_size": ("gd, heavy_ball, nesterov and langevin", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "sampling": ("gd, heavy_ball, nesterov and langevin with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "temperature": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
+    "noise_substeps": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
+    "split_drift": ("gd with a batch_size", lambda r: r.dynamics == "gd"),
 }
 
 
@@ -112,6 +124,8 @@ class Resolved:
 def methods_for(dynamics: str) -> list[str]:
     if dynamics == "gd":
         return ["euler"]
+    if dynamics == "langevin":
+        return ["euler_maruyama"]
     if dynamics in ("heavy_ball", "nesterov") or dynamics in OPTIMIZERS:
         return []
     names = [*EXPLICIT_METHODS, *IMPLICIT_METHODS]
@@ -134,10 +148,14 @@ def resolve(dynamics, method) -> Resolved:
     allowed = methods_for(dynamics)
     if not isinstance(method, str) or method not in allowed:
         why = {"gd": "gradient descent is explicit Euler; leave method unset or use 'euler'",
+               "langevin": "overdamped Langevin is integrated by Euler–Maruyama (weak order 1)",
                "gf": "gradient flow takes a Runge–Kutta method (splittings integrate momentum flow)"}.get(
             dynamics, "momentum flow takes a Runge–Kutta method or a splitting")
         v.fail("method", method, f"{why}: one of {', '.join(allowed)}")
     dyn = DYN_MOMENTUM if dynamics == "momentum" else DYN_GF
+    if dynamics == "langevin":  # Euler's tableau; the driver adds the noise after the step
+        tab = EXPLICIT_METHODS["euler"]
+        return Resolved(dynamics, method, SCHEME_EXPLICIT, dyn, 1, 1, tableau=tab)
     if method in SPLITTING_METHODS:
         sp = SPLITTING_METHODS[method]
         kicks = sum(1 for op, _ in sp.steps if op == "kick")
@@ -184,6 +202,31 @@ def check_options(resolved: Resolved, given: dict) -> dict:
             v.fail(name, out[name], "must be True or False")
     if "velocity" in out:
         check_velocity(out["velocity"])
+    if "batch_size" in out:
+        out["batch_size"] = v.positive_int("batch_size", out["batch_size"])
+    if "sampling" in out:
+        if "batch_size" not in out:
+            v.fail("sampling", out["sampling"], "applies only with a batch_size (minibatch gradients)")
+        if not isinstance(out["sampling"], str) or out["sampling"] not in SAMPLINGS:
+            v.fail("sampling", out["sampling"], f"must be one of {', '.join(SAMPLINGS)}")
+    if "temperature" in out:
+        out["temperature"] = v.non_negative("temperature", out["temperature"])
+    if "split_drift" in out:
+        if not isinstance(out["split_drift"], (bool, np.bool_)):
+            v.fail("split_drift", out["split_drift"], "must be True or False")
+        if out["split_drift"] and "batch_size" not in out:
+            v.fail("split_drift", out["split_drift"], "applies only to gd with a batch_size")
+        if not out["split_drift"]:
+            del out["split_drift"]
+    if "noise_substeps" in out:
+        out["noise_substeps"] = v.positive_int("noise_substeps", out["noise_substeps"])
+    if resolved.dynamics == "langevin" and "temperature" not in out:
+        v.fail("temperature", None, "langevin needs a temperature T >= 0 (noise √(2hT) per step)")
+    if "batch_size" in out:
+        out.setdefault("sampling", "uniform")
+    if "temperature" in out:
+        out.setdefault("noise_substeps", 1)
+    # the stochastic options appear in a run's configuration only when used (full-batch runs stay as they were)
     for name in ("beta1", "beta2"):
         if name in out and (not isinstance(out[name], numbers.Real) or isinstance(out[name], bool)
                             or not 0.0 <= out[name] < 1.0):
@@ -193,7 +236,7 @@ def check_options(resolved: Resolved, given: dict) -> dict:
     if resolved.dynamics in OPTIMIZERS:  # the optimizer's own defaults (PyTorch's; optax's for Lion)
         out = {**OPTIMIZERS[resolved.dynamics].defaults, **out}
     full = {name: out.get(name, default) for name, default in OPTION_DEFAULTS.items()
-            if _TAKES[name][1](resolved)}
+            if _TAKES[name][1](resolved) and (name not in STOCHASTIC_OPTIONS or name in out)}
     if resolved.dynamics in MOMENTUM_DYNAMICS and "learning_rate" not in out and "beta" not in out \
             and full.get("tau") is None:
         v.fail("tau", None, "momentum dynamics need the time constant tau > 0 (friction 1/tau)"

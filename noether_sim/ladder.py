@@ -41,6 +41,7 @@ import xarray as xr
 from ._validate import fail
 from .ensemble import check_memory
 from .simulate import execute, plan
+from .stochastic import analyse_stochastic_ladder, is_stochastic_ladder, rung_options, summarise_stochastic
 
 from .laws import (BASIS_LADDER, BASIS_LAW, BROKEN, CONSERVED, EXCLUDED, INCONCLUSIVE, LAW_FAILS, LAW_HOLDS_EXACTLY,
                    LAW_HOLDS_FLOW, NO_LAW, NO_SUCH, law_holds, limit_flow, step_law)
@@ -110,7 +111,9 @@ def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=
         t_end = kwargs["t_end"]
         if isinstance(t_end, (int, float)) and t_end > 0:
             kwargs["save_every"] = float(hs[0] * max(1, round(t_end / hs[0]) // 32))
-    plans = [plan(model, data, h=float(h), memory_limit=memory_limit, **kwargs) for h in hs]
+    kwargs, per_rung = rung_options(kwargs, hs)  # coupled Langevin rungs (stochastic.py)
+    plans = [plan(model, data, h=float(h), memory_limit=memory_limit, **kwargs, **extra)
+             for h, extra in zip(hs, per_rung)]
     if plans[0].resolved.adaptive:
         fail("method", plans[0].resolved.method, "a ladder needs a fixed-step method (an adaptive method chooses "
                                                  "its own steps); see `noether-sim list`")
@@ -177,6 +180,8 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     """
     if "h" not in ladder.dims or ladder.sizes["h"] < MIN_RUNGS:
         fail("ladder", dict(ladder.sizes), f"needs a dimension 'h' with at least {MIN_RUNGS} step sizes")
+    if is_stochastic_ladder(ladder):  # verdicts in expectation (stochastic.py)
+        return analyse_stochastic_ladder(ladder, order)
     ladder = ladder.sortby("h", ascending=False)
     p = int(order if order is not None else ladder.attrs["method_order"])
     hs = ladder.h.values
@@ -355,6 +360,8 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
     >>> [(row["charge"], row["verdict"]) for row in ns.summarise_verdicts(ns.analyse_ladder(ladder))]
     [('D1', 'conserved by the flow')]
     """
+    if analysis.attrs.get("stochastic"):
+        return summarise_stochastic(analysis)
     rows = []
     inc = analysis.included.values
     for k, name in enumerate(analysis.charge.values):

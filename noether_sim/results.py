@@ -17,6 +17,7 @@ import xarray as xr
 
 from .kernels import STATUS_OK
 from .dynamics import resolve
+from .stochastic import per_seed_view
 from .ladder import BROKEN, CONSERVED, EXCLUDED, INCONCLUSIVE, NO_SUCH, analyse_ladder, summarise_verdicts
 from .laws import limit_flow
 from .laws import NO_LAW
@@ -95,6 +96,8 @@ def _ladder_analysis(ladder: xr.Dataset, n_charges: int) -> list:
     """The ladder verdicts of one method (``analyse_ladder``) as arrays (seed, charge) and (seed,), padded
     to the study's ``n_charges`` charges (a gradient-flow method has no isometric charges: NO_SUCH)."""
     an = analyse_ladder(ladder)
+    if an.attrs.get("stochastic"):  # verdicts in expectation: one per charge, shown on every seed
+        an = per_seed_view(an)
     S, c = an.sizes["seed"], an.sizes["charge"]
     out = []
     for name, fill, dtype in (("fitted_order", np.nan, np.float64), ("extrapolated_drift", np.nan, np.float64),
@@ -249,7 +252,8 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
     # is first asked for: opening a store reads no data. ``with_analysis(ds)`` computes all of it in one pass.
     S, C = ds.sizes["seed"], ds.sizes["charge"]
     needed = [v for v in ("charge_final", "charge_initial", "law_factor", "status", "scale", "roundoff_floor",
-                          "drift", "residual", "law_residual", "law_initial", "law_final") if v in first]
+                          "drift", "residual", "law_residual", "law_initial", "law_final", "expectation_law")
+              if v in first]
     lazy = first["loss"].chunks is not None
     parts = []
     for lb in present:

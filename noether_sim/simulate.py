@@ -26,20 +26,24 @@ from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, ini
 from .init import Gaussian, Given, to_config
 from .layer_lr import check_layer_lr, param_scale, scaled_data
 from .models import ChargeGroup
+from .stochastic import SAMPLING_CODES, batch_factor, expectation_factors, noise_rates, seed_statistics
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
-from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_extras, ensemble_loss_grad,
-                             ensemble_state_charges, integrate, state_size)
+from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_charges, ensemble_extras,
+                             ensemble_loss_grad, ensemble_state_charges, integrate, state_size)
 from .kernels.driver import SCHEME_OPTIMIZER
 from .kernels.fields import DYN_MOMENTUM
+from .kernels.layout import MODEL_MLP
 
 VARIABLES = {
     "loss": "training loss L(θ(t))",
     "drift": "|q(t) − q_law(t)| (Frobenius) per charge; q_law is the charge's exact law (coordinate charge_law)",
     "drift_max": "largest entry of |q(t) − q_law(t)|",
-    "predicted": "gradient descent: |q_pred(t) − q_law(t)|, the discretisation drift its exact one-step law predicts",
-    "residual": "gradient descent: |q(t) − q_pred(t)|, drift the exact law does not explain (round-off)",
+    "predicted": "gradient descent (also minibatch; Langevin with its noise terms): |q_pred(t) − q_law(t)|, the "
+                 "drift its exact one-step law predicts",
+    "residual": "gradient descent (also minibatch; Langevin): |q(t) − q_pred(t)|, drift the exact law does not "
+                "explain (round-off)",
     "law_residual": "momentum dynamics, every model charge q (balance D, rescale r, scale S, translation T): "
                     "momentum flow |I(t) − I(0)|, I = τq̇ + q + 2λ∫q(θ)dt − 2τ∫q(θ̇)dt, the integrated exact law "
                     "τq̈ + q̇ + 2λq = 2τq(θ̇) (quadratic q; linear q: τq̈ + q̇ + λq = 0); heavy ball and Nesterov "
@@ -72,6 +76,19 @@ VARIABLES = {
                   "training inputs (NaN otherwise)",
     "ntk_eigenvalues": "track_ntk: the largest eigenvalues of Θ(t), descending (coordinate ntk_rank)",
     "ntk_alignment": "track_ntk: uncentred kernel-target alignment yᵀΘy/(|Θ|_F|y|²) with the targets y",
+    "drift_discretisation": "minibatch gd with split_drift: |Σ_k η²q(Ḡ_k)| (decayed like the charge), the "
+                            "expected drift's discretisation part, Ḡ the full-batch gradient",
+    "drift_noise": "minibatch gd with split_drift: |Σ_k η²c_B·q_Σ,k|, the expected drift's minibatch-noise part "
+                   "(q_Σ = mean of q(G_j − Ḡ) over per-sample gradients, c_B = (N − B)/(B(N − 1)))",
+    "drift_discretisation_final": "signed per component: the accumulated discretisation part at the last save time",
+    "drift_noise_final": "signed per component: the accumulated minibatch-noise part at the last save time",
+    "charge_mean": "stochastic runs: seed mean of every charge component (ok watched seeds; every seed by default)",
+    "charge_mean_se": "stochastic runs: Monte-Carlo standard error of charge_mean (sd/√seeds)",
+    "expectation_law": "stochastic runs: seed mean of the expectation law E[q(t) | q(0)] (theory.md §6: "
+                       "e^(-2λt)q(0) + (T/λ)c(1 − e^(-2λt)) for quadratic charges, e^(-λt)q(0) for linear ones)",
+    "mean_deviation": "stochastic runs: seed mean of q(t) − E[q(t) | q(0)], the drift the expectation law does "
+                      "not explain",
+    "mean_deviation_se": "stochastic runs: Monte-Carlo standard error of mean_deviation",
 }
 
 
@@ -115,6 +132,12 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if not hasattr(model, "charge_groups"):
         v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP)")
     data.check_fits(model)
+    batch_size = options.get("batch_size")
+    if batch_size is not None and batch_size > data.n_points:
+        v.fail("batch_size", batch_size, f"must be <= the number of data points N = {data.n_points}")
+    if batch_size is not None and track_energy:
+        v.fail("track_energy", True, "the energy identity is that of the full-batch loss; a minibatch run "
+                                     "(batch_size) cannot track it")
     h, tau = step_and_time_constant(resolved, h, options)
     if h is not None:
         h = v.positive("h", h)
@@ -149,6 +172,8 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if given.ndim != 1 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in given):
         v.fail("watch_seeds", list(given.ravel()), "must be integer seed ids (e.g. [0, 3])")
     watch = given.astype(np.int64)
+    if is_stochastic(options) and len(watch) == 0:
+        watch = np.asarray(ids, dtype=np.int64)  # seed means and their standard errors need every seed's charges
     missing = watch[~np.isin(watch, ids)]
     if len(missing):
         v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()[:5]})")
@@ -186,6 +211,9 @@ def _check_ntk(track_ntk, ntk_top, model, data, watch_seeds):
     if ntk_top > side:
         v.fail("ntk_top", ntk_top, f"must be <= the NTK's size n_out·N = {side}")
     return side, ntk_top
+def is_stochastic(options) -> bool:
+    """Does a run draw per-step randomness (a minibatch smaller than the data, or Langevin noise)?"""
+    return options.get("batch_size") is not None or options.get("temperature") is not None
 
 
 def _isometric_groups(model, resolved) -> list:
@@ -242,7 +270,9 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              learning_rate: float | None = None, velocity=None, track_law: bool | None = None,
              rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
-             track_energy: bool | None = None, watch_seeds=(), track_ntk: bool = False, ntk_top: int = 4,
+             track_energy: bool | None = None, batch_size: int | None = None, sampling: str | None = None,
+             temperature: float | None = None, noise_substeps: int | None = None, split_drift: bool | None = None,
+             watch_seeds=(), track_ntk: bool = False, ntk_top: int = 4,
              divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "",
              beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
@@ -340,6 +370,20 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         α|w_out|²/m_out``) with gradient descent's exact law; networks without biases, degree-1
         activations, λ = 0 (noether_sim/layer_lr.py).
 
+    batch_size : int, optional
+        gd, heavy_ball, nesterov, langevin: minibatch gradients of B points per step and seed (B = N is the
+        full batch), drawn from the counter-based generator per (root_seed, seed id, step);
+        ``minibatch_indices`` replays them.
+    sampling : {"uniform", "epoch"}, optional
+        With ``batch_size``: B distinct points per step (default), or the next B of a per-epoch shuffle.
+    temperature : float, optional
+        langevin: T >= 0 of ``dθ = −(∇L + λθ)dt + √(2T)dW`` (Euler–Maruyama, noise per seed and step).
+    noise_substeps : int, optional
+        langevin: each step's noise is the normalised sum of this many finer steps' draws (coupled ladders).
+    split_drift : bool, optional
+        gd with a batch_size: on the watched seeds, accumulate the drift's expected parts, the
+        discretisation ``η²q(Ḡ)`` and the minibatch noise ``η²c_B·q_Σ`` (per-sample gradients: N + 1
+        gradients per step), into ``drift_discretisation`` and ``drift_noise``.
     Returns
     -------
     xarray.Dataset
@@ -348,7 +392,9 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         configuration and versions in its attributes. Data with a symmetry group (``data.augment``) add
         one charge per generator K, ``c = ⟨θ̇_1, W_1K⟩`` (law 0 under gradient flow and descent,
         ``e^{−t/τ}c(0)`` under momentum); ``ds.attrs["data_symmetry_exact"]`` says whether the loss is
-        exactly invariant for this model (1), only approximately (0), or −1 (none).
+        exactly invariant for this model (1), only approximately (0), or −1 (none). A stochastic run
+        watches every seed unless ``watch_seeds`` says otherwise, and reports seed means (``charge_mean``,
+        ``mean_deviation`` from the expectation law) with their standard errors.
 
     Raises
     ------
@@ -372,7 +418,9 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              description=description, track_ntk=track_ntk, ntk_top=ntk_top, tau=tau, beta=beta,
              learning_rate=learning_rate, velocity=velocity, track_law=track_law, rtol=rtol, atol=atol,
              max_steps=max_steps, solve_tol=solve_tol, max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
-             beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr)
+             beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr,
+             batch_size=batch_size, sampling=sampling, temperature=temperature, noise_substeps=noise_substeps,
+             split_drift=split_drift)
     return execute(p, progress=progress)
 
 
@@ -434,15 +482,19 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
     settings = MomentumSettings if momentum else GradientFlowSettings  # the dynamics, as a type (bundles.py)
     cfg = settings(
-        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd",
+        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics in ("gd", "langevin"),
         nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
         error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,
         max_steps=int(opts.get("max_steps", 0)), max_solve_iters=int(opts.get("max_solve_iters", 0)),
         max_halvings=int(opts.get("max_halvings", 0)), h=float(h), rtol=float(opts.get("rtol", 0.0)),
         atol=float(opts.get("atol", 0.0)), weight_decay=float(p.weight_decay), tau=float(tau if momentum else 1.0),
         eta=float(eta), beta=float(beta), divergence_bound=float(p.divergence_bound),
-        solve_tol=float(opts.get("solve_tol", 0.0)), energy_slot=n_state - 1 if p.track_energy else -1)
-    model_data = ModelData(ints, floats, data_a, data_b)
+        solve_tol=float(opts.get("solve_tol", 0.0)), energy_slot=n_state - 1 if p.track_energy else -1,
+        batch_size=_kernel_batch_size(p), sampling=SAMPLING_CODES[opts.get("sampling") or "uniform"],
+        temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
+        noise_substeps=int(opts.get("noise_substeps") or 1), split_drift=bool(opts.get("split_drift", False)),
+        batch_factor=batch_factor(p.data.n_points, opts.get("batch_size") or p.data.n_points))
+    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, p.data, p.options))
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     group_off = np.array([g.offset for g in groups] + [nq], dtype=np.int64)
     group_degree = np.array([g.degree for g in groups], dtype=np.int64)
@@ -462,10 +514,12 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
                       gens, x0)
     st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
-                   np.zeros(n_seeds, np.int64))
+                   np.zeros(n_seeds, np.int64), np.ascontiguousarray(p.ids, dtype=np.int64),
+                   np.zeros((n_seeds, 2 * nq if cfg.split_drift else 0)))
     rec = Records(np.empty((n_seeds, n_saves)), *(np.empty((n_seeds, n_saves, n_groups)) for _ in range(6)),
                   np.empty((len(p.watch), n_saves, nq + nx + nj)), np.empty((len(p.watch), n_saves, nq + nx + nj)),
-                  np.empty((len(p.watch) if p.track_ntk else 0, n_saves, P)))
+                  np.empty((len(p.watch) if p.track_ntk else 0, n_saves, P)),
+                  *(np.full((n_seeds, n_saves, n_groups) if cfg.split_drift else (0, 0, 0), np.nan) for _ in range(2)))
 
     # ---- run, one chunk of save times at a time (progress), each in rounds of seeds short enough that
     # Ctrl-C, honoured between kernel calls, stops a run of any size within about a second ----
@@ -536,6 +590,23 @@ def _by_seeds(n_seeds: int, call):
             o[lo:hi] = a
         lo = hi
     return out if isinstance(part, tuple) else out[0]
+def _kernel_batch_size(p) -> int:
+    """B for the kernels; 0 (the precomputed full-batch data) when the batch is every point."""
+    B = p.options.get("batch_size")
+    return 0 if B is None or B == p.data.n_points else int(B)
+
+
+def _points(kind, model, data, options):
+    """The data points as rows for per-step batches: (N × n_a) inputs, augmented as the model reads them
+    (deep linear with biases: [x; 1]), and (N × n_L) targets; (0 × n) without a batch_size. 2-D points
+    make the kernels compile the stochastic code (driver.py); a deterministic run passes 1-D stand-ins."""
+    if not is_stochastic(options):
+        return np.zeros(0), np.zeros(0)
+    aug = kind != MODEL_MLP and model.bias  # deep linear moments of x̃ = [x; 1]
+    X = np.vstack([data.X, np.ones((1, data.n_points))]) if aug else np.asarray(data.X, dtype=float)
+    if options.get("batch_size") is None:
+        return np.zeros((0, X.shape[0])), np.zeros((0, data.Y.shape[0]))
+    return np.ascontiguousarray(X.T, dtype=float), np.ascontiguousarray(np.asarray(data.Y, dtype=float).T)
 
 
 def _nan(shape):
@@ -616,6 +687,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         ntk_align = np.array([a["alignment"] for a in along]).reshape(W, n_saves)
     else:
         ntk_change, ntk_eig, ntk_align = _nan((W, n_saves)), _nan((W, n_saves, p.ntk_top)), _nan((W, n_saves))
+    stats = _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, nx + nj)
     ds = xr.Dataset(
         {
             "loss": (("seed", "time"), rec.loss),
@@ -650,6 +722,8 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
             "ntk_change": (("watched_seed", "time"), ntk_change),
             "ntk_eigenvalues": (("watched_seed", "time", "ntk_rank"), ntk_eig),
             "ntk_alignment": (("watched_seed", "time"), ntk_align),
+            **{name: (("time", "component"), x) for name, x in stats.items()},
+            **_split_variables(p, st, rec, n_seeds, n_groups, nq + nx + nj),
         },
         coords={
             "seed": p.ids, "time": p.times, "charge": [g.name for g in all_groups],
@@ -675,17 +749,21 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     }
     if r.scheme == SCHEME_ALGORITHM:
         config.update(learning_rate=eta, beta=beta)
+    if p.options.get("batch_size") is not None:
+        config.update(n_points=int(p.data.n_points))
     ds.attrs.update(provenance())
     ds.attrs.update(
         config=json.dumps(config), dynamics=r.dynamics, method=r.method, method_order=r.order,
         h=p.h if p.h is not None else np.nan, tau=p.tau if p.tau is not None else np.nan,
-        learning_rate=eta if momentum else (p.h if r.dynamics == "gd" else np.nan),
+        learning_rate=eta if momentum else (p.h if r.dynamics in ("gd", "langevin") else np.nan),
         beta=beta if momentum else np.nan, t_end=p.t_end, weight_decay=p.weight_decay,
         charge_shapes=json.dumps({g.name: list(g.shape) for g in all_groups}),
         charge_descriptions=json.dumps({g.name: g.description for g in all_groups}),
         status_names=json.dumps({str(k): val for k, val in STATUS_NAMES.items()}),
         n_diverged=int(np.sum(status == STATUS_DIVERGED)), n_failed=int(np.sum(status != STATUS_OK)),
         wall_seconds=elapsed, description=p.description, track_ntk=int(p.track_ntk),
+        stochastic=int(is_stochastic(p.options)),
+        temperature=float(p.options.get("temperature") or 0.0), batch_size=int(p.options.get("batch_size") or 0),
         data_symmetry=json.dumps(list(p.data.symmetry_names)),
         data_symmetry_exact=int(p.data.symmetry_exact_for(model)) if p.data.symmetry_names else -1,
     )
@@ -716,6 +794,43 @@ def _label_optimizer(ds, p, st, ok):
                     **{k: float(p.options[k]) if p.options.get(k) is not None else np.nan
                        for k in ("beta1", "beta2", "eps")})
     return ds
+
+
+def _split_variables(p, st, rec, n_seeds, n_groups, n_comp) -> dict:
+    """The drift's expected parts (minibatch gd with split_drift; NaN elsewhere and on unwatched seeds)."""
+    on = bool(p.options.get("split_drift"))
+    nq = st.split.shape[1] // 2
+    out = {}
+    for k, name in enumerate(("discretisation", "noise")):
+        series = getattr(rec, name) if on else _nan((n_seeds, len(p.times), n_groups))
+        out[f"drift_{name}"] = (("seed", "time", "charge"), series)
+        final = _nan((n_seeds, n_comp))
+        if on:
+            final = np.full((n_seeds, n_comp), np.nan)
+            final[:, :nq] = st.split[:, k * nq:(k + 1) * nq]
+            final[~np.isin(p.ids, p.watch), :] = np.nan
+        out[f"drift_{name}_final"] = (("seed", "component"), final)
+    return out
+
+
+def _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, n_other) -> dict:
+    """Seed means and standard errors over the watched ok seeds (stochastic.py), per model-charge
+    component; NaN for the other components and for deterministic runs."""
+    n_saves = len(p.times)
+    names = ("charge_mean", "charge_mean_se", "expectation_law", "mean_deviation", "mean_deviation_se")
+    if not is_stochastic(p.options) or len(p.watch) == 0:
+        return {name: _nan((n_saves, nq + n_other)) for name in names}
+    groups = p.model.charge_groups
+    degree = np.concatenate([[g.degree] * g.size for g in groups]) if groups else np.zeros(0, int)
+    T = float(p.options.get("temperature") or 0.0)
+    rate = noise_rates(kind, ints, floats, p.model.n_params, nq, ensemble_charges) if T > 0 else np.zeros(nq)
+    a, b = expectation_factors(p.times, degree, rate, p.weight_decay, T)
+    rows = np.searchsorted(p.ids, p.watch) if np.all(np.diff(p.ids) > 0) else \
+        np.array([int(np.flatnonzero(p.ids == w)[0]) for w in p.watch])
+    ok = st.status[rows] == STATUS_OK
+    out = seed_statistics(rec.watch[:, :, :nq], refs.q0[rows], ok, a, b)[:5]
+    pad = np.full((n_saves, n_other), np.nan)
+    return {name: np.concatenate([x, pad], axis=1) for name, x in zip(names, out)}
 
 
 def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> xr.DataArray:

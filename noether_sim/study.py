@@ -17,6 +17,7 @@ from .dynamics import resolve
 from .results import assemble
 from .ensemble import provenance
 from .simulate import simulate
+from .stochastic import rung_options
 from .store import expected_blocks
 
 
@@ -50,6 +51,9 @@ def block_arguments(cfg, label, k) -> dict:
     m = cfg["methods"][label]
     save = {"save_times": cfg["save_times"]} if "save_times" in cfg else {"save_every": cfg["save_every"]}
     options = {key: val for key, val in m.items() if key not in ("dynamics", "method", "step_sizes")}
+    # a coupled Langevin ladder (stochastic.py): this rung's share of the finest rung's noise
+    options, per_rung = rung_options({"dynamics": m["dynamics"], **options}, m["step_sizes"])
+    options = {**{key: val for key, val in options.items() if key != "dynamics"}, **per_rung[k]}
     return dict(dynamics=m["dynamics"], method=m["method"], h=m["step_sizes"][k], t_end=cfg["t_end"],
                 seeds=cfg["seeds"]["count"], root_seed=cfg["seeds"]["root"], weight_decay=cfg["weight_decay"],
                 divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
