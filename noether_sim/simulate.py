@@ -24,6 +24,7 @@ from .ensemble import (EPS, check_memory, check_whole_steps, initial_weights, ov
                        provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .models import ChargeGroup
+from .stats import check_keep, execute_stats
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
@@ -90,12 +91,14 @@ class Plan:
     track_law: bool
     track_energy: bool = False
     memory: dict = field(default_factory=dict)
+    keep: object = None  # None: per-seed records; a stats.Stats: streaming statistics (stats.py)
 
 
 def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps=None, save_every=None,
          save_times=None, seeds=1, root_seed=0, init=None, weight_decay=0.0, watch_seeds=(),
-         divergence_bound=1e8, memory_limit=None, description="", **options) -> Plan:
+         divergence_bound=1e8, memory_limit=None, description="", keep="seeds", **options) -> Plan:
     """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
+    keep = check_keep(keep)
     resolved = resolve(dynamics, method)
     options = check_options(resolved, options)
     track_energy = bool(options.get("track_energy", False))
@@ -129,7 +132,8 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         check_whole_steps(times, h, save_every, save_times)
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool) and seeds >= 1:
         # refuse an absurd ensemble before even listing its seed ids
-        check_memory(memory_needed(model, resolved, bool(options.get("track_law")), int(seeds), len(times),
+        held = int(seeds) if keep is None else min(int(seeds), keep.chunk)  # stats: one chunk at a time
+        check_memory(memory_needed(model, resolved, bool(options.get("track_law")), held, len(times),
                                    len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy)),
                      memory_limit)
     ids = seed_ids(seeds)
@@ -144,8 +148,9 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         v.fail("description", description, "must be a string")
     track_law = bool(options.get("track_law", False))
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
-             divergence_bound, description, track_law, track_energy)
-    p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
+             divergence_bound, description, track_law, track_energy, keep=keep)
+    held = len(ids) if keep is None else min(len(ids), keep.chunk)
+    p.memory = memory_needed(model, resolved, track_law, held, len(times), len(watch),
                              _extra_groups(data, track_energy))
     check_memory(p.memory, memory_limit)
     return p
@@ -203,7 +208,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              rtol: float | None = None, atol: float | None = None, max_steps: int | None = None,
              solve_tol: float | None = None, max_solve_iters: int | None = None, max_halvings: int | None = None,
              track_energy: bool | None = None, watch_seeds=(), divergence_bound: float = 1e8, memory_limit: float | None = None,
-             progress: bool = False, description: str = "") -> xr.Dataset:
+             progress: bool = False, description: str = "", keep="seeds") -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     dynamics  "gf" gradient flow, "gd" gradient descent (learning rate h), "momentum" momentum flow
@@ -240,18 +245,24 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     rtol, atol, max_steps   adaptive methods: tolerances and step budget per seed
     solve_tol, max_solve_iters, max_halvings   implicit methods: relative fixed-point tolerance, sweeps
               per attempt, and how often a failing step is halved before the seed is flagged
+    keep      "seeds" (default): per-seed records; "stats" or ``stats.Stats(bins=, range=, scale=, chunk=)``:
+              seeds run in chunks and only their statistics per save time and charge are kept
+              (count, mean, var, min, max, histogram: ``<name>_mean`` …), so memory does not grow with
+              the number of seeds (noether_sim/stats.py, docs/guide/stats.md)
     """
     p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
              save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
              description=description, tau=tau, beta=beta, learning_rate=learning_rate, velocity=velocity,
              track_law=track_law, rtol=rtol, atol=atol, max_steps=max_steps, solve_tol=solve_tol,
-             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy)
+             max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy, keep=keep)
     return execute(p, progress=progress)
 
 
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     """Run a validated plan (see ``plan``) and label its result."""
+    if p.keep is not None:  # streaming statistics: this function per chunk of seeds, folded
+        return execute_stats(p, progress)
     model, r, opts = p.model, p.resolved, p.options
     extras = _extra_groups(p.data, p.track_energy)
     P, nq, nj, nx, n_groups, n_state = _sizes(p.model, p.resolved, p.track_law, extras)
