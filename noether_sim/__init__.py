@@ -15,6 +15,7 @@ from .laws import judge  # noqa: E402
 from .models import DeepLinear  # noqa: E402
 from .results import load  # noqa: E402
 from .simulate import charge_matrix, simulate  # noqa: E402
+from .stats import Stats  # noqa: E402  (simulate(..., keep=Stats(...)))
 
 from .discover import discover  # noqa: E402
 
