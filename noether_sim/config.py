@@ -180,6 +180,7 @@ RECORD = {
     "charges": (False, None),
     "watch_seeds": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 0))),
     "final_weights": (False, _bool),
+    "keep": (False, lambda k, v: _keep(k, v)),  # absent: "seeds" (per-seed records)
 }
 METHOD = {
     "dynamics": (True, lambda k, v: _str(k, v, list(DYNAMICS))),
@@ -191,6 +192,17 @@ METHOD = {
     "solve_tol": (False, None), "max_solve_iters": (False, None), "max_halvings": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
+
+
+def _keep(key, value):
+    """"seeds", "stats", or a table of noether_sim.stats.Stats fields (bins, range, scale, chunk)."""
+    from .stats import check_keep
+
+    try:
+        check_keep(value)
+    except ConfigError as e:
+        raise ConfigError(f"record.{e}") from None
+    return value
 
 
 def _label(key, value):

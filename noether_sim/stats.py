@@ -250,6 +250,8 @@ class Fold:
             for key in STATS_SUFFIXES:
                 if f"{name}_{key}" in ds:
                     ds[f"{name}_{key}"].attrs["description"] = f"{_SUFFIX_TEXT[key]} of {name}: {text}"
+            if f"{name}_hist" in ds:
+                ds[f"{name}_hist"].attrs["scale"] = self.keep.scale  # how quantile() interpolates in a bin
         ds["n_failed"].attrs["description"] = ("seeds not counted at this save time: failed (any status but ok) "
                                               "at or before it")
         ds["n_diverged"].attrs["description"] = "seeds diverged at or before this save time (part of n_failed)"
@@ -354,7 +356,7 @@ def quantile(ds, name: str, q):
     hist = ds[f"{name}_hist"]
     counts = hist.values
     lower, upper = ds["bin_lower"].values, ds["bin_upper"].values
-    log = json.loads(ds.attrs["stats"])["scale"] == "log"
+    log = ds[f"{name}_hist"].attrs.get("scale", "log") == "log"
     cum = np.cumsum(counts, axis=-1)
     total = cum[..., -1:]
     target = q * total
@@ -374,6 +376,33 @@ def quantile(ds, name: str, q):
     value = np.where(total[..., 0] > 0, value, np.nan)
     return xr.DataArray(value, dims=hist.dims[:-1], coords={c: hist[c] for c in hist.coords if "bin" not in hist[c].dims},
                         name=f"{name}_q{q:g}")
+
+
+def summary_rows(ds, SummaryRow, finest_step, not_analysed):
+    """A study's summary rows (results.summary_rows) from statistics: medians and 95th percentiles from the
+    histograms (to within a bin) at the finest step size and the last save time; no ladder verdicts."""
+    rows = []
+    for lb in ds.scheme.values:
+        k = finest_step(ds, lb)
+        fin = ds.sel(scheme=lb).isel(step=k)
+        q = {name: {p: quantile(fin, name, p).isel(time=-1) for p in (0.5, 0.95)}
+             for name in ("drift", "predicted", "residual")}
+        floor = fin["roundoff_floor_mean"]
+        diverged = int(np.nanmax(ds["n_diverged"].sel(scheme=lb).isel(time=-1).values))
+        n_seeds = int(fin["loss_count"].isel(time=0).values)
+        for c in ds.charge.values:
+            if int(fin["drift_count"].sel(charge=c).isel(time=-1).values) == 0:
+                continue  # a charge this dynamics does not have, or every seed failed
+            rows.append(SummaryRow(
+                method=str(lb), charge=str(c), h_finest=float(ds.h.sel(scheme=lb).values[k]),
+                drift_median=float(q["drift"][0.5].sel(charge=c)), drift_p95=float(q["drift"][0.95].sel(charge=c)),
+                predicted_median=float(q["predicted"][0.5].sel(charge=c)),
+                residual_median=float(q["residual"][0.5].sel(charge=c)),
+                fitted_order=np.nan, extrapolated_drift=np.nan,
+                verdict=not_analysed.split(" (")[0] + " (statistics only: keep=\"stats\")", diverged=diverged,
+                seeds=n_seeds, extra={"uncertainty": np.nan, "basis": "", "law_verdict": "",
+                                      "roundoff_floor": float(floor.sel(charge=c).values)}))
+    return rows
 
 
 __all__ = ["Stats", "FOLD_BLOCK", "check_keep", "execute_stats", "quantile", "Fold"]

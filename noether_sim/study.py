@@ -53,7 +53,8 @@ def run_block(cfg, label, k, model, data, init, progress=False) -> xr.Dataset:
                   h=m["step_sizes"][k], t_end=cfg["t_end"], seeds=cfg["seeds"]["count"],
                   root_seed=cfg["seeds"]["root"], init=init, weight_decay=cfg["weight_decay"],
                   divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
-                  progress=progress, description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
+                  progress=progress, description=f"{cfg['name']}: {label} at step size {k}",
+                  keep=cfg["record"].get("keep", "seeds"), **save, **options)
     return trim_block(ds, cfg)
 
 
@@ -70,7 +71,7 @@ def trim_block(ds: xr.Dataset, cfg) -> xr.Dataset:
         ds.attrs.update(charge_shapes=json.dumps({c: shapes[c] for c in charges}),
                         charge_descriptions=json.dumps({c: descr[c] for c in charges}))
     if not cfg["record"]["final_weights"]:
-        ds = ds.drop_vars(["theta_final", "velocity_initial", "velocity_final"])
+        ds = ds.drop_vars(["theta_final", "velocity_initial", "velocity_final"], errors="ignore")
     return ds
 
 

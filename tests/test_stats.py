@@ -154,3 +154,27 @@ def test_stats_mode_holds_one_chunk(calm):
     assert sum(p.memory.values()) < 2 ** 27
     with pytest.raises(ns.ConfigError, match="memory_limit"):
         plan(MODEL, DATA, method="rk4", h=0.05, n_steps=40, seeds=10 ** 7, memory_limit=2 ** 30)
+
+
+def test_study_and_sweep_keep_stats_into_a_store(tmp_path):
+    from noether_sim.config import parse_config as parse
+    from noether_sim.results import format_summary
+
+    keep = {"bins": 16, "range": [1e-18, 1.0], "chunk": FOLD_BLOCK}
+    cfg = {"name": "s", "t_end": 0.0625, "save_every": 0.015625, "model": {"widths": [3, 4, 2]},
+           "data": {"n_points": 16, "noise": 0.1}, "seeds": {"count": 300}, "record": {"keep": keep},
+           "methods": {"rk4": {"dynamics": "gf", "method": "rk4", "step_sizes": [2.0 ** -6, 2.0 ** -7, 2.0 ** -8]}}}
+    ds = ns.run_study({**cfg, "sweep": {"init.scale": [0.5, 1.0]}}, tmp_path / "sweep")
+    assert "seed" not in ds.dims and ds.sizes["init.scale"] == 2
+    # a block read back from the store: the bits of the same run by simulate()
+    direct = ns.simulate(MODEL, ns.data.synthetic_regression(3, 2, 16, noise=0.1), method="rk4", h=2.0 ** -7,
+                         t_end=0.0625, save_every=0.015625, seeds=300, init=ns.init.Gaussian(scale=0.5), keep=keep)
+    block = ds.sel({"init.scale": 0.5, "scheme": "rk4"}).isel(step=1)
+    for name in ("drift_mean", "drift_var", "drift_hist", "loss_mean", "charge_final_mean", "n_failed"):
+        assert np.array_equal(block[name].values, direct[name].values, equal_nan=True), name
+    text = format_summary(ns.run_study(cfg, tmp_path / "study"))
+    assert "300 seeds" in text and 'keep="stats"' in text
+    with pytest.raises(ns.ConfigError, match="record.keep"):
+        parse({**cfg, "record": {"keep": "all"}})
+    with pytest.raises(ns.ConfigError, match="record.keep.bins"):
+        parse({**cfg, "record": {"keep": {"bins": 0}}})
