@@ -109,6 +109,9 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     (``basis`` = "ladder"). A replacement law (momentum's law for the model's charges) is judged
     separately: ``law_verdict``.
     """
+    if "seed" not in ladder.dims:
+        fail("ladder", dict(ladder.sizes), "the analysis is per seed: it needs a ladder run with keep=\"seeds\" "
+                                           "(this one kept statistics only)")
     if "h" not in ladder.dims or ladder.sizes["h"] < MIN_RUNGS:
         fail("ladder", dict(ladder.sizes), f"needs a dimension 'h' with at least {MIN_RUNGS} step sizes")
     ladder = ladder.sortby("h", ascending=False)
