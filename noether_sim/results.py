@@ -504,6 +504,10 @@ def sweep_point(ds: xr.Dataset, p: int) -> xr.Dataset:
         "param": np.isfinite(sub.theta_initial).any("seed"),
         "seed": np.isfinite(sub.theta_initial).any("param"),
         "time": np.isfinite(sub.loss).any(("scheme", "step", "seed")),
+    } if "seed" in ds.dims else {  # statistics only (keep="stats"): no seeds or parameters
+        "charge": np.isfinite(sub.scale_mean.isel(time=0)).any(("scheme", "step")),
+        "component": np.isfinite(sub.charge_initial_mean).any(("scheme", "step")),
+        "time": np.isfinite(sub.loss_mean).any(("scheme", "step")),
     }
     sub = sub.isel({d: np.flatnonzero(m.values) for d, m in real.items()})
     finished = [[lb, k] for q, lb, k in json.loads(ds.attrs["finished_blocks"]) if q == p]

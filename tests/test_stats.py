@@ -180,3 +180,17 @@ def test_study_and_sweep_keep_stats_into_a_store(tmp_path):
         parse({**cfg, "record": {"keep": "all"}})
     with pytest.raises(ns.ConfigError, match="record.keep.bins"):
         parse({**cfg, "record": {"keep": {"bins": 0}}})
+
+
+def test_cli_runs_and_reports_a_stats_sweep(tmp_path, capsys):
+    from noether_sim.cli import main
+
+    toml = tmp_path / "s.toml"
+    toml.write_text('name = "st"\nt_end = 0.0625\nsave_every = 0.015625\n[model]\nwidths = [3, 4, 2]\n'
+                    '[data]\nn_points = 16\nnoise = 0.1\n[seeds]\ncount = 300\n[record]\nkeep = "stats"\n'
+                    '[methods.rk4]\ndynamics = "gf"\nmethod = "rk4"\nstep_sizes = [0.015625, 0.0078125, 0.00390625]\n'
+                    '[sweep]\n"init.scale" = [0.5, 1.0]\n')
+    assert main(["run", str(toml), "--out", str(tmp_path / "out")]) == 0
+    assert main(["report", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("300 seeds") >= 4 and "statistics only" in out
