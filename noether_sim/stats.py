@@ -405,4 +405,51 @@ def summary_rows(ds, SummaryRow, finest_step, not_analysed):
     return rows
 
 
-__all__ = ["Stats", "FOLD_BLOCK", "check_keep", "execute_stats", "quantile", "Fold"]
+def extrapolate_means(ladder, order: int | None = None, name: str = "drift"):
+    """The seed mean of record ``name`` at the last save time, extrapolated to h → 0 over a statistics
+    ladder (``run_ladder(..., keep="stats")``), with a Monte-Carlo standard error; per charge.
+
+    d(h) is the mean over seeds (those that finished) at step size h; with the finest pair (h₁ > h₀,
+    r = h₁/h₀) and the method's order p, d* = d(h₀) + (d(h₀) − d(h₁))/(r^p − 1) — the mean of the
+    seeds' own extrapolations, since it is linear. Its standard error is bounded by
+    (1 + f)·SE(h₀) + f·SE(h₁), f = 1/(r^p − 1), SE = sqrt(var/n): the same seeds run every rung, so the
+    rungs' errors are correlated, and this bound holds whatever the correlation. ``uncertainty`` is how
+    far d* moves against the same extrapolation one rung coarser; ``fitted_order`` the slope of log d
+    against log h. No verdict: the per-seed analysis (``analyse_ladder``) needs keep="seeds".
+    """
+    import xarray as xr
+
+    if "h" not in ladder.dims or ladder.sizes["h"] < 3 or f"{name}_mean" not in ladder:
+        v.fail("ladder", dict(ladder.sizes), f"must be a statistics ladder (run_ladder(..., keep=\"stats\")) "
+                                             f"with at least 3 step sizes and the record {name!r}")
+    ladder = ladder.sortby("h", ascending=False)
+    p = int(order if order is not None else ladder.attrs["method_order"])
+    hs = ladder.h.values
+    last = ladder.isel(time=-1)
+    d = last[f"{name}_mean"].transpose("h", ...).values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt(last[f"{name}_var"].transpose("h", ...).values / last[f"{name}_count"].transpose("h", ...).values)
+
+    def richardson(i):  # rungs i − 1 (coarser) and i
+        f = 1.0 / ((hs[i - 1] / hs[i]) ** p - 1.0)
+        return d[i] + (d[i] - d[i - 1]) * f, (1 + f) * se[i] + f * se[i - 1]
+
+    d_star, se_star = richardson(len(hs) - 1)
+    d_prev, _ = richardson(len(hs) - 2)
+    x = np.log(hs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.log(np.where(d > 0, d, np.nan))
+    usable = np.isfinite(y).all(axis=0)
+    xc = x - x.mean()
+    slope = np.where(usable, (xc[:, None] * (y - y.mean(axis=0))).sum(axis=0) / (xc * xc).sum()
+                     if y.ndim == 2 else (xc * (y - y.mean())).sum() / (xc * xc).sum(), np.nan)
+    dims = last[f"{name}_mean"].transpose("h", ...).dims[1:]
+    coords = {c: last[c] for c in last[f"{name}_mean"].coords if "h" not in last[c].dims and c != "time"}
+    return xr.Dataset({"fitted_order": (dims, slope), "extrapolated": (dims, d_star),
+                       "standard_error": (dims, se_star), "uncertainty": (dims, np.abs(d_star - d_prev)),
+                       "finest": (dims, d[-1]), "finest_standard_error": (dims, se[-1])},
+                      coords=coords, attrs={"method_order": p, "record": name,
+                                            "step_sizes": json.dumps([float(h) for h in hs])})
+
+
+__all__ = ["Stats", "FOLD_BLOCK", "check_keep", "execute_stats", "extrapolate_means", "quantile", "Fold"]
