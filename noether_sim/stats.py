@@ -319,13 +319,13 @@ def execute_stats(p, progress: bool = False):
                                       options=options, keep=None)
             ds = execute(sub)
             if fold is None:
-                first = ds
-                fold = Fold(keep, len(p.times), ds)
+                # the layout, coordinates and attributes, as a one-seed copy (not the whole chunk)
+                first = ds.isel(seed=[0], watched_seed=[])
+                fold = Fold(keep, len(p.times), first)
             fold.add(ds)
             for k, sid in enumerate(ds["watched_seed"].values):
-                watched[int(sid)] = (ds["charge_watch"].values[k], ds["predicted_watch"].values[k])
-            if first is not ds:
-                del ds
+                watched[int(sid)] = (ds["charge_watch"].values[k].copy(), ds["predicted_watch"].values[k].copy())
+            del ds, sub
             if bar is not None:
                 bar.update(hi - lo)
                 bar.set_postfix(failed=fold.n_seeds - int(fold.status.get(0, 0)), refresh=False)
