@@ -61,10 +61,10 @@ def main(argv=None):
         return
     rows = []
     for n in args.sizes:
-        for mode in args.modes:
-            if mode == "seeds" and n > args.seeds_max:
-                continue
-            for _ in range(args.repeats):
+        for _ in range(args.repeats):  # modes interleaved: both see the same machine load
+            for mode in args.modes:
+                if mode == "seeds" and n > args.seeds_max:
+                    continue
                 out = subprocess.run([sys.executable, __file__, "--chunk", str(args.chunk), "--child", mode, str(n),
                                       str(args.steps)], capture_output=True, text=True, check=True)
                 row = json.loads(out.stdout.strip().splitlines()[-1])
