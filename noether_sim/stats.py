@@ -256,7 +256,7 @@ class Fold:
                                               "at or before it")
         ds["n_diverged"].attrs["description"] = "seeds diverged at or before this save time (part of n_failed)"
         n_div = int(self.status.get(STATUS_DIVERGED, 0))
-        half = np.nonzero(self.diverged_by >= (n_div + 1) // 2)[0] if n_div else []
+        half = np.nonzero(self.diverged_by > n_div // 2)[0] if n_div else []
         config = json.loads(first.attrs["config"])
         config.update(n_seeds=self.n_seeds, keep=self.keep.to_config())
         ds.attrs.update(first.attrs)
@@ -267,7 +267,8 @@ class Fold:
             status_counts=json.dumps({str(k): c for k, c in sorted(self.status.items())}),
             n_diverged=n_div, n_failed=int(self.n_seeds - self.status.get(STATUS_OK, 0)),
             t_diverged_first=self.t_diverged_first if n_div else np.nan,
-            # the median divergence time lies in the save interval that ends here (save-grid resolution)
+            # the first save time by which more than half of the diverged seeds had diverged: an upper bound
+            # on their median divergence time, at the save grid's resolution
             t_diverged_median_by=float(first["time"].values[half[0]]) if len(half) else np.nan,
             wall_seconds=self.wall, elapsed_seconds=elapsed,
         )
