@@ -17,6 +17,7 @@ from .mlp import MLP, teacher_classification, teacher_regression  # noqa: E402
 from .results import load  # noqa: E402
 from .simulate import charge_matrix, simulate  # noqa: E402
 from .stochastic import minibatch_indices, minibatch_indices_of  # noqa: E402
+from .stats import Stats  # noqa: E402  (simulate(..., keep=Stats(...)))
 
 from .discover import discover  # noqa: E402
 

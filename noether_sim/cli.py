@@ -254,7 +254,9 @@ def cmd_run(args) -> int:
         print()
         print(format_any_summary(ds))
     say(f"\nstore: {out}  (noether_sim.load({str(out)!r}))")
-    if not args.no_figures:
+    if not args.no_figures and "seed" not in ds.dims:
+        say("figures: none (they plot per-seed records; this study kept statistics only)")
+    elif not args.no_figures:
         from .plots import save_figures
 
         paths = save_figures(ds, out / "figures")

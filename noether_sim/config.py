@@ -182,6 +182,7 @@ RECORD = {
     "watch_seeds": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 0))),
     "final_weights": (False, _bool),
     "track_ntk": (False, _bool),
+    "keep": (False, lambda k, v: _keep(k, v)),  # absent: "seeds" (per-seed records)
 }
 METHOD = {
     "dynamics": (True, lambda k, v: _str(k, v, list(DYNAMICS))),
@@ -197,6 +198,17 @@ METHOD = {
     "split_drift": (False, None), "coupled": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
+
+
+def _keep(key, value):
+    """"seeds", "stats", or a table of noether_sim.stats.Stats fields (bins, range, scale, chunk)."""
+    from .stats import check_keep
+
+    try:
+        check_keep(value)
+    except ConfigError as e:
+        raise ConfigError(f"record.{e}") from None
+    return value
 
 
 def _label(key, value):

@@ -178,6 +178,9 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     >>> ns.analyse_ladder(ladder).verdict.values.tolist()
     [['conserved by the flow'], ['conserved by the flow'], ['conserved by the flow'], ['conserved by the flow']]
     """
+    if "seed" not in ladder.dims:
+        fail("ladder", dict(ladder.sizes), "the analysis is per seed: it needs a ladder run with keep=\"seeds\" "
+                                           "(this one kept statistics only)")
     if "h" not in ladder.dims or ladder.sizes["h"] < MIN_RUNGS:
         fail("ladder", dict(ladder.sizes), f"needs a dimension 'h' with at least {MIN_RUNGS} step sizes")
     if is_stochastic_ladder(ladder):  # verdicts in expectation (stochastic.py)

@@ -247,6 +247,8 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
     ds = xr.Dataset(data_vars, coords=coords)
     ds["time"].attrs.update(first["time"].attrs)
 
+    if "seed" not in ds.dims:  # statistics only (keep="stats"): the per-seed ladder analysis does not apply
+        return _study_attrs(ds, blocks, cfg, provenance, missing, labels, first)
     # ---- ladder analysis, per method over its finished rungs ----
     # Over blocks backed by Dask (``load``) the analysis is a Dask task per method, run when its result
     # is first asked for: opening a store reads no data. ``with_analysis(ds)`` computes all of it in one pass.
@@ -296,6 +298,10 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
                          {"description": "the model's charges under momentum: whether the law that replaces "
                                          "their conservation holds (see noether_sim.laws)"})
 
+    return _study_attrs(ds, blocks, cfg, provenance, missing, labels, first)
+
+
+def _study_attrs(ds, blocks, cfg, provenance, missing, labels, first) -> xr.Dataset:
     finished = sorted(blocks, key=lambda key: (labels.index(key[0]), key[1]))
     ds.attrs.update({
         **provenance,
@@ -348,6 +354,10 @@ def ok_seeds(ds: xr.Dataset, method: str) -> np.ndarray:
 
 
 def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
+    if "seed" not in ds.dims:  # statistics only (keep="stats")
+        from .stats import summary_rows as stats_rows
+
+        return stats_rows(ds, SummaryRow, finest_step, NOT_ANALYSED)
     ds = with_analysis(ds)
     rows = []
     for lb in ds.scheme.values:
@@ -522,7 +532,8 @@ def _verdict_text(row) -> str:
 
 def format_summary(ds: xr.Dataset) -> str:
     rows = summary_rows(ds)
-    head = (f"study {ds.attrs['study_name']!r}: {ds.sizes['seed']} seeds, t_end = {ds.attrs['t_end']:g}, "
+    n_seeds = ds.sizes["seed"] if "seed" in ds.dims else rows[0].seeds if rows else 0
+    head = (f"study {ds.attrs['study_name']!r}: {n_seeds} seeds, t_end = {ds.attrs['t_end']:g}, "
             f"{ds.sizes['time']} save times; drift = |q(T) − q_law(T)|_F (q_law = q(0) without weight decay) at the finest step size, over seeds")
     cols = ["method", "charge", "h finest", "drift med", "drift p95", "predicted", "residual",
             "order", "h→0 drift", "diverged (any h)", "verdict", "basis"]
@@ -623,6 +634,10 @@ def sweep_point(ds: xr.Dataset, p: int) -> xr.Dataset:
         "param": np.isfinite(sub.theta_initial).any("seed"),
         "seed": np.isfinite(sub.theta_initial).any("param"),
         "time": np.isfinite(sub.loss).any(("scheme", "step", "seed")),
+    } if "seed" in ds.dims else {  # statistics only (keep="stats"): no seeds or parameters
+        "charge": np.isfinite(sub.scale_mean.isel(time=0)).any(("scheme", "step")),
+        "component": np.isfinite(sub.charge_initial_mean).any(("scheme", "step")),
+        "time": np.isfinite(sub.loss_mean).any(("scheme", "step")),
     }
     sub = sub.isel({d: np.flatnonzero(m.values) for d, m in real.items()})
     finished = [[lb, k] for q, lb, k in json.loads(ds.attrs["finished_blocks"]) if q == p]

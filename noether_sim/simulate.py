@@ -27,6 +27,7 @@ from .init import Gaussian, Given, to_config
 from .layer_lr import check_layer_lr, param_scale, scaled_data
 from .models import ChargeGroup
 from .stochastic import SAMPLING_CODES, batch_factor, expectation_factors, noise_rates, seed_statistics
+from .stats import check_keep, execute_stats
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
@@ -117,13 +118,15 @@ class Plan:
     ntk_top: int = 4
     memory: dict = field(default_factory=dict)
     layer_lr: tuple | None = None
+    keep: object = None  # None: per-seed records; a stats.Stats: streaming statistics (stats.py)
 
 
 def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps=None, save_every=None,
          save_times=None, seeds=1, root_seed=0, init=None, weight_decay=0.0, watch_seeds=(),
          divergence_bound=1e8, memory_limit=None, description="", track_ntk=False, ntk_top=4, layer_lr=None,
-         **options) -> Plan:
+         keep="seeds", **options) -> Plan:
     """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
+    keep = check_keep(keep)
     resolved = resolve(dynamics, method)
     options = check_options(resolved, options)
     track_energy = bool(options.get("track_energy", False))
@@ -164,7 +167,8 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     ntk, ntk_top = _check_ntk(track_ntk, ntk_top, model, data, watch_seeds)
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool) and seeds >= 1:
         # refuse an absurd ensemble before even listing its seed ids
-        check_memory(memory_needed(model, resolved, bool(options.get("track_law")), int(seeds), len(times),
+        held = int(seeds) if keep is None else min(int(seeds), keep.chunk)  # stats: one chunk at a time
+        check_memory(memory_needed(model, resolved, bool(options.get("track_law")), held, len(times),
                                    len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy), ntk),
                      memory_limit)
     ids = seed_ids(seeds)
@@ -188,8 +192,9 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         v.fail("layer_lr", list(layer_lr), "does not combine with track_ntk")
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
              divergence_bound, description, track_law, track_energy, bool(track_ntk), ntk_top,
-             layer_lr=layer_lr)
-    p.memory = memory_needed(model, resolved, track_law, len(ids), len(times), len(watch),
+             layer_lr=layer_lr, keep=keep)
+    held = len(ids) if keep is None else min(len(ids), keep.chunk)
+    p.memory = memory_needed(model, resolved, track_law, held, len(times), len(watch),
                              _extra_groups(data, track_energy), ntk)
     check_memory(p.memory, memory_limit)
     return p
@@ -276,7 +281,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "",
              beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
-             layer_lr=None) -> xr.Dataset:
+             layer_lr=None, keep="seeds") -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     Every dynamics with every method that applies (``noether-sim list``); options that only some take are
@@ -384,6 +389,11 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         gd with a batch_size: on the watched seeds, accumulate the drift's expected parts, the
         discretisation ``η²q(Ḡ)`` and the minibatch noise ``η²c_B·q_Σ`` (per-sample gradients: N + 1
         gradients per step), into ``drift_discretisation`` and ``drift_noise``.
+    keep : {"seeds", "stats"} or Stats, optional
+        "seeds" (default): per-seed records; "stats" or ``Stats(bins=, range=, scale=, chunk=)``: seeds run
+        in chunks and only their statistics per save time and charge are kept (count, mean, var, min, max,
+        histogram: ``<name>_mean`` …), so memory does not grow with the number of seeds
+        (noether_sim/stats.py, docs/guide/stats.md).
     Returns
     -------
     xarray.Dataset
@@ -420,12 +430,14 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              max_steps=max_steps, solve_tol=solve_tol, max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
              beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr,
              batch_size=batch_size, sampling=sampling, temperature=temperature, noise_substeps=noise_substeps,
-             split_drift=split_drift)
+             split_drift=split_drift, keep=keep)
     return execute(p, progress=progress)
 
 
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     """Run a validated plan (see ``plan``) and label its result (saying so when kernels compile)."""
+    if p.keep is not None:  # streaming statistics: this function per chunk of seeds, folded
+        return execute_stats(p, progress)
     r = p.resolved
     what = r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}"  # heavy_ball: its own method
     with compile_notice(f"{p.model.kind} models under {what}"):

@@ -57,7 +57,7 @@ def block_arguments(cfg, label, k) -> dict:
     return dict(dynamics=m["dynamics"], method=m["method"], h=m["step_sizes"][k], t_end=cfg["t_end"],
                 seeds=cfg["seeds"]["count"], root_seed=cfg["seeds"]["root"], weight_decay=cfg["weight_decay"],
                 divergence_bound=cfg["divergence_bound"], watch_seeds=cfg["record"]["watch_seeds"],
-                track_ntk=cfg["record"].get("track_ntk", False),
+                track_ntk=cfg["record"].get("track_ntk", False), keep=cfg["record"].get("keep", "seeds"),
                 description=f"{cfg['name']}: {label} at step size {k}", **save, **options)
 
 
@@ -99,7 +99,7 @@ def trim_block(ds: xr.Dataset, cfg) -> xr.Dataset:
     if "optimizer_state_final" in ds:  # per-seed optimizer state: single runs only (blocks of a study share variables)
         ds = ds.drop_vars(["optimizer_state_final", "optimizer_state_part", "optimizer_state_param"])
     if not cfg["record"]["final_weights"]:
-        ds = ds.drop_vars(["theta_final", "velocity_initial", "velocity_final"])
+        ds = ds.drop_vars(["theta_final", "velocity_initial", "velocity_final"], errors="ignore")
     return ds
 
 
