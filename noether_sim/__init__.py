@@ -23,7 +23,7 @@ from .discover import discover  # noqa: E402
 
 from .execute import run_study  # noqa: E402  (studies and sweeps into a store, here or on Dask)
 
-__all__ = ["ConfigError", "DeepLinear", "MLP", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
+__all__ = ["ConfigError", "DeepLinear", "MLP", "Stats", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
            "flow_from_heavy_ball", "heavy_ball_from_flow", "init", "judge", "load", "methods", "minibatch_indices",
            "minibatch_indices_of", "run_ladder", "run_study", "simulate", "summarise_verdicts", "teacher_classification",
            "teacher_regression"]
