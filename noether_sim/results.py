@@ -106,9 +106,9 @@ def _ladder_analysis(ladder: xr.Dataset, n_charges: int) -> list:
         arr[:, :c] = an[name].values  # blocks are widened to the study's charges (_widen_blocks)
         out.append(arr)
     out.append(an.included.values.astype(bool))
-    for name in ("basis", "law_verdict"):
+    for name, absent in (("basis", "seed means"), ("law_verdict", "")):  # a stochastic ladder judges seed means
         arr = np.full((S, n_charges), "", dtype=VERDICT_DTYPE)
-        arr[:, :c] = an[name].values
+        arr[:, :c] = an[name].values if name in an else absent
         out.append(arr)
     return out
 
