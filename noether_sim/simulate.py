@@ -437,7 +437,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     """Run a validated plan (see ``plan``) and label its result (saying so when kernels compile)."""
     if p.keep is not None:  # streaming statistics: this function per chunk of seeds, folded
-        return execute_stats(p, progress)
+        return execute_stats(p, execute, progress)
     r = p.resolved
     what = r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}"  # heavy_ball: its own method
     with compile_notice(f"{p.model.kind} models under {what}"):

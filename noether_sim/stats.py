@@ -290,10 +290,10 @@ def seed_chunks(n_ids: int, chunk: int):
         yield lo, min(lo + chunk, n_ids)
 
 
-def execute_stats(p, progress: bool = False):
-    """Run a stats-mode plan (``simulate.plan(..., keep=...)``): execute each chunk of seeds and fold it."""
+def execute_stats(p, execute, progress: bool = False):
+    """Run a stats-mode plan (``simulate.plan(..., keep=...)``): ``execute`` (simulate's, passed in so that
+    this module stays below simulate.py) runs each chunk of seeds with per-seed records, then it is folded."""
     from .init import Given
-    from .simulate import execute
 
     keep = p.keep
     ids = p.ids
