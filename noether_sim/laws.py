@@ -111,19 +111,33 @@ def judge(ds: xr.Dataset) -> xr.Dataset:
     their momentum law: "broken by the flow" when they moved by more than round-off and that law holds
     (``law_verdict``). Everything else "needs a ladder" (``run_ladder``). Failed seeds are "excluded".
 
-    Returns a Dataset (seed, charge) with ``verdict``, ``basis``, ``law_verdict``, ``finest_drift`` (the
-    drift at the end), ``law_residual`` (the step law's residual), ``roundoff_floor``, ``included``, and
-    the coordinates ``step_law`` (the exact law used) and ``charge_law``. ``summarise_verdicts`` makes
-    one row per charge of it.
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run, a result of ``simulate`` (no step-size dimension ``h``).
 
-    Example: gradient descent on a deep linear network, whose balance charges drift by the step's η²
-    terms only::
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions (seed, charge), with ``verdict``, ``basis``, ``law_verdict``, ``finest_drift`` (the
+        drift at the end), ``law_residual`` (the step law's residual), ``roundoff_floor``, ``included``,
+        and the coordinates ``step_law`` (the exact law used) and ``charge_law``. ``summarise_verdicts``
+        makes one row per charge of it.
 
-        >>> import noether_sim as ns
-        >>> ds = ns.simulate(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16), dynamics="gd",
-        ...                  h=0.05, n_steps=40, seeds=4)
-        >>> [(r["charge"], r["verdict"], r["basis"]) for r in ns.summarise_verdicts(ns.judge(ds))]
-        [('D1', 'conserved by the flow', 'exact law')]
+    Raises
+    ------
+    ConfigError
+        ``ds`` is a ladder (it has the dimension ``h``): that goes to ``analyse_ladder``.
+
+    Examples
+    --------
+    Gradient descent on a deep linear network, whose balance charges drift by the step's η² terms only:
+
+    >>> import noether_sim as ns
+    >>> ds = ns.simulate(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16), dynamics="gd",
+    ...                  h=0.05, n_steps=40, seeds=4)
+    >>> [(r["charge"], r["verdict"], r["basis"]) for r in ns.summarise_verdicts(ns.judge(ds))]
+    [('D1', 'conserved by the flow', 'exact law')]
     """
     if "h" in ds.dims:
         fail("ds", dict(ds.sizes), "judge() takes one run; a ladder (dimension 'h') goes to analyse_ladder()")

@@ -52,10 +52,41 @@ STATS_SUFFIXES = ("count", "mean", "var", "min", "max", "hist")
 class Stats:
     """What ``keep="stats"`` keeps, and how it runs.
 
-    bins    histogram bins between ``range`` (plus one below and one above it: counts sum to the seeds counted)
-    range   (low, high) of the histograms, finite, low < high (and low > 0 on the log scale)
-    scale   "log": bins equal in log10 (drift and loss span many decades); "linear"
-    chunk   seeds run and folded at a time (a multiple of FOLD_BLOCK): memory is the chunk's
+    Pass it as ``simulate(..., keep=Stats(...))``: instead of one record per seed, the result holds, per
+    save time and charge, the count, mean, variance, minimum, maximum and histogram over the seeds that
+    finished (``<name>_count``, ``<name>_mean``, ..., ``<name>_hist``), accumulated chunk by chunk.
+
+    Parameters
+    ----------
+    bins : int, optional
+        Histogram bins between ``range`` (>= 1), default 64, plus one below and one above it: the
+        counts sum to the seeds counted.
+    range : (float, float), optional
+        (low, high) of the histograms: finite, low < high, and low > 0 on the log scale. Default
+        (1e-20, 1e4).
+    scale : {"log", "linear"}, optional
+        "log" (default): bins equal in log10 (drift and loss span many decades); "linear".
+    chunk : int, optional
+        Seeds run and folded at a time, a multiple of ``FOLD_BLOCK`` (256), default 4096: memory is the
+        chunk's.
+
+    Raises
+    ------
+    ConfigError
+        A field out of its range (the parameter is named ``keep.<field>``).
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> keep = ns.Stats(bins=8, range=(1e-20, 1.0))
+    >>> keep.edges().shape                                        # bins + 1 edges, log-spaced
+    (9,)
+    >>> st = ns.simulate(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), h=0.05,
+    ...                  n_steps=4, seeds=8, keep=keep)
+    >>> st.loss_count.values.tolist(), st.sizes["bin"]            # 8 + one bin below and one above range
+    ([8, 8, 8, 8, 8], 10)
+    >>> int(st.loss_hist.isel(time=-1).sum())                     # every finished seed is counted once
+    8
     """
 
     bins: int = 64
