@@ -226,12 +226,12 @@ def neuron_norms_from_charge(r, P):
     r : array_like
         The rescale charges, one per neuron.
     P : array_like
-        The products |w_out||w_in| (>= 0), the same shape as ``r``.
+        The products ``|w_out| |w_in|`` (>= 0), the same shape as ``r``.
 
     Returns
     -------
     (numpy.ndarray, numpy.ndarray)
-        |w_in|² and |w_out|², each the shape of ``r``.
+        ``|w_in|²`` and ``|w_out|²``, each the shape of ``r``.
 
     Examples
     --------
