@@ -124,7 +124,30 @@ class Stats:
 
 
 def check_keep(keep) -> Stats | None:
-    """None for per-seed records ("seeds"); the ``Stats`` to keep otherwise ("stats", a dict of its fields, a Stats)."""
+    """None for per-seed records ("seeds"); the ``Stats`` to keep otherwise ("stats", a dict of its fields, a Stats).
+
+    Parameters
+    ----------
+    keep : str, dict or Stats
+        ``simulate``'s ``keep``: "seeds", "stats" (the default ``Stats()``), a dict of ``Stats`` fields,
+        or a ``Stats``.
+
+    Returns
+    -------
+    Stats or None
+        None for "seeds".
+
+    Raises
+    ------
+    ConfigError
+        Any other value, a dict with unknown fields, or invalid field values.
+
+    Examples
+    --------
+    >>> from noether_sim.stats import check_keep
+    >>> check_keep("seeds") is None, check_keep({"bins": 8}).bins
+    (True, 8)
+    """
     if isinstance(keep, Stats):
         return keep
     if isinstance(keep, str) and keep in KEEP_CHOICES:
@@ -316,7 +339,26 @@ _SUFFIX_TEXT = {"count": "number of seeds counted", "mean": "mean over the count
 # ---------------------------------------------------------------- running
 
 def seed_chunks(n_ids: int, chunk: int):
-    """(lo, hi) positions of each chunk in the seed list."""
+    """(lo, hi) positions of each chunk in the seed list.
+
+    Parameters
+    ----------
+    n_ids : int
+        Number of seeds.
+    chunk : int
+        Seeds per chunk (>= 1); the last chunk holds the rest.
+
+    Returns
+    -------
+    iterator of (int, int)
+        Half-open ranges [lo, hi) covering 0 … n_ids in order.
+
+    Examples
+    --------
+    >>> from noether_sim.stats import seed_chunks
+    >>> list(seed_chunks(600, 256))
+    [(0, 256), (256, 512), (512, 600)]
+    """
     for lo in range(0, n_ids, chunk):
         yield lo, min(lo + chunk, n_ids)
 
@@ -377,7 +419,42 @@ def execute_stats(p, progress: bool = False):
 def quantile(ds, name: str, q):
     """Quantile ``q`` (0 … 1) of record ``name`` from its histogram, interpolated within the bin (log10-linearly
     on the log scale): good to within one bin. Where it falls below or above the histogram's range, the
-    range's end is returned (a bound, not a value)."""
+    range's end is returned (a bound, not a value).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A result kept as statistics (``simulate(..., keep="stats")`` or a ``Stats``).
+    name : str
+        A record with a histogram (``<name>_hist`` in ``ds``), e.g. "loss" or "drift".
+    q : float
+        The quantile, in [0, 1].
+
+    Returns
+    -------
+    xarray.DataArray
+        The quantile over the counted seeds, with the histogram's dimensions but ``bin`` (NaN where no
+        seed was counted).
+
+    Raises
+    ------
+    ConfigError
+        ``name`` has no histogram in ``ds``, or ``q`` is outside [0, 1].
+
+    Examples
+    --------
+    The median loss from histograms of 0.1 decade per bin, against the median of the per-seed records:
+
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.stats import quantile
+    >>> model, data = ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10)
+    >>> run = dict(h=0.05, n_steps=4, seeds=65)
+    >>> st = ns.simulate(model, data, keep=ns.Stats(bins=30, range=(1e-2, 10.0)), **run)
+    >>> exact = np.median(ns.simulate(model, data, **run).loss.values, axis=0)
+    >>> approx = quantile(st, "loss", 0.5)
+    >>> approx.dims, bool((np.abs(np.log10(approx.values / exact)) <= 0.1).all())     # within one bin
+    (('time',), True)
+    """
     import xarray as xr
 
     if f"{name}_hist" not in ds:
@@ -448,6 +525,39 @@ def extrapolate_means(ladder, order: int | None = None, name: str = "drift"):
     rungs' errors are correlated, and this bound holds whatever the correlation. ``uncertainty`` is how
     far d* moves against the same extrapolation one rung coarser; ``fitted_order`` the slope of log d
     against log h. No verdict: the per-seed analysis (``analyse_ladder``) needs keep="seeds".
+
+    Parameters
+    ----------
+    ladder : xarray.Dataset
+        ``run_ladder(..., keep="stats")`` with at least 3 step sizes.
+    order : int, optional
+        The order p used in the extrapolation; default the method's (``attrs["method_order"]``).
+    name : str, optional
+        The record extrapolated, default "drift".
+
+    Returns
+    -------
+    xarray.Dataset
+        Per charge: ``fitted_order``, ``extrapolated`` (d*), ``standard_error``, ``uncertainty``,
+        ``finest`` (the mean at the finest step size) and ``finest_standard_error``.
+
+    Raises
+    ------
+    ConfigError
+        ``ladder`` is not a statistics ladder of at least 3 step sizes holding the record ``name``.
+
+    Examples
+    --------
+    RK4 on gradient flow: the balance charge is conserved by the flow, so its mean drift extrapolates to
+    zero within the standard error.
+
+    >>> import noether_sim as ns
+    >>> from noether_sim.stats import extrapolate_means
+    >>> ladder = ns.run_ladder(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), method="rk4",
+    ...                        step_sizes=[0.2, 0.1, 0.05], t_end=1.0, seeds=16, keep="stats")
+    >>> ex = extrapolate_means(ladder)
+    >>> ex.extrapolated.dims, bool(abs(ex.extrapolated.sel(charge="D1")) <= 3 * ex.standard_error.sel(charge="D1"))
+    (('charge',), True)
     """
     import xarray as xr
 
