@@ -218,7 +218,32 @@ class _Moments:
 
 
 class Fold:
-    """Accumulates the statistics of a run's chunks (each an ``execute`` result), in seed order."""
+    """Accumulates the statistics of a run's chunks (each an ``execute`` result), in seed order.
+
+    ``execute_stats`` makes one, ``add``s every chunk in seed order, and turns it into the result with
+    ``dataset``.
+
+    Parameters
+    ----------
+    keep : Stats
+        What to keep (histogram bins and range).
+    n_times : int
+        Number of save times.
+    first_chunk : xarray.Dataset
+        The first chunk's result (or a one-seed copy of it): the records' shapes are taken from it.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> from noether_sim.simulate import execute, plan
+    >>> from noether_sim.stats import Fold
+    >>> p = plan(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), h=0.05, n_steps=4, seeds=8)
+    >>> chunk = execute(p)                                      # per-seed records of seeds 0 … 7
+    >>> fold = Fold(ns.Stats(), len(p.times), chunk)
+    >>> fold.add(chunk)
+    >>> fold.n_seeds
+    8
+    """
 
     def __init__(self, keep: Stats, n_times: int, first_chunk):
         self.keep = keep
@@ -364,7 +389,33 @@ def seed_chunks(n_ids: int, chunk: int):
 
 
 def execute_stats(p, progress: bool = False):
-    """Run a stats-mode plan (``simulate.plan(..., keep=...)``): execute each chunk of seeds and fold it."""
+    """Run a stats-mode plan (``simulate.plan(..., keep=...)``): execute each chunk of seeds and fold it.
+
+    What ``simulate(..., keep=Stats(...))`` runs.
+
+    Parameters
+    ----------
+    p : noether_sim.simulate.Plan
+        A validated plan whose ``keep`` is a ``Stats``.
+    progress : bool, optional
+        Show a progress bar over the seeds. Default False.
+
+    Returns
+    -------
+    xarray.Dataset
+        The statistics over all seeds (no ``seed`` dimension), as ``simulate`` returns them.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> from noether_sim.simulate import plan
+    >>> from noether_sim.stats import execute_stats
+    >>> p = plan(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), h=0.05, n_steps=4,
+    ...          seeds=600, keep=ns.Stats(chunk=256))                # three chunks: 256, 256 and 88 seeds
+    >>> ds = execute_stats(p)
+    >>> int(ds.loss_count.isel(time=-1)), "seed" in ds.dims
+    (600, False)
+    """
     from .init import Given
     from .simulate import execute
 
@@ -489,7 +540,35 @@ def quantile(ds, name: str, q):
 
 def summary_rows(ds, SummaryRow, finest_step, not_analysed):
     """A study's summary rows (results.summary_rows) from statistics: medians and 95th percentiles from the
-    histograms (to within a bin) at the finest step size and the last save time; no ladder verdicts."""
+    histograms (to within a bin) at the finest step size and the last save time; no ladder verdicts.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study run with ``record.keep = "stats"``.
+    SummaryRow : type
+        The row class (``results.SummaryRow``).
+    finest_step : callable
+        ``finest_step(ds, scheme)``: the index of a method's finest finished step size.
+    not_analysed : str
+        The verdict text for rows without a ladder analysis.
+
+    Returns
+    -------
+    list of SummaryRow
+        One row per method and charge that has counted seeds.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim.results import summary_rows              # calls this one for statistics
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4}, "record": {"keep": "stats"},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> rows = summary_rows(ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny")))
+    >>> [(r.method, r.charge, r.seeds, r.verdict) for r in rows]
+    [('gd', 'D1', 4, 'not analysed (statistics only: keep="stats")')]
+    """
     rows = []
     for lb in ds.scheme.values:
         k = finest_step(ds, lb)
