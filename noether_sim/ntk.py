@@ -138,13 +138,8 @@ def ntk_relative_change(model, theta_start: np.ndarray, theta_end: np.ndarray, X
 
 
 def ntk_along(model, thetas: np.ndarray, X: np.ndarray, Y: np.ndarray, top: int) -> dict:
-    """The empirical NTK along one path θ(t_0), θ(t_1), … (rows of ``thetas``), measured against Θ(t_0):
+    """The empirical NTK along one path θ(t_0), θ(t_1), … (rows of ``thetas``), measured against Θ(t_0).
 
-    change      |Θ(t) − Θ(t_0)|_F / |Θ(t_0)|_F
-    eigenvalues the ``top`` largest eigenvalues of Θ(t) (descending; Θ = J Jᵀ, no 1/N factor)
-    alignment   uncentred kernel-target alignment yᵀΘy / (|Θ|_F |y|²) (Cristianini et al., 2002), y the
-                targets Y stacked like the rows of J (output c, point j): in [0, 1] since Θ ⪰ 0; 1 when
-                Θ ∝ yyᵀ, i.e. the kernel sees only the direction of the labels
     A non-finite row (a diverged seed, or a save time it did not reach) gives NaN.
 
     Parameters
@@ -163,7 +158,12 @@ def ntk_along(model, thetas: np.ndarray, X: np.ndarray, Y: np.ndarray, top: int)
     Returns
     -------
     dict
-        ``change`` (n_states,), ``eigenvalues`` (n_states, top) and ``alignment`` (n_states,).
+        ``change`` (n_states,): ``|Θ(t) − Θ(t_0)|_F / |Θ(t_0)|_F``.
+        ``eigenvalues`` (n_states, top): the ``top`` largest eigenvalues of Θ(t) (descending; Θ = J Jᵀ,
+        no 1/N factor).
+        ``alignment`` (n_states,): the uncentred kernel-target alignment ``yᵀΘy / (|Θ|_F |y|²)``
+        (Cristianini et al., 2002), y the targets Y stacked like the rows of J (output c, point j): in
+        [0, 1] since Θ ⪰ 0; 1 when Θ ∝ yyᵀ, i.e. the kernel sees only the direction of the labels.
 
     Examples
     --------

@@ -395,7 +395,7 @@ def has_ntk(ds: xr.Dataset) -> bool:
 
 def ntk_vs_time(ds: xr.Dataset) -> Figure:
     """The watched seeds' empirical NTK against time, per method at its finest step size: relative change
-    |Θ(t) − Θ(0)|_F/|Θ(0)|_F, largest eigenvalue, and alignment with the labels (``track_ntk``).
+    ``|Θ(t) − Θ(0)|_F / |Θ(0)|_F``, largest eigenvalue, and alignment with the labels (``track_ntk``).
 
     Parameters
     ----------
