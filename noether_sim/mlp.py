@@ -51,14 +51,28 @@ class MLP(DeepLinear):
         negative-side slope ``slope``. σ'(0) is the derivative from the left.
     loss : {"squared", "softmax_ce"}
         ``(1/2N)Σ|f − y|²``, or softmax cross-entropy (targets Y: one-hot or soft labels, C × N).
+    slope : float
+        The negative-side slope of "leaky_relu", >= 0 (default 0.01).
+    power : float
+        The power of "relu_pow", >= 1 (default 2).
     normalised_first_layer : bool
         Row k of W_1 enters only as ``w_k/|w_k|`` (no gain): ``|w_k|²`` is a scale charge.
+
+    Raises
+    ------
+    ConfigError
+        Invalid widths (an MLP needs a hidden layer; softmax cross-entropy needs >= 2 outputs), an unknown
+        activation or loss, or a slope or power out of range.
 
     Examples
     --------
     >>> from noether_sim.mlp import MLP
     >>> MLP((3, 4, 1), bias=True, activation="relu").n_params   # 3·4 + 4 + 4·1 + 1
     21
+    >>> MLP((3, 4, 1), activation="sigmoid")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    noether_sim._validate.ConfigError: activation='sigmoid' is invalid: must be one of ...
     """
 
     activation: str = "relu"
