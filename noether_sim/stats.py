@@ -116,10 +116,26 @@ class Stats:
         object.__setattr__(self, "range", (lo, hi))
 
     def edges(self) -> np.ndarray:
+        """The ``bins + 1`` histogram edges across ``range``, log- or linearly spaced by ``scale``.
+
+        Examples
+        --------
+        >>> from noether_sim.stats import Stats
+        >>> Stats(bins=4, range=(0.0, 1.0), scale="linear").edges().tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0]
+        """
         lo, hi = self.range
         return np.geomspace(lo, hi, self.bins + 1) if self.scale == "log" else np.linspace(lo, hi, self.bins + 1)
 
     def to_config(self) -> dict:
+        """The fields as a plain dict (JSON-ready: a statistics result records it in its ``config`` and ``stats`` attributes).
+
+        Examples
+        --------
+        >>> from noether_sim.stats import Stats
+        >>> Stats(bins=8).to_config()
+        {'bins': 8, 'range': [1e-20, 10000.0], 'scale': 'log', 'chunk': 4096}
+        """
         return {"bins": self.bins, "range": list(self.range), "scale": self.scale, "chunk": self.chunk}
 
 
