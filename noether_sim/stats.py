@@ -128,7 +128,8 @@ class Stats:
         return np.geomspace(lo, hi, self.bins + 1) if self.scale == "log" else np.linspace(lo, hi, self.bins + 1)
 
     def to_config(self) -> dict:
-        """The fields as a plain dict (JSON-ready: a statistics result records it in its ``config`` and ``stats`` attributes).
+        """The fields as a plain dict (JSON-ready: a statistics result records it in its ``config`` and
+        ``stats`` attributes).
 
         Examples
         --------
