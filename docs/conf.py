@@ -54,7 +54,7 @@ sphinx_gallery_conf = {
     "examples_dirs": ["../figures"],
     "gallery_dirs": ["gallery"],
     "filename_pattern": r"/(drift|loss)_",
-    "ignore_pattern": r"__init__\.py",
+    "ignore_pattern": r"__init__\.py|^stochastic\.py$",  # stochastic.py: a script writing PNGs, not an example
     "image_scrapers": (_scrape_figures,),
     "download_all_examples": False,
     "remove_config_comments": True,

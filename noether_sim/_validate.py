@@ -8,7 +8,20 @@ import numpy as np
 
 
 class ConfigError(ValueError):
-    """An invalid argument or configuration value."""
+    """An invalid argument or configuration value.
+
+    Raised before any work starts; its message names the parameter, the value given and what is allowed.
+    A subclass of ``ValueError``.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> try:
+    ...     ns.data.synthetic_regression(3, 2, 0)
+    ... except ns.ConfigError as e:
+    ...     print(e)
+    n_points=0 is invalid: must be an integer >= 1
+    """
 
 
 def fail(name: str, value, allowed: str):

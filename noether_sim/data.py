@@ -15,7 +15,44 @@ class TrainingData:
     """X (n_in × N), Y (n_out × N). An augmented set (``augment``) also carries its symmetry group's
     generators: antisymmetric input-space matrices K (m × n_in × n_in) named ``symmetry_names``, and the
     largest polynomial degree (of the model in its input, squared loss) for which the loss is exactly
-    invariant under W_1 → W_1 e^{sK} (``exact_degree``; −1: exact for no model)."""
+    invariant under W_1 → W_1 e^{sK} (``exact_degree``; −1: exact for no model).
+
+    Parameters
+    ----------
+    X : array_like
+        Inputs, (n_in, N): one column per point.
+    Y : array_like
+        Targets, (n_out, N).
+    description : str, optional
+        What the data are, shown in results.
+    symmetry_generators : array_like, optional
+        Antisymmetric input-space generators K, (m, n_in, n_in).
+    symmetry_names : tuple of str, optional
+        Their names (default K0, K1, ...).
+    exact_degree : int, optional
+        The largest model degree for which the loss is exactly invariant (−1: none).
+    config : dict, optional
+        The configuration the data were built from, when built from one.
+
+    Raises
+    ------
+    ConfigError
+        Non-finite or non-2-D arrays, X and Y with different numbers of columns (with a hint when they
+        look transposed), no data point, or generators of the wrong shape, not antisymmetric, or
+        misnamed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noether_sim.data import TrainingData
+    >>> d = TrainingData(np.ones((3, 5)), np.zeros((2, 5)))
+    >>> d.n_in, d.n_out, d.n_points
+    (3, 2, 5)
+    >>> TrainingData(np.ones((5, 3)), np.zeros((5, 2)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    noether_sim._validate.ConfigError: X='array of shape (5, 3) with Y of shape (5, 2)' is invalid: X looks like (points, features) ...
+    """
 
     X: np.ndarray
     Y: np.ndarray

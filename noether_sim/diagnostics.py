@@ -31,7 +31,44 @@ from .simulate import simulate
 
 
 def trajectory(model, data, *, save_times, theta0, **simulate_kwargs) -> np.ndarray:
-    """θ at t = 0 and every save time: array (n_seeds, n_saves + 1, n_params)."""
+    """θ at t = 0 and every save time: array (n_seeds, n_saves + 1, n_params).
+
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The model trained.
+    data : TrainingData
+        Its training data.
+    save_times : sequence of float
+        Increasing times > 0 at which θ is returned.
+    theta0 : numpy.ndarray
+        Initial parameters, (n_params,) for one seed or (n_seeds, n_params).
+    **simulate_kwargs
+        Passed on to ``simulate`` (``method``, ``h``, ``dynamics``, ...), except the times, seeds and
+        initialisation, which this function sets.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_seeds, len(save_times) + 1, n_params): θ(0) first, then θ at each save time.
+
+    Raises
+    ------
+    ConfigError
+        ``save_times`` not increasing and > 0, a seed that diverged (named ``trajectory``), or an invalid
+        argument of ``simulate``.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.diagnostics import trajectory
+    >>> model = ns.DeepLinear((3, 4, 2))
+    >>> theta0 = 0.5 * np.random.default_rng(0).standard_normal((2, model.n_params))
+    >>> states = trajectory(model, ns.data.synthetic_regression(3, 2, 8), save_times=[0.5, 1.0],
+    ...                     theta0=theta0, method="rk4", h=0.05)
+    >>> states.shape, bool((states[:, 0] == theta0).all())
+    ((2, 3, 20), True)
+    """
     times = np.concatenate([[0.0], np.asarray(save_times, float)])
     if np.any(np.diff(times) <= 0):
         fail("save_times", list(save_times), "must be increasing and > 0")
@@ -58,6 +95,51 @@ def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str =
 
     Returns times, objective ``Φ(t) = L + λ|θ|²/2``, dissipated E(t), balance Φ(t) + E(t) − Φ(0)
     (each (n_seeds, n_records)) and the final θ. Along the exact flow ``dΦ/dt = −|θ̇|²``, so balance ≡ 0.
+
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The model trained.
+    data : TrainingData
+        Its training data.
+    theta0 : numpy.ndarray
+        Initial parameters, (n_params,) or (n_seeds, n_params).
+    h : float
+        Step size (> 0).
+    n_steps : int
+        Number of steps (>= 1).
+    method : str, optional
+        A fixed-step explicit method (e.g. "euler", "rk4", the default).
+    weight_decay : float, optional
+        λ of the objective L + λ|θ|²/2, default 0.
+    record_every : int, optional
+        Record every this many steps (and the last step), default 1.
+
+    Returns
+    -------
+    dict
+        ``time`` (n_records,), ``objective``, ``dissipated`` and ``balance`` (n_seeds, n_records), and
+        ``theta`` (n_seeds, n_params), the final state.
+
+    Raises
+    ------
+    ConfigError
+        An implicit or adaptive ``method``, or ``h``, ``n_steps`` or ``record_every`` out of range.
+
+    Examples
+    --------
+    The balance is RK4's discretisation error: halving h divides it by about 2⁴.
+
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.diagnostics import energy_balance
+    >>> model, data = ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 8)
+    >>> theta0 = 0.5 * np.random.default_rng(0).standard_normal((2, model.n_params))
+    >>> coarse = energy_balance(model, data, theta0, h=0.05, n_steps=20, record_every=5)
+    >>> coarse["time"].tolist(), coarse["balance"].shape
+    ([0.0, 0.25, 0.5, 0.75, 1.0], (2, 5))
+    >>> fine = energy_balance(model, data, theta0, h=0.025, n_steps=40, record_every=10)
+    >>> np.round(np.log2(coarse["balance"][:, -1] / fine["balance"][:, -1])).tolist()
+    [4.0, 4.0]
     """
     tab = get_any_method(method)
     if method not in EXPLICIT_METHODS or tab.adaptive:
@@ -92,7 +174,38 @@ def energy_balance(model, data, theta0, *, h: float, n_steps: int, method: str =
 
 
 def ntk_identity(model, data, theta: np.ndarray) -> dict:
-    """Squared loss, no weight decay: ṙ = J θ̇ with θ̇ = −∇L (kernel) against −(1/N) Θ r (NumPy)."""
+    """Squared loss, no weight decay: ṙ = J θ̇ with θ̇ = −∇L (kernel) against −(1/N) Θ r (NumPy).
+
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        A model with squared loss.
+    data : TrainingData
+        The training data (N points).
+    theta : numpy.ndarray
+        One state, (n_params,).
+
+    Returns
+    -------
+    dict
+        ``r_dot`` (J θ̇, from the compiled gradient), ``predicted`` (−(1/N) Θ r, from NumPy), both
+        (n_outputs · N,), and their ``relative_error`` (float).
+
+    Raises
+    ------
+    ConfigError
+        A model whose loss is not squared.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.diagnostics import ntk_identity
+    >>> model = ns.DeepLinear((3, 4, 2))
+    >>> theta = 0.5 * np.random.default_rng(0).standard_normal(model.n_params)
+    >>> out = ntk_identity(model, ns.data.synthetic_regression(3, 2, 8), theta)
+    >>> out["r_dot"].shape, bool(out["relative_error"] < 1e-12)
+    ((16,), True)
+    """
     if getattr(model, "loss", "squared") != "squared":
         fail("model.loss", model.loss, "the NTK identity is stated for squared loss")
     theta = np.asarray(theta, float)
@@ -106,7 +219,27 @@ def ntk_identity(model, data, theta: np.ndarray) -> dict:
 
 
 def neuron_norms_from_charge(r, P):
-    """α = 1, no bias: from ``r = |w_in|² − |w_out|²`` and ``P = |w_out||w_in|``, the pair ``(|w_in|², |w_out|²)``."""
+    """α = 1, no bias: from ``r = |w_in|² − |w_out|²`` and ``P = |w_out||w_in|``, the pair ``(|w_in|², |w_out|²)``.
+
+    Parameters
+    ----------
+    r : array_like
+        The rescale charges, one per neuron.
+    P : array_like
+        The products ``|w_out| |w_in|`` (>= 0), the same shape as ``r``.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``|w_in|²`` and ``|w_out|²``, each the shape of ``r``.
+
+    Examples
+    --------
+    >>> from noether_sim.diagnostics import neuron_norms_from_charge
+    >>> w_in2, w_out2 = neuron_norms_from_charge([3.0], [2.0])     # |w_in|² = 4, |w_out|² = 1: 4 − 1 = 3, 2·1 = 2
+    >>> w_in2.tolist(), w_out2.tolist()
+    ([4.0], [1.0])
+    """
     r, P = np.asarray(r, float), np.asarray(P, float)
     w_in2 = 0.5 * (r + np.sqrt(r * r + 4.0 * P * P))
     return w_in2, w_in2 - r
@@ -114,7 +247,33 @@ def neuron_norms_from_charge(r, P):
 
 def sign_changes(model, states: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Per seed, how many hidden pre-activations z_kj changed sign between consecutive states
-    (kink crossings of ReLU-type activations, where the flow is only piecewise smooth)."""
+    (kink crossings of ReLU-type activations, where the flow is only piecewise smooth).
+
+    Parameters
+    ----------
+    model : MLP
+        The network (its ``preactivations`` give z).
+    states : numpy.ndarray
+        (n_seeds, n_states, n_params), e.g. from ``trajectory``.
+    X : numpy.ndarray
+        Inputs (d_in, n_points) at which the pre-activations are evaluated.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_seeds,) integer counts, summed over consecutive pairs of states.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noether_sim.mlp import MLP
+    >>> from noether_sim.diagnostics import sign_changes
+    >>> relu = MLP((2, 3, 1), activation="relu")
+    >>> theta = np.random.default_rng(1).standard_normal((1, relu.n_params))
+    >>> X = np.random.default_rng(2).standard_normal((2, 5))
+    >>> sign_changes(relu, np.stack([theta, theta, -theta], axis=1), X).tolist()   # −θ flips every z
+    [15]
+    """
     out = np.zeros(states.shape[0], np.int64)
     for s in range(states.shape[0]):
         prev = None

@@ -331,7 +331,34 @@ def heavy_ball_from_flow(h: float, tau: float) -> tuple[float, float]:
 
 
 def flow_from_heavy_ball(learning_rate: float, beta: float) -> tuple[float, float]:
-    """(h, τ) of heavy ball (η, β), 0 < β < 1: h/τ = −ln β and η = h²/τ give h = η/(−ln β), τ = h/(−ln β)."""
+    """(h, τ) of heavy ball (η, β), 0 < β < 1: h/τ = −ln β and η = h²/τ give h = η/(−ln β), τ = h/(−ln β).
+
+    The inverse of ``heavy_ball_from_flow``.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The heavy ball's learning rate η, > 0.
+    beta : float
+        Its momentum β, 0 < β < 1.
+
+    Returns
+    -------
+    (float, float)
+        The step size h and the time constant τ of the momentum flow it discretises.
+
+    Raises
+    ------
+    ConfigError
+        ``learning_rate`` not > 0, or ``beta`` not strictly between 0 and 1.
+
+    Examples
+    --------
+    >>> import math, noether_sim as ns
+    >>> h, tau = ns.flow_from_heavy_ball(0.02, math.exp(-0.2))
+    >>> round(float(h), 12), round(float(tau), 12)
+    (0.1, 0.5)
+    """
     eta = v.positive("learning_rate", learning_rate)
     if not isinstance(beta, numbers.Real) or isinstance(beta, bool) or not (0.0 < beta < 1.0):
         v.fail("beta", beta, "must be a number with 0 < beta < 1")

@@ -140,6 +140,67 @@ def run_study(config=None, out=None, *, overrides=(), workers: int | None = None
     seconds: ``SchedulerUnavailableError`` otherwise) is checked before the store is created.
     Returns ``noether_sim.load(out)``: the whole study, lazily.
     Ctrl-C raises ``StudyInterrupted`` after the finished blocks are saved.
+
+    Parameters
+    ----------
+    config : str, pathlib.Path, dict or None, optional
+        A TOML file, a configuration dict (as the TOML would read), or None for the default study.
+    out : str or pathlib.Path, optional
+        The store's directory; default ``results/<name>``.
+    overrides : sequence of str, optional
+        ``key=value`` settings applied on top of ``config`` (as the command line's ``--set``).
+    workers : int, optional
+        Run blocks on a local Dask cluster of this many worker processes (>= 1).
+    scheduler : str, optional
+        Address of a running Dask scheduler to run blocks on (``host:port`` or ``tcp://host:port``).
+    overwrite : bool, optional
+        Replace a store of another study at ``out``. Default False.
+    progress : bool, optional
+        Show a progress bar. Default False.
+    log : callable, optional
+        Called with one string per message (resuming, repairs, timing).
+    plan : Plan, optional
+        An already made plan (``noether_sim.sweep.plan``), used instead of ``config`` and ``overrides``.
+    scheduler_timeout : float, optional
+        Seconds to wait for ``scheduler`` to answer (> 0).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``noether_sim.load(out)``: the whole study, its arrays backed lazily by Dask.
+
+    Raises
+    ------
+    ConfigError
+        An invalid configuration, sweep point, ``scheduler`` address or ``scheduler_timeout``, before
+        any work.
+    ValueError
+        Both ``workers`` and ``scheduler`` given, or ``workers`` not an integer >= 1.
+    SchedulerUnavailableError
+        No scheduler answers at ``scheduler`` within ``scheduler_timeout`` seconds.
+    noether_sim.store.StoreMismatchError
+        ``out`` holds another study (unless ``overwrite``).
+    noether_sim.store.StoreLockedError
+        Another run is writing to ``out``.
+    noether_sim.study.StudyInterrupted
+        Ctrl-C, once the finished blocks are saved (rerunning resumes).
+
+    Examples
+    --------
+    A ladder of three step sizes of gradient descent, two seeds, into a temporary store:
+
+    >>> import os, tempfile, noether_sim as ns
+    >>> out = os.path.join(tempfile.mkdtemp(), "tiny")
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 2},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, out)
+    >>> dict(ds.verdict.sizes), sorted(os.listdir(out))
+    ({'scheme': 1, 'seed': 2, 'charge': 1}, ['COMPLETE', 'blocks', 'study.json'])
+    >>> ns.run_study(cfg, out, workers=2, scheduler="127.0.0.1:8786")
+    Traceback (most recent call last):
+    ...
+    ValueError: workers=2 and scheduler='127.0.0.1:8786': give one of them
     """
     from ._validate import positive
     from .results import load

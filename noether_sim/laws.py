@@ -70,7 +70,30 @@ _ALGORITHM_MODEL = StepLaw("law_residual", "J = q(θ_k) − βq(θ_{k−1}) + a_
 
 def step_law(dynamics: str, method: str, charge_kind: str) -> StepLaw | None:
     """The exact law of ``dynamics``/``method``'s step for a charge of ``charge_kind`` ("model", "data",
-    "energy", "isometric"), or None where the step has none (a ladder must decide)."""
+    "energy", "isometric"), or None where the step has none (a ladder must decide).
+
+    Parameters
+    ----------
+    dynamics : str
+        The dynamics (``simulate``'s ``dynamics``), e.g. "gd", "heavy_ball", "momentum".
+    method : str
+        Its method (matters for momentum flow: only its conformal symplectic splittings have a law).
+    charge_kind : str
+        "model", "data", "energy" or "isometric".
+
+    Returns
+    -------
+    StepLaw or None
+        The law: the result variable that measures the deviation from it, and the law in words.
+
+    Examples
+    --------
+    >>> from noether_sim.laws import step_law
+    >>> step_law("gd", "euler", "model").variable
+    'residual'
+    >>> step_law("gf", "rk4", "model") is None                   # gradient flow by RK4: a ladder decides
+    True
+    """
     if dynamics == "gd":
         return {"model": _GD_MODEL, "data": _GD_DATA}.get(charge_kind)
     if dynamics == "heavy_ball":
@@ -83,7 +106,26 @@ def step_law(dynamics: str, method: str, charge_kind: str) -> StepLaw | None:
 
 
 def limit_flow(dynamics: str) -> str:
-    """The flow a ladder of ``dynamics`` converges to as h → 0 at fixed hyperparameters (module docstring)."""
+    """The flow a ladder of ``dynamics`` converges to as h → 0 at fixed hyperparameters (module docstring).
+
+    Parameters
+    ----------
+    dynamics : str
+        The dynamics (``simulate``'s ``dynamics``).
+
+    Returns
+    -------
+    str
+        The limit flow, in words and as an equation.
+
+    Examples
+    --------
+    >>> from noether_sim.laws import limit_flow
+    >>> limit_flow("gd")
+    'gradient flow θ̇ = −∇L − λθ'
+    >>> limit_flow("heavy_ball")
+    'momentum flow τθ̈ + θ̇ = −∇L − λθ'
+    """
     if dynamics in OPTIMIZERS:
         return OPTIMIZERS[dynamics].limit_flow
     if dynamics in MOMENTUM_DYNAMICS:
@@ -94,7 +136,28 @@ def limit_flow(dynamics: str) -> str:
 def law_holds(residual, floor):
     """(holds, fails) per seed from a law's residual and the round-off floor, each (…, seed): the law
     holds where every leading entry (every step size of a ladder) is within HOLDS_FACTOR floors, and
-    fails where the last (finest) stands above FAILS_FACTOR floors."""
+    fails where the last (finest) stands above FAILS_FACTOR floors.
+
+    Parameters
+    ----------
+    residual : array_like
+        The law's residual, (seed,) for one run or (step, seed) for a ladder.
+    floor : array_like
+        The round-off floor, the same shape.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Boolean (seed,) arrays ``holds`` and ``fails``; a seed may be neither (a ladder decides).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noether_sim.laws import law_holds
+    >>> holds, fails = law_holds(np.array([1e-16, 1e-10, 1e-13]), np.full(3, 1e-15))   # 0.1, 10⁵, 100 floors
+    >>> holds.tolist(), fails.tolist()
+    ([True, False, False], [False, True, False])
+    """
     residual, floor = np.atleast_2d(residual), np.atleast_2d(floor)
     with np.errstate(invalid="ignore"):
         holds = np.all(residual <= HOLDS_FACTOR * floor, axis=0)
@@ -111,19 +174,33 @@ def judge(ds: xr.Dataset) -> xr.Dataset:
     their momentum law: "broken by the flow" when they moved by more than round-off and that law holds
     (``law_verdict``). Everything else "needs a ladder" (``run_ladder``). Failed seeds are "excluded".
 
-    Returns a Dataset (seed, charge) with ``verdict``, ``basis``, ``law_verdict``, ``finest_drift`` (the
-    drift at the end), ``law_residual`` (the step law's residual), ``roundoff_floor``, ``included``, and
-    the coordinates ``step_law`` (the exact law used) and ``charge_law``. ``summarise_verdicts`` makes
-    one row per charge of it.
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One run, a result of ``simulate`` (no step-size dimension ``h``).
 
-    Example: gradient descent on a deep linear network, whose balance charges drift by the step's η²
-    terms only::
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions (seed, charge), with ``verdict``, ``basis``, ``law_verdict``, ``finest_drift`` (the
+        drift at the end), ``law_residual`` (the step law's residual), ``roundoff_floor``, ``included``,
+        and the coordinates ``step_law`` (the exact law used) and ``charge_law``. ``summarise_verdicts``
+        makes one row per charge of it.
 
-        >>> import noether_sim as ns
-        >>> ds = ns.simulate(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16), dynamics="gd",
-        ...                  h=0.05, n_steps=40, seeds=4)
-        >>> [(r["charge"], r["verdict"], r["basis"]) for r in ns.summarise_verdicts(ns.judge(ds))]
-        [('D1', 'conserved by the flow', 'exact law')]
+    Raises
+    ------
+    ConfigError
+        ``ds`` is a ladder (it has the dimension ``h``): that goes to ``analyse_ladder``.
+
+    Examples
+    --------
+    Gradient descent on a deep linear network, whose balance charges drift by the step's η² terms only:
+
+    >>> import noether_sim as ns
+    >>> ds = ns.simulate(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16), dynamics="gd",
+    ...                  h=0.05, n_steps=40, seeds=4)
+    >>> [(r["charge"], r["verdict"], r["basis"]) for r in ns.summarise_verdicts(ns.judge(ds))]
+    [('D1', 'conserved by the flow', 'exact law')]
     """
     if "h" in ds.dims:
         fail("ds", dict(ds.sizes), "judge() takes one run; a ladder (dimension 'h') goes to analyse_ladder()")

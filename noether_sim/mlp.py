@@ -51,14 +51,28 @@ class MLP(DeepLinear):
         negative-side slope ``slope``. σ'(0) is the derivative from the left.
     loss : {"squared", "softmax_ce"}
         ``(1/2N)Σ|f − y|²``, or softmax cross-entropy (targets Y: one-hot or soft labels, C × N).
+    slope : float
+        The negative-side slope of "leaky_relu", >= 0 (default 0.01).
+    power : float
+        The power of "relu_pow", >= 1 (default 2).
     normalised_first_layer : bool
         Row k of W_1 enters only as ``w_k/|w_k|`` (no gain): ``|w_k|²`` is a scale charge.
+
+    Raises
+    ------
+    ConfigError
+        Invalid widths (an MLP needs a hidden layer; softmax cross-entropy needs >= 2 outputs), an unknown
+        activation or loss, or a slope or power out of range.
 
     Examples
     --------
     >>> from noether_sim.mlp import MLP
     >>> MLP((3, 4, 1), bias=True, activation="relu").n_params   # 3·4 + 4 + 4·1 + 1
     21
+    >>> MLP((3, 4, 1), activation="sigmoid")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    noether_sim._validate.ConfigError: activation='sigmoid' is invalid: must be one of ...
     """
 
     activation: str = "relu"
@@ -210,7 +224,38 @@ class MLP(DeepLinear):
 def teacher_regression(teacher: MLP, n_points: int, noise: float = 0.0, seed: int = 0,
                        weight_scale: float = 1.0) -> TrainingData:
     """Gaussian inputs labelled by a random teacher of the given architecture (entries N(0, s²/fan_in),
-    biases N(0, s²/4)), plus Gaussian label noise of standard deviation ``noise``."""
+    biases N(0, s²/4)), plus Gaussian label noise of standard deviation ``noise``.
+
+    Parameters
+    ----------
+    teacher : MLP
+        The teacher's architecture (widths, activation, bias); its loss must be "squared".
+    n_points : int
+        Number of training points (>= 1).
+    noise : float, optional
+        Standard deviation of the Gaussian noise added to the labels (>= 0), default 0.
+    seed : int, optional
+        Seed of the inputs, the teacher's weights and the noise, default 0.
+    weight_scale : float, optional
+        The scale s of the teacher's weights (>= 0), default 1.
+
+    Returns
+    -------
+    TrainingData
+        Inputs X of shape (d_in, n_points) and labels Y of shape (d_out, n_points).
+
+    Raises
+    ------
+    ConfigError
+        ``teacher`` is not an MLP with squared loss, or an argument is out of range.
+
+    Examples
+    --------
+    >>> from noether_sim.mlp import MLP, teacher_regression
+    >>> data = teacher_regression(MLP((3, 5, 1), activation="tanh"), 20, noise=0.1, seed=1)
+    >>> data.X.shape, data.Y.shape
+    ((3, 20), (1, 20))
+    """
     if not isinstance(teacher, MLP) or teacher.loss != "squared":
         fail("teacher", teacher, "must be an MLP with squared loss (use teacher_classification for labels)")
     n_points = positive_int("n_points", n_points)
@@ -227,7 +272,38 @@ def teacher_regression(teacher: MLP, n_points: int, noise: float = 0.0, seed: in
 def teacher_classification(teacher: MLP, n_points: int, seed: int = 0, weight_scale: float = 1.0,
                            label_noise: float = 0.0) -> TrainingData:
     """Gaussian inputs, one-hot labels argmax of a random teacher's outputs (C = its output width);
-    a fraction ``label_noise`` of the labels is replaced by a uniformly random class."""
+    a fraction ``label_noise`` of the labels is replaced by a uniformly random class.
+
+    Parameters
+    ----------
+    teacher : MLP
+        The teacher's architecture; its output width (>= 2) is the number of classes C.
+    n_points : int
+        Number of training points (>= 1).
+    seed : int, optional
+        Seed of the inputs, the teacher's weights and the label noise, default 0.
+    weight_scale : float, optional
+        Scale of the teacher's weights, default 1.
+    label_noise : float, optional
+        Fraction of labels replaced by a uniformly random class, in [0, 1], default 0.
+
+    Returns
+    -------
+    TrainingData
+        Inputs X of shape (d_in, n_points) and one-hot labels Y of shape (C, n_points).
+
+    Raises
+    ------
+    ConfigError
+        ``teacher`` is not an MLP with at least 2 outputs, or an argument is out of range.
+
+    Examples
+    --------
+    >>> from noether_sim.mlp import MLP, teacher_classification
+    >>> data = teacher_classification(MLP((3, 5, 4), activation="relu", loss="softmax_ce"), 20, seed=1)
+    >>> data.Y.shape, data.Y.sum(axis=0).tolist() == [1.0] * 20     # one class per point
+    ((4, 20), True)
+    """
     if not isinstance(teacher, MLP) or teacher.widths[-1] < 2:
         fail("teacher", teacher, "must be an MLP with at least 2 outputs (classes)")
     n_points = positive_int("n_points", n_points)

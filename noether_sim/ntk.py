@@ -11,7 +11,37 @@ import numpy as np
 
 
 def jacobian(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """∂f/∂θ of one row θ at inputs X: shape (n_out · N, n_params), rows ordered (output c, point j)."""
+    """∂f/∂θ of one row θ at inputs X: shape (n_out · N, n_params), rows ordered (output c, point j).
+
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The model.
+    theta : numpy.ndarray
+        One state, (n_params,).
+    X : numpy.ndarray
+        Inputs (n_in, N).
+
+    Returns
+    -------
+    numpy.ndarray
+        The Jacobian, (n_out · N, n_params).
+
+    Examples
+    --------
+    Against central differences of the model's outputs:
+
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.diagnostics import jacobian
+    >>> X = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]])             # 3 points in 2 dimensions
+    >>> model = ns.DeepLinear((2, 3, 1))
+    >>> theta = np.random.default_rng(0).standard_normal(model.n_params)
+    >>> J = jacobian(model, theta, X)
+    >>> e = np.zeros(model.n_params); e[4] = 1e-6
+    >>> fd = (model.forward(theta + e, X) - model.forward(theta - e, X)).reshape(-1) / 2e-6
+    >>> J.shape, bool(np.allclose(J[:, 4], fd, atol=1e-8))
+    ((3, 9), True)
+    """
     if not hasattr(model, "preactivations"):  # a DeepLinear: the MLP with linear activations, same layout
         from .mlp import MLP
 
@@ -43,26 +73,111 @@ def jacobian(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
 
 
 def ntk(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Empirical neural tangent kernel Θ = J Jᵀ on the inputs X."""
+    """Empirical neural tangent kernel Θ = J Jᵀ on the inputs X.
+
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The model.
+    theta : numpy.ndarray
+        One state, (n_params,).
+    X : numpy.ndarray
+        Inputs (n_in, N).
+
+    Returns
+    -------
+    numpy.ndarray
+        Θ, (n_out · N, n_out · N), symmetric positive semi-definite.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.diagnostics import jacobian, ntk
+    >>> X = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]])             # 3 points in 2 dimensions
+    >>> model = ns.DeepLinear((2, 3, 1))
+    >>> theta = np.random.default_rng(0).standard_normal(model.n_params)
+    >>> K, J = ntk(model, theta, X), jacobian(model, theta, X)
+    >>> K.shape, bool(np.allclose(K, J @ J.T)), bool(np.linalg.eigvalsh(K).min() > -1e-12)
+    ((3, 3), True, True)
+    """
     J = jacobian(model, theta, X)
     return J @ J.T
 
 
 def ntk_relative_change(model, theta_start: np.ndarray, theta_end: np.ndarray, X: np.ndarray) -> float:
-    """``|Θ(end) − Θ(start)|_F / |Θ(start)|_F``."""
+    """``|Θ(end) − Θ(start)|_F / |Θ(start)|_F``.
+
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The model.
+    theta_start, theta_end : numpy.ndarray
+        Two states, (n_params,) each.
+    X : numpy.ndarray
+        Inputs (n_in, N).
+
+    Returns
+    -------
+    float
+        The relative change in Frobenius norm.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.diagnostics import ntk_relative_change
+    >>> X = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]])             # 3 points in 2 dimensions
+    >>> model = ns.DeepLinear((2, 3, 1))
+    >>> theta = np.random.default_rng(0).standard_normal(model.n_params)
+    >>> ntk_relative_change(model, theta, theta, X)
+    0.0
+    >>> round(ntk_relative_change(model, theta, 2 * theta, X), 12)     # Θ is quadratic in θ here: 4Θ
+    3.0
+    """
     K0 = ntk(model, theta_start, X)
     return float(np.linalg.norm(ntk(model, theta_end, X) - K0) / np.linalg.norm(K0))
 
 
 def ntk_along(model, thetas: np.ndarray, X: np.ndarray, Y: np.ndarray, top: int) -> dict:
-    """The empirical NTK along one path θ(t_0), θ(t_1), … (rows of ``thetas``), measured against Θ(t_0):
+    """The empirical NTK along one path θ(t_0), θ(t_1), … (rows of ``thetas``), measured against Θ(t_0).
 
-    change      |Θ(t) − Θ(t_0)|_F / |Θ(t_0)|_F
-    eigenvalues the ``top`` largest eigenvalues of Θ(t) (descending; Θ = J Jᵀ, no 1/N factor)
-    alignment   uncentred kernel-target alignment yᵀΘy / (|Θ|_F |y|²) (Cristianini et al., 2002), y the
-                targets Y stacked like the rows of J (output c, point j): in [0, 1] since Θ ⪰ 0; 1 when
-                Θ ∝ yyᵀ, i.e. the kernel sees only the direction of the labels
     A non-finite row (a diverged seed, or a save time it did not reach) gives NaN.
+
+    Parameters
+    ----------
+    model : DeepLinear or MLP
+        The model.
+    thetas : numpy.ndarray
+        The states along the path, (n_states, n_params).
+    X : numpy.ndarray
+        Inputs (n_in, N).
+    Y : numpy.ndarray
+        Targets (n_out, N).
+    top : int
+        How many of the largest eigenvalues to return.
+
+    Returns
+    -------
+    dict
+        ``change`` (n_states,): ``|Θ(t) − Θ(t_0)|_F / |Θ(t_0)|_F``.
+        ``eigenvalues`` (n_states, top): the ``top`` largest eigenvalues of Θ(t) (descending; Θ = J Jᵀ,
+        no 1/N factor).
+        ``alignment`` (n_states,): the uncentred kernel-target alignment ``yᵀΘy / (|Θ|_F |y|²)``
+        (Cristianini et al., 2002), y the targets Y stacked like the rows of J (output c, point j): in
+        [0, 1] since Θ ⪰ 0; 1 when Θ ∝ yyᵀ, i.e. the kernel sees only the direction of the labels.
+
+    Examples
+    --------
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.diagnostics import ntk_along
+    >>> X = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]])             # 3 points in 2 dimensions
+    >>> model = ns.DeepLinear((2, 3, 1))
+    >>> theta = np.random.default_rng(0).standard_normal(model.n_params)
+    >>> out = ntk_along(model, np.stack([theta, 2 * theta, np.full_like(theta, np.nan)]), X,
+    ...                 np.array([[1.0, -1.0, 0.5]]), top=2)
+    >>> np.round(out["change"], 12).tolist(), out["eigenvalues"].shape     # a NaN state gives NaN
+    ([0.0, 3.0, nan], (3, 2))
+    >>> bool(0 <= out["alignment"][0] <= 1)
+    True
     """
     n = len(thetas)
     change, align = np.full(n, np.nan), np.full(n, np.nan)

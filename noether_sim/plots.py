@@ -46,13 +46,61 @@ def _panels(ds, n, title, width=6.0, height=4.2):
 
 
 def seed_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(median, 5 %, 95 %) over axis 0 (seeds), ignoring NaN."""
+    """(median, 5 %, 95 %) over axis 0 (seeds), ignoring NaN.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Values with seeds along axis 0 (NaN where a seed has none).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        The median, 5 % and 95 % quantiles over the seeds, each of shape ``values.shape[1:]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noether_sim.plots import seed_band
+    >>> med, lo, hi = seed_band(np.array([[1.0, 10.0], [2.0, np.nan], [3.0, 30.0]]))
+    >>> med.tolist(), bool((lo <= med).all() and (med <= hi).all())
+    ([2.0, 20.0], True)
+    """
     return (np.nanmedian(values, axis=0), np.nanquantile(values, BAND[0], axis=0),
             np.nanquantile(values, BAND[1], axis=0))
 
 
 def finest_series(ds: xr.Dataset, scheme: str, var: str, charge=None) -> tuple[np.ndarray, float]:
-    """(seed × time values of ``var`` at the scheme's finest step size over its included seeds, that h)."""
+    """(seed × time values of ``var`` at the scheme's finest step size over its included seeds, that h).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``).
+    scheme : str
+        A method of its method table.
+    var : str
+        A variable with dimensions (seed, time, ...), e.g. "drift" or "loss".
+    charge : str, optional
+        The charge to select, for variables that have one.
+
+    Returns
+    -------
+    (numpy.ndarray, float)
+        The values (included seeds × time) and the finest step size h.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> values, h = plots.finest_series(ds, "gd", "drift", charge="D1")
+    >>> values.shape, h                                          # 4 seeds, 3 save times
+    ((4, 3), 0.0125)
+    """
     k = finest_step(ds, scheme)
     da = ds[var].sel(scheme=scheme).isel(step=k)
     if charge is not None:
@@ -65,7 +113,30 @@ def _n_seeds_text(ds):
 
 
 def drift_vs_time(ds: xr.Dataset) -> Figure:
-    """Charge drift ``|q(t) − q_law(t)|`` against time, per method at its finest step size."""
+    """Charge drift ``|q(t) − q_law(t)|`` against time, per method at its finest step size.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per charge: the median drift and its 5–95 % band over seeds, one colour per method.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.drift_vs_time(ds)
+    >>> len(fig.axes), fig.axes[0].get_yscale()
+    (1, 'log')
+    """
     colors = _colors(ds)
     fig, axes = _panels(ds, ds.sizes["charge"], f"Charge drift against time ({_n_seeds_text(ds)})")
     t = ds.time.values[1:]  # t = 0: drift is exactly zero, off a log axis
@@ -86,7 +157,28 @@ def drift_vs_time(ds: xr.Dataset) -> Figure:
 
 
 def fitted_slope(h: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of log y against log h over the points with y > 0."""
+    """Least-squares slope of log y against log h over the points with y > 0.
+
+    Parameters
+    ----------
+    h : numpy.ndarray
+        Step sizes (> 0).
+    y : numpy.ndarray
+        Values at those step sizes; NaN, infinite and non-positive ones are left out.
+
+    Returns
+    -------
+    float
+        The slope, or NaN when fewer than two points are usable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noether_sim.plots import fitted_slope
+    >>> h = np.array([0.1, 0.05, 0.025])
+    >>> round(fitted_slope(h, 3.0 * h ** 2), 9), fitted_slope(h, np.array([1.0, 0.0, np.nan]))
+    (2.0, nan)
+    """
     use = np.isfinite(h) & np.isfinite(y) & (y > 0)
     if use.sum() < 2:
         return float("nan")
@@ -94,7 +186,30 @@ def fitted_slope(h: np.ndarray, y: np.ndarray) -> float:
 
 
 def drift_vs_step(ds: xr.Dataset) -> Figure:
-    """Median final drift against step size (log-log), with the fitted slope (the observed order)."""
+    """Median final drift against step size (log-log), with the fitted slope (the observed order).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per charge, a line per method, labelled with its fitted slope.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.drift_vs_step(ds)
+    >>> len(fig.axes), fig.axes[0].get_xscale(), fig.axes[0].get_yscale()
+    (1, 'log', 'log')
+    """
     colors = _colors(ds)
     fig, axes = _panels(ds, ds.sizes["charge"],
                         f"Final charge drift against step size at t = {float(ds.time.values[-1]):g} "
@@ -131,7 +246,30 @@ def drift_vs_step(ds: xr.Dataset) -> Figure:
 
 
 def loss_vs_time(ds: xr.Dataset) -> Figure:
-    """Training loss against time, per method at its finest step size."""
+    """Training loss against time, per method at its finest step size.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel: the median loss and its 5–95 % band over seeds, one line per method.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.loss_vs_time(ds)
+    >>> len(fig.axes)
+    1
+    """
     colors, styles = _colors(ds), _styles(ds)
     fig, axes = _panels(ds, 1, f"Training loss against time ({_n_seeds_text(ds)})", width=7.0)
     ax = axes[0]
@@ -150,7 +288,32 @@ def loss_vs_time(ds: xr.Dataset) -> Figure:
 
 
 def drift_histogram(ds: xr.Dataset, bins: int = 40) -> Figure:
-    """Histogram over seeds of the final drift at each method's finest step size (log-spaced bins)."""
+    """Histogram over seeds of the final drift at each method's finest step size (log-spaced bins).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``).
+    bins : int, optional
+        Number of histogram bins, default 40.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per charge, one histogram per method.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.drift_histogram(ds, bins=10)
+    >>> len(fig.axes), fig.axes[0].get_xscale()
+    (1, 'log')
+    """
     colors = _colors(ds)
     fig, axes = _panels(ds, ds.sizes["charge"],
                         f"Final charge drift over seeds at t = {float(ds.time.values[-1]):g} (finest step sizes)")
@@ -175,6 +338,28 @@ def drift_histogram(ds: xr.Dataset, bins: int = 40) -> Figure:
 
 
 def histogram_edges(log_lo: float, log_hi: float, bins: int) -> np.ndarray:
+    """Bin edges, equal in log10, from 10^log_lo to 10^log_hi widened by 1 % of the span each side
+    (by half a decade each side when the span is empty).
+
+    Parameters
+    ----------
+    log_lo, log_hi : float
+        log10 of the smallest and largest value to bin.
+    bins : int
+        Number of bins.
+
+    Returns
+    -------
+    numpy.ndarray
+        The ``bins + 1`` edges, increasing.
+
+    Examples
+    --------
+    >>> from noether_sim.plots import histogram_edges
+    >>> edges = histogram_edges(-3.0, 1.0, 4)
+    >>> len(edges), bool(edges[0] < 1e-3 and edges[-1] > 10.0)
+    (5, True)
+    """
     if log_hi - log_lo < 1e-9:
         log_lo, log_hi = log_lo - 0.5, log_hi + 0.5
     pad = 0.01 * (log_hi - log_lo)
@@ -182,13 +367,58 @@ def histogram_edges(log_lo: float, log_hi: float, bins: int) -> np.ndarray:
 
 
 def has_ntk(ds: xr.Dataset) -> bool:
-    """Did the study record the watched seeds' NTK (``record.track_ntk``)?"""
+    """Did the study record the watched seeds' NTK (``record.track_ntk``)?
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``).
+
+    Returns
+    -------
+    bool
+        True when it holds finite NTK records (``ntk_change``) of at least one watched seed.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> plots.has_ntk(ds)                                        # record.track_ntk was not set
+    False
+    """
     return "ntk_change" in ds and ds.sizes.get("watched_seed", 0) > 0 and bool(np.isfinite(ds.ntk_change).any())
 
 
 def ntk_vs_time(ds: xr.Dataset) -> Figure:
     """The watched seeds' empirical NTK against time, per method at its finest step size: relative change
-    |Θ(t) − Θ(0)|_F/|Θ(0)|_F, largest eigenvalue, and alignment with the labels (``track_ntk``)."""
+    ``|Θ(t) − Θ(0)|_F / |Θ(0)|_F``, largest eigenvalue, and alignment with the labels (``track_ntk``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``) that tracked the NTK (``record.track_ntk`` with ``record.watch_seeds``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels: relative change, largest eigenvalue and label alignment against time.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> cfg["record"] = {"watch_seeds": [0, 1], "track_ntk": True}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "ntk"))
+    >>> plots.has_ntk(ds), len(plots.ntk_vs_time(ds).axes)
+    (True, 3)
+    """
     colors, styles = _colors(ds), _styles(ds)  # styles: methods whose curves coincide stay visible
     n_watched = ds.sizes["watched_seed"]
     fig, axes = _panels(ds, 3, f"Empirical NTK Θ = JJᵀ of the watched seeds (median over {n_watched}; "
@@ -271,13 +501,61 @@ def _sweep_figure(ds, var, ylabel, title, log):
 
 
 def sweep_drift(ds: xr.Dataset) -> Figure:
-    """Extrapolated h → 0 drift of each charge against each swept value, per method."""
+    """Extrapolated h → 0 drift of each charge against each swept value, per method.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``) with a sweep.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per charge (and swept key), a line per method.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> cfg["sweep"] = {"init.scale": [0.5, 1.0]}                # two sweep points
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.sweep_drift(ds)
+    >>> fig.axes[0].get_xlabel()
+    'init.scale'
+    """
     return _sweep_figure(ds, "extrapolated_drift", "h → 0 drift d* = |q* − q_law(T)|",
                          "Extrapolated (h → 0) charge drift across the sweep", log=True)
 
 
 def sweep_order(ds: xr.Dataset) -> Figure:
-    """Fitted order of each charge's drift against each swept value (dotted: the method's order)."""
+    """Fitted order of each charge's drift against each swept value (dotted: the method's order).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``) with a sweep.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per charge (and swept key), a line per method.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> cfg["sweep"] = {"init.scale": [0.5, 1.0]}                # two sweep points
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.sweep_order(ds)
+    >>> fig.axes[0].get_xlabel()
+    'init.scale'
+    """
     return _sweep_figure(ds, "fitted_order", "fitted order (slope of drift against h)",
                          "Fitted drift order across the sweep", log=False)
 
@@ -286,7 +564,31 @@ def sweep_verdicts(ds: xr.Dataset) -> Figure:
     """Verdict map over the first two swept keys (one row if one key): per method and charge, the fraction
     of DECIDED seeds (conserved or broken) whose charge is conserved by the flow, with the majority verdict
     and how many seeds were decided written in each cell. A cell with no decided seed is grey and says
-    "inconclusive": it is not "0 % conserved"."""
+    "inconclusive": it is not "0 % conserved".
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``) with a sweep.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One map per method and charge, and a colour bar.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> cfg["sweep"] = {"init.scale": [0.5, 1.0]}                # two sweep points
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.sweep_verdicts(ds)
+    >>> len(fig.axes), fig.axes[0].get_ylabel()                  # one map and its colour bar
+    (2, 'init.scale')
+    """
     from .ladder import BROKEN, CONSERVED, INCONCLUSIVE
 
     dims = _sweep_axes(ds)
@@ -337,7 +639,31 @@ def sweep_verdicts(ds: xr.Dataset) -> Figure:
 
 def sweep_drift_vs_step(ds: xr.Dataset) -> Figure:
     """Median final drift against step size (log-log), one line per sweep point: rows are methods,
-    columns charges. Step size is the x axis, the swept settings the legend."""
+    columns charges. Step size is the x axis, the swept settings the legend.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``) with a sweep.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Rows are methods, columns charges; one line per finished sweep point.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> cfg["sweep"] = {"init.scale": [0.5, 1.0]}                # two sweep points
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> fig = plots.sweep_drift_vs_step(ds)
+    >>> len(fig.axes[0].get_lines())                             # one line per sweep point
+    2
+    """
     from .results import describe_point, sweep_point
 
     layout = json.loads(ds.attrs["sweep"])
@@ -389,6 +715,40 @@ SWEEP_FIGURES = {
 
 
 def save_figure(ds: xr.Dataset, name: str, out_dir, formats=("png", "pdf")) -> list[Path]:
+    """Draw the figure ``name`` of ``ds`` and write it into ``out_dir`` in each of ``formats``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study (``run_study`` or ``load``).
+    name : str
+        A key of ``FIGURES``, ``SWEEP_FIGURES`` or ``NTK_FIGURES``.
+    out_dir : str or pathlib.Path
+        The folder, created if needed.
+    formats : sequence of str, optional
+        File formats matplotlib writes, default ("png", "pdf").
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, ``out_dir/<name>.<format>``.
+
+    Raises
+    ------
+    KeyError
+        An unknown figure ``name``.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> [p.name for p in plots.save_figure(ds, "loss_vs_time", tempfile.mkdtemp(), formats=("png",))]
+    ['loss_vs_time.png']
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig = {**FIGURES, **SWEEP_FIGURES, **NTK_FIGURES}[name](ds)
@@ -404,7 +764,38 @@ def save_figures(ds: xr.Dataset, out_dir, names=None) -> list[Path]:
     """Write every figure (or ``names``) as PNG and PDF into ``out_dir``; returns the paths.
 
     A sweep gets the figures across its swept keys (``SWEEP_FIGURES``); a single study the others, and
-    ``NTK_FIGURES`` when it tracked the NTK."""
+    ``NTK_FIGURES`` when it tracked the NTK.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study or sweep (``run_study`` or ``load``).
+    out_dir : str or pathlib.Path
+        The folder, created if needed.
+    names : sequence of str, optional
+        Figures to draw (keys of ``FIGURES``, ``SWEEP_FIGURES``, ``NTK_FIGURES``); default all that apply.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, a PNG and a PDF per figure.
+
+    Raises
+    ------
+    KeyError
+        An unknown figure name in ``names``.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> sorted(p.name for p in plots.save_figures(ds, tempfile.mkdtemp()) if p.suffix == ".png")
+    ['drift_histogram.png', 'drift_vs_step.png', 'drift_vs_time.png', 'loss_vs_time.png']
+    """
     from .results import with_analysis
 
     ds = with_analysis(ds)  # the ladder analysis once, not once per figure
@@ -413,7 +804,39 @@ def save_figures(ds: xr.Dataset, out_dir, names=None) -> list[Path]:
 
 
 def figure_script_main(name: str, argv=None) -> int:
-    """Entry point of the thin scripts in figures/: regenerate one figure from a saved store."""
+    """Entry point of the thin scripts in figures/: regenerate one figure from a saved store.
+
+    Parameters
+    ----------
+    name : str
+        The figure to draw (a key of ``FIGURES``, ``SWEEP_FIGURES`` or ``NTK_FIGURES``).
+    argv : list of str, optional
+        The command line's arguments (default ``sys.argv[1:]``): ``STORE [--out DIR] [--partial]``.
+
+    Returns
+    -------
+    int
+        0, the exit status, once the PNG and PDF paths are printed.
+
+    Raises
+    ------
+    SystemExit
+        Arguments argparse does not accept.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim import plots
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> store = os.path.join(tempfile.mkdtemp(), "tiny")
+    >>> _ = ns.run_study(cfg, store)
+    >>> plots.figure_script_main("loss_vs_time", [store, "--out", tempfile.mkdtemp()])  # doctest: +ELLIPSIS
+    /.../loss_vs_time.png
+    /.../loss_vs_time.pdf
+    0
+    """
     import argparse
 
     from .results import load

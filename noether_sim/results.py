@@ -38,6 +38,54 @@ def load(path, allow_partial: bool = False, verify: bool = True) -> xr.Dataset:
     ``IncompleteStoreError`` naming what is finished and what is missing. With ``allow_partial=True``
     both load what is intact, with a warning for damaged blocks (``attrs["complete"]`` is then False and
     ``attrs["missing_blocks"]`` lists what is not there).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The store's directory (the ``out`` of ``run_study``).
+    allow_partial : bool, optional
+        Load whatever is intact instead of raising for a damaged or incomplete store. Default False.
+    verify : bool, optional
+        Check every finished block's checksums (True, default) or only that its files are there with
+        their sizes (False).
+
+    Returns
+    -------
+    xarray.Dataset
+        The study with leading dimensions ``scheme`` (the method table's labels) and ``step`` (0 = the
+        largest step size), its ladder analysis (``verdict``, ``fitted_order``, ...) computed lazily.
+
+    Raises
+    ------
+    noether_sim.store.NotAStoreError
+        ``path`` holds no study store.
+    noether_sim.store.DamagedStoreError
+        A finished block's files are missing or changed (unless ``allow_partial``).
+    noether_sim.store.IncompleteStoreError
+        The store is not complete: interrupted or still being written (unless ``allow_partial``).
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> out = os.path.join(tempfile.mkdtemp(), "tiny")
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 2},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> _ = ns.run_study(cfg, out)
+    >>> ds = ns.load(out)
+    >>> ds.attrs["complete"], ds.scheme.values.tolist(), ds.sizes["step"], ds.sizes["seed"]
+    (True, ['gd'], 3, 2)
+
+    As if the run had been interrupted before its last block finished:
+
+    >>> os.remove(os.path.join(out, "COMPLETE")); os.remove(os.path.join(out, "blocks", "gd__h2.done"))
+    >>> ns.load(out)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    noether_sim.store.IncompleteStoreError: study store '...' is incomplete (...): 2 of 3 (method, step size) blocks are finished ...
+    >>> partial = ns.load(out, allow_partial=True)
+    >>> partial.attrs["complete"], partial.attrs["missing_blocks"]     # (scheme, step) of what is missing
+    (False, '[["gd", 2]]')
     """
     path = Path(path)
     meta = read_study(path)

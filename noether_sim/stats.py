@@ -52,10 +52,41 @@ STATS_SUFFIXES = ("count", "mean", "var", "min", "max", "hist")
 class Stats:
     """What ``keep="stats"`` keeps, and how it runs.
 
-    bins    histogram bins between ``range`` (plus one below and one above it: counts sum to the seeds counted)
-    range   (low, high) of the histograms, finite, low < high (and low > 0 on the log scale)
-    scale   "log": bins equal in log10 (drift and loss span many decades); "linear"
-    chunk   seeds run and folded at a time (a multiple of FOLD_BLOCK): memory is the chunk's
+    Pass it as ``simulate(..., keep=Stats(...))``: instead of one record per seed, the result holds, per
+    save time and charge, the count, mean, variance, minimum, maximum and histogram over the seeds that
+    finished (``<name>_count``, ``<name>_mean``, ..., ``<name>_hist``), accumulated chunk by chunk.
+
+    Parameters
+    ----------
+    bins : int, optional
+        Histogram bins between ``range`` (>= 1), default 64, plus one below and one above it: the
+        counts sum to the seeds counted.
+    range : (float, float), optional
+        (low, high) of the histograms: finite, low < high, and low > 0 on the log scale. Default
+        (1e-20, 1e4).
+    scale : {"log", "linear"}, optional
+        "log" (default): bins equal in log10 (drift and loss span many decades); "linear".
+    chunk : int, optional
+        Seeds run and folded at a time, a multiple of ``FOLD_BLOCK`` (256), default 4096: memory is the
+        chunk's.
+
+    Raises
+    ------
+    ConfigError
+        A field out of its range (the parameter is named ``keep.<field>``).
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> keep = ns.Stats(bins=8, range=(1e-20, 1.0))
+    >>> keep.edges().shape                                        # bins + 1 edges, log-spaced
+    (9,)
+    >>> st = ns.simulate(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), h=0.05,
+    ...                  n_steps=4, seeds=8, keep=keep)
+    >>> st.loss_count.values.tolist(), st.sizes["bin"]            # 8 + one bin below and one above range
+    ([8, 8, 8, 8, 8], 10)
+    >>> int(st.loss_hist.isel(time=-1).sum())                     # every finished seed is counted once
+    8
     """
 
     bins: int = 64
@@ -85,15 +116,55 @@ class Stats:
         object.__setattr__(self, "range", (lo, hi))
 
     def edges(self) -> np.ndarray:
+        """The ``bins + 1`` histogram edges across ``range``, log- or linearly spaced by ``scale``.
+
+        Examples
+        --------
+        >>> from noether_sim.stats import Stats
+        >>> Stats(bins=4, range=(0.0, 1.0), scale="linear").edges().tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0]
+        """
         lo, hi = self.range
         return np.geomspace(lo, hi, self.bins + 1) if self.scale == "log" else np.linspace(lo, hi, self.bins + 1)
 
     def to_config(self) -> dict:
+        """The fields as a plain dict (JSON-ready: a statistics result records it in its ``config`` and
+        ``stats`` attributes).
+
+        Examples
+        --------
+        >>> from noether_sim.stats import Stats
+        >>> Stats(bins=8).to_config()
+        {'bins': 8, 'range': [1e-20, 10000.0], 'scale': 'log', 'chunk': 4096}
+        """
         return {"bins": self.bins, "range": list(self.range), "scale": self.scale, "chunk": self.chunk}
 
 
 def check_keep(keep) -> Stats | None:
-    """None for per-seed records ("seeds"); the ``Stats`` to keep otherwise ("stats", a dict of its fields, a Stats)."""
+    """None for per-seed records ("seeds"); the ``Stats`` to keep otherwise ("stats", a dict of its fields, a Stats).
+
+    Parameters
+    ----------
+    keep : str, dict or Stats
+        ``simulate``'s ``keep``: "seeds", "stats" (the default ``Stats()``), a dict of ``Stats`` fields,
+        or a ``Stats``.
+
+    Returns
+    -------
+    Stats or None
+        None for "seeds".
+
+    Raises
+    ------
+    ConfigError
+        Any other value, a dict with unknown fields, or invalid field values.
+
+    Examples
+    --------
+    >>> from noether_sim.stats import check_keep
+    >>> check_keep("seeds") is None, check_keep({"bins": 8}).bins
+    (True, 8)
+    """
     if isinstance(keep, Stats):
         return keep
     if isinstance(keep, str) and keep in KEEP_CHOICES:
@@ -164,7 +235,32 @@ class _Moments:
 
 
 class Fold:
-    """Accumulates the statistics of a run's chunks (each an ``execute`` result), in seed order."""
+    """Accumulates the statistics of a run's chunks (each an ``execute`` result), in seed order.
+
+    ``execute_stats`` makes one, ``add``s every chunk in seed order, and turns it into the result with
+    ``dataset``.
+
+    Parameters
+    ----------
+    keep : Stats
+        What to keep (histogram bins and range).
+    n_times : int
+        Number of save times.
+    first_chunk : xarray.Dataset
+        The first chunk's result (or a one-seed copy of it): the records' shapes are taken from it.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> from noether_sim.simulate import execute, plan
+    >>> from noether_sim.stats import Fold
+    >>> p = plan(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), h=0.05, n_steps=4, seeds=8)
+    >>> chunk = execute(p)                                      # per-seed records of seeds 0 … 7
+    >>> fold = Fold(ns.Stats(), len(p.times), chunk)
+    >>> fold.add(chunk)
+    >>> fold.n_seeds
+    8
+    """
 
     def __init__(self, keep: Stats, n_times: int, first_chunk):
         self.keep = keep
@@ -285,14 +381,63 @@ _SUFFIX_TEXT = {"count": "number of seeds counted", "mean": "mean over the count
 # ---------------------------------------------------------------- running
 
 def seed_chunks(n_ids: int, chunk: int):
-    """(lo, hi) positions of each chunk in the seed list."""
+    """(lo, hi) positions of each chunk in the seed list.
+
+    Parameters
+    ----------
+    n_ids : int
+        Number of seeds.
+    chunk : int
+        Seeds per chunk (>= 1); the last chunk holds the rest.
+
+    Returns
+    -------
+    iterator of (int, int)
+        Half-open ranges [lo, hi) covering 0 … n_ids in order.
+
+    Examples
+    --------
+    >>> from noether_sim.stats import seed_chunks
+    >>> list(seed_chunks(600, 256))
+    [(0, 256), (256, 512), (512, 600)]
+    """
     for lo in range(0, n_ids, chunk):
         yield lo, min(lo + chunk, n_ids)
 
 
 def execute_stats(p, execute, progress: bool = False):
-    """Run a stats-mode plan (``simulate.plan(..., keep=...)``): ``execute`` (simulate's, passed in so that
-    this module stays below simulate.py) runs each chunk of seeds with per-seed records, then it is folded."""
+    """Run a stats-mode plan (``simulate.plan(..., keep=...)``): execute each chunk of seeds and fold it.
+
+    ``execute`` is simulate's (passed in so that this module stays below simulate.py): it runs each chunk
+    of seeds with per-seed records.
+
+    What ``simulate(..., keep=Stats(...))`` runs.
+
+    Parameters
+    ----------
+    p : noether_sim.simulate.Plan
+        A validated plan whose ``keep`` is a ``Stats``.
+    execute : callable
+        ``noether_sim.simulate.execute``: runs a plan with per-seed records.
+    progress : bool, optional
+        Show a progress bar over the seeds. Default False.
+
+    Returns
+    -------
+    xarray.Dataset
+        The statistics over all seeds (no ``seed`` dimension), as ``simulate`` returns them.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> from noether_sim.simulate import execute, plan
+    >>> from noether_sim.stats import execute_stats
+    >>> p = plan(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), h=0.05, n_steps=4,
+    ...          seeds=600, keep=ns.Stats(chunk=256))                # three chunks: 256, 256 and 88 seeds
+    >>> ds = execute_stats(p, execute)
+    >>> int(ds.loss_count.isel(time=-1)), "seed" in ds.dims
+    (600, False)
+    """
     from .init import Given
 
     keep = p.keep
@@ -346,7 +491,42 @@ def execute_stats(p, execute, progress: bool = False):
 def quantile(ds, name: str, q):
     """Quantile ``q`` (0 … 1) of record ``name`` from its histogram, interpolated within the bin (log10-linearly
     on the log scale): good to within one bin. Where it falls below or above the histogram's range, the
-    range's end is returned (a bound, not a value)."""
+    range's end is returned (a bound, not a value).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A result kept as statistics (``simulate(..., keep="stats")`` or a ``Stats``).
+    name : str
+        A record with a histogram (``<name>_hist`` in ``ds``), e.g. "loss" or "drift".
+    q : float
+        The quantile, in [0, 1].
+
+    Returns
+    -------
+    xarray.DataArray
+        The quantile over the counted seeds, with the histogram's dimensions but ``bin`` (NaN where no
+        seed was counted).
+
+    Raises
+    ------
+    ConfigError
+        ``name`` has no histogram in ``ds``, or ``q`` is outside [0, 1].
+
+    Examples
+    --------
+    The median loss from histograms of 0.1 decade per bin, against the median of the per-seed records:
+
+    >>> import numpy as np, noether_sim as ns
+    >>> from noether_sim.stats import quantile
+    >>> model, data = ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10)
+    >>> run = dict(h=0.05, n_steps=4, seeds=65)
+    >>> st = ns.simulate(model, data, keep=ns.Stats(bins=30, range=(1e-2, 10.0)), **run)
+    >>> exact = np.median(ns.simulate(model, data, **run).loss.values, axis=0)
+    >>> approx = quantile(st, "loss", 0.5)
+    >>> approx.dims, bool((np.abs(np.log10(approx.values / exact)) <= 0.1).all())     # within one bin
+    (('time',), True)
+    """
     import xarray as xr
 
     if f"{name}_hist" not in ds:
@@ -381,7 +561,35 @@ def quantile(ds, name: str, q):
 
 def summary_rows(ds, SummaryRow, finest_step, not_analysed):
     """A study's summary rows (results.summary_rows) from statistics: medians and 95th percentiles from the
-    histograms (to within a bin) at the finest step size and the last save time; no ladder verdicts."""
+    histograms (to within a bin) at the finest step size and the last save time; no ladder verdicts.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study run with ``record.keep = "stats"``.
+    SummaryRow : type
+        The row class (``results.SummaryRow``).
+    finest_step : callable
+        ``finest_step(ds, scheme)``: the index of a method's finest finished step size.
+    not_analysed : str
+        The verdict text for rows without a ladder analysis.
+
+    Returns
+    -------
+    list of SummaryRow
+        One row per method and charge that has counted seeds.
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> from noether_sim.results import summary_rows              # calls this one for statistics
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4}, "record": {"keep": "stats"},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> rows = summary_rows(ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny")))
+    >>> [(r.method, r.charge, r.seeds, r.verdict) for r in rows]
+    [('gd', 'D1', 4, 'not analysed (statistics only: keep="stats")')]
+    """
     rows = []
     for lb in ds.scheme.values:
         k = finest_step(ds, lb)
@@ -417,6 +625,39 @@ def extrapolate_means(ladder, order: int | None = None, name: str = "drift"):
     rungs' errors are correlated, and this bound holds whatever the correlation. ``uncertainty`` is how
     far d* moves against the same extrapolation one rung coarser; ``fitted_order`` the slope of log d
     against log h. No verdict: the per-seed analysis (``analyse_ladder``) needs keep="seeds".
+
+    Parameters
+    ----------
+    ladder : xarray.Dataset
+        ``run_ladder(..., keep="stats")`` with at least 3 step sizes.
+    order : int, optional
+        The order p used in the extrapolation; default the method's (``attrs["method_order"]``).
+    name : str, optional
+        The record extrapolated, default "drift".
+
+    Returns
+    -------
+    xarray.Dataset
+        Per charge: ``fitted_order``, ``extrapolated`` (d*), ``standard_error``, ``uncertainty``,
+        ``finest`` (the mean at the finest step size) and ``finest_standard_error``.
+
+    Raises
+    ------
+    ConfigError
+        ``ladder`` is not a statistics ladder of at least 3 step sizes holding the record ``name``.
+
+    Examples
+    --------
+    RK4 on gradient flow: the balance charge is conserved by the flow, so its mean drift extrapolates to
+    zero within the standard error.
+
+    >>> import noether_sim as ns
+    >>> from noether_sim.stats import extrapolate_means
+    >>> ladder = ns.run_ladder(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), method="rk4",
+    ...                        step_sizes=[0.2, 0.1, 0.05], t_end=1.0, seeds=16, keep="stats")
+    >>> ex = extrapolate_means(ladder)
+    >>> ex.extrapolated.dims, bool(abs(ex.extrapolated.sel(charge="D1")) <= 3 * ex.standard_error.sel(charge="D1"))
+    (('charge',), True)
     """
     import xarray as xr
 

@@ -29,7 +29,43 @@ def minibatch_indices(n_points: int, batch_size: int, seed: int, step: int, *, r
                       sampling: str = "uniform") -> np.ndarray:
     """The data points (column indices of the training data) that seed ``seed`` used at step ``step``
     (0-based) of a run with this root seed: the same function the kernels call, so a trajectory can be
-    replayed in plain NumPy. ``minibatch_indices_of(ds, seed, step)`` reads the arguments from a result."""
+    replayed in plain NumPy. ``minibatch_indices_of(ds, seed, step)`` reads the arguments from a result.
+
+    Parameters
+    ----------
+    n_points : int
+        Number of training points N (>= 1).
+    batch_size : int
+        Points per step B, 1 <= B <= N; B = N is the full batch.
+    seed : int
+        The seed id (>= 0) whose batch is wanted.
+    step : int
+        The step, counted from 0.
+    root_seed : int, optional
+        The run's root seed (>= 0), default 0.
+    sampling : {"uniform", "epoch"}, optional
+        "uniform": each step draws B distinct points afresh; "epoch": the points are visited in a
+        shuffled order, B at a time.
+
+    Returns
+    -------
+    numpy.ndarray
+        The B column indices of the points used, integers in [0, N).
+
+    Raises
+    ------
+    ConfigError
+        An argument out of its range, B > N, or an unknown ``sampling``.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> idx = ns.minibatch_indices(10, 3, seed=0, step=0)
+    >>> len(idx), len(set(idx.tolist())), bool(((idx >= 0) & (idx < 10)).all())
+    (3, 3, True)
+    >>> ns.minibatch_indices(4, 4, seed=5, step=7).tolist()     # the full batch
+    [0, 1, 2, 3]
+    """
     N = v.positive_int("n_points", n_points)
     B = v.positive_int("batch_size", batch_size)
     if B > N:
@@ -45,7 +81,37 @@ def minibatch_indices(n_points: int, batch_size: int, seed: int, step: int, *, r
 
 
 def minibatch_indices_of(ds, seed: int, step: int) -> np.ndarray:
-    """``minibatch_indices`` for a seed of a run (a result of ``simulate``) at step ``step``."""
+    """``minibatch_indices`` for a seed of a run (a result of ``simulate``) at step ``step``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A result of ``simulate`` run with a ``batch_size``: its configuration gives the number of points,
+        the batch size, the root seed and the sampling.
+    seed : int
+        The seed id (>= 0).
+    step : int
+        The step, counted from 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        The column indices of the training points that seed used at that step.
+
+    Raises
+    ------
+    ConfigError
+        ``ds`` is not a minibatch run, or ``seed`` / ``step`` is out of range.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> ds = ns.simulate(ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 10), dynamics="gd",
+    ...                  batch_size=3, h=0.05, n_steps=4, seeds=2)
+    >>> idx = ns.minibatch_indices_of(ds, 1, 2)
+    >>> bool((idx == ns.minibatch_indices(10, 3, seed=1, step=2)).all())    # root seed 0, uniform sampling
+    True
+    """
     cfg = json.loads(ds.attrs["config"])
     if cfg.get("batch_size") is None:
         v.fail("ds", "run", "was not a minibatch run (no batch_size in its configuration)")
