@@ -237,6 +237,18 @@ class IncompleteCopyError(OSError):
     """A component's temporary copy lost files before it could be committed (it is discarded)."""
 
 
+def _discard_copy(tmp: Path, settle: float = 0.2, patience: float = 5.0) -> None:
+    """Remove a failed write's temporary copy. Zarr writes chunks concurrently, and when one write fails
+    (a full disk) the others may still be finishing and recreate files behind a single ``rmtree``: remove
+    until the folder has stayed gone for ``settle`` seconds (at most ``patience`` seconds in all)."""
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(tmp, ignore_errors=True)
+        time.sleep(settle)
+        if not tmp.exists() or time.monotonic() > deadline:
+            return
+
+
 def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | None = None) -> bool:
     """Write one component atomically, then its marker; False if it was already finished (left as is)."""
     blocks = Path(path) / BLOCKS_DIR
@@ -249,7 +261,7 @@ def write_component(path, name: str, ds: xr.Dataset, meta: dict, t0: float | Non
     try:
         ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, write_empty_chunks=True)
     except BaseException:  # (a full disk): the writer removes its own copy
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard_copy(tmp)
         raise
     problems = zarr_problems(tmp, variables)
     if problems:
