@@ -40,6 +40,23 @@ def over_seed_ranges(n_seeds, run_range, min_per_range: int = 1):
 _IN_FLIGHT = set()  # kernel calls submitted and not finished
 
 
+def off_main_thread(call, *args):
+    """``call(*args)`` on the pool, the calling thread waiting in Python.
+
+    Python runs signal handlers in the main thread only, between bytecodes: a Ctrl-C that arrives while
+    the main thread is inside a compiled call can surface inside numba's dispatcher and come out as
+    ``SystemError: ... returned a result with an exception set`` instead of ``KeyboardInterrupt``. Made
+    from a pool thread, the call is never interrupted, and the KeyboardInterrupt reaches the waiting
+    caller cleanly (the call finishes in the background; ``kernels_running`` says so).
+    """
+    import numba
+
+    f = _thread_pool(numba.get_num_threads()).submit(call, *args)
+    _IN_FLIGHT.add(f)
+    f.add_done_callback(_IN_FLIGHT.discard)
+    return f.result()
+
+
 def kernels_running() -> bool:
     """True while a kernel call of ``over_seed_ranges`` still runs (e.g. after Ctrl-C interrupted its caller)."""
     return any(not f.done() for f in list(_IN_FLIGHT))

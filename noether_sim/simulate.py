@@ -21,6 +21,7 @@ from .data import TrainingData
 from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
                        initial_velocity, resolve, step_and_time_constant)
 from .dynamics import OPTIMIZERS, optimizer_state_labels, optimizer_state_size
+from ._threads import off_main_thread
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
                        progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
@@ -591,7 +592,7 @@ def _by_seeds(n_seeds: int, call):
     while lo < n_seeds:
         hi = min(n_seeds, lo + batch.size)
         t0 = _time.perf_counter()
-        part = call(lo, hi)
+        part = off_main_thread(call, lo, hi)  # Ctrl-C reaches this thread as KeyboardInterrupt
         batch.took(hi - lo, _time.perf_counter() - t0)
         parts = part if isinstance(part, tuple) else (part,)
         if out is None:

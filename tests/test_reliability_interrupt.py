@@ -84,3 +84,37 @@ def test_rounds_of_seeds_give_the_same_bits_as_one_call(monkeypatch):
         if name != "wall_seconds":
             a, b = whole[name].values, rounds[name].values
             assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+
+
+def test_ctrl_c_during_a_compiled_call_of_the_main_flow_is_a_keyboard_interrupt():
+    # Seen in CI: a SIGINT landing while the main thread was inside a compiled call (the charges of a
+    # round) came out of numba's dispatcher as "SystemError: ... returned a result with an exception
+    # set", so the run failed instead of stopping. Every round now runs off the main thread.
+    import os
+    import threading
+
+    from numba import njit
+
+    from noether_sim.simulate import _by_seeds
+
+    @njit(nogil=True)
+    def busy(n):
+        acc = 0.0
+        for i in range(n):
+            acc += (i % 7) * 1e-9
+        return np.full(1, acc)
+
+    busy(10)  # compiled before the clock starts
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    try:
+        _by_seeds(1, lambda lo, hi: busy(3_000_000_000))  # seconds of compiled work
+    except KeyboardInterrupt:
+        waited = time.monotonic() - started
+    else:
+        raise AssertionError("the interrupt was lost")
+    finally:
+        timer.cancel()
+    print(f"measured: KeyboardInterrupt {waited:.2f} s after the call started (SIGINT at 0.3 s)")
+    assert waited < 1.5
