@@ -214,7 +214,7 @@ def cmd_run(args) -> int:
         return EXIT_USAGE
 
     from .execute import SchedulerUnavailableError, StudyInterrupted, n_blocks, run_study
-    from .results import format_any_summary
+    from .tables import format_any_summary
     from .store import StoreLockedError, StoreMismatchError
 
     out = Path(args.out) if args.out else Path("results") / plan.name
@@ -365,7 +365,7 @@ def _load_for_cli(path):
 
 
 def cmd_report(args) -> int:
-    from .results import format_any_summary
+    from .tables import format_any_summary
 
     ds, code = _load_for_cli(args.path)
     if ds is None:
@@ -375,7 +375,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from .results import write_table
+    from .tables import write_table
 
     ds, code = _load_for_cli(args.path)
     if ds is None:

@@ -129,14 +129,15 @@ def _run(claim, out, seeds, progress, say, overrides=()):
 
 def _points(ds):
     """(index, label, the point's Dataset, its config) for every point of a loaded sweep."""
-    from .results import describe_point, sweep_point
+    from .results import sweep_point
+    from .tables import describe_point
 
     configs = json.loads(ds.attrs["point_configs"])
     return [(p, describe_point(ds, p), sweep_point(ds, p), configs[p]) for p in range(len(configs))]
 
 
 def _verdict_table(points, charges, methods=None) -> str:
-    from .results import _basis_text, summary_rows
+    from .tables import _basis_text, summary_rows
 
     lines = ["| point | method | charge | median drift at finest h | fitted order | h→0 drift | verdict | basis |",
              "|---|---|---|---|---|---|---|---|"]
@@ -151,7 +152,7 @@ def _verdict_table(points, charges, methods=None) -> str:
 
 def _median_final(sub, scheme, charge, var="drift"):
     """(h, median over finished seeds of ``var`` at the last save time) for every step of ``scheme``."""
-    from .results import ok_seeds
+    from .tables import ok_seeds
 
     h = sub.h.sel(scheme=scheme).values
     final = sub[var].sel(scheme=scheme, charge=charge).isel(time=-1).transpose("step", "seed").values
@@ -201,7 +202,7 @@ def _ladder_plot(ax, series, charge_text):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
-    from .results import h_text
+    from .tables import h_text
 
     hs = sorted({float(x) for _, h, *_ in series for x in h if np.isfinite(x)})
     ax.set_xticks(hs, [h_text(x) for x in hs])

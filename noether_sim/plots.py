@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from .results import finest_step, h_text, ok_seeds
+from .tables import finest_step, h_text, ok_seeds
 
 BAND = (0.05, 0.95)
 TIME_LABEL = "time t (dimensionless; t = kη for gradient descent)"
@@ -664,7 +664,8 @@ def sweep_drift_vs_step(ds: xr.Dataset) -> Figure:
     >>> len(fig.axes[0].get_lines())                             # one line per sweep point
     2
     """
-    from .results import describe_point, sweep_point
+    from .results import sweep_point
+    from .tables import describe_point
 
     layout = json.loads(ds.attrs["sweep"])
     finished = {q for q, _, _ in json.loads(ds.attrs["finished_blocks"])}

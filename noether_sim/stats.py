@@ -560,7 +560,7 @@ def quantile(ds, name: str, q):
 
 
 def summary_rows(ds, SummaryRow, finest_step, not_analysed):
-    """A study's summary rows (results.summary_rows) from statistics: medians and 95th percentiles from the
+    """A study's summary rows (tables.summary_rows) from statistics: medians and 95th percentiles from the
     histograms (to within a bin) at the finest step size and the last save time; no ladder verdicts.
 
     Parameters
@@ -582,7 +582,7 @@ def summary_rows(ds, SummaryRow, finest_step, not_analysed):
     Examples
     --------
     >>> import os, tempfile, noether_sim as ns
-    >>> from noether_sim.results import summary_rows              # calls this one for statistics
+    >>> from noether_sim.tables import summary_rows             # calls this one for statistics
     >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
     ...        "data": {"n_points": 8}, "seeds": {"count": 4}, "record": {"keep": "stats"},
     ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}

@@ -143,7 +143,7 @@ def test_ladder_verdict_names_the_limit_flow():
 def test_study_with_optimizers_names_their_limit_flow(tmp_path):
     """Optimizers as study methods (a real Zarr store): beta1/beta2 keys accepted, each scheme carries its
     limit flow, and the printed summary names it beside the verdict."""
-    from noether_sim.results import format_summary
+    from noether_sim.tables import format_summary
 
     cfg = {"name": "opt", "t_end": 0.25, "save_every": 0.0625,
            "model": {"kind": "deep_linear", "widths": [3, 4, 2]},

@@ -101,7 +101,7 @@ def test_summary_labels_its_diverged_column_as_counted_at_any_step_size(tmp_path
     """A ladder whose coarse step sizes diverge while the finest does not: the count beside the finest
     step's drift is of seeds that diverged at any step size, and the table says so."""
     import noether_sim as ns
-    from noether_sim.results import format_summary, summary_rows
+    from noether_sim.tables import format_summary, summary_rows
 
     cfg = {"name": "div", "t_end": 4.0, "save_every": 1.0, "model": {"widths": [3, 4, 2]},
            "data": {"n_points": 8}, "seeds": {"count": 8}, "init": {"scale": 3.0},

@@ -161,7 +161,7 @@ def test_stats_mode_holds_one_chunk(calm):
 
 def test_study_and_sweep_keep_stats_into_a_store(tmp_path):
     from noether_sim.config import parse_config as parse
-    from noether_sim.results import format_summary
+    from noether_sim.tables import format_summary
 
     keep = {"bins": 16, "range": [1e-18, 1.0], "chunk": FOLD_BLOCK}
     cfg = {"name": "s", "t_end": 0.0625, "save_every": 0.015625, "model": {"widths": [3, 4, 2]},

@@ -8,6 +8,8 @@ import pytest
 import noether_sim as ns
 from noether_sim.mlp import MLP
 from noether_sim.stochastic import minibatch_indices, minibatch_indices_of
+from noether_sim.results import sweep_point
+from noether_sim.tables import summary_rows
 from reference import loss_and_grad
 
 EPS = np.finfo(float).eps
@@ -344,7 +346,7 @@ def test_batch_size_and_temperature_sweep_through_a_study(tmp_path):
     np.testing.assert_array_equal(stored.sel(point).isel(step=2).values, alone.charge_initial.values)
     np.testing.assert_array_equal(ds.charge_final.sel(point).isel(step=2).values, alone.charge_final.values)
     for i, langevin in ((3, "broken by the noise"), (2, "conserved by the flow")):  # T = 0.5; T = 0 is gd
-        rows = {(r.method, r.charge): r.verdict for r in ns.results.summary_rows(ns.results.sweep_point(ds, i))}
+        rows = {(r.method, r.charge): r.verdict for r in summary_rows(sweep_point(ds, i))}
         assert rows == {("sgd", "D1"): "conserved by the flow", ("langevin", "D1"): langevin}
 
 

@@ -12,7 +12,8 @@ import noether_sim as ns
 from noether_sim._validate import ConfigError
 from noether_sim.builders import build_data, build_init, build_model
 from noether_sim.cli import main
-from noether_sim.results import format_any_summary, sweep_point
+from noether_sim.results import sweep_point
+from noether_sim.tables import format_any_summary
 from noether_sim.study import run_block
 from noether_sim.sweep import plan
 

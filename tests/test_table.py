@@ -13,7 +13,8 @@ import noether_sim as ns
 from noether_sim import plots
 from noether_sim.cli import main
 from noether_sim.ladder import BROKEN, CONSERVED, INCONCLUSIVE
-from noether_sim.results import ok_seeds, summary_rows, sweep_point, table_rows
+from noether_sim.results import sweep_point
+from noether_sim.tables import ok_seeds, summary_rows, table_rows
 
 
 def _sweep_cfg():
@@ -108,7 +109,7 @@ def test_verdict_map_does_not_paint_inconclusive_as_zero_conserved(store):
 
 
 def test_printed_tables_point_to_the_theory_page_of_the_docs(store):
-    from noether_sim.results import format_any_summary
+    from noether_sim.tables import format_any_summary
 
     text = format_any_summary(ns.load(store))
     assert "docs/theory.md, 'What integrators do to charges'" in text
@@ -124,7 +125,7 @@ def test_public_models_and_teacher_data_at_the_top_level():
 
 
 def test_step_size_is_an_axis_like_a_swept_key(store):
-    from noether_sim.results import by_step_size
+    from noether_sim.tables import by_step_size
 
     ds = ns.load(store)
     gd = by_step_size(ds, "gd")
