@@ -59,7 +59,7 @@ from .extras import extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
-from .models import charges, loss_grad, n_isometric, work_size
+from .models import charges, charges_cross, loss_grad, n_isometric, work_size
 from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT,  # noqa: F401 (state_size:
                      SCHEME_SPLITTING, _mark_unrecorded, _record, _velocity, new_work,       # the API sizes the
@@ -88,27 +88,23 @@ def _accumulate_gd_law(kind, pred, g, qg, h, weight_decay, ints, floats, group_o
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _accumulate_noisy_law(kind, pred, y, g, noise, U, tp, qa, qb, qc, h, weight_decay, ints, floats, group_off,
+def _accumulate_noisy_law(kind, pred, y, g, noise, U, qa, qc, h, weight_decay, ints, floats, group_off,
                           group_degree):
     """The exact one-step law with injected noise N (theory.md §6): θ' = (1 − hλ)θ + U, U = −h g + N,
-    q(θ') = (1 − hλ)² q(θ) + 2(1 − hλ) θᵀS N + q(U) for q = θᵀSθ (the gradient term drops by symmetry),
-    2θᵀS N = (q(θ + N) − q(θ − N))/2; linear charges: q(θ') = (1 − hλ) q(θ) + q(U)."""
+    q(θ') = (1 − hλ)² q(θ) + 2(1 − hλ) B(θ, N) + q(U) for q(θ) = B(θ, θ) (the gradient term drops by
+    symmetry; B from ``charges_cross``: one evaluation for deep linear models); linear charges:
+    q(θ') = (1 − hλ) q(θ) + q(U)."""
     P = g.shape[0]
     for j in range(P):
         U[j] = noise[j] - h * g[j]
     charges(kind, U, qc, ints, floats)
-    for j in range(P):
-        tp[j] = y[j] + noise[j]
-    charges(kind, tp, qa, ints, floats)
-    for j in range(P):
-        tp[j] = y[j] - noise[j]
-    charges(kind, tp, qb, ints, floats)
+    charges_cross(kind, y, noise, qa, ints, floats)
     c1 = h * weight_decay
     c2 = c1 * (2.0 - c1)
     for grp in range(group_degree.shape[0]):
         for k in range(group_off[grp], group_off[grp + 1]):
             if group_degree[grp] == 2:
-                cross = 0.5 * (qa[k] - qb[k])
+                cross = 2.0 * qa[k]
                 pred[k] = (pred[k] - c2 * pred[k]) + (cross - c1 * cross) + qc[k]
             else:
                 pred[k] = (pred[k] - c1 * pred[k]) + qc[k]
@@ -408,8 +404,8 @@ def _noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_d
 def _noisy_law_impl(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
     if not sx[17]:
         return False
-    _accumulate_noisy_law(kind, pred, y, g, sx[9], w.look, w.tmp, w.qa, w.qb, w.qc, h, lam, ints, floats,
-                          group_off, group_degree)
+    _accumulate_noisy_law(kind, pred, y, g, sx[9], w.look, w.qa, w.qc, h, lam, ints, floats, group_off,
+                          group_degree)
     return True
 
 
