@@ -369,7 +369,7 @@ def _step_data_impl(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b
     return batch_floats, batch_a, batch_b
 
 
-@overload(_step_data, prefer_literal=True, jit_options={"cache": True})
+@overload(_step_data, prefer_literal=True, inline="always", jit_options={"cache": True})
 def _ol_step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
                   group_degree):
     if _is_stochastic(model):
@@ -390,7 +390,7 @@ def _add_noise_impl(sx, new, cfg, step):
             new[j] += noise[j]
 
 
-@overload(_add_noise, prefer_literal=True, jit_options={"cache": True})
+@overload(_add_noise, prefer_literal=True, inline="always", jit_options={"cache": True})
 def _ol_add_noise(sx, new, cfg, step):
     if isinstance(sx, types.BaseTuple):
         return _add_noise_impl
@@ -409,7 +409,7 @@ def _noisy_law_impl(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, gr
     return True
 
 
-@overload(_noisy_law, prefer_literal=True, jit_options={"cache": True})
+@overload(_noisy_law, prefer_literal=True, inline="always", jit_options={"cache": True})
 def _ol_noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
     if isinstance(sx, types.BaseTuple):
         return _noisy_law_impl
