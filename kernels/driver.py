@@ -155,7 +155,7 @@ def _accumulate_split(kind, y, split, model, one_a, one_b, one_floats, one_idx, 
 # the bodies of the overload of ``_attempt`` below, which picks one while typing: a run compiles one. ----
 
 def _attempt_explicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                      model, method, cfg, st, w, pred, refs):
+                      model, method, cfg, st, w, pred, refs, sx, step):
     first_stage = 1 if cached else 0
     rk_stages(kind, y, h, A, K, stage, first_stage, cfg, refs.q0.shape[1], ints, floats, data_a, data_b, work)
     combine(y, h, b, K, new)
@@ -163,7 +163,7 @@ def _attempt_explicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
 
 
 def _attempt_adaptive(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                      model, method, cfg, st, w, pred, refs):
+                      model, method, cfg, st, w, pred, refs, sx, step):
     first_stage = 1 if cached else 0
     rk_stages(kind, y, h, A, K, stage, first_stage, cfg, refs.q0.shape[1], ints, floats, data_a, data_b, work)
     combine(y, h, b, K, new)
@@ -171,7 +171,7 @@ def _attempt_adaptive(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
 
 
 def _attempt_implicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                      model, method, cfg, st, w, pred, refs):
+                      model, method, cfg, st, w, pred, refs, sx, step):
     # one step of h, else 2, 4, … substeps of h/n from the same start
     n_state = y.shape[0]
     nq = refs.q0.shape[1]
@@ -203,17 +203,18 @@ def _attempt_implicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
 
 
 def _attempt_splitting(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                       model, method, cfg, st, w, pred, refs):
+                       model, method, cfg, st, w, pred, refs, sx, step):
     for j in range(y.shape[0]):
         w.new[j] = y[j]
     evals, cached = splitting_step(kind, w.new, h, method.ops, method.weights, cfg.n_params, refs.q0.shape[1],
                                    cfg.tau, cfg.weight_decay, cfg.track_law, w.grad, cached, w.tmp, w.qa, w.qb,
-                                   w.qc, model.ints, model.floats, model.data_a, model.data_b, w.work)
+                                   w.qc, model.ints, model.floats, data_a, data_b, w.work,
+                                   _ou_noise(sx, cfg, step))
     return 0.0, cached, evals
 
 
 def _attempt_algorithm(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                       model, method, cfg, st, w, pred, refs):
+                       model, method, cfg, st, w, pred, refs, sx, step):
     for j in range(y.shape[0]):
         w.new[j] = y[j]
     momentum_algorithm_step(kind, w.new, cfg.eta, cfg.beta, cfg.weight_decay, cfg.nesterov, cfg.n_params, w.grad,
@@ -269,7 +270,7 @@ def _algorithm_law(kind, y, new, cfg, group_off, group_degree, ints, floats, tmp
 
 
 def _attempt_optimizer(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                       model, method, cfg, st, w, pred, refs):
+                       model, method, cfg, st, w, pred, refs, sx, step):
     # the learning rate is the step h; op code and (β₁, β₂, ε) are the method's data (optimizers.py)
     for j in range(y.shape[0]):
         w.new[j] = y[j]
@@ -284,7 +285,7 @@ _ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adapt
 
 
 def _attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-             model, method, cfg, st, w, pred, refs):
+             model, method, cfg, st, w, pred, refs, sx, step):
     """One step attempt of ``scheme`` from y into w.new (stand-in: the overload replaces it).
 
     The arrays every step uses come unpacked (once per seed, not per step: taking an array out of a
@@ -294,7 +295,7 @@ def _attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, d
 
 @overload(_attempt, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
 def _ol_attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                model, method, cfg, st, w, pred, refs):
+                model, method, cfg, st, w, pred, refs, sx, step):
     if not isinstance(scheme, types.IntegerLiteral):
         raise TypeError("the scheme must be a compile-time constant")
     return _ATTEMPTS[scheme.literal_value]
@@ -378,23 +379,55 @@ def _ol_step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, 
             group_degree: (floats, data_a, data_b))
 
 
-def _add_noise(sx, new, cfg, step):
-    """new += √(2hT) ξ of this step under Langevin dynamics (stand-in: the overload replaces it)."""
+def _add_noise(kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work):
+    """Overdamped Langevin: new += √(2hT) ξ of this step (Euler–Maruyama, ``method.ops[0]`` = 0), or the
+    stochastic Heun step (``method.ops[0]`` = 1) from the Euler predictor in ``new``; returns the
+    gradient evaluations it made (stand-in: the overload replaces it)."""
 
 
-def _add_noise_impl(sx, new, cfg, step):
+LANGEVIN_EULER_MARUYAMA, LANGEVIN_STOCHASTIC_HEUN = 0, 1
+
+
+def _add_noise_impl(kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work):
     noise, noisy = sx[9], sx[17]
-    if noisy:
-        gaussian_noise(sx[8], step, cfg.noise_substeps, sx[10], noise)
-        for j in range(noise.shape[0]):
+    if not noisy or cfg.dyn == DYN_MOMENTUM:  # underdamped: the noise is in the splitting's damp steps
+        return 0
+    gaussian_noise(sx[8], step, cfg.noise_substeps, sx[10], noise)
+    P = noise.shape[0]
+    if method.ops[0] != LANGEVIN_STOCHASTIC_HEUN:
+        for j in range(P):
             new[j] += noise[j]
+        return 0
+    # Kloeden & Platen's explicit weak order-2 scheme for additive noise (their (15.1.1) with a constant
+    # diffusion): ȳ = y + h a(y) + ΔW, y' = y + (h/2)(a(y) + a(ȳ)) + ΔW, a = −∇L − λθ, ΔW = √(2hT) ξ;
+    # ``new`` holds the Euler predictor y + h a(y) and K[0] = a(y)
+    lam = cfg.weight_decay
+    bar = w.tmp
+    for j in range(P):
+        bar[j] = new[j] + noise[j]
+    loss_grad(kind, bar, w.pv, ints, floats, data_a, data_b, work)
+    for j in range(P):
+        new[j] = y[j] + 0.5 * h * (K[0, j] - w.pv[j] - lam * bar[j]) + noise[j]
+    return 1
 
 
 @overload(_add_noise, prefer_literal=True, inline="always", jit_options={"cache": True})
-def _ol_add_noise(sx, new, cfg, step):
+def _ol_add_noise(kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work):
     if isinstance(sx, types.BaseTuple):
         return _add_noise_impl
-    return lambda sx, new, cfg, step: None
+    return lambda kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work: 0
+
+
+def _ou_noise(sx, cfg, step):
+    """Underdamped Langevin: what the splitting's damp steps need to become exact Ornstein–Uhlenbeck steps
+    (noise key, buffer, temperature, step), or 0 without noise (stand-in: the overload replaces it)."""
+
+
+@overload(_ou_noise, prefer_literal=True, inline="always", jit_options={"cache": True})
+def _ol_ou_noise(sx, cfg, step):
+    if isinstance(sx, types.BaseTuple):
+        return lambda sx, cfg, step: (sx[8], sx[9], cfg.temperature if sx[17] else 0.0, step)
+    return lambda sx, cfg, step: 0
 
 
 def _noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
@@ -494,11 +527,14 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
             step_floats, step_a, step_b = _step_data(kind, sx, s, st, y, st.n_accepted[s] + n_accepted, model, cfg,
                                                      floats, data_a, data_b, w, work, h_try, lam, group_off,
                                                      group_degree)
+            step = st.n_accepted[s] + n_accepted
             err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints,
                                                 step_floats, step_a, step_b, A, b, model, method, cfg, st, w, pred,
-                                                refs)
+                                                refs, sx, step)
             n_grad += evals
-            _add_noise(sx, new, cfg, st.n_accepted[s] + n_accepted)  # Euler–Maruyama: + √(2hT) ξ
+            # overdamped Langevin: + √(2hT) ξ (Euler–Maruyama), or the stochastic Heun corrector
+            n_grad += _add_noise(kind, sx, y, new, K, h_try, method, cfg, step, ints, step_floats, step_a, step_b, w,
+                                 work)
             if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start (the batch's gradient)
                 for j in range(P):
                     g[j] = -K[0, j] - lam * y[j]
