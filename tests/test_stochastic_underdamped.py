@@ -66,8 +66,10 @@ def test_isometric_charges_follow_their_law_in_expectation(problem):
     reports it as the expectation law; a law without the decay (J(0)) stands far off."""
     model, data = problem
     tau, T, S, h = 0.5, 0.05, 600, 0.05
+    rng = np.random.default_rng(4)  # every seed starts at the same (q, p): J(0) is one value, not a spread
+    q0, p0 = rng.standard_normal((2, model.n_params))
     ds = ns.simulate(model, data, dynamics="momentum", tau=tau, temperature=T, h=h, t_end=0.5, seeds=S,
-                     velocity=1.0, weight_decay=0.1)
+                     init=ns.init.Given(np.tile(q0, (S, 1))), velocity=p0, weight_decay=0.1)
     iso = np.isin(ds.component_charge.values, ds.charge.values[ds.charge_kind.values == "isometric"])
     assert iso.any()
     last = ds.isel(time=-1)
