@@ -38,7 +38,9 @@ accumulated step by step: q_pred ← (1 − hλ)^d q_pred + h² q(g) (d = 2) or 
 Stochastic dynamics (stochastic.py) run through the same loop: a minibatch run computes each step's
 gradient on its batch (drawn by root seed, seed id and step), so the exact law above holds with g_B; a
 Langevin run (Euler's tableau) adds √(2hT)ξ after the step and accumulates the law with its noise terms
-(``_accumulate_noisy_law``); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
+(``_accumulate_noisy_law``), or with ``method.ops[0]`` = 1 takes the stochastic Heun corrector
+(``_add_noise``); under momentum with a temperature the splitting's damp steps are exact
+Ornstein–Uhlenbeck steps (splitting.py); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
 
 A fixed implicit step whose stage equations do not converge is retried as 2, 4, … 2^max_halvings
 substeps from the same start (so it still lands on the save times); if none converges the seed stops

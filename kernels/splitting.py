@@ -86,13 +86,13 @@ def splitting_step(kind, y, h, ops, weights, P, nq, tau, lam, track, grad, grad_
     n_damps = 0
     for k in range(ops.shape[0]):
         n_damps += ops[k] == OP_DAMP
-    m = 0
+    damp_index = 0
     for k in range(ops.shape[0]):
         s = h * weights[k]
         op = ops[k]
         if op == OP_DAMP:
-            _damp(ou, p, s, tau, m, n_damps)
-            m += 1
+            _damp(ou, p, s, tau, damp_index, n_damps)
+            damp_index += 1
         elif op == OP_KICK:
             if not grad_valid:
                 loss_grad(kind, q, grad, ints, floats, data_a, data_b, work)
