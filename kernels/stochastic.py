@@ -22,7 +22,8 @@ a rejection or the tail takes the next counters, so every normal has its own cou
 normal's draw shifts another's). Draw d of P normals (one Euler–Maruyama step, or one Ornstein–Uhlenbeck
 sub-step of underdamped Langevin) is normals d·P … d·P + P − 1. A coarse step of a coupled ladder whose
 finest step is h/r uses ξ = (ξ_{rk} + … + ξ_{rk+r−1})/√r: the sum of the fine rung's increments. (The
-ziggurat replaced Box–Muller: ≈ 10 ns per normal instead of ≈ 45 ns, bench/README.md.)
+ziggurat replaced Box–Muller: ≈ 4.5 ns per normal, its common case vectorised, instead of ≈ 45 ns;
+bench/README.md.)
 """
 
 import math
@@ -206,17 +207,35 @@ def normals_into(key, first, out):
 
 
 @njit(cache=True)
+def _fill_normals(key, first, out):
+    """out[j] = normal(key, first + j), bit for bit: a branch-free first pass takes every normal that the
+    ziggurat's first hash accepts (≈ 98.8%; the loop vectorises: ≈ 4.5 ns per normal against ≈ 10 ns
+    one by one, bench/README.md) and marks the others NaN; the second pass draws those in full."""
+    P = out.shape[0]
+    nan = np.nan
+    for j in range(P):
+        z = _hash(key, (first + j) << 16)
+        u = 2.0 * _open_unit(z) - 1.0
+        i = int64(z & uint64(0x7F))
+        out[j] = u * _ZIG_X[i] if abs(u) < _ZIG_RATIO[i] else nan
+    for j in range(P):
+        if out[j] != out[j]:
+            out[j] = normal(key, first + j)
+
+
+@njit(cache=True)
 def gaussian_noise(key, draw, substeps, scale, out):
     """out = scale · ξ, ξ ~ N(0, I) of draw ``draw`` (the normalised sum of ``substeps`` fine draws:
     draws draw·substeps … draw·substeps + substeps − 1 of P normals each)."""
     P = out.shape[0]
     first = draw * substeps * P
-    for j in range(P):
-        out[j] = normal(key, first + j)
-    for sub in range(1, substeps):
-        base = first + sub * P
-        for j in range(P):
-            out[j] += normal(key, base + j)
+    _fill_normals(key, first, out)
+    if substeps > 1:
+        more = np.empty(P)
+        for sub in range(1, substeps):
+            _fill_normals(key, first + sub * P, more)
+            for j in range(P):
+                out[j] += more[j]
     f = scale / math.sqrt(substeps)
     for j in range(P):
         out[j] *= f
