@@ -38,7 +38,9 @@ accumulated step by step: q_pred ← (1 − hλ)^d q_pred + h² q(g) (d = 2) or 
 Stochastic dynamics (stochastic.py) run through the same loop: a minibatch run computes each step's
 gradient on its batch (drawn by root seed, seed id and step), so the exact law above holds with g_B; a
 Langevin run (Euler's tableau) adds √(2hT)ξ after the step and accumulates the law with its noise terms
-(``_accumulate_noisy_law``); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
+(``_accumulate_noisy_law``), or with ``method.ops[0]`` = 1 takes the stochastic Heun corrector
+(``_add_noise``); under momentum with a temperature the splitting's damp steps are exact
+Ornstein–Uhlenbeck steps (splitting.py); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
 
 A fixed implicit step whose stage equations do not converge is retried as 2, 4, … 2^max_halvings
 substeps from the same start (so it still lands on the save times); if none converges the seed stops
@@ -59,7 +61,7 @@ from .extras import extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
-from .models import charges, loss_grad, n_isometric, work_size
+from .models import charges, charges_cross, loss_grad, n_isometric, work_size
 from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT,  # noqa: F401 (state_size:
                      SCHEME_SPLITTING, _mark_unrecorded, _record, _velocity, new_work,       # the API sizes the
@@ -88,27 +90,23 @@ def _accumulate_gd_law(kind, pred, g, qg, h, weight_decay, ints, floats, group_o
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _accumulate_noisy_law(kind, pred, y, g, noise, U, tp, qa, qb, qc, h, weight_decay, ints, floats, group_off,
+def _accumulate_noisy_law(kind, pred, y, g, noise, U, qa, qc, h, weight_decay, ints, floats, group_off,
                           group_degree):
     """The exact one-step law with injected noise N (theory.md §6): θ' = (1 − hλ)θ + U, U = −h g + N,
-    q(θ') = (1 − hλ)² q(θ) + 2(1 − hλ) θᵀS N + q(U) for q = θᵀSθ (the gradient term drops by symmetry),
-    2θᵀS N = (q(θ + N) − q(θ − N))/2; linear charges: q(θ') = (1 − hλ) q(θ) + q(U)."""
+    q(θ') = (1 − hλ)² q(θ) + 2(1 − hλ) B(θ, N) + q(U) for q(θ) = B(θ, θ) (the gradient term drops by
+    symmetry; B from ``charges_cross``: one evaluation for deep linear models); linear charges:
+    q(θ') = (1 − hλ) q(θ) + q(U)."""
     P = g.shape[0]
     for j in range(P):
         U[j] = noise[j] - h * g[j]
     charges(kind, U, qc, ints, floats)
-    for j in range(P):
-        tp[j] = y[j] + noise[j]
-    charges(kind, tp, qa, ints, floats)
-    for j in range(P):
-        tp[j] = y[j] - noise[j]
-    charges(kind, tp, qb, ints, floats)
+    charges_cross(kind, y, noise, qa, ints, floats)
     c1 = h * weight_decay
     c2 = c1 * (2.0 - c1)
     for grp in range(group_degree.shape[0]):
         for k in range(group_off[grp], group_off[grp + 1]):
             if group_degree[grp] == 2:
-                cross = 0.5 * (qa[k] - qb[k])
+                cross = 2.0 * qa[k]
                 pred[k] = (pred[k] - c2 * pred[k]) + (cross - c1 * cross) + qc[k]
             else:
                 pred[k] = (pred[k] - c1 * pred[k]) + qc[k]
@@ -159,7 +157,7 @@ def _accumulate_split(kind, y, split, model, one_a, one_b, one_floats, one_idx, 
 # the bodies of the overload of ``_attempt`` below, which picks one while typing: a run compiles one. ----
 
 def _attempt_explicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                      model, method, cfg, st, w, pred, refs):
+                      model, method, cfg, st, w, pred, refs, sx, step):
     first_stage = 1 if cached else 0
     rk_stages(kind, y, h, A, K, stage, first_stage, cfg, refs.q0.shape[1], ints, floats, data_a, data_b, work)
     combine(y, h, b, K, new)
@@ -167,7 +165,7 @@ def _attempt_explicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
 
 
 def _attempt_adaptive(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                      model, method, cfg, st, w, pred, refs):
+                      model, method, cfg, st, w, pred, refs, sx, step):
     first_stage = 1 if cached else 0
     rk_stages(kind, y, h, A, K, stage, first_stage, cfg, refs.q0.shape[1], ints, floats, data_a, data_b, work)
     combine(y, h, b, K, new)
@@ -175,7 +173,7 @@ def _attempt_adaptive(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
 
 
 def _attempt_implicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                      model, method, cfg, st, w, pred, refs):
+                      model, method, cfg, st, w, pred, refs, sx, step):
     # one step of h, else 2, 4, … substeps of h/n from the same start
     n_state = y.shape[0]
     nq = refs.q0.shape[1]
@@ -207,17 +205,18 @@ def _attempt_implicit(scheme, kind, s, y, h, cached, K, stage, new, work, ints, 
 
 
 def _attempt_splitting(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                       model, method, cfg, st, w, pred, refs):
+                       model, method, cfg, st, w, pred, refs, sx, step):
     for j in range(y.shape[0]):
         w.new[j] = y[j]
     evals, cached = splitting_step(kind, w.new, h, method.ops, method.weights, cfg.n_params, refs.q0.shape[1],
                                    cfg.tau, cfg.weight_decay, cfg.track_law, w.grad, cached, w.tmp, w.qa, w.qb,
-                                   w.qc, model.ints, model.floats, model.data_a, model.data_b, w.work)
+                                   w.qc, model.ints, model.floats, data_a, data_b, w.work,
+                                   _ou_noise(sx, cfg, step))
     return 0.0, cached, evals
 
 
 def _attempt_algorithm(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                       model, method, cfg, st, w, pred, refs):
+                       model, method, cfg, st, w, pred, refs, sx, step):
     for j in range(y.shape[0]):
         w.new[j] = y[j]
     momentum_algorithm_step(kind, w.new, cfg.eta, cfg.beta, cfg.weight_decay, cfg.nesterov, cfg.n_params, w.grad,
@@ -273,7 +272,7 @@ def _algorithm_law(kind, y, new, cfg, group_off, group_degree, ints, floats, tmp
 
 
 def _attempt_optimizer(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                       model, method, cfg, st, w, pred, refs):
+                       model, method, cfg, st, w, pred, refs, sx, step):
     # the learning rate is the step h; op code and (β₁, β₂, ε) are the method's data (optimizers.py)
     for j in range(y.shape[0]):
         w.new[j] = y[j]
@@ -288,7 +287,7 @@ _ATTEMPTS = {SCHEME_EXPLICIT: _attempt_explicit, SCHEME_ADAPTIVE: _attempt_adapt
 
 
 def _attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-             model, method, cfg, st, w, pred, refs):
+             model, method, cfg, st, w, pred, refs, sx, step):
     """One step attempt of ``scheme`` from y into w.new (stand-in: the overload replaces it).
 
     The arrays every step uses come unpacked (once per seed, not per step: taking an array out of a
@@ -298,7 +297,7 @@ def _attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, d
 
 @overload(_attempt, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
 def _ol_attempt(scheme, kind, s, y, h, cached, K, stage, new, work, ints, floats, data_a, data_b, A, b,
-                model, method, cfg, st, w, pred, refs):
+                model, method, cfg, st, w, pred, refs, sx, step):
     if not isinstance(scheme, types.IntegerLiteral):
         raise TypeError("the scheme must be a compile-time constant")
     return _ATTEMPTS[scheme.literal_value]
@@ -373,7 +372,7 @@ def _step_data_impl(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b
     return batch_floats, batch_a, batch_b
 
 
-@overload(_step_data, prefer_literal=True, jit_options={"cache": True})
+@overload(_step_data, prefer_literal=True, inline="always", jit_options={"cache": True})
 def _ol_step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, w, work, h, lam, group_off,
                   group_degree):
     if _is_stochastic(model):
@@ -382,23 +381,55 @@ def _ol_step_data(kind, sx, s, st, y, step, model, cfg, floats, data_a, data_b, 
             group_degree: (floats, data_a, data_b))
 
 
-def _add_noise(sx, new, cfg, step):
-    """new += √(2hT) ξ of this step under Langevin dynamics (stand-in: the overload replaces it)."""
+def _add_noise(kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work):
+    """Overdamped Langevin: new += √(2hT) ξ of this step (Euler–Maruyama, ``method.ops[0]`` = 0), or the
+    stochastic Heun step (``method.ops[0]`` = 1) from the Euler predictor in ``new``; returns the
+    gradient evaluations it made (stand-in: the overload replaces it)."""
 
 
-def _add_noise_impl(sx, new, cfg, step):
+LANGEVIN_EULER_MARUYAMA, LANGEVIN_STOCHASTIC_HEUN = 0, 1
+
+
+def _add_noise_impl(kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work):
     noise, noisy = sx[9], sx[17]
-    if noisy:
-        gaussian_noise(sx[8], step, cfg.noise_substeps, sx[10], noise)
-        for j in range(noise.shape[0]):
+    if not noisy or cfg.dyn == DYN_MOMENTUM:  # underdamped: the noise is in the splitting's damp steps
+        return 0
+    gaussian_noise(sx[8], step, cfg.noise_substeps, sx[10], noise)
+    P = noise.shape[0]
+    if method.ops[0] != LANGEVIN_STOCHASTIC_HEUN:
+        for j in range(P):
             new[j] += noise[j]
+        return 0
+    # Kloeden & Platen's explicit weak order-2 scheme for additive noise (their (15.1.1) with a constant
+    # diffusion): ȳ = y + h a(y) + ΔW, y' = y + (h/2)(a(y) + a(ȳ)) + ΔW, a = −∇L − λθ, ΔW = √(2hT) ξ;
+    # ``new`` holds the Euler predictor y + h a(y) and K[0] = a(y)
+    lam = cfg.weight_decay
+    bar = w.tmp
+    for j in range(P):
+        bar[j] = new[j] + noise[j]
+    loss_grad(kind, bar, w.pv, ints, floats, data_a, data_b, work)
+    for j in range(P):
+        new[j] = y[j] + 0.5 * h * (K[0, j] - w.pv[j] - lam * bar[j]) + noise[j]
+    return 1
 
 
-@overload(_add_noise, prefer_literal=True, jit_options={"cache": True})
-def _ol_add_noise(sx, new, cfg, step):
+@overload(_add_noise, prefer_literal=True, inline="always", jit_options={"cache": True})
+def _ol_add_noise(kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work):
     if isinstance(sx, types.BaseTuple):
         return _add_noise_impl
-    return lambda sx, new, cfg, step: None
+    return lambda kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work: 0
+
+
+def _ou_noise(sx, cfg, step):
+    """Underdamped Langevin: what the splitting's damp steps need to become exact Ornstein–Uhlenbeck steps
+    (noise key, buffer, temperature, step), or 0 without noise (stand-in: the overload replaces it)."""
+
+
+@overload(_ou_noise, prefer_literal=True, inline="always", jit_options={"cache": True})
+def _ol_ou_noise(sx, cfg, step):
+    if isinstance(sx, types.BaseTuple):
+        return lambda sx, cfg, step: (sx[8], sx[9], cfg.temperature if sx[17] else 0.0, step)
+    return lambda sx, cfg, step: 0
 
 
 def _noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
@@ -408,12 +439,12 @@ def _noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_d
 def _noisy_law_impl(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
     if not sx[17]:
         return False
-    _accumulate_noisy_law(kind, pred, y, g, sx[9], w.look, w.tmp, w.qa, w.qb, w.qc, h, lam, ints, floats,
-                          group_off, group_degree)
+    _accumulate_noisy_law(kind, pred, y, g, sx[9], w.look, w.qa, w.qc, h, lam, ints, floats, group_off,
+                          group_degree)
     return True
 
 
-@overload(_noisy_law, prefer_literal=True, jit_options={"cache": True})
+@overload(_noisy_law, prefer_literal=True, inline="always", jit_options={"cache": True})
 def _ol_noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
     if isinstance(sx, types.BaseTuple):
         return _noisy_law_impl
@@ -498,11 +529,14 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
             step_floats, step_a, step_b = _step_data(kind, sx, s, st, y, st.n_accepted[s] + n_accepted, model, cfg,
                                                      floats, data_a, data_b, w, work, h_try, lam, group_off,
                                                      group_degree)
+            step = st.n_accepted[s] + n_accepted
             err, cached_after, evals = _attempt(scheme, kind, s, y, h_try, cached, K, stage, new, work, ints,
                                                 step_floats, step_a, step_b, A, b, model, method, cfg, st, w, pred,
-                                                refs)
+                                                refs, sx, step)
             n_grad += evals
-            _add_noise(sx, new, cfg, st.n_accepted[s] + n_accepted)  # Euler–Maruyama: + √(2hT) ξ
+            # overdamped Langevin: + √(2hT) ξ (Euler–Maruyama), or the stochastic Heun corrector
+            n_grad += _add_noise(kind, sx, y, new, K, h_try, method, cfg, step, ints, step_floats, step_a, step_b, w,
+                                 work)
             if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start (the batch's gradient)
                 for j in range(P):
                     g[j] = -K[0, j] - lam * y[j]

@@ -302,6 +302,40 @@ def linear_charges(theta, q, ints):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def linear_charges_cross(a, b, q, ints):
+    """The bilinear form of the balance charges: D(a + b) = D(a) + 2B(a, b) + D(b), row-major per hidden
+    layer, B_i(a, b) the symmetric part of A_{i+1}ᵀB_{i+1} − A_iB_iᵀ − a_{b_i}b_{b_i}ᵀ (A, B: the layers
+    of a, b). One evaluation's cost, where polarisation (D(a + b) − D(a − b))/4 would take two.
+    """
+    L = n_layers(ints)
+    widest = widest_layer(ints)
+    neg_t = np.empty(widest * widest)
+    pos = 0
+    for i in range(1, L):
+        ni = width(ints, i)
+        nprev = width(ints, i - 1)
+        nnext = width(ints, i + 1)
+        wi = weight_offset(ints, i)
+        wn = weight_offset(ints, i + 1)
+        gemm(q, pos, ni, a, wn, 1, ni, b, wn, ni, ni, ni, nnext, 0)
+        for r in range(ni):
+            for c in range(nprev):
+                neg_t[c * ni + r] = -b[wi + r * nprev + c]
+        gemm(q, pos, ni, a, wi, nprev, 1, neg_t, 0, ni, ni, ni, nprev, 1)
+        if ints[2] != 0:
+            bo = bias_offset(ints, i)
+            for r in range(ni):
+                for c in range(ni):
+                    q[pos + r * ni + c] -= a[bo + r] * b[bo + c]
+        for r in range(ni):
+            for c in range(r + 1, ni):
+                m = 0.5 * (q[pos + r * ni + c] + q[pos + c * ni + r])
+                q[pos + r * ni + c] = m
+                q[pos + c * ni + r] = m
+        pos += ni * ni
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def linear_charge_scales(theta, scales, ints):
     """|W_{i+1}|² + |W_i|² + |b_i|² per hidden layer: the size of the terms that cancel in D_i.
 

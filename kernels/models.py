@@ -13,11 +13,12 @@ Adding a model kind: one entry in each ``_KERNELS`` table, and one entry functio
 ``driver.py``.
 """
 
+import numpy as np
 from numba import literally, types
 from numba.extending import overload
 
 from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
-from .linear import (linear_charge_scales, linear_charges, linear_loss_grad_input_side,
+from .linear import (linear_charge_scales, linear_charges, linear_charges_cross, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
 from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
 from .mlp import mlp_charge_scales, mlp_charges, mlp_loss_grad, mlp_work_size
@@ -35,6 +36,11 @@ def loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
 
 def charges(kind, theta, q, ints, floats):
     """Every charge of the model at ``theta``, as one flat vector."""
+
+
+def charges_cross(kind, a, b, q, ints, floats):
+    """The charges' bilinear form B(a, b), q(a + b) = q(a) + 2B(a, b) + q(b) (quadratic charges; for a
+    linear charge any value: its laws do not use it), reading the first n_params entries of a and b."""
 
 
 def charge_scales(kind, theta, scales, ints, floats):
@@ -81,6 +87,24 @@ def _mlp_charges(kind, theta, q, ints, floats):
     mlp_charges(theta, q, ints, floats)
 
 
+def _linear_charges_cross(kind, a, b, q, ints, floats):
+    linear_charges_cross(a, b, q, ints)
+
+
+def _polarised_charges_cross(kind, a, b, q, ints, floats):  # any model: (q(a + b) − q(a − b))/4, two evaluations
+    n = b.shape[0]
+    x = np.empty(n)
+    qm = np.empty(q.shape[0])
+    for j in range(n):
+        x[j] = a[j] + b[j]
+    charges(kind, x, q, ints, floats)
+    for j in range(n):
+        x[j] = a[j] - b[j]
+    charges(kind, x, qm, ints, floats)
+    for k in range(q.shape[0]):
+        q[k] = 0.25 * (q[k] - qm[k])
+
+
 def _linear_charge_scales(kind, theta, scales, ints, floats):
     linear_charge_scales(theta, scales, ints)
 
@@ -118,6 +142,7 @@ _KERNELS = {
     loss_grad: {MODEL_DEEP_LINEAR: _linear_loss_grad, MODEL_MLP: _mlp_loss_grad,
                 MODEL_DEEP_LINEAR_INPUT_SIDE: _linear_loss_grad_input_side},
     charges: {MODEL_DEEP_LINEAR: _linear_charges, MODEL_MLP: _mlp_charges},
+    charges_cross: {MODEL_DEEP_LINEAR: _linear_charges_cross, MODEL_MLP: _polarised_charges_cross},
     charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales},
     n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric},
     isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _no_isometric_charges},
@@ -151,6 +176,11 @@ def _ol_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
 @overload(charges, **_OVERLOAD)
 def _ol_charges(kind, theta, q, ints, floats):
     return _select(kind, _KERNELS[charges], lambda kind, theta, q, ints, floats: literally(kind))
+
+
+@overload(charges_cross, **_OVERLOAD)
+def _ol_charges_cross(kind, a, b, q, ints, floats):
+    return _select(kind, _KERNELS[charges_cross], lambda kind, a, b, q, ints, floats: literally(kind))
 
 
 @overload(charge_scales, **_OVERLOAD)

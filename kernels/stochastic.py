@@ -15,17 +15,23 @@ Minibatches (stream MINIBATCH_STREAM), B of the N data points per step:
               the epoch it is in, so an epoch costs O(N) once.
 Deep linear models read a batch through its second moments (cost O(B·n₀²)); MLPs through its points.
 
-Langevin noise (stream NOISE_STREAM): ξ_j of step k from the uniforms at counters k·P₂ + j, k·P₂ + j + 1
-(P₂ = P rounded up to even) by Box–Muller, pairwise. A coarse step of a coupled ladder whose finest
-step is h/r uses ξ = (ξ_{rk} + … + ξ_{rk+r−1})/√r: the sum of the fine rung's increments.
+Langevin noise (stream NOISE_STREAM): normal n of a seed's stream is a pure function of (key, n), drawn
+by Marsaglia & Tsang's ziggurat (128 layers, Doornik's ZIGNOR layout, with independent bits for the layer
+and the uniform) from the 64-bit hashes at counters n·2¹⁶, n·2¹⁶ + 1, … (one hash for ≈ 98.8% of normals;
+a rejection or the tail takes the next counters, so every normal has its own counter range and no
+normal's draw shifts another's). Draw d of P normals (one Euler–Maruyama step, or one Ornstein–Uhlenbeck
+sub-step of underdamped Langevin) is normals d·P … d·P + P − 1. A coarse step of a coupled ladder whose
+finest step is h/r uses ξ = (ξ_{rk} + … + ξ_{rk+r−1})/√r: the sum of the fine rung's increments. (The
+ziggurat replaced Box–Muller: ≈ 4.5 ns per normal, its common case vectorised, instead of ≈ 45 ns;
+bench/README.md.)
 """
 
 import math
 
 import numpy as np
-from numba import njit
+from numba import int64, njit, uint64
 
-from .counter_rng import _key, _uniform
+from .counter_rng import _GOLDEN, _key, _mix, _uniform
 
 MINIBATCH_STREAM, NOISE_STREAM = 4, 5  # (noether_sim.random uses 0 to 3)
 SAMPLING_UNIFORM, SAMPLING_EPOCH = 0, 1
@@ -133,22 +139,103 @@ def gather_batch(px, py, idx, B, X, Y):
             Y[r, b] = y[r]
 
 
+def _ziggurat_tables(layers=128, r=3.442619855899, v=9.91256303526217e-3):
+    """x_0 = v/f(r) (the base layer's width, tail included), x_1 = r, … , x_layers = 0 with every layer of
+    area v under f(x) = exp(−x²/2) (Doornik 2005, "An improved ziggurat method"), and x_{i+1}/x_i."""
+    x = np.empty(layers + 1)
+    f = math.exp(-0.5 * r * r)
+    x[0] = v / f
+    x[1] = r
+    x[layers] = 0.0
+    for i in range(2, layers):
+        x[i] = math.sqrt(-2.0 * math.log(v / x[i - 1] + f))
+        f = math.exp(-0.5 * x[i] * x[i])
+    return x, x[1:] / x[:-1]
+
+
+_ZIG_X, _ZIG_RATIO = _ziggurat_tables()
+_ZIG_R = float(_ZIG_X[1])
+_INV_2_53 = 1.0 / 9007199254740992.0
+
+
+@njit(cache=True, inline="always")
+def _hash(key, c):
+    return _mix(key + uint64(c) * _GOLDEN)
+
+
+@njit(cache=True, inline="always")
+def _open_unit(z):
+    """A float64 in (0, 1) from the top 53 bits of z (as counter_rng._uniform)."""
+    return (float(int64(z >> uint64(11))) + 0.5) * _INV_2_53
+
+
 @njit(cache=True)
-def gaussian_noise(key, step, substeps, scale, out):
-    """out = scale · ξ, ξ ~ N(0, I) of ``step`` (the normalised sum of ``substeps`` fine steps' draws)."""
+def normal(key, n):
+    """Standard normal number n of the stream ``key``: ziggurat on the hashes at counters n·2¹⁶ + c.
+
+    One hash gives the layer (its low 7 bits) and a uniform u ∈ (−1, 1) (its top 53 bits): inside the
+    layer's rectangle core, |u| < x_{i+1}/x_i, the result is u·x_i; otherwise the wedge test (one more
+    uniform) or, in the base layer, Marsaglia's tail beyond r (two uniforms per try) decide."""
+    c = n << 16
+    while True:
+        z = _hash(key, c)
+        c += 1
+        u = 2.0 * _open_unit(z) - 1.0
+        i = int64(z & uint64(0x7F))
+        if abs(u) < _ZIG_RATIO[i]:
+            return u * _ZIG_X[i]
+        if i == 0:
+            while True:
+                x = math.log(_open_unit(_hash(key, c))) / _ZIG_R
+                y = math.log(_open_unit(_hash(key, c + 1)))
+                c += 2
+                if -2.0 * y >= x * x:
+                    return x - _ZIG_R if u < 0.0 else _ZIG_R - x
+        x = u * _ZIG_X[i]
+        f0 = math.exp(-0.5 * (_ZIG_X[i] * _ZIG_X[i] - x * x))
+        f1 = math.exp(-0.5 * (_ZIG_X[i + 1] * _ZIG_X[i + 1] - x * x))
+        if f1 + _open_unit(_hash(key, c)) * (f0 - f1) < 1.0:
+            return x
+        c += 1
+
+
+@njit(cache=True)
+def normals_into(key, first, out):
+    """out[j] = normal(key, first + j): for tests and replays from Python (pass the key as a uint64)."""
+    for j in range(out.shape[0]):
+        out[j] = normal(key, first + j)
+
+
+@njit(cache=True)
+def _fill_normals(key, first, out):
+    """out[j] = normal(key, first + j), bit for bit: a branch-free first pass takes every normal that the
+    ziggurat's first hash accepts (≈ 98.8%; the loop vectorises: ≈ 4.5 ns per normal against ≈ 10 ns
+    one by one, bench/README.md) and marks the others NaN; the second pass draws those in full."""
     P = out.shape[0]
-    P2 = P + (P & 1)
-    out[:] = 0.0
-    for sub in range(substeps):
-        base = (step * substeps + sub) * P2
-        for j in range(0, P, 2):
-            u1 = _uniform(key, base + j)
-            u2 = _uniform(key, base + j + 1)
-            rho = math.sqrt(-2.0 * math.log(u1))
-            phi = 2.0 * math.pi * u2
-            out[j] += rho * math.cos(phi)
-            if j + 1 < P:
-                out[j + 1] += rho * math.sin(phi)
+    nan = np.nan
+    for j in range(P):
+        z = _hash(key, (first + j) << 16)
+        u = 2.0 * _open_unit(z) - 1.0
+        i = int64(z & uint64(0x7F))
+        out[j] = u * _ZIG_X[i] if abs(u) < _ZIG_RATIO[i] else nan
+    for j in range(P):
+        if out[j] != out[j]:
+            out[j] = normal(key, first + j)
+
+
+@njit(cache=True)
+def gaussian_noise(key, draw, substeps, scale, out):
+    """out = scale · ξ, ξ ~ N(0, I) of draw ``draw`` (the normalised sum of ``substeps`` fine draws:
+    draws draw·substeps … draw·substeps + substeps − 1 of P normals each)."""
+    P = out.shape[0]
+    first = draw * substeps * P
+    _fill_normals(key, first, out)
+    if substeps > 1:
+        more = np.empty(P)
+        for sub in range(1, substeps):
+            _fill_normals(key, first + sub * P, more)
+            for j in range(P):
+                out[j] += more[j]
     f = scale / math.sqrt(substeps)
     for j in range(P):
         out[j] *= f

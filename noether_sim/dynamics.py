@@ -24,7 +24,9 @@ DYNAMICS = {
     "gf": "gradient flow θ̇ = −∇L − λθ, by an explicit (fixed or adaptive) or implicit Runge–Kutta method",
     "gd": "gradient descent θ ← θ − η(∇L + λθ) (explicit Euler with h = η, time t = kη)",
     "momentum": "momentum flow τθ̈ + θ̇ = −∇L − λθ as q̇ = p, ṗ = −(∇L(q) + λq + p)/τ, by an explicit or "
-                "implicit Runge–Kutta method or a conformal symplectic splitting",
+                "implicit Runge–Kutta method or a conformal symplectic splitting; with a temperature T, "
+                "underdamped Langevin τθ̈ + θ̇ = −∇L − λθ + √(2T)Ẇ by a splitting whose damp steps are exact "
+                "Ornstein–Uhlenbeck steps (Verlet: OBABO)",
     "heavy_ball": "θ_{k+1} = θ_k + β(θ_k − θ_{k−1}) − η(∇L(θ_k) + λθ_k), time t = k·h (β = e^{−h/τ}, η = h²/τ)",
     "nesterov": "θ_{k+1} = y_k − η(∇L(y_k) + λy_k), y_k = θ_k + β(θ_k − θ_{k−1}), time t = k·h",
     "adam": "Adam (torch.optim.Adam: L2 weight decay λ in the gradient, bias-corrected moments), learning rate h",
@@ -33,12 +35,15 @@ DYNAMICS = {
     "sign": "sign descent θ ← θ − η(sign(∇L) + λθ) (Lion with β₁ = β₂ = 0), learning rate h",
     "lion": "Lion (optax.lion: θ ← θ − η(sign(β₁m + (1 − β₁)g) + λθ), m ← β₂m + (1 − β₂)g), learning rate h",
     "langevin": "overdamped Langevin dθ = −(∇L + λθ)dt + √(2T)dW (temperature T), by Euler–Maruyama "
-                "θ ← θ − h(∇L + λθ) + √(2hT)ξ with counter-based noise per (seed, step)",
+                "θ ← θ − h(∇L + λθ) + √(2hT)ξ (weak order 1) or the stochastic Heun scheme (weak order 2), "
+                "with counter-based noise per (seed, step)",
 }
 MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
 DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet", "langevin": "euler_maruyama"}
 MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin")
 SAMPLINGS = ("uniform", "epoch")
+# overdamped Langevin's methods: (weak order, gradient evaluations per step); the kernel's code is the position
+LANGEVIN_METHODS = {"euler_maruyama": (1, 1), "stochastic_heun": (2, 2)}
 STOCHASTIC_OPTIONS = ("batch_size", "sampling", "temperature", "noise_substeps", "split_drift")
 
 
@@ -97,8 +102,9 @@ _TAKES = {
        for name in ("beta1", "beta2", "eps")},
     "batch_size": ("gd, heavy_ball, nesterov and langevin", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
     "sampling": ("gd, heavy_ball, nesterov and langevin with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
-    "temperature": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
-    "noise_substeps": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
+    "temperature": ("langevin, and momentum with a splitting method (underdamped Langevin)",
+                    lambda r: r.dynamics == "langevin" or (r.dynamics == "momentum" and r.scheme == SCHEME_SPLITTING)),
+    "noise_substeps": ("langevin", lambda r: r.dynamics == "langevin"),
     "split_drift": ("gd with a batch_size", lambda r: r.dynamics == "gd"),
 }
 
@@ -125,7 +131,7 @@ def methods_for(dynamics: str) -> list[str]:
     if dynamics == "gd":
         return ["euler"]
     if dynamics == "langevin":
-        return ["euler_maruyama"]
+        return list(LANGEVIN_METHODS)
     if dynamics in ("heavy_ball", "nesterov") or dynamics in OPTIMIZERS:
         return []
     names = [*EXPLICIT_METHODS, *IMPLICIT_METHODS]
@@ -148,14 +154,16 @@ def resolve(dynamics, method) -> Resolved:
     allowed = methods_for(dynamics)
     if not isinstance(method, str) or method not in allowed:
         why = {"gd": "gradient descent is explicit Euler; leave method unset or use 'euler'",
-               "langevin": "overdamped Langevin is integrated by Euler–Maruyama (weak order 1)",
+               "langevin": "overdamped Langevin is integrated by Euler–Maruyama (weak order 1) or the "
+                           "stochastic Heun scheme (weak order 2)",
                "gf": "gradient flow takes a Runge–Kutta method (splittings integrate momentum flow)"}.get(
             dynamics, "momentum flow takes a Runge–Kutta method or a splitting")
         v.fail("method", method, f"{why}: one of {', '.join(allowed)}")
     dyn = DYN_MOMENTUM if dynamics == "momentum" else DYN_GF
-    if dynamics == "langevin":  # Euler's tableau; the driver adds the noise after the step
+    if dynamics == "langevin":  # Euler's tableau; the driver adds the noise (and Heun's corrector) after it
         tab = EXPLICIT_METHODS["euler"]
-        return Resolved(dynamics, method, SCHEME_EXPLICIT, dyn, 1, 1, tableau=tab)
+        order, stages = LANGEVIN_METHODS[method]
+        return Resolved(dynamics, method, SCHEME_EXPLICIT, dyn, order, stages, tableau=tab)
     if method in SPLITTING_METHODS:
         sp = SPLITTING_METHODS[method]
         kicks = sum(1 for op, _ in sp.steps if op == "kick")

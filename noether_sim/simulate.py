@@ -20,7 +20,7 @@ from . import _validate as v
 from .data import TrainingData
 from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
                        initial_velocity, resolve, step_and_time_constant)
-from .dynamics import OPTIMIZERS, optimizer_state_labels, optimizer_state_size
+from .dynamics import LANGEVIN_METHODS, OPTIMIZERS, optimizer_state_labels, optimizer_state_size
 from ._threads import off_main_thread
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
                        progress_bar, provenance, save_grid, seed_ids)
@@ -383,7 +383,10 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     sampling : {"uniform", "epoch"}, optional
         With ``batch_size``: B distinct points per step (default), or the next B of a per-epoch shuffle.
     temperature : float, optional
-        langevin: T >= 0 of ``dθ = −(∇L + λθ)dt + √(2T)dW`` (Euler–Maruyama, noise per seed and step).
+        langevin: T >= 0 of ``dθ = −(∇L + λθ)dt + √(2T)dW`` (method ``euler_maruyama``, weak order 1, or
+        ``stochastic_heun``, weak order 2; noise per seed and step). momentum with a splitting method:
+        underdamped Langevin ``τθ̈ + θ̇ = −∇L − λθ + √(2T)Ẇ``, each damp sub-step the exact
+        Ornstein–Uhlenbeck step ``p ← e^{−s/τ}p + √((T/τ)(1 − e^{−2s/τ}))ξ`` (Verlet: OBABO).
     noise_substeps : int, optional
         langevin: each step's noise is the normalised sum of this many finer steps' draws (coupled ladders).
     split_drift : bool, optional
@@ -489,13 +492,14 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
                         np.array([float(opts.get(k) or 0.0) for k in ("beta1", "beta2", "eps")]))
     elif tableau is not None:
         b_err = tableau.b_err if tableau.b_err is not None else tableau.b
-        method = Method(tableau.A, tableau.b, b_err, np.zeros(1, np.int64), np.zeros(1))
+        code = list(LANGEVIN_METHODS).index(r.method) if r.dynamics == "langevin" else 0  # driver._add_noise
+        method = Method(tableau.A, tableau.b, b_err, np.array([code], np.int64), np.zeros(1))
     else:
         ops, weights = splitting.op_codes() if splitting is not None else (np.zeros(1, np.int64), np.zeros(1))
         method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
     settings = MomentumSettings if momentum else GradientFlowSettings  # the dynamics, as a type (bundles.py)
     cfg = settings(
-        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics in ("gd", "langevin"),
+        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd" or r.method == "euler_maruyama",
         nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
         error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,
         max_steps=int(opts.get("max_steps", 0)), max_solve_iters=int(opts.get("max_solve_iters", 0)),
@@ -828,7 +832,9 @@ def _split_variables(p, st, rec, n_seeds, n_groups, n_comp) -> dict:
 
 def _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, n_other) -> dict:
     """Seed means and standard errors over the watched ok seeds (stochastic.py), per model-charge
-    component; NaN for the other components and for deterministic runs."""
+    component, and under underdamped Langevin (momentum with a temperature) per isometric component too
+    (their law E[J(t)] = e^{−t/τ}J(0); the model's charges have no closed-form law there: NaN); NaN for
+    the other components and for deterministic runs."""
     n_saves = len(p.times)
     names = ("charge_mean", "charge_mean_se", "expectation_law", "mean_deviation", "mean_deviation_se")
     if not is_stochastic(p.options) or len(p.watch) == 0:
@@ -836,11 +842,19 @@ def _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, n_other) ->
     groups = p.model.charge_groups
     degree = np.concatenate([[g.degree] * g.size for g in groups]) if groups else np.zeros(0, int)
     T = float(p.options.get("temperature") or 0.0)
-    rate = noise_rates(kind, ints, floats, p.model.n_params, nq, ensemble_charges) if T > 0 else np.zeros(nq)
-    a, b = expectation_factors(p.times, degree, rate, p.weight_decay, T)
     rows = np.searchsorted(p.ids, p.watch) if np.all(np.diff(p.ids) > 0) else \
         np.array([int(np.flatnonzero(p.ids == w)[0]) for w in p.watch])
     ok = st.status[rows] == STATUS_OK
+    if p.resolved.dyn == DYN_MOMENTUM:
+        nj = refs.j0.shape[1]
+        nan = np.full((n_saves, nq), np.nan)
+        out = seed_statistics(rec.watch[:, :, :nq], refs.q0[rows], ok, nan, nan)[:5]
+        decay = np.repeat(np.exp(-np.asarray(p.times, dtype=float) / p.tau)[:, None], nj, axis=1)
+        iso = seed_statistics(rec.watch[:, :, nq + n_other - nj:], refs.j0[rows], ok, decay, np.zeros_like(decay))[:5]
+        pad = np.full((n_saves, n_other - nj), np.nan)
+        return {name: np.concatenate([x, pad, j], axis=1) for name, x, j in zip(names, out, iso)}
+    rate = noise_rates(kind, ints, floats, p.model.n_params, nq, ensemble_charges) if T > 0 else np.zeros(nq)
+    a, b = expectation_factors(p.times, degree, rate, p.weight_decay, T)
     out = seed_statistics(rec.watch[:, :, :nq], refs.q0[rows], ok, a, b)[:5]
     pad = np.full((n_saves, n_other), np.nan)
     return {name: np.concatenate([x, pad], axis=1) for name, x in zip(names, out)}
