@@ -62,6 +62,25 @@ def user_wrapper(user, cache=True):
     return cfunc(USER_SIGNATURE, cache=cache)(wrapper)
 
 
+def python_wrapper(user):
+    """The same C-callable wrapper around a plain Python (NumPy, JAX, PyTorch…) function: each call enters
+    the interpreter (numba's object mode, holding the GIL), so it is much slower, and seeds do not run in
+    parallel; not cached (nothing of the user's function is compiled)."""
+    from numba import objmode
+
+    @njit
+    def through_python(theta, a, b, grad):
+        with objmode(loss="float64"):
+            loss = float(user(theta, a, b, grad))
+        return loss
+
+    def wrapper(p_theta, p_a, p_b, p_grad, n_p, a0, a1, b0, b1):
+        return through_python(carray(p_theta, (n_p,)), carray(p_a, (a0, a1)), carray(p_b, (b0, b1)),
+                              carray(p_grad, (n_p,)))
+
+    return cfunc(USER_SIGNATURE)(wrapper)
+
+
 @njit(cache=True, inline="always")
 def _contiguous(x):
     return x.shape[0] <= 1 or x.strides[0] == 8

@@ -224,6 +224,10 @@ class CustomModel:
         ``prepare(X, Y) -> (A, B)``: data the function reads instead of (X, Y), computed once (e.g. second
         moments, so a step's cost does not grow with N). Runs with ``prepare`` take no minibatches, and the
         symmetry check is then made on the whole data set only.
+    plain_python : bool, optional
+        ``loss_grad`` is a plain Python function (NumPy, JAX, PyTorch via NumPy arrays): the kernels call
+        back into the interpreter for every gradient (numba object mode), which is much slower and runs
+        one seed at a time (bench/README.md measures it); every check, dynamics and law is the same.
 
     Raises
     ------
@@ -252,11 +256,18 @@ class CustomModel:
     n_layers = 1
     input_degree = None
 
-    def __init__(self, n_params, loss_grad, *, charges=(), init_scale=1.0, name="custom", prepare=None):
+    def __init__(self, n_params, loss_grad, *, charges=(), init_scale=1.0, name="custom", prepare=None,
+                 plain_python=False):
         self.n_params = positive_int("n_params", n_params)
-        if not _is_njit(loss_grad):
+        self.plain_python = bool(plain_python)
+        if self.plain_python:
+            if not callable(loss_grad) or _is_njit(loss_grad):
+                fail("loss_grad", loss_grad, "with plain_python=True must be a plain Python function "
+                                             "loss_grad(theta, X, Y, grad_out) -> loss (a numba.njit one needs no flag)")
+        elif not _is_njit(loss_grad):
             fail("loss_grad", loss_grad, "must be a function compiled with numba.njit: "
-                                         "loss_grad(theta, X, Y, grad_out) -> loss")
+                                         "loss_grad(theta, X, Y, grad_out) -> loss (or pass plain_python=True for "
+                                         "a NumPy/JAX/PyTorch function: slower, see docs/guide/custom_models.md)")
         self.loss_grad = loss_grad
         if not isinstance(name, str) or not name:
             fail("name", name, "must be a non-empty string")
@@ -313,7 +324,8 @@ class CustomModel:
         ['first']
         """
         out = CustomModel(self.n_params, self.loss_grad, charges=self.charges + tuple(charges),
-                          init_scale=self.init_scale, name=self.name, prepare=self.prepare)
+                          init_scale=self.init_scale, name=self.name, prepare=self.prepare,
+                          plain_python=self.plain_python)
         out._wrapper, out.compile_seconds = self._wrapper, self.compile_seconds
         return out
 
@@ -391,9 +403,13 @@ class CustomModel:
         the time it took, and cached on disk."""
         if self._wrapper is None:
             from .ensemble import compile_notice, log
-            from .kernels.custom import user_wrapper
+            from .kernels.custom import python_wrapper, user_wrapper
 
             t0 = time.perf_counter()
+            if self.plain_python:
+                self._wrapper = python_wrapper(self.loss_grad)
+                self.compile_seconds = time.perf_counter() - t0
+                return self._wrapper
             with compile_notice(f"the custom model {self.name!r} (its loss_grad, once per function)"):
                 try:
                     try:
@@ -551,15 +567,17 @@ class CustomModel:
         >>> import numba, numpy as np
         >>> import noether_sim as ns
         >>> @numba.njit
-        ... def lg(theta, X, Y, grad):       # L = ½(θ₀² + θ₁²)·mean(x²): invariant under rotations
-        ...     m = np.mean(X[0] ** 2)
-        ...     grad[:] = m * theta
-        ...     return 0.5 * m * (theta @ theta)
-        >>> J = np.array([[0.0, 1.0], [1.0, 0.0]])             # θᵀJ∇L = 2mθ₀θ₁: not a symmetry
-        >>> model = ns.CustomModel(2, lg, charges=[ns.Charge.quadratic(np.eye(2), "norm"),
-        ...                                         ns.Charge.quadratic(J, "cross")])
+        ... def lg(theta, X, Y, grad):       # f(x) = θ₁θ₀x: L is invariant under (θ₀, θ₁) → (cθ₀, θ₁/c)
+        ...     r = theta[1] * theta[0] * X[0] - Y[0]
+        ...     d = np.mean(r * X[0])
+        ...     grad[0] = d * theta[1]
+        ...     grad[1] = d * theta[0]
+        ...     return 0.5 * np.mean(r * r)
+        >>> balance = ns.Charge.quadratic(np.diag([1.0, -1.0]), "balance")      # ½(θ₀² − θ₁²)
+        >>> norm = ns.Charge.quadratic(np.eye(2), "norm")
+        >>> model = ns.CustomModel(2, lg, charges=[balance, norm])
         >>> [(r["charge"], r["holds"]) for r in model.check_symmetries(ns.data.synthetic_regression(1, 1, 5))]
-        [('norm', False), ('cross', False)]
+        [('balance', True), ('norm', False)]
         """
         rng = np.random.default_rng(seed + 1)
         if self.prepare is None:
