@@ -6,13 +6,14 @@ compiled ``loss_grad`` can only be evaluated. So:
 * linear laws ⟨v, θ⟩ and quadratic laws ½θᵀSθ are solved for exactly as for the built-ins — null
   spaces of ⟨v, ∇ℓ_ω(θ)⟩ = 0 and θᵀS∇ℓ_ω(θ) = 0 over random θ and random data weights ω — which needs
   gradients only (per data point: the user's function on one column), no derivative of them;
-* the count P − dim Lie(V)(θ) needs brackets [X, Y] = DY·X − DX·Y of the per-sample fields, whose
-  Hessian–vector products are taken by central differences of the gradient with the step
-  h = ε^(1/3)·max(1, |θ|)/|v| — truncation O(h²·|∇³ℓ|) and round-off O(ε|∇ℓ|/h), about 1e-10 relative
-  (5e-11 at unit scale), not exact. So only brackets of depth 2 are formed (a depth-3 bracket would
-  difference a difference: ~1e-7), and the rank decision asks for a singular-value gap of ``min_gap``
-  (default 1e4) well above that 1e-10 noise. When the rank still grows from depth 1 to depth 2 the
-  count is reported as an upper bound (None with a message), not a decision.
+* the count P − dim Lie(V)(θ) needs brackets [X, Y] = DY·X − DX·Y of the per-sample fields. Their
+  derivatives are taken by fourth-order central differences, (8(F(θ+hu) − F(θ−hu)) − (F(θ+2hu) −
+  F(θ−2hu)))/12h with h = ε^(1/5)·max(1, rms θ)/|u|: truncation O(h⁴) and round-off O(ε/h), both about
+  1e-13 relative, so a depth-2 bracket is good to ~1e-12 and a depth-3 bracket (a difference of
+  differences, the error divided by h once more) to ~1e-9 — not exact, unlike the built-ins' jets.
+  Brackets stop at depth 3; the rank decision asks for a singular-value gap of ``min_gap`` (default
+  1e4), far above that noise. When the rank still grows at depth 3 the count is not decided: None,
+  with the upper bound in the message.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .._validate import fail, positive, positive_int
 from .laws import FULL_QUADRATIC_MAX_UNKNOWNS, LawBasis, sym_coords, sym_matrix
 from .lie import RankDecision, _null_space, decide_rank
 
-HVP_RELATIVE_ERROR = 1e-10  # central differences at h = ε^(1/3): the precision stated to the user
+FD_STEP = np.finfo(float).eps ** 0.2  # fourth-order central differences: truncation h⁴ ≈ round-off ε/h
+HVP_RELATIVE_ERROR = {2: 1e-12, 3: 1e-9}  # the precision of a bracket of depth 2 and 3, stated to the user
 
 
 @dataclass
@@ -88,33 +90,33 @@ def discover_custom(model, data, *, points=2, seed=0, min_gap=1e4, quadratic="au
     grads = _per_sample(model, X, Y)
     scale = model.init_scale or 1.0
 
-    # ---- count: ranks of depth-1 fields and depth-2 brackets at generic points ----
-    ranks, bound, decided_all = [], None, True
+    # ---- count: ranks of the fields and their brackets up to depth 3 at generic points ----
+    ranks, decided_all, closed_all = [], True, True
+    n_br = max(2 * P, 16)
     for _ in range(points):
         theta = scale * rng.standard_normal(P)
-        G = grads(theta)  # per-sample fields X_n = −∇ℓ_n (signs do not change spans)
-        d1 = decide_rank(G, min_gap)
-        n_br = min(3 * P, max(2 * P, 16))
-        A = rng.standard_normal((n_br, N)) / math.sqrt(N)
-        B = rng.standard_normal((n_br, N)) / math.sqrt(N)
-        br = np.empty((n_br, P))
-        for k in range(n_br):
-            u, v = A[k] @ G, B[k] @ G
-            br[k] = _hvp(grads, theta, u, B[k]) - _hvp(grads, theta, v, A[k])  # D(v-field)·u − D(u-field)·v
-        d2 = decide_rank(np.vstack([G, br]), min_gap)
-        ranks.append((d1.rank, d2.rank))
-        decided_all &= d1.decided and d2.decided
-        if d2.rank > d1.rank:
-            bound = P - d2.rank if bound is None else min(bound, P - d2.rank)
+        vectors = [grads(theta)]  # depth 1: the per-sample fields (signs do not change spans)
+        by_depth = [decide_rank(vectors[0], min_gap)]
+        for depth in (2, 3):
+            leaves = [rng.standard_normal((n_br, N)) / math.sqrt(N) for _ in range(depth)]
+            rows = np.array([_bracket_field(grads, [lv[k] for lv in leaves])(theta) for k in range(n_br)])
+            vectors.append(rows)
+            by_depth.append(decide_rank(np.vstack(vectors), min_gap))
+            if by_depth[-1].rank == by_depth[-2].rank:
+                break
+        ranks.append([d.rank for d in by_depth])
+        decided_all &= all(d.decided for d in by_depth)
+        closed_all &= len(by_depth) >= 2 and by_depth[-1].rank == by_depth[-2].rank
+    bound = P - max(r[-1] for r in ranks)
     if not decided_all:
-        count, message = None, "undecided: no clear singular-value gap (see ranks)"
-    elif bound is not None:
-        count, message = None, (f"at most {bound} laws: the bracket rank still grew at depth 2 (ranks "
-                                f"{ranks}), and deeper brackets by finite differences are not precise enough")
+        count, message = None, f"undecided: no clear singular-value gap (ranks by depth {ranks})"
+    elif not closed_all:
+        count, message = None, (f"at most {bound} laws: the bracket rank still grew at depth 3 (ranks by depth "
+                                f"{ranks}); deeper brackets by finite differences are not precise enough")
     else:
-        count = P - max(r[1] for r in ranks)
+        count = bound
         message = (f"{count} independent conservation law{'s' if count != 1 else ''}: dim Lie = {P - count} of {P} "
-                   f"(depth-1 fields already closed under brackets at {points} points)")
+                   f"(ranks by bracket depth {ranks} at {points} point{'s' if points > 1 else ''}: closed)")
 
     # ---- linear and quadratic laws: null spaces over random θ and data weights (gradients only) ----
     n_rows = P + 16
@@ -150,15 +152,27 @@ def discover_custom(model, data, *, points=2, seed=0, min_gap=1e4, quadratic="au
         dist = float(np.linalg.norm(vec - basis @ (basis.T @ vec))) if basis.shape[1] else 1.0
         checks.append({"charge": ch.name, "in_span": dist < 1e-6, "distance": dist})
     return CustomDiscovery(model.to_config(), P, count, bound, message, ranks, lin, quad, checks,
-                           precision=f"Hessian–vector products by central differences of your gradient, relative "
-                                     f"error about {HVP_RELATIVE_ERROR:g}; rank gaps required ×{min_gap:g}; "
+                           precision=f"brackets by fourth-order central differences of your gradient, relative error "
+                                     f"about {HVP_RELATIVE_ERROR[2]:g} at depth 2 and {HVP_RELATIVE_ERROR[3]:g} at "
+                                     f"depth 3; rank gaps required ×{min_gap:g}; "
                                      "law bases from gradients only (exact up to round-off)")
 
 
-def _hvp(grads, theta, direction, weights):
-    """D(Σ_n weights_n ∇ℓ_n)(θ)·direction by central differences (module docstring)."""
-    nv = np.linalg.norm(direction)
-    if nv == 0:
+def _jvp(field, theta, u):
+    """D field(θ)·u by fourth-order central differences at h = ε^(1/5)·max(1, rms θ)/|u| (module docstring)."""
+    nu = np.linalg.norm(u)
+    if nu == 0:
         return np.zeros_like(theta)
-    h = np.cbrt(np.finfo(float).eps) * max(1.0, np.linalg.norm(theta) / math.sqrt(len(theta))) / nv
-    return weights @ (grads(theta + h * direction) - grads(theta - h * direction)) / (2 * h)
+    h = FD_STEP * max(1.0, np.linalg.norm(theta) / math.sqrt(len(theta))) / nu
+    return (8.0 * (field(theta + h * u) - field(theta - h * u)) - (field(theta + 2 * h * u)
+                                                                    - field(theta - 2 * h * u))) / (12.0 * h)
+
+
+def _bracket_field(grads, weights):
+    """The right-normed bracket [X_1, [X_2, … X_d]] of the leaf fields X_i = Σ_n weights_i[n] ∇ℓ_n, as a function
+    of θ; [U, V] = DV·U − DU·V."""
+    leaf = lambda w: (lambda th: w @ grads(th))  # noqa: E731
+    if len(weights) == 1:
+        return leaf(weights[0])
+    U, V = leaf(weights[0]), _bracket_field(grads, weights[1:])
+    return lambda th: _jvp(V, th, U(th)) - _jvp(U, th, V(th))
