@@ -93,7 +93,7 @@ class Charge:
         >>> ns.Charge.quadratic(np.array([[0.0, 1.0], [2.0, 0.0]]), "q")   # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        noether_sim._validate.ConfigError: S=array of shape (2, 2) is invalid: must be symmetric ...
+        noether_sim._validate.ConfigError: S=... is invalid: must be symmetric (largest |S − Sᵀ| = 1)
         """
         name = cls._name(name)
         try:

@@ -136,7 +136,8 @@ def test_ladder_verdicts_gf(data):
     norm = np.zeros(ref.P)
     norm[:ref.N1 * ref.N0] = 1.0
     model = ref.model().with_charges(ns.Charge.quadratic(np.diag(norm), "W1_norm"))
-    lad = ns.run_ladder(model, data, method="rk4", step_sizes=[0.2, 0.1, 0.05], t_end=2.0, seeds=3)
+    lad = ns.run_ladder(model, data, method="rk4", step_sizes=[0.2, 0.1, 0.05], t_end=1.0, seeds=3,
+                        init=ns.init.Gaussian(scale=0.5))
     verdicts = {r["charge"]: r["verdict"] for r in ns.summarise_verdicts(ns.analyse_ladder(lad))}
     assert verdicts["D_00"] == "conserved by the flow"
     assert verdicts["W1_norm"] == "broken by the flow"
