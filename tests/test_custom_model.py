@@ -277,3 +277,16 @@ def test_discover_custom_agrees_with_builtin_count(data):
     theirs = ns.discover(ns.DeepLinear((ref.N0, ref.N1, ref.N2)), data, points=1)
     assert ours.count == theirs.count == 10, str(ours)
     assert all(c["in_span"] for c in ours.charges)
+
+
+def test_minibatch_gd_agrees_with_builtin(data, theta0):
+    """Stochastic dynamics reach a CustomModel: minibatch GD draws the same batches (root seed, seed id,
+    step) as for the built-in model, so the trajectories agree to round-off, and the exact law with the
+    batch's gradient keeps deciding the user's charges."""
+    kw = dict(dynamics="gd", h=0.05, n_steps=40, seeds=3, init=ns.init.Given(theta0), batch_size=5)
+    ours = ns.simulate(ref.model(), data, **kw)
+    builtin = ns.simulate(ns.DeepLinear((ref.N0, ref.N1, ref.N2)), data, **kw)
+    scale = np.max(np.abs(builtin.theta_final.values))
+    np.testing.assert_allclose(ours.theta_final.values, builtin.theta_final.values, rtol=0, atol=1e-11 * scale)
+    res = ours.residual.isel(time=-1).values
+    assert np.all(res <= 10 * ours.roundoff_floor.values), (res / ours.roundoff_floor.values).max()
