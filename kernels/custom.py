@@ -7,13 +7,16 @@ that address (``_call_address``, one indirect call per gradient), so one compile
 scheme serves every user function: no recompilation of the driver for a new model. (Passing the user's
 dispatcher as an argument would instead specialise, and recompile, the whole driver per user function.)
 
-The descriptor ``ints`` of MODEL_CUSTOM:
+The descriptor ``ints`` of MODEL_CUSTOM starts with the layered models' header for one layer of P × 1
+(kernels/layout.py: ints[1] = L = 1, no bias, widths (1, P), W_1 at offset 0), so that the generic
+readers of that header (the energy's round-off scale in extras.py) stay inside θ; then, from BASE = 7:
 
-    ints[0]               MODEL_CUSTOM
-    ints[1]               address of the wrapper (valid while the Python model that made it lives)
-    ints[2]               P, the number of parameters
-    ints[3]               m, the number of user charges (each a scalar)
-    ints[4 + 4k : 8 + 4k] charge k: (degree, nnz, int offset, float offset)
+    ints[0 : 7]           MODEL_CUSTOM, 1, 0, 1, P, 0, −1
+    ints[BASE]            address of the wrapper (valid while the Python model that made it lives)
+    ints[BASE + 1]        P, the number of parameters
+    ints[BASE + 2]        m, the number of user charges (each a scalar)
+    ints[BASE + 3 + 4k : BASE + 7 + 4k]
+                          charge k: (degree, nnz, int offset, float offset)
                           degree 2: q_k = ½ Σ_e S_e θ_{i_e} θ_{j_e}  (rows i at ints[off : off + nnz],
                                     columns j at ints[off + nnz : off + 2nnz], values S_e at floats[foff:])
                           degree 1: q_k = Σ_e v_e θ_{i_e}           (indices at ints[off:], values at floats[foff:])
@@ -28,6 +31,8 @@ import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
+
+BASE = 7  # where the custom fields start, after the one-layer header
 
 USER_SIGNATURE = types.float64(types.CPointer(types.float64), types.CPointer(types.float64),
                                types.CPointer(types.float64), types.CPointer(types.float64),
@@ -88,21 +93,22 @@ def _contiguous(x):
 
 @njit(cache=True)
 def custom_work_size(ints):
-    return 2 * ints[2]
+    return 2 * ints[BASE + 1]
 
 
 @njit(cache=True)
 def custom_loss_grad(theta, grad, ints, floats, data_a, data_b, work):
     """The user's loss at θ, its gradient into ``grad`` (through work space where a row is strided)."""
-    P = ints[2]
+    P = ints[BASE + 1]
+    addr = ints[BASE]
     if _contiguous(theta) and _contiguous(grad):
-        return _call_address(ints[1], theta.ctypes.data, data_a.ctypes.data, data_b.ctypes.data, grad.ctypes.data,
+        return _call_address(addr, theta.ctypes.data, data_a.ctypes.data, data_b.ctypes.data, grad.ctypes.data,
                              P, data_a.shape[0], data_a.shape[1], data_b.shape[0], data_b.shape[1])
     t = work[:P]
     g = work[P:2 * P]
     for j in range(P):
         t[j] = theta[j]
-    loss = _call_address(ints[1], t.ctypes.data, data_a.ctypes.data, data_b.ctypes.data, g.ctypes.data,
+    loss = _call_address(addr, t.ctypes.data, data_a.ctypes.data, data_b.ctypes.data, g.ctypes.data,
                          P, data_a.shape[0], data_a.shape[1], data_b.shape[0], data_b.shape[1])
     for j in range(P):
         grad[j] = g[j]
@@ -112,8 +118,9 @@ def custom_loss_grad(theta, grad, ints, floats, data_a, data_b, work):
 @njit(cache=True)
 def custom_charges(theta, q, ints, floats):
     """Every user charge at θ (½θᵀSθ, ⟨v, θ⟩)."""
-    for k in range(ints[3]):
-        degree, nnz, io, fo = ints[4 + 4 * k], ints[5 + 4 * k], ints[6 + 4 * k], ints[7 + 4 * k]
+    for k in range(ints[BASE + 2]):
+        c = BASE + 3 + 4 * k
+        degree, nnz, io, fo = ints[c], ints[c + 1], ints[c + 2], ints[c + 3]
         s = 0.0
         if degree == 2:
             for e in range(nnz):
@@ -128,8 +135,9 @@ def custom_charges(theta, q, ints, floats):
 @njit(cache=True)
 def custom_charge_scales(theta, scales, ints, floats):
     """Per charge the size of the terms that cancel: ½Σ|S_e θ_i θ_j|, Σ|v_e θ_i|."""
-    for k in range(ints[3]):
-        degree, nnz, io, fo = ints[4 + 4 * k], ints[5 + 4 * k], ints[6 + 4 * k], ints[7 + 4 * k]
+    for k in range(ints[BASE + 2]):
+        c = BASE + 3 + 4 * k
+        degree, nnz, io, fo = ints[c], ints[c + 1], ints[c + 2], ints[c + 3]
         s = 0.0
         if degree == 2:
             for e in range(nnz):
@@ -146,9 +154,9 @@ def descriptor(address: int, n_params: int, charges) -> tuple[np.ndarray, np.nda
     (cols None for linear charges); see the module docstring."""
     from .layout import MODEL_CUSTOM
 
-    head = [MODEL_CUSTOM, int(address), int(n_params), len(charges)]
+    head = [MODEL_CUSTOM, 1, 0, 1, int(n_params), 0, -1, int(address), int(n_params), len(charges)]
     table, idx, vals = [], [], []
-    int_pos = 4 + 4 * len(charges)
+    int_pos = BASE + 3 + 4 * len(charges)
     float_pos = 0
     for degree, rows, cols, values in charges:
         nnz = len(values)

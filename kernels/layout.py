@@ -1,7 +1,7 @@
 """Readers for the int64 model descriptor ``model_ints`` built by ``noether_sim.models``.
 
-    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP; MODEL_CUSTOM
-                             has its own layout after ints[0], kernels/custom.py)
+    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP, MODEL_CUSTOM;
+                             MODEL_CUSTOM: this header for one P × 1 layer, then its own fields, kernels/custom.py)
     ints[1]                  L, the number of weight matrices
     ints[2]                  1 if every layer has a bias, else 0
     ints[3 : 4+L]            widths n_0 … n_L

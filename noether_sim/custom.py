@@ -506,6 +506,12 @@ class CustomModel:
 
         grad = np.full(self.n_params, np.nan)
         theta = np.ascontiguousarray(theta, dtype=float)
+        if self.plain_python:  # directly: an exception of the user's code surfaces as itself
+            try:
+                return float(self.loss_grad(theta.copy(), a, b, grad)), grad
+            except Exception as exc:
+                fail("loss_grad", getattr(self.loss_grad, "__name__", self.loss_grad),
+                     f"raised {type(exc).__name__}: {exc} (the contract: loss_grad(theta, X, Y, grad_out) -> loss)")
         dp = ctypes.POINTER(ctypes.c_double)
         loss = self.wrapper().ctypes(theta.ctypes.data_as(dp), a.ctypes.data_as(dp), b.ctypes.data_as(dp),
                                      grad.ctypes.data_as(dp), self.n_params, a.shape[0], a.shape[1], b.shape[0],

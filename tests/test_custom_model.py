@@ -67,7 +67,7 @@ def _pair(data, theta0, **kw):
 @pytest.mark.parametrize("kw", [
     dict(dynamics="gd", h=0.05, n_steps=60),
     dict(dynamics="gd", h=0.05, n_steps=60, weight_decay=0.3),
-    dict(method="rk4", h=0.05, t_end=2.0),
+    dict(method="rk4", h=0.05, t_end=2.0, track_energy=True),
     dict(method="dopri5", t_end=2.0, rtol=1e-9, atol=1e-12),
     dict(method="gl2", h=0.1, t_end=2.0),
     dict(dynamics="heavy_ball", learning_rate=0.01, n_steps=100, beta=0.9, velocity="gradient"),
@@ -90,6 +90,9 @@ def test_agrees_with_builtin_deep_linear(data, theta0, kw):
         for b in range(a, 4):
             np.testing.assert_allclose(user[:, k], D[:, a, b], rtol=0, atol=1e-12 * max(1.0, np.abs(D).max()))
             k += 1
+    if kw.get("track_energy"):  # the energy identity's record (extras.py reads the descriptor's header)
+        np.testing.assert_allclose(ours.drift.sel(charge="energy").values, builtin.drift.sel(charge="energy").values,
+                                   rtol=1e-6, atol=1e-14)
     if kw.get("dynamics") in ("heavy_ball", "nesterov"):  # the user charges keep the discrete momentum law
         res = ours.law_residual.isel(time=-1).values
         assert np.all(res <= 10 * ours.roundoff_floor.values), (res / ours.roundoff_floor.values).max()
