@@ -63,7 +63,7 @@ def main():
     print("\ngradient descent (exact law):")
     for row in ns.summarise_verdicts(ns.judge(gd)):
         print(f"  {row['charge']:>8}  {row['verdict']:<24} basis: {row['basis']}")
-    ladder = ns.run_ladder(m, data, method="rk4", step_sizes=[0.08, 0.04, 0.02], t_end=4.0, seeds=8)
+    ladder = ns.run_ladder(m, data, method="rk4", step_sizes=[0.02, 0.01, 0.005], t_end=2.0, seeds=8)
     print("\ngradient flow by RK4 (ladder):")
     for row in ns.summarise_verdicts(ns.analyse_ladder(ladder)):
         print(f"  {row['charge']:>8}  {row['verdict']:<24} fitted order {row['fitted_order']:.2f}")
