@@ -302,3 +302,11 @@ def test_quadratic_net_ladder(qdata):
     verdicts = {r["charge"]: r["verdict"] for r in ns.summarise_verdicts(ns.analyse_ladder(lad))}
     assert verdicts == {**{f"r{k}": "conserved by the flow" for k in range(quadratic_net.K)},
                         "w0_norm": "broken by the flow"}
+
+
+def test_plain_python_exception_is_a_config_error(data):
+    def broken(theta, X, Y, grad):
+        raise RuntimeError("shape mismatch in my model")
+
+    with pytest.raises(ns.ConfigError, match="raised RuntimeError: shape mismatch in my model"):
+        ns.simulate(ns.CustomModel(3, broken, plain_python=True), data, dynamics="gd", h=0.1, n_steps=2)
