@@ -60,7 +60,7 @@ from .explicit import combine, within_bound
 from .extras import extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
-from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .layout import MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .models import charges, charges_cross, loss_grad, n_isometric, work_size
 from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT,  # noqa: F401 (state_size:
@@ -330,7 +330,7 @@ def _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
 
 
 def _stochastic_setup_impl(kind, s, model, cfg, st, refs, data_a, data_b, floats):
-    mlp = kind == MODEL_MLP
+    mlp = kind == MODEL_MLP or kind == MODEL_CUSTOM  # models that read the data points (a batch of them)
     perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
         model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
     one = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp, data_a, data_b, floats)
@@ -744,6 +744,36 @@ def _integrate_mlp_optimizer(*args):
     return _integrate(MODEL_MLP, SCHEME_OPTIMIZER, args)
 
 
+@njit(cache=True, nogil=True)
+def _integrate_custom_explicit(*args):
+    return _integrate(MODEL_CUSTOM, SCHEME_EXPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_custom_adaptive(*args):
+    return _integrate(MODEL_CUSTOM, SCHEME_ADAPTIVE, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_custom_implicit(*args):
+    return _integrate(MODEL_CUSTOM, SCHEME_IMPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_custom_splitting(*args):
+    return _integrate(MODEL_CUSTOM, SCHEME_SPLITTING, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_custom_algorithm(*args):
+    return _integrate(MODEL_CUSTOM, SCHEME_ALGORITHM, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_custom_optimizer(*args):
+    return _integrate(MODEL_CUSTOM, SCHEME_OPTIMIZER, args)
+
+
 _INTEGRATE = {
     (MODEL_DEEP_LINEAR, SCHEME_EXPLICIT): _integrate_deep_linear_explicit,
     (MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE): _integrate_deep_linear_adaptive,
@@ -763,6 +793,12 @@ _INTEGRATE = {
     (MODEL_MLP, SCHEME_SPLITTING): _integrate_mlp_splitting,
     (MODEL_MLP, SCHEME_ALGORITHM): _integrate_mlp_algorithm,
     (MODEL_MLP, SCHEME_OPTIMIZER): _integrate_mlp_optimizer,
+    (MODEL_CUSTOM, SCHEME_EXPLICIT): _integrate_custom_explicit,
+    (MODEL_CUSTOM, SCHEME_ADAPTIVE): _integrate_custom_adaptive,
+    (MODEL_CUSTOM, SCHEME_IMPLICIT): _integrate_custom_implicit,
+    (MODEL_CUSTOM, SCHEME_SPLITTING): _integrate_custom_splitting,
+    (MODEL_CUSTOM, SCHEME_ALGORITHM): _integrate_custom_algorithm,
+    (MODEL_CUSTOM, SCHEME_OPTIMIZER): _integrate_custom_optimizer,
 }
 
 
@@ -794,10 +830,16 @@ def _ensemble_state_charges_mlp(*args):
     return _ensemble_state_charges(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_state_charges_custom(*args):
+    return _ensemble_state_charges(MODEL_CUSTOM, args)
+
+
 _ENSEMBLE_STATE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_state_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_state_charges_mlp,
+    MODEL_CUSTOM: _ensemble_state_charges_custom,
 }
 
 
@@ -821,10 +863,16 @@ def _ensemble_extras_mlp(*args):
     return _ensemble_extras(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_extras_custom(*args):
+    return _ensemble_extras(MODEL_CUSTOM, args)
+
+
 _ENSEMBLE_EXTRAS = {
     MODEL_DEEP_LINEAR: _ensemble_extras_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_extras_deep_linear_input_side,
     MODEL_MLP: _ensemble_extras_mlp,
+    MODEL_CUSTOM: _ensemble_extras_custom,
 }
 
 
@@ -849,10 +897,16 @@ def _ensemble_charges_mlp(*args):
     return _ensemble_charges(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_charges_custom(*args):
+    return _ensemble_charges(MODEL_CUSTOM, args)
+
+
 _ENSEMBLE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_charges_mlp,
+    MODEL_CUSTOM: _ensemble_charges_custom,
 }
 
 
@@ -876,10 +930,16 @@ def _ensemble_loss_grad_mlp(*args):
     return _ensemble_loss_grad(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_loss_grad_custom(*args):
+    return _ensemble_loss_grad(MODEL_CUSTOM, args)
+
+
 _ENSEMBLE_LOSS_GRAD = {
     MODEL_DEEP_LINEAR: _ensemble_loss_grad_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_loss_grad_deep_linear_input_side,
     MODEL_MLP: _ensemble_loss_grad_mlp,
+    MODEL_CUSTOM: _ensemble_loss_grad_custom,
 }
 
 

@@ -1,6 +1,7 @@
 """Readers for the int64 model descriptor ``model_ints`` built by ``noether_sim.models``.
 
-    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP)
+    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP, MODEL_CUSTOM;
+                             MODEL_CUSTOM: this header for one P × 1 layer, then its own fields, kernels/custom.py)
     ints[1]                  L, the number of weight matrices
     ints[2]                  1 if every layer has a bias, else 0
     ints[3 : 4+L]            widths n_0 … n_L
@@ -21,6 +22,9 @@ MODEL_MLP = 1
 # Deep linear whose gradient is cheaper by products from the input side (wide outputs); the Python
 # model picks it (kernels/linear.py::_chain_costs), so a run compiles only the order it uses.
 MODEL_DEEP_LINEAR_INPUT_SIDE = 2
+# A user's model (noether_sim.custom.CustomModel): its gradient is the user's compiled function, called
+# through its address (kernels/custom.py); its descriptor has a layout of its own (see there).
+MODEL_CUSTOM = 3
 
 
 @njit(cache=True)

@@ -17,7 +17,8 @@ import numpy as np
 from numba import literally, types
 from numba.extending import overload
 
-from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .custom import custom_charge_scales, custom_charges, custom_loss_grad, custom_work_size
+from .layout import MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .linear import (linear_charge_scales, linear_charges, linear_charges_cross, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
 from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
@@ -79,6 +80,22 @@ def _mlp_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
     return mlp_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
 
 
+def _custom_work_size(kind, ints, data_a):
+    return custom_work_size(ints)
+
+
+def _custom_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return custom_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _custom_charges(kind, theta, q, ints, floats):
+    custom_charges(theta, q, ints, floats)
+
+
+def _custom_charge_scales(kind, theta, scales, ints, floats):
+    custom_charge_scales(theta, scales, ints, floats)
+
+
 def _linear_charges(kind, theta, q, ints, floats):
     linear_charges(theta, q, ints)
 
@@ -138,15 +155,19 @@ def _no_isometric_scales(kind, theta, mom, scales, ints, floats):
 
 
 _KERNELS = {
-    work_size: {MODEL_DEEP_LINEAR: _linear_work_size, MODEL_MLP: _mlp_work_size},
+    work_size: {MODEL_DEEP_LINEAR: _linear_work_size, MODEL_MLP: _mlp_work_size, MODEL_CUSTOM: _custom_work_size},
     loss_grad: {MODEL_DEEP_LINEAR: _linear_loss_grad, MODEL_MLP: _mlp_loss_grad,
-                MODEL_DEEP_LINEAR_INPUT_SIDE: _linear_loss_grad_input_side},
-    charges: {MODEL_DEEP_LINEAR: _linear_charges, MODEL_MLP: _mlp_charges},
-    charges_cross: {MODEL_DEEP_LINEAR: _linear_charges_cross, MODEL_MLP: _polarised_charges_cross},
-    charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales},
-    n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric},
-    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _no_isometric_charges},
-    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _no_isometric_scales},
+                MODEL_DEEP_LINEAR_INPUT_SIDE: _linear_loss_grad_input_side, MODEL_CUSTOM: _custom_loss_grad},
+    charges: {MODEL_DEEP_LINEAR: _linear_charges, MODEL_MLP: _mlp_charges, MODEL_CUSTOM: _custom_charges},
+    charges_cross: {MODEL_DEEP_LINEAR: _linear_charges_cross, MODEL_MLP: _polarised_charges_cross,
+                    MODEL_CUSTOM: _polarised_charges_cross},
+    charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales,
+                    MODEL_CUSTOM: _custom_charge_scales},
+    n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric, MODEL_CUSTOM: _no_isometric},
+    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _no_isometric_charges,
+                        MODEL_CUSTOM: _no_isometric_charges},
+    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _no_isometric_scales,
+                       MODEL_CUSTOM: _no_isometric_scales},
 }
 for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
     _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])

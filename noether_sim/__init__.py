@@ -8,6 +8,7 @@ refresh_stale_kernel_cache()  # before any kernel is imported: numba's cache mis
 
 from . import data, init, methods  # noqa: E402
 from ._validate import ConfigError  # noqa: E402
+from .custom import Charge, CustomModel  # noqa: E402
 from .data import TrainingData  # noqa: E402
 from .dynamics import flow_from_heavy_ball, heavy_ball_from_flow  # noqa: E402
 from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
@@ -23,7 +24,7 @@ from .discover import discover  # noqa: E402
 
 from .execute import run_study  # noqa: E402  (studies and sweeps into a store, here or on Dask)
 
-__all__ = ["ConfigError", "DeepLinear", "MLP", "Stats", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
+__all__ = ["Charge", "ConfigError", "CustomModel", "DeepLinear", "MLP", "Stats", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
            "flow_from_heavy_ball", "heavy_ball_from_flow", "init", "judge", "load", "methods", "minibatch_indices",
            "minibatch_indices_of", "run_ladder", "run_study", "simulate", "summarise_verdicts", "teacher_classification",
            "teacher_regression"]

@@ -209,8 +209,9 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     law_verdict = np.full(verdict.shape, NO_LAW, dtype=object)
     law_residual = np.full(verdict.shape, np.nan)
     step_laws = []
+    degrees = ladder.charge_degree.values if "charge_degree" in ladder.coords else [2] * len(names)
     for k, kind in enumerate(kinds):
-        law = step_law(dynamics, method, str(kind))
+        law = step_law(dynamics, method, str(kind), int(degrees[k]))
         step_laws.append(law.text if law else "none: the ladder decides")
         if law is None or law.variable not in ladder:
             continue

@@ -61,6 +61,8 @@ class StepLaw:
 
 _GD_MODEL = StepLaw("residual", "gradient descent's one-step law q' = (1 − ηλ)^d q + η² q(g) (d = 2), "
                                 "(1 − ηλ) q − η q(g) (d = 1)")
+_GD_LINEAR = StepLaw("drift", "gradient descent changes a linear charge by exactly −η⟨v, g⟩ (−ηλq with weight decay): "
+                               "conserved iff ⟨v, g⟩ = 0 at every iterate, so the drift from (1 − ηλ)^k q(0) decides")
 _GD_DATA = StepLaw("drift", "⟨θ̇_1, W_1K⟩ = 0 at every iterate (a pointwise identity of the symmetry)")
 _HB_DECAY = StepLaw("drift", "J_{k+1} = βJ_k, β = e^{−h/τ}: heavy ball is conformal symplectic Euler")
 _SPLIT_DECAY = StepLaw("drift", "J(t) = e^{−t/τ}J(0) at any step: a conformal symplectic splitting")
@@ -68,7 +70,7 @@ _ALGORITHM_MODEL = StepLaw("law_residual", "J = q(θ_k) − βq(θ_{k−1}) + a_
                                            "law of heavy ball / Nesterov", replaces_charge_law=True)
 
 
-def step_law(dynamics: str, method: str, charge_kind: str) -> StepLaw | None:
+def step_law(dynamics: str, method: str, charge_kind: str, degree: int = 2) -> StepLaw | None:
     """The exact law of ``dynamics``/``method``'s step for a charge of ``charge_kind`` ("model", "data",
     "energy", "isometric"), or None where the step has none (a ladder must decide).
 
@@ -80,6 +82,9 @@ def step_law(dynamics: str, method: str, charge_kind: str) -> StepLaw | None:
         Its method (matters for momentum flow: only its conformal symplectic splittings have a law).
     charge_kind : str
         "model", "data", "energy" or "isometric".
+    degree : int, optional
+        The charge's degree (``charge_degree``): gradient descent's one-step law of a linear (degree-1)
+        charge is an identity, so its drift itself decides.
 
     Returns
     -------
@@ -95,6 +100,8 @@ def step_law(dynamics: str, method: str, charge_kind: str) -> StepLaw | None:
     True
     """
     if dynamics == "gd":
+        if charge_kind == "model" and degree == 1:
+            return _GD_LINEAR
         return {"model": _GD_MODEL, "data": _GD_DATA}.get(charge_kind)
     if dynamics == "heavy_ball":
         return {"model": _ALGORITHM_MODEL, "data": _HB_DECAY, "isometric": _HB_DECAY}.get(charge_kind)
@@ -215,8 +222,9 @@ def judge(ds: xr.Dataset) -> xr.Dataset:
     law_verdict = np.full((S, C), NO_LAW, dtype=object)
     residual = np.full((S, C), np.nan)
     texts = []
+    degrees = ds.charge_degree.values if "charge_degree" in ds.coords else [2] * len(names)
     for k, kind in enumerate(kinds):
-        law = step_law(dynamics, method, kind)
+        law = step_law(dynamics, method, kind, int(degrees[k]))
         texts.append(law.text if law else "none: a ladder decides")
         if law is None or law.variable not in ds:
             continue

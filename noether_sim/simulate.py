@@ -134,8 +134,12 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if not isinstance(data, TrainingData):
         v.fail("data", data, "must be a noether_sim.data.TrainingData (see data.synthetic_regression, data.from_arrays)")
     if not hasattr(model, "charge_groups"):
-        v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP)")
-    data.check_fits(model)
+        v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, CustomModel)")
+    custom = getattr(model, "kind", None) == "custom"
+    if custom:  # the user's function: compiled and checked (gradient vs finite differences) before any work
+        _check_custom(model, data, options, track_ntk, layer_lr)
+    else:
+        data.check_fits(model)
     batch_size = options.get("batch_size")
     if batch_size is not None and batch_size > data.n_points:
         v.fail("batch_size", batch_size, f"must be <= the number of data points N = {data.n_points}")
@@ -182,7 +186,7 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     missing = watch[~np.isin(watch, ids)]
     if len(missing):
         v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()[:5]})")
-    init = Gaussian() if init is None else init
+    init = (getattr(model, "default_init", None) or Gaussian()) if init is None else init
     if not hasattr(init, "rows") and not isinstance(init, Given):
         v.fail("init", init, "must be an initialisation from noether_sim.init (Gaussian, Orthogonal, Balanced, Given)")
     if not isinstance(description, str):
@@ -199,6 +203,21 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
                              _extra_groups(data, track_energy), ntk)
     check_memory(p.memory, memory_limit)
     return p
+
+
+def _check_custom(model, data, options, track_ntk, layer_lr):
+    """What a CustomModel run cannot do, then the model's own contract check (noether_sim.custom)."""
+    if data.symmetry_names:
+        v.fail("data", data, "data-symmetry charges (data.augment) are defined for the built-in networks' first "
+                             "layer; give a CustomModel the symmetry's charge itself (Charge.quadratic)")
+    if track_ntk:
+        v.fail("track_ntk", track_ntk, "is not available for a CustomModel (the NTK needs the network's outputs)")
+    if layer_lr is not None:
+        v.fail("layer_lr", layer_lr, "needs layers; a CustomModel has none")
+    if model.prepare is not None and options.get("batch_size") is not None:
+        v.fail("batch_size", options.get("batch_size"), "minibatches need the data points; this CustomModel "
+                                                          "reads prepare(X, Y) instead")
+    model.check(data)
 
 
 def _check_ntk(track_ntk, ntk_top, model, data, watch_seeds):

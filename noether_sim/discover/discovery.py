@@ -110,7 +110,8 @@ def format_table(results) -> str:
 def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: int = 0, flow: str = "gradient",
              tau: float = 1.0, n_data: int | None = None, max_depth: int | None = None, quadratic: str = "auto",
              min_gap: float = 1e4, catalogue: bool = True) -> DiscoveryResult:
-    """Count and find the conservation laws of ``model`` (a DeepLinear or MLP).
+    """Count and find the conservation laws of ``model`` (a DeepLinear or MLP; a CustomModel from its
+    gradient alone, with its data: see ``discover.custom``, which returns a ``CustomDiscovery``).
 
     Parameters
     ----------
@@ -165,6 +166,10 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     """
     from ..models import DeepLinear
 
+    if getattr(model, "kind", None) == "custom":  # a user's model: from its gradient alone (discover/custom.py)
+        from .custom import discover_custom
+
+        return discover_custom(model, data, points=points, seed=seed, min_gap=min_gap, quadratic=quadratic)
     if not isinstance(model, DeepLinear):
         fail("model", model, "must be a noether_sim model (DeepLinear or mlp.MLP)")
     if flow not in FLOWS:

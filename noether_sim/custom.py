@@ -1,0 +1,631 @@
+"""Your own model and your own charges: any differentiable model, through the same engine.
+
+``CustomModel(n_params, loss_grad, ...)`` runs a user's ``loss_grad(theta, X, Y, grad_out) -> loss``,
+compiled with ``numba.njit``, through ``simulate``/``run_ladder`` like the built-in models: the kernels
+call it through the address of a small C wrapper (kernels/custom.py), so the engine's compiled driver
+is shared by every user function and never recompiled for a new one.
+
+``Charge.quadratic(S, name)`` (q = ½θᵀSθ) and ``Charge.linear(v, name)`` (q = ⟨v, θ⟩) are the user's
+charges. The kernels evaluate them like the catalogue's, so gradient descent's exact law
+q(θ − ηg) = q(θ) − ηθᵀSg + η²·½gᵀSg (with weight decay's (1 − ηλ)² factor) and heavy ball's and
+Nesterov's discrete laws apply to them unchanged: the law predicts the η² term, and its residual is
+the accumulated −ηθᵀSg, zero exactly when the symmetry θᵀS∇L ≡ 0 holds. ``check_symmetries`` measures
+that symmetry at random θ, per data point.
+"""
+
+from __future__ import annotations
+
+import numbers
+import time
+
+import numpy as np
+
+from ._validate import ConfigError, fail, positive_int
+from .models import ChargeGroup
+
+# The gradient check: central differences with a step of ε^(1/3)·max(1, |θ_i|) have truncation error
+# ~h²|∂³L| and round-off ~ε|L|/h, both ~1e-11 relative for smooth losses of size 1; a gradient entry
+# is refused when it differs from its difference quotient by more than GRAD_RTOL of the gradient's size.
+GRAD_RTOL = 1e-5
+MAX_CHECKED_COORDINATES = 64
+SYMMETRY_FACTOR = 1e3  # |θᵀS∇L| within this many ε of its terms' size: the symmetry holds
+
+
+class Charge:
+    """A user's charge: q = ½θᵀSθ (``Charge.quadratic``) or q = ⟨v, θ⟩ (``Charge.linear``).
+
+    Build it with the class methods; give it to ``CustomModel(..., charges=[...])``. ``claim`` =
+    "conserved" asks the package to refuse a model whose symmetry check refutes the charge.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import noether_sim as ns
+    >>> q = ns.Charge.quadratic(np.diag([1.0, -1.0]), "balance")
+    >>> q.name, q.degree, q.value(np.array([3.0, 2.0]))      # ½(9 − 4)
+    ('balance', 2, 2.5)
+    """
+
+    def __init__(self, name, degree, rows, cols, values, n, description, claim=None):
+        self.name, self.degree, self.description, self.claim = name, degree, description, claim
+        self.rows, self.cols, self.values, self.n = rows, cols, values, n
+
+    @staticmethod
+    def _name(name):
+        if not isinstance(name, str) or not name.isidentifier():
+            fail("name", name, "must be a non-empty identifier-like string, e.g. 'balance'")
+        return name
+
+    @staticmethod
+    def _claim(claim):
+        if claim not in (None, "conserved"):
+            fail("claim", claim, "must be None or 'conserved'")
+        return claim
+
+    @classmethod
+    def quadratic(cls, S, name, *, description=None, claim=None):
+        """q(θ) = ½θᵀSθ for a symmetric P × P matrix S (dense array or scipy.sparse).
+
+        Parameters
+        ----------
+        S : array_like or scipy.sparse matrix
+            Symmetric, real, finite, P × P (P = the model's number of parameters).
+        name : str
+            The charge's name in results and verdicts.
+        description : str, optional
+            Words for the results' ``charge_description``.
+        claim : {None, "conserved"}, optional
+            "conserved": the model is refused (ConfigError) when the symmetry θᵀS∇L ≡ 0 fails.
+
+        Returns
+        -------
+        Charge
+
+        Raises
+        ------
+        ConfigError
+            S is not square, not symmetric, complex or not finite; a bad name or claim.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import noether_sim as ns
+        >>> ns.Charge.quadratic(np.array([[0.0, 1.0], [2.0, 0.0]]), "q")   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        noether_sim._validate.ConfigError: S=... is invalid: must be symmetric (largest |S − Sᵀ| = 1)
+        """
+        name = cls._name(name)
+        try:
+            import scipy.sparse as sp
+            sparse = sp.issparse(S)
+        except ImportError:  # pragma: no cover
+            sparse = False
+        if sparse:
+            C = S.tocoo()
+            if C.shape[0] != C.shape[1]:
+                fail("S", C.shape, "must be a square P × P matrix")
+            rows, cols, vals = np.asarray(C.row, np.int64), np.asarray(C.col, np.int64), np.asarray(C.data, float)
+            asym = abs(S - S.T)
+            if asym.nnz and asym.max() > 0:
+                fail("S", C.shape, f"must be symmetric (largest |S − Sᵀ| = {asym.max():.3g})")
+        else:
+            if np.iscomplexobj(S):
+                fail("S", np.asarray(S), "must be real")
+            S = np.array(S, dtype=float)
+            if S.ndim != 2 or S.shape[0] != S.shape[1]:
+                fail("S", S, "must be a square P × P matrix")
+            if not np.all(np.isfinite(S)):
+                fail("S", S, "must contain only finite numbers")
+            if not np.array_equal(S, S.T):
+                fail("S", S, f"must be symmetric (largest |S − Sᵀ| = {np.max(np.abs(S - S.T)):.3g})")
+            rows, cols = np.nonzero(S)
+            vals = S[rows, cols]
+        if not np.all(np.isfinite(vals)):
+            fail("S", S.shape, "must contain only finite numbers")
+        return cls(name, 2, np.asarray(rows, np.int64), np.asarray(cols, np.int64), np.asarray(vals, float), S.shape[0],
+                   description or f"user quadratic charge ½θᵀSθ ({len(vals)} nonzeros of S)", cls._claim(claim))
+
+    @classmethod
+    def linear(cls, v, name, *, description=None, claim=None):
+        """q(θ) = ⟨v, θ⟩ for a vector v of length P.
+
+        Parameters
+        ----------
+        v : array_like
+            Real, finite, length P.
+        name : str
+            The charge's name.
+        description : str, optional
+            Words for the results' ``charge_description``.
+        claim : {None, "conserved"}, optional
+            "conserved": the model is refused when ⟨v, ∇L⟩ ≡ 0 fails.
+
+        Returns
+        -------
+        Charge
+
+        Raises
+        ------
+        ConfigError
+            v is not a finite real vector; a bad name or claim.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import noether_sim as ns
+        >>> ns.Charge.linear([1.0, 1.0, 0.0], "total").value(np.array([1.0, 2.0, 5.0]))
+        3.0
+        """
+        name = cls._name(name)
+        if np.iscomplexobj(v):
+            fail("v", np.asarray(v), "must be real")
+        v = np.array(v, dtype=float)
+        if v.ndim != 1 or not np.all(np.isfinite(v)):
+            fail("v", v, "must be a 1-D vector of finite numbers (length P)")
+        rows = np.nonzero(v)[0]
+        return cls(name, 1, rows.astype(np.int64), None, v[rows], v.shape[0],
+                   description or "user linear charge ⟨v, θ⟩", cls._claim(claim))
+
+    def value(self, theta) -> float:
+        """q(θ) in plain NumPy (the kernels compute the same sums)."""
+        theta = np.asarray(theta, dtype=float)
+        if self.degree == 2:
+            return float(0.5 * np.sum(self.values * theta[..., self.rows] * theta[..., self.cols], axis=-1))
+        return float(np.sum(self.values * theta[..., self.rows], axis=-1))
+
+    def bilinear(self, theta, g) -> float:
+        """θᵀSg (quadratic) or ⟨v, g⟩ (linear): the first-order change of q along g, what the symmetry zeroes."""
+        if self.degree == 2:
+            return float(np.sum(self.values * theta[self.rows] * g[self.cols]))
+        return float(np.sum(self.values * g[self.rows]))
+
+    def terms(self, theta, g) -> float:
+        """The size of the terms of ``bilinear`` (its round-off reference)."""
+        if self.degree == 2:
+            return float(np.sum(np.abs(self.values * theta[self.rows] * g[self.cols])))
+        return float(np.sum(np.abs(self.values * g[self.rows])))
+
+    def __repr__(self):
+        kind = "quadratic ½θᵀSθ" if self.degree == 2 else "linear ⟨v, θ⟩"
+        return f"Charge({self.name!r}, {kind}, P={self.n})"
+
+
+def _is_njit(f) -> bool:
+    from numba.core.registry import CPUDispatcher
+
+    return isinstance(f, CPUDispatcher)
+
+
+class CustomModel:
+    """A user's model: ``loss_grad(theta, X, Y, grad_out) -> loss``, compiled with ``numba.njit``.
+
+    The contract: ``theta`` (P,) and ``grad_out`` (P,) are float64 vectors, ``X`` (n_in × N) and ``Y``
+    (n_out × N) the training data, one column per point (or the two 2-D arrays ``prepare(X, Y)``
+    returns); the function writes ∇L(θ) into every entry of ``grad_out`` and returns L(θ). Before the
+    first run (``check``, called by ``simulate``) the package checks it: compiled, the right signature,
+    finite values, and the gradient against central finite differences at random points.
+
+    Parameters
+    ----------
+    n_params : int
+        P, the number of parameters.
+    loss_grad : numba.njit function
+        ``loss_grad(theta, X, Y, grad_out) -> float``.
+    charges : list of Charge, optional
+        The user's charges (``Charge.quadratic``, ``Charge.linear``); recorded, judged and laid out in the
+        results like the built-in models' charges.
+    init_scale : float, optional
+        The default initialisation: every parameter N(0, init_scale²) (``init.Gaussian(scale)`` gives the
+        same); ``simulate(init=init.Given(...))`` gives your own.
+    name : str, optional
+        The model's name in results and messages.
+    prepare : callable, optional
+        ``prepare(X, Y) -> (A, B)``: data the function reads instead of (X, Y), computed once (e.g. second
+        moments, so a step's cost does not grow with N). Runs with ``prepare`` take no minibatches, and the
+        symmetry check is then made on the whole data set only.
+    plain_python : bool, optional
+        ``loss_grad`` is a plain Python function (NumPy, JAX, PyTorch via NumPy arrays): the kernels call
+        back into the interpreter for every gradient (numba object mode), which is much slower and runs
+        one seed at a time (bench/README.md measures it); every check, dynamics and law is the same.
+
+    Raises
+    ------
+    ConfigError
+        ``loss_grad`` not compiled with numba.njit, P < 1, a charge of the wrong size or a repeated name.
+
+    Examples
+    --------
+    Linear regression f(x) = wᵀx with a squared loss, written as a user would:
+
+    >>> import numba, numpy as np
+    >>> import noether_sim as ns
+    >>> @numba.njit
+    ... def loss_grad(theta, X, Y, grad):
+    ...     r = theta @ X - Y[0]
+    ...     grad[:] = X @ r / X.shape[1]
+    ...     return 0.5 * (r @ r) / X.shape[1]
+    >>> model = ns.CustomModel(3, loss_grad, name="linreg")
+    >>> ds = ns.simulate(model, ns.data.synthetic_regression(3, 1, 20), dynamics="gd", h=0.1, n_steps=10, seeds=2)
+    >>> ds.loss.shape
+    (2, 11)
+    """
+
+    kind = "custom"
+    bias = False
+    n_layers = 1
+    input_degree = None
+
+    def __init__(self, n_params, loss_grad, *, charges=(), init_scale=1.0, name="custom", prepare=None,
+                 plain_python=False):
+        self.n_params = positive_int("n_params", n_params)
+        self.plain_python = bool(plain_python)
+        if self.plain_python:
+            if not callable(loss_grad) or _is_njit(loss_grad):
+                fail("loss_grad", loss_grad, "with plain_python=True must be a plain Python function "
+                                             "loss_grad(theta, X, Y, grad_out) -> loss (a numba.njit one needs no flag)")
+        elif not _is_njit(loss_grad):
+            fail("loss_grad", loss_grad, "must be a function compiled with numba.njit: "
+                                         "loss_grad(theta, X, Y, grad_out) -> loss (or pass plain_python=True for "
+                                         "a NumPy/JAX/PyTorch function: slower, see docs/guide/custom_models.md)")
+        self.loss_grad = loss_grad
+        if not isinstance(name, str) or not name:
+            fail("name", name, "must be a non-empty string")
+        self.name = name
+        if not isinstance(init_scale, numbers.Real) or not np.isfinite(init_scale) or init_scale < 0:
+            fail("init_scale", init_scale, "must be a finite number >= 0")
+        self.init_scale = float(init_scale)
+        if prepare is not None and not callable(prepare):
+            fail("prepare", prepare, "must be a function (X, Y) -> (A, B) of two 2-D arrays")
+        self.prepare = prepare
+        self.charges = self._check_charges(charges)
+        self._wrapper = None
+        self._checked = {}
+        self.compile_seconds = None
+
+    def _check_charges(self, charges):
+        if isinstance(charges, Charge):
+            charges = [charges]
+        charges = list(charges)
+        seen = set()
+        for i, c in enumerate(charges):
+            if not isinstance(c, Charge):
+                fail(f"charges[{i}]", c, "must be a noether_sim.Charge (Charge.quadratic, Charge.linear)")
+            if c.n != self.n_params:
+                fail(f"charges[{i}]", c, f"has size {c.n} but the model has n_params = {self.n_params}: "
+                                         f"S must be {self.n_params} × {self.n_params}, v of length {self.n_params}")
+            if c.name in seen:
+                fail(f"charges[{i}]", c, f"repeats the name {c.name!r}")
+            seen.add(c.name)
+        return tuple(charges)
+
+    def with_charges(self, *charges):
+        """A copy of this model with ``charges`` added to its own.
+
+        Parameters
+        ----------
+        *charges : Charge
+            The charges to add.
+
+        Returns
+        -------
+        CustomModel
+
+        Examples
+        --------
+        >>> import numba, numpy as np
+        >>> import noether_sim as ns
+        >>> @numba.njit
+        ... def lg(theta, X, Y, grad):
+        ...     grad[:] = theta
+        ...     return 0.5 * (theta @ theta)
+        >>> m = ns.CustomModel(2, lg).with_charges(ns.Charge.linear([1.0, 0.0], "first"))
+        >>> [g.name for g in m.charge_groups]
+        ['first']
+        """
+        out = CustomModel(self.n_params, self.loss_grad, charges=self.charges + tuple(charges),
+                          init_scale=self.init_scale, name=self.name, prepare=self.prepare,
+                          plain_python=self.plain_python)
+        out._wrapper, out.compile_seconds = self._wrapper, self.compile_seconds
+        return out
+
+    # ---- what the engine reads (the built-in models' interface) ----
+
+    @property
+    def widths(self):
+        """(P,): the layout the initialisations read (one block of P parameters)."""
+        return (self.n_params,)
+
+    def weight_shape(self, i):
+        return (self.n_params, 1)  # the Gaussian initialisation's fan-in is 1: entries N(0, scale²)
+
+    def unflatten(self, theta):
+        theta = np.asarray(theta)
+        return [(theta[..., :, None], None)]
+
+    def flatten(self, layers):
+        return np.asarray(layers[0][0], dtype=float)[..., 0]
+
+    @property
+    def default_init(self):
+        from .init import Gaussian
+
+        return Gaussian(scale=self.init_scale)
+
+    @property
+    def charge_groups(self) -> list[ChargeGroup]:
+        return [ChargeGroup(c.name, k, (), c.degree, c.description) for k, c in enumerate(self.charges)]
+
+    @property
+    def n_charges(self) -> int:
+        return len(self.charges)
+
+    def isometric_groups(self) -> list:
+        return []
+
+    def descriptor(self) -> np.ndarray:
+        return self._descriptor()[0]
+
+    def constants(self, data=None) -> np.ndarray:
+        return self._descriptor()[1]
+
+    def _descriptor(self):
+        from .kernels.custom import descriptor
+
+        return descriptor(self.wrapper().address, self.n_params,
+                          [(c.degree, c.rows, c.cols, c.values) for c in self.charges])
+
+    def kernel_data(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """(X, Y) as C-contiguous float64, or ``prepare(X, Y)``."""
+        X, Y = np.asarray(data.X, dtype=float), np.asarray(data.Y, dtype=float)
+        if self.prepare is not None:
+            out = self.prepare(X, Y)
+            if not isinstance(out, tuple) or len(out) != 2:
+                fail("prepare", self.prepare, "must return a pair (A, B) of 2-D float arrays")
+            X, Y = out
+            X, Y = np.asarray(X, dtype=float), np.asarray(Y, dtype=float)
+            if X.ndim != 2 or Y.ndim != 2:
+                fail("prepare", self.prepare, f"must return two 2-D arrays, got shapes {X.shape} and {Y.shape}")
+        return np.ascontiguousarray(X), np.ascontiguousarray(Y)
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "n_params": self.n_params,
+                "loss_grad": f"{getattr(self.loss_grad, '__module__', '?')}.{self.loss_grad.__name__}",
+                "charges": [c.name for c in self.charges]}
+
+    def __repr__(self):
+        return f"CustomModel({self.name!r}, n_params={self.n_params}, charges={[c.name for c in self.charges]})"
+
+    # ---- compiling and checking the user's function ----
+
+    def wrapper(self):
+        """The compiled C wrapper of ``loss_grad`` (kernels/custom.py); compiled on first use, said so with
+        the time it took, and cached on disk."""
+        if self._wrapper is None:
+            from .ensemble import compile_notice, log
+            from .kernels.custom import python_wrapper, user_wrapper
+
+            t0 = time.perf_counter()
+            if self.plain_python:
+                self._wrapper = python_wrapper(self.loss_grad)
+                self.compile_seconds = time.perf_counter() - t0
+                return self._wrapper
+            with compile_notice(f"the custom model {self.name!r} (its loss_grad, once per function)"):
+                try:
+                    try:
+                        self._wrapper = user_wrapper(self.loss_grad, cache=True)
+                    except ConfigError:
+                        raise
+                    except Exception as exc:  # a function numba cannot cache (defined interactively, …)
+                        if _is_typing_error(exc):
+                            raise
+                        self._wrapper = user_wrapper(self.loss_grad, cache=False)
+                except Exception as exc:
+                    if _is_typing_error(exc):
+                        fail("loss_grad", self.loss_grad.__name__,
+                             "does not compile for the contract loss_grad(theta: float64[:], X: float64[:, :], "
+                             "Y: float64[:, :], grad_out: float64[:]) -> float: " + _first_line(exc))
+                    raise
+            self.compile_seconds = time.perf_counter() - t0
+            log.debug(f"custom model {self.name!r}: loss_grad ready in {self.compile_seconds:.2f} s")
+        return self._wrapper
+
+    def loss_and_grad(self, theta, data):
+        """L(θ) and ∇L(θ) for rows θ (n, P) by the kernels (the same compiled path the runs take)."""
+        from .kernels.driver import ensemble_loss_grad
+        from .kernels.layout import MODEL_CUSTOM
+
+        ints, floats = self._descriptor()
+        a, b = self.kernel_data(data)
+        theta = np.ascontiguousarray(np.atleast_2d(np.asarray(theta, dtype=float)))
+        return ensemble_loss_grad(MODEL_CUSTOM, theta, ints, floats, a, b)
+
+    def check(self, data, *, n_points=3, seed=12345):
+        """Check the contract on ``data`` before any run: shapes, finite values, the gradient against
+        central differences, and the charges' symmetries. Called by ``simulate``; cached per data set.
+
+        Parameters
+        ----------
+        data : TrainingData
+            The training data of the run.
+        n_points : int, optional
+            The number of random θ ~ N(0, init_scale²) (at least 1) at which to check.
+        seed : int, optional
+            Their seed.
+
+        Returns
+        -------
+        list of dict
+            The symmetry report of ``check_symmetries``.
+
+        Raises
+        ------
+        ConfigError
+            ``loss_grad`` does not compile for the contract, returns a non-finite loss, leaves an entry of
+            ``grad_out`` unwritten or non-finite, or disagrees with finite differences (naming the worst
+            coordinate and both values); a charge claimed conserved whose symmetry fails.
+
+        Examples
+        --------
+        >>> import numba, numpy as np
+        >>> import noether_sim as ns
+        >>> @numba.njit
+        ... def wrong(theta, X, Y, grad):
+        ...     grad[:] = 2.0 * theta           # the gradient of |θ|², not of the ½|θ|² returned
+        ...     return 0.5 * (theta @ theta)
+        >>> ns.CustomModel(2, wrong).check(ns.data.synthetic_regression(2, 1, 4))   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        noether_sim._validate.ConfigError: loss_grad='wrong' is invalid: its gradient disagrees with ...
+        """
+        key = id(data)
+        if key in self._checked and self._checked[key][0] is data:
+            return self._checked[key][1]
+        self.wrapper()
+        a, b = self.kernel_data(data)
+        rng = np.random.default_rng(seed)
+        P = self.n_params
+        for _ in range(n_points):
+            theta = self.init_scale * rng.standard_normal(P) if self.init_scale > 0 else rng.standard_normal(P)
+            self._check_at(theta, a, b, rng)
+        report = self.check_symmetries(data, n_points=n_points, seed=seed)
+        from .ensemble import log
+
+        for r in report:
+            log.info(f"custom model {self.name!r}: charge {r['charge']!r}: {r['message']}")
+            claimed = next(c for c in self.charges if c.name == r["charge"]).claim
+            if claimed == "conserved" and not r["holds"]:
+                fail(f"charges[{r['charge']!r}]", "claim='conserved'", f"the symmetry check refutes it: {r['message']}")
+        self._checked[key] = (data, report)
+        return report
+
+    def _call(self, theta, a, b):
+        """(loss, grad) of one row through the compiled wrapper, grad_out prefilled with NaN (unwritten
+        entries show)."""
+        import ctypes
+
+        grad = np.full(self.n_params, np.nan)
+        theta = np.ascontiguousarray(theta, dtype=float)
+        if self.plain_python:  # directly: an exception of the user's code surfaces as itself
+            try:
+                return float(self.loss_grad(theta.copy(), a, b, grad)), grad
+            except Exception as exc:
+                fail("loss_grad", getattr(self.loss_grad, "__name__", self.loss_grad),
+                     f"raised {type(exc).__name__}: {exc} (the contract: loss_grad(theta, X, Y, grad_out) -> loss)")
+        dp = ctypes.POINTER(ctypes.c_double)
+        loss = self.wrapper().ctypes(theta.ctypes.data_as(dp), a.ctypes.data_as(dp), b.ctypes.data_as(dp),
+                                     grad.ctypes.data_as(dp), self.n_params, a.shape[0], a.shape[1], b.shape[0],
+                                     b.shape[1])
+        return float(loss), grad
+
+    def _check_at(self, theta, a, b, rng):
+        name = self.loss_grad.__name__
+        loss, grad = self._call(theta, a, b)
+        if not np.isfinite(loss):
+            fail("loss_grad", name, f"returned the loss {loss} at a random θ (it must be finite)")
+        bad = np.flatnonzero(~np.isfinite(grad))
+        if len(bad):
+            fail("loss_grad", name, f"left grad_out[{bad[0]}] = {grad[bad[0]]} ({len(bad)} of {self.n_params} entries "
+                                    "unwritten or not finite): it must write every entry of grad_out")
+        P = self.n_params
+        coords = np.arange(P) if P <= MAX_CHECKED_COORDINATES else np.sort(rng.choice(P, MAX_CHECKED_COORDINATES,
+                                                                                       replace=False))
+        fd = np.empty(len(coords))
+        tol = np.empty(len(coords))
+        gsize = np.max(np.abs(grad))
+        for n, i in enumerate(coords):
+            h = np.cbrt(np.finfo(float).eps) * max(1.0, abs(theta[i]))
+            tp, tm = theta.copy(), theta.copy()
+            tp[i] += h
+            tm[i] -= h
+            lp, lm = self._call(tp, a, b)[0], self._call(tm, a, b)[0]
+            fd[n] = (lp - lm) / (2 * h)
+            tol[n] = GRAD_RTOL * (abs(grad[i]) + gsize) + 1e3 * np.finfo(float).eps * max(abs(lp), abs(lm)) / h
+        err = np.abs(fd - grad[coords])
+        worst = int(np.argmax(err - tol))
+        if err[worst] > tol[worst]:
+            i = int(coords[worst])
+            fail("loss_grad", name, f"its gradient disagrees with central finite differences: worst coordinate "
+                                    f"{i}: grad_out[{i}] = {grad[i]:.10g}, finite difference = {fd[worst]:.10g} "
+                                    f"(|difference| {err[worst]:.3g} > tolerance {tol[worst]:.3g})")
+
+    def check_symmetries(self, data, *, n_points=3, seed=12345) -> list[dict]:
+        """Does the symmetry behind each charge hold? θᵀS∇L_n(θ) (quadratic) or ⟨v, ∇L_n(θ)⟩ (linear) at
+        random θ and for each data point's loss L_n alone (the whole data set's with ``prepare``).
+
+        Parameters
+        ----------
+        data : TrainingData
+            The data.
+        n_points : int, optional
+            The number of random θ.
+        seed : int, optional
+            Their seed.
+
+        Returns
+        -------
+        list of dict
+            Per charge: ``charge``, ``max_abs`` (the largest |θᵀS∇L_n|), ``scale`` (the size of its terms),
+            ``holds`` (max_abs within SYMMETRY_FACTOR·ε·scale) and ``message``.
+
+        Examples
+        --------
+        >>> import numba, numpy as np
+        >>> import noether_sim as ns
+        >>> @numba.njit
+        ... def lg(theta, X, Y, grad):       # f(x) = θ₁θ₀x: L is invariant under (θ₀, θ₁) → (cθ₀, θ₁/c)
+        ...     r = theta[1] * theta[0] * X[0] - Y[0]
+        ...     d = np.mean(r * X[0])
+        ...     grad[0] = d * theta[1]
+        ...     grad[1] = d * theta[0]
+        ...     return 0.5 * np.mean(r * r)
+        >>> balance = ns.Charge.quadratic(np.diag([1.0, -1.0]), "balance")      # ½(θ₀² − θ₁²)
+        >>> norm = ns.Charge.quadratic(np.eye(2), "norm")
+        >>> model = ns.CustomModel(2, lg, charges=[balance, norm])
+        >>> [(r["charge"], r["holds"]) for r in model.check_symmetries(ns.data.synthetic_regression(1, 1, 5))]
+        [('balance', True), ('norm', False)]
+        """
+        rng = np.random.default_rng(seed + 1)
+        if self.prepare is None:
+            X, Y = np.asarray(data.X, dtype=float), np.asarray(data.Y, dtype=float)
+            parts = [(np.ascontiguousarray(X[:, n:n + 1]), np.ascontiguousarray(Y[:, n:n + 1]))
+                     for n in range(X.shape[1])]
+            per = "per data point"
+        else:
+            parts = [self.kernel_data(data)]
+            per = "on the whole data set (prepare: no per-point check)"
+        worst = {c.name: (0.0, 0.0) for c in self.charges}
+        if not self.charges:
+            return []
+        for _ in range(n_points):
+            theta = (self.init_scale or 1.0) * rng.standard_normal(self.n_params)
+            for a, b in parts:
+                _, g = self._call(theta, a, b)
+                for c in self.charges:
+                    v, s = abs(c.bilinear(theta, g)), c.terms(theta, g)
+                    if v / max(s, 1e-300) >= worst[c.name][0] / max(worst[c.name][1], 1e-300):
+                        worst[c.name] = (v, s)
+        out = []
+        eps = np.finfo(float).eps
+        for c in self.charges:
+            v, s = worst[c.name]
+            holds = v <= SYMMETRY_FACTOR * eps * s
+            what = "θᵀS∇L" if c.degree == 2 else "⟨v, ∇L⟩"
+            msg = (f"symmetry {what} ≡ 0 {'holds' if holds else 'FAILS'} ({per}, {n_points} random θ): "
+                   f"largest |{what}| = {v:.3g}, size of its terms {s:.3g}")
+            out.append({"charge": c.name, "max_abs": v, "scale": s, "holds": bool(holds), "message": msg})
+        return out
+
+
+def _is_typing_error(exc) -> bool:
+    from numba.core.errors import TypingError
+
+    return isinstance(exc, TypingError)
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return " ".join(line.strip() for line in text[:4])[:400]
+
+
+__all__ = ["Charge", "CustomModel", "ConfigError"]
