@@ -26,6 +26,7 @@ from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, ini
                        progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .layer_lr import check_layer_lr, param_scale, scaled_data
+from .teleport import check_teleport_run, run_with_teleports
 from .models import ChargeGroup
 from .stochastic import SAMPLING_CODES, batch_factor, expectation_factors, noise_rates, seed_statistics
 from .stats import check_keep, execute_stats
@@ -282,7 +283,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "",
              beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
-             layer_lr=None, keep="seeds") -> xr.Dataset:
+             layer_lr=None, keep="seeds", teleport_every: float | None = None, teleport=None) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     Every dynamics with every method that applies (``noether-sim list``); options that only some take are
@@ -390,6 +391,14 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         gd with a batch_size: on the watched seeds, accumulate the drift's expected parts, the
         discretisation ``η²q(Ḡ)`` and the minibatch noise ``η²c_B·q_Σ`` (per-sample gradients: N + 1
         gradients per step), into ``drift_discretisation`` and ``drift_noise``.
+    teleport_every : float, optional
+        gf and gd: every this much time, move each seed along its symmetry orbit with ``noether_sim.teleport``
+        (same loss; |∇L| raised, or the charges balanced) and run on from there. The result joins the
+        segments: ``drift`` and the laws are measured from the charges just after the last teleport, and
+        ``teleport_time``, ``teleport_loss_before``/``_after``, ``teleport_grad_norm_before``/``_after`` and
+        ``teleport_charge_before``/``_after`` (seed, teleport[, component]) record each event.
+    teleport : dict, optional
+        With ``teleport_every``: ``teleport``'s options (objective, steps, lr, target).
     keep : {"seeds", "stats"} or Stats, optional
         "seeds" (default): per-seed records; "stats" or ``Stats(bins=, range=, scale=, chunk=)``: seeds run
         in chunks and only their statistics per save time and charge are kept (count, mean, var, min, max,
@@ -423,6 +432,12 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     >>> bool(ds.drift.max() < 1e-12)          # Gauss–Legendre keeps the balance charge D1
     True
     """
+    if teleport_every is not None or teleport is not None:  # segments with teleports between (teleport.py)
+        kwargs = {k: v_ for k, v_ in locals().items() if k not in ("model", "data", "teleport_every", "teleport",
+                                                                   "progress")}
+        every, options = check_teleport_run(teleport_every, teleport, model, kwargs)
+        plan(model, data, **kwargs)  # the whole call, before any work
+        return run_with_teleports(simulate, model, data, kwargs, every, options)
     p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
              save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,

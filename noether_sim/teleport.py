@@ -25,6 +25,7 @@ starting θ, so the loss stays at its starting value to round-off however many s
 
 from __future__ import annotations
 
+import json
 import numbers
 from dataclasses import dataclass
 
@@ -345,4 +346,146 @@ def _algebra_gradient(model, g):
             if gb is not None:
                 m = m - gb[..., :, None] * gb[..., None, :]
         out.append(m)
+    return out
+
+
+# ---- teleportation as an event during a run: simulate(..., teleport_every=, teleport=) ----
+
+TELEPORT_DYNAMICS = ("gf", "gd")
+_SUMMED = ("n_grad_evals", "n_accepted", "n_rejected", "n_solve_iters", "n_retried_steps")
+_FIRST = ("theta_initial", "charge_initial", "velocity_initial", "law_initial")
+_LARGEST = ("max_solve_iters", "solve_residual", "roundoff_floor")
+
+
+def check_teleport_run(teleport_every, options, model, kwargs) -> tuple[float, dict]:
+    """Validated (teleport_every, teleport options) of a ``simulate`` call; ConfigError before any work."""
+    every = v.positive("teleport_every", teleport_every)
+    options = {} if options is None else options
+    if not isinstance(options, dict) or set(options) - {"objective", "steps", "lr", "target"}:
+        v.fail("teleport", options, "must be a dict with some of objective, steps, lr, target (ns.teleport's options)")
+    objective, steps, lr, target = check_teleport_options(options.get("objective", "grad_norm"), options.get("steps"),
+                                                          options.get("lr", 0.1), options.get("target"))
+    check_teleport_model(model)
+    dyn = kwargs.get("dynamics", "gf")
+    if dyn not in TELEPORT_DYNAMICS:
+        v.fail("teleport_every", every, f"applies to dynamics {', '.join(TELEPORT_DYNAMICS)} (a velocity or an "
+                                        f"optimizer's moments have no law across a jump), not to {dyn!r}")
+    for name in ("batch_size", "temperature", "layer_lr", "save_times"):
+        if kwargs.get(name) is not None:
+            v.fail(name, kwargs[name], "does not combine with teleport_every")
+    if kwargs.get("track_ntk"):
+        v.fail("track_ntk", True, "does not combine with teleport_every")
+    if kwargs.get("keep", "seeds") != "seeds":
+        v.fail("keep", kwargs["keep"], "teleport_every keeps per-seed records: keep='seeds'")
+    h = kwargs.get("h")
+    for name, value in (("teleport_every", every), ("save_every", kwargs.get("save_every"))):
+        if h is not None and value is not None and abs(value / h - round(value / h)) > 1e-9 * max(1.0, value / h):
+            v.fail(name, value, f"must be a whole number of steps h = {h}")
+    save_every = kwargs.get("save_every")
+    if save_every is not None and abs(every / save_every - round(every / save_every)) > 1e-9 * max(1.0, every / save_every):
+        v.fail("teleport_every", every, f"must be a whole number of save intervals save_every = {save_every}")
+    return every, {"objective": objective, "steps": steps, "lr": lr, "target": target}
+
+
+def run_with_teleports(simulate, model, data, kwargs, every, options):
+    """``simulate`` in segments of length ``every``, each seed teleported between them (``teleport``); the
+    segments' records joined into one result with the events (``teleport_*`` variables).
+
+    ``simulate`` is the package's ``simulate`` (passed in: this module stays below it); ``kwargs`` its
+    validated arguments without the teleport ones.
+    """
+    import xarray as xr
+
+    from .init import Given
+    from .kernels.driver import ensemble_charges
+
+    kw = dict(kwargs)
+    h = kw.get("h")
+    t_end = kw.pop("t_end", None)
+    n_steps = kw.pop("n_steps", None)
+    if n_steps is not None:
+        t_end = n_steps * h
+    n_seg = max(1, int(np.ceil(t_end / every * (1 - 1e-12))))
+    bounds = [min(k * every, t_end) for k in range(n_seg)] + [t_end]
+    ints = model.descriptor()
+    segments, events, theta = [], [], None
+    alive = None
+    for k in range(n_seg):
+        seg_kw = dict(kw, t_end=bounds[k + 1] - bounds[k])
+        if k:
+            seg_kw.update(init=Given(theta), seeds=ids)
+        ds = simulate(model, data, **seg_kw)
+        if k == 0:
+            ids = ds.seed.values.tolist()
+            alive = np.ones(len(ids), bool)
+        segments.append(ds)
+        if k == n_seg - 1:
+            break
+        alive &= ds.status.values == 0
+        before = np.ascontiguousarray(ds.theta_final.values)
+        moved = before.copy()
+        res = teleport(model, data, before[alive], **options) if np.any(alive) else None
+        if res is not None:
+            moved[alive] = res.theta
+        moved[~alive] = 0.0  # a diverged seed runs on from zero; its later records are blanked below
+        q = [ensemble_charges(int(ints[0]), np.ascontiguousarray(x), ints, model.constants(data), model.n_charges)
+             for x in (before, moved)]
+        ev = {"time": bounds[k + 1], "charge_before": q[0], "charge_after": q[1]}
+        for name in ("loss_before", "loss_after", "grad_norm_before", "grad_norm_after"):
+            col = np.full(len(ids), np.nan)
+            if res is not None:
+                col[alive] = getattr(res, name)
+            ev[name] = col
+        events.append(ev)
+        theta = moved
+    return _join(segments, events, bounds, every, options, xr)
+
+
+def _join(segments, events, bounds, every, options, xr):
+    first, last = segments[0], segments[-1]
+    out = last.drop_dims("time")  # the joined time axis replaces the last segment's
+    dead = np.zeros(first.sizes["seed"], bool)
+    status, t_div = first.status.values.copy(), first.t_diverged.values.copy()
+    for k, ds in enumerate(segments[1:], start=1):
+        new = (status == 0) & (ds.status.values != 0)
+        status[new], t_div[new] = ds.status.values[new], ds.t_diverged.values[new] + bounds[k]
+    for name, da in last.data_vars.items():
+        if "time" in da.dims:
+            dead = np.zeros(first.sizes["seed"], bool)
+            parts = []
+            for k, ds in enumerate(segments):
+                part = ds[name] if k == 0 else ds[name].isel(time=slice(1, None))
+                part = part.assign_coords(time=part.time.values + bounds[k])
+                if k and "seed" in part.dims:  # seeds diverged before this segment: no records
+                    dead = (segments[k - 1].status.values != 0) | dead
+                    part = part.where(xr.DataArray(~dead, dims="seed", coords={"seed": part.seed}))
+                parts.append(part)
+            out[name] = xr.concat(parts, dim="time")
+        elif name in _SUMMED:
+            out[name] = sum(ds[name] for ds in segments)
+        elif name in _FIRST:
+            out[name] = first[name]
+        elif name in _LARGEST:
+            out[name] = xr.concat([ds[name] for ds in segments], dim="segment").max("segment")
+    out["status"] = (("seed",), status)
+    out["diverged"] = (("seed",), status == 1)
+    out["t_diverged"] = (("seed",), t_div)
+    out = out.assign_coords(teleport_time=("teleport", np.array([e["time"] for e in events], float)))
+    desc = {"loss": "L(θ)", "grad_norm": "|∇L(θ)|"}
+    for key in ("loss", "grad_norm"):
+        for side in ("before", "after"):
+            vals = np.array([e[f"{key}_{side}"] for e in events]).reshape(len(events), -1).T
+            out[f"teleport_{key}_{side}"] = (("seed", "teleport"), vals, {"description": f"{desc[key]} {side} each teleport"})
+    for side in ("before", "after"):
+        vals = np.stack([e[f"charge_{side}"] for e in events], axis=1) if events else np.zeros((first.sizes["seed"], 0, out.sizes["component"]))
+        out[f"teleport_charge_{side}"] = (("seed", "teleport", "component"), vals,
+                                          {"description": f"every charge component {side} each teleport"})
+    cfg = dict(out.attrs)
+    config = json.loads(first.attrs.get("config", "{}"))  # the first segment has the user's init
+    config.update(t_end=bounds[-1], teleport_every=every, teleport=options)
+    cfg.update(config=json.dumps(config), t_end=bounds[-1], teleport_every=every,
+               teleport_objective=options["objective"], n_teleports=len(events),
+               n_diverged=int(np.sum(status == 1)),
+               wall_seconds=float(sum(ds.attrs.get("wall_seconds", 0.0) for ds in segments)))
+    out.attrs = cfg
     return out
