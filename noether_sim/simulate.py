@@ -437,7 +437,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
                                                                    "progress")}
         every, options = check_teleport_run(teleport_every, teleport, model, kwargs)
         plan(model, data, **kwargs)  # the whole call, before any work
-        return run_with_teleports(simulate, model, data, kwargs, every, options)
+        return run_with_teleports(simulate, Given, model, data, kwargs, every, options)
     p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
              save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,

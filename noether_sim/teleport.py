@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as v
-from .data import TrainingData
 from .kernels.driver import ensemble_loss_grad
 
 OBJECTIVES = ("grad_norm", "balance")
 HOMOGENEOUS = ("linear", "relu", "leaky_relu", "abs", "relu_pow")
 DEFAULT_STEPS = {"grad_norm": 10, "balance": 2000}
+TOL = 1e-13  # balance: stop once every |charge − target| is below this times the charge's scale
 
 
 @dataclass
@@ -56,7 +56,7 @@ class TeleportResult:
         ``objective="balance"``: the largest |charge − target| left, relative to the charge's scale
         (|W_{i+1}|² + |W_i|² per layer); NaN for ``grad_norm``.
     steps : int
-        Steps taken (``balance`` stops early once every residual is below 1e-12).
+        Steps taken (``balance`` stops early once every residual is below 1e-13).
     """
 
     theta: np.ndarray
@@ -185,7 +185,7 @@ def _range_text(neg, zero, pos):
     return parts.get((neg, zero, pos), f"negative: {neg}, zero: {zero}, positive: {pos}")
 
 
-def teleport(model, data: TrainingData, theta, objective: str = "grad_norm", steps: int | None = None,
+def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None = None,
              lr: float = 0.1, target: float | None = None) -> TeleportResult:
     """Move each seed along its symmetry orbit, keeping the loss, to raise |∇L| or balance the charges.
 
@@ -204,7 +204,7 @@ def teleport(model, data: TrainingData, theta, objective: str = "grad_norm", ste
         equals ``target`` (deep linear D_i = target·I; MLP r = target per neuron).
     steps : int, optional
         Ascent steps (default 10), or the most balancing steps (default 2000; stops once every residual is
-        below 1e-12).
+        below 1e-13).
     lr : float
         Length of one ascent step in the algebra (grad_norm; the group element moves by at most e^{steps·lr}).
     target : float, optional
@@ -234,7 +234,7 @@ def teleport(model, data: TrainingData, theta, objective: str = "grad_norm", ste
     True
     """
     check_teleport_model(model)
-    if not isinstance(data, TrainingData):
+    if not (hasattr(data, "check_fits") and hasattr(data, "X")):  # a TrainingData (not imported: data.py is above)
         v.fail("data", data, "must be a noether_sim.data.TrainingData")
     data.check_fits(model)
     objective, steps, lr, target = check_teleport_options(objective, steps, lr, target)
@@ -311,11 +311,11 @@ def teleport(model, data: TrainingData, theta, objective: str = "grad_norm", ste
                     G[i], Ginv[i] = _sym_exp(X) @ G[i], Ginv[i] @ _sym_exp(X, -1.0)
                     res = np.maximum(res, np.max(np.abs(dev), axis=(1, 2)) / np.maximum(top, 1e-300))
             residual = res
-            if np.all(res < 1e-12):
+            if np.all(res < TOL):
                 taken -= 1
                 break
             theta = apply()
-        if not np.all(residual < 1e-12):
+        if not np.all(residual < TOL):
             residual = _balance_residual(model, theta, target)
     loss1, g1 = _loss_grad(model, data, theta)
     out_theta = theta if arr.ndim == 2 else theta[0]
@@ -387,16 +387,15 @@ def check_teleport_run(teleport_every, options, model, kwargs) -> tuple[float, d
     return every, {"objective": objective, "steps": steps, "lr": lr, "target": target}
 
 
-def run_with_teleports(simulate, model, data, kwargs, every, options):
+def run_with_teleports(simulate, given, model, data, kwargs, every, options):
     """``simulate`` in segments of length ``every``, each seed teleported between them (``teleport``); the
     segments' records joined into one result with the events (``teleport_*`` variables).
 
-    ``simulate`` is the package's ``simulate`` (passed in: this module stays below it); ``kwargs`` its
-    validated arguments without the teleport ones.
+    ``simulate`` is the package's ``simulate`` and ``given`` its ``init.Given`` (passed in: this module stays
+    below both); ``kwargs`` its validated arguments without the teleport ones.
     """
     import xarray as xr
 
-    from .init import Given
     from .kernels.driver import ensemble_charges
 
     kw = dict(kwargs)
@@ -413,7 +412,7 @@ def run_with_teleports(simulate, model, data, kwargs, every, options):
     for k in range(n_seg):
         seg_kw = dict(kw, t_end=bounds[k + 1] - bounds[k])
         if k:
-            seg_kw.update(init=Given(theta), seeds=ids)
+            seg_kw.update(init=given(theta), seeds=ids)
         ds = simulate(model, data, **seg_kw)
         if k == 0:
             ids = ds.seed.values.tolist()
