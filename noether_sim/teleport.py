@@ -295,19 +295,24 @@ def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None
                 gnt = np.sqrt(np.sum(gt * gt, axis=1))
             theta, g, gn = trial, gt, gnt
     else:
+        damp = 1.0 if n_hidden == 1 else 0.5
         for taken in range(1, steps + 1):
             res = np.zeros(S)
             for i, (q, sc, _, _) in enumerate(_charges(model, theta)):
                 if mlp:
                     dev = q - target
                     # damped Newton per neuron on r(u) = a e^{2u} − α b e^{−2αu} (dr/du = 2(a + α²b) = 2·sc)
-                    u[i] = u[i] - np.clip(0.5 * dev / np.where(sc > 0, sc, 1.0), -1.0, 1.0)
+                    u[i] = u[i] - np.clip(damp * 0.5 * dev / np.where(sc > 0, sc, 1.0), -1.0, 1.0)
                     res = np.maximum(res, np.max(np.abs(dev) / np.maximum(np.max(sc, axis=1, keepdims=True), 1e-300), axis=1))
                 else:
                     n = q.shape[-1]
                     dev = q - target * np.eye(n)
-                    top = np.linalg.eigvalsh(sc)[..., -1]
-                    X = 0.5 * dev / np.maximum(top, 1e-300)[:, None, None]  # dD/dX = −2(A + B): a damped Newton step
+                    # Newton: dD = −(XS + SX), S = A + B; solved in S's eigenbasis, damped for the layers' coupling
+                    s_, V = np.linalg.eigh(sc)
+                    top = s_[..., -1]
+                    Vt = np.swapaxes(V, -1, -2)
+                    den = np.maximum(s_[..., :, None] + s_[..., None, :], 1e-300)
+                    X = damp * (V @ ((Vt @ dev @ V) / den) @ Vt)
                     G[i], Ginv[i] = _sym_exp(X) @ G[i], Ginv[i] @ _sym_exp(X, -1.0)
                     res = np.maximum(res, np.max(np.abs(dev), axis=(1, 2)) / np.maximum(top, 1e-300))
             residual = res
