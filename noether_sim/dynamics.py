@@ -37,7 +37,7 @@ DYNAMICS = {
 }
 MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
 DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet", "langevin": "euler_maruyama"}
-MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin")
+MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin", "adam", "adamw", "rmsprop", "sign", "lion")
 SAMPLINGS = ("uniform", "epoch")
 STOCHASTIC_OPTIONS = ("batch_size", "sampling", "temperature", "noise_substeps", "split_drift")
 
@@ -95,8 +95,8 @@ _TAKES = {
     **{name: (", ".join(o for o, opt in OPTIMIZERS.items() if name in opt.defaults),
               lambda r, name=name: r.dynamics in OPTIMIZERS and name in OPTIMIZERS[r.dynamics].defaults)
        for name in ("beta1", "beta2", "eps")},
-    "batch_size": ("gd, heavy_ball, nesterov and langevin", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
-    "sampling": ("gd, heavy_ball, nesterov and langevin with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "batch_size": ("gd, heavy_ball, nesterov, langevin and the optimizers", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "sampling": ("gd, heavy_ball, nesterov, langevin and the optimizers with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
     "temperature": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
     "noise_substeps": ("langevin (method euler_maruyama)", lambda r: r.dynamics == "langevin"),
     "split_drift": ("gd with a batch_size", lambda r: r.dynamics == "gd"),

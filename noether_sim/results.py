@@ -289,7 +289,8 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
         "integrator": ("scheme", [cfg["methods"][lb]["method"] for lb in present]),
         "method_order": ("scheme", [resolve(cfg["methods"][lb]["dynamics"], cfg["methods"][lb]["method"]).order
                                     for lb in present]),
-        "limit_flow": ("scheme", [limit_flow(cfg["methods"][lb]["dynamics"]) for lb in present],
+        "limit_flow": ("scheme", [limit_flow(cfg["methods"][lb]["dynamics"],
+                                                 _batch(cfg["methods"][lb].get("batch_size"), cfg)) for lb in present],
                        {"description": "the flow the ladder converges to as h → 0: what 'the flow' of a verdict is"}),
     })
     ds = xr.Dataset(data_vars, coords=coords)
@@ -723,3 +724,9 @@ def format_any_summary(ds: xr.Dataset) -> str:
             continue
         parts.append(format_summary(sweep_point(ds, p)))
     return "\n".join(parts)
+
+
+def _batch(batch_size, cfg) -> int:
+    """A method's minibatch size, 0 for the full batch (as the kernels count it)."""
+    n = (cfg.get("data") or {}).get("n_points")
+    return 0 if not batch_size or batch_size == n else int(batch_size)

@@ -25,6 +25,7 @@ from ._threads import off_main_thread
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
                        progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
+from .laws import limit_flow
 from .layer_lr import check_layer_lr, param_scale, scaled_data
 from .teleport import check_teleport_run, run_with_teleports
 from .models import ChargeGroup
@@ -818,7 +819,7 @@ def _label_optimizer(ds, p, st, ok):
         "count used for bias correction")
     ds = ds.assign_coords(optimizer_state_part=("optimizer_state", parts),
                           optimizer_state_param=("optimizer_state", params))
-    ds.attrs.update(learning_rate=p.h, optimizer=r.dynamics, limit_flow=OPTIMIZERS[r.dynamics].limit_flow,
+    ds.attrs.update(learning_rate=p.h, optimizer=r.dynamics, limit_flow=limit_flow(r.dynamics, _kernel_batch_size(p)),
                     **{k: float(p.options[k]) if p.options.get(k) is not None else np.nan
                        for k in ("beta1", "beta2", "eps")})
     return ds
