@@ -379,7 +379,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         activations, λ = 0 (noether_sim/layer_lr.py).
 
     batch_size : int, optional
-        gd, heavy_ball, nesterov, langevin: minibatch gradients of B points per step and seed (B = N is the
+        gd, heavy_ball, nesterov, langevin and the optimizers: minibatch gradients of B points per step and seed (B = N is the
         full batch), drawn from the counter-based generator per (root_seed, seed id, step);
         ``minibatch_indices`` replays them.
     sampling : {"uniform", "epoch"}, optional
