@@ -523,7 +523,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
         noise_substeps=int(opts.get("noise_substeps") or 1), split_drift=bool(opts.get("split_drift", False)),
         batch_factor=batch_factor(p.data.n_points, opts.get("batch_size") or p.data.n_points))
-    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, p.data, p.options))
+    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, run_data, p.options))  # layer_lr: scaled
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     group_off = np.array([g.offset for g in groups] + [nq], dtype=np.int64)
     group_degree = np.array([g.degree for g in groups], dtype=np.int64)
