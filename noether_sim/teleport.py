@@ -382,7 +382,7 @@ def check_teleport_run(teleport_every, options, model, kwargs) -> tuple[float, d
         v.fail("track_ntk", True, "does not combine with teleport_every")
     if kwargs.get("keep", "seeds") != "seeds":
         v.fail("keep", kwargs["keep"], "teleport_every keeps per-seed records: keep='seeds'")
-    h = kwargs.get("h")
+    h = kwargs.get("h") if kwargs.get("h") is not None else kwargs.get("learning_rate")
     for name, value in (("teleport_every", every), ("save_every", kwargs.get("save_every"))):
         if h is not None and value is not None and abs(value / h - round(value / h)) > 1e-9 * max(1.0, value / h):
             v.fail(name, value, f"must be a whole number of steps h = {h}")
@@ -404,7 +404,7 @@ def run_with_teleports(simulate, given, model, data, kwargs, every, options):
     from .kernels.driver import ensemble_charges
 
     kw = dict(kwargs)
-    h = kw.get("h")
+    h = kw.get("h") if kw.get("h") is not None else kw.get("learning_rate")  # gd may name its step either way
     t_end = kw.pop("t_end", None)
     n_steps = kw.pop("n_steps", None)
     if n_steps is not None:
