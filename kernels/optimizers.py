@@ -29,7 +29,10 @@ from .models import loss_grad
 OPT_ADAM, OPT_ADAMW, OPT_RMSPROP, OPT_SIGN, OPT_LION = 0, 1, 2, 3, 4
 
 
-@njit(cache=True, fastmath=FASTMATH)
+# error_model="numpy": a division by zero gives inf/nan instead of raising (the kernels raise nothing, and every
+# denominator here is positive: ε > 0, β < 1). Python's model checks each division for zero, and that check
+# kept LLVM from vectorising the per-parameter loops: Adam's update ran ~9× slower per parameter.
+@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
 def optimizer_step(kind, y, code, eta, beta1, beta2, eps, lam, P, grad, ints, floats, data_a, data_b, work):
     """One step of the optimizer ``code`` in place on y = [θ, state] (module docstring)."""
     loss_grad(kind, y[:P], grad, ints, floats, data_a, data_b, work)

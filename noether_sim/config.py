@@ -196,6 +196,8 @@ METHOD = {
     # stochastic training (theory.md §6): minibatches, Langevin noise, coupled Langevin rungs
     "batch_size": (False, None), "sampling": (False, None), "temperature": (False, None),
     "split_drift": (False, None), "coupled": (False, None),
+    # layer-wise learning rates (theory.md §7; noether_sim/layer_lr.py), one multiplier per layer
+    "layer_lr": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
 
@@ -410,7 +412,7 @@ def augment_charge_names(data_cfg: dict) -> list[str]:
 
 def _check_method(prefix: str, entry: dict, times) -> dict:
     """One [methods.<label>] table, checked by the same rules as simulate()'s arguments."""
-    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes", "coupled")}
+    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes", "coupled", "layer_lr")}
     if entry["dynamics"] in ("gf", "momentum") and "method" not in entry:
         raise ConfigError(f"missing key {prefix + 'method'!r}: {entry['dynamics']} needs an integrator, one of "
                           f"{', '.join(m for m in methods_for(entry['dynamics']) if m != 'dopri5')}")
@@ -438,7 +440,10 @@ def _check_method(prefix: str, entry: dict, times) -> dict:
                 _fail(f"{prefix}step_sizes[{i}]", h, f"every interval between save times ({dt:g}, from save_every/"
                                                      f"save_times and t_end) must be a whole number >= 1 of steps")
     return {"dynamics": entry["dynamics"], "method": resolved.method, "step_sizes": [float(h) for h in hs],
-            **{k: full[k] for k in options}, **({"coupled": entry["coupled"]} if "coupled" in entry else {})}
+            **{k: full[k] for k in options}, **({"coupled": entry["coupled"]} if "coupled" in entry else {}),
+            # a simulate() argument of its own (checked against the model by simulate's plan, before any work)
+            **({"layer_lr": _list(prefix + "layer_lr", entry["layer_lr"], lambda kk, x: _real(kk, x, low=0, low_open=True))}
+               if "layer_lr" in entry else {})}
 
 
 def _save_grid(cfg) -> list[float]:

@@ -40,7 +40,7 @@ DYNAMICS = {
 }
 MOMENTUM_DYNAMICS = ("momentum", "heavy_ball", "nesterov")
 DEFAULT_METHOD = {"gf": "rk4", "gd": "euler", "momentum": "verlet", "langevin": "euler_maruyama"}
-MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin")
+MINIBATCH_DYNAMICS = ("gd", "heavy_ball", "nesterov", "langevin", "adam", "adamw", "rmsprop", "sign", "lion")
 SAMPLINGS = ("uniform", "epoch")
 # overdamped Langevin's methods: (weak order, gradient evaluations per step); the kernel's code is the position
 LANGEVIN_METHODS = {"euler_maruyama": (1, 1), "stochastic_heun": (2, 2)}
@@ -100,8 +100,8 @@ _TAKES = {
     **{name: (", ".join(o for o, opt in OPTIMIZERS.items() if name in opt.defaults),
               lambda r, name=name: r.dynamics in OPTIMIZERS and name in OPTIMIZERS[r.dynamics].defaults)
        for name in ("beta1", "beta2", "eps")},
-    "batch_size": ("gd, heavy_ball, nesterov and langevin", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
-    "sampling": ("gd, heavy_ball, nesterov and langevin with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "batch_size": ("gd, heavy_ball, nesterov, langevin and the optimizers", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "sampling": ("gd, heavy_ball, nesterov, langevin and the optimizers with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
     "temperature": ("langevin, and momentum with a splitting method (underdamped Langevin)",
                     lambda r: r.dynamics == "langevin" or (r.dynamics == "momentum" and r.scheme == SCHEME_SPLITTING)),
     "noise_substeps": ("langevin", lambda r: r.dynamics == "langevin"),

@@ -213,6 +213,78 @@ class Given:
         return {"kind": self.kind, "shape": list(self.theta.shape)}
 
 
+@dataclass(frozen=True, eq=False)
+class Teleported:
+    """Another initialisation's weights, teleported along their symmetry orbit before training.
+
+    Each seed's row of ``base`` is moved by ``noether_sim.teleport`` (same loss on ``data``; |∇L| raised,
+    or the charges balanced at ``target``), so seed i's start is still a pure function of (root seed, i).
+
+    Parameters
+    ----------
+    data : TrainingData
+        The data whose loss the orbit keeps (the run's data).
+    base : initialisation
+        Where the seeds start before teleporting (default ``Gaussian()``).
+    objective : {"grad_norm", "balance"}
+        What ``teleport`` does (see there).
+    steps : int, optional
+        Its steps (default 10 for grad_norm, at most 2000 for balance).
+    lr : float
+        Its ascent step length (grad_norm).
+    target : float, optional
+        The charges' value for ``objective="balance"`` (default 0).
+
+    Raises
+    ------
+    ConfigError
+        As ``teleport`` (when rows are drawn: a model without an orbit, a target out of reach).
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.DeepLinear((3, 3, 3))
+    >>> data = ns.data.synthetic_regression(3, 3, 16, seed=1)
+    >>> ds = ns.simulate(model, data, init=ns.init.Teleported(data, objective="balance"), h=0.1,
+    ...                  n_steps=1, seeds=2)
+    >>> float(abs(ds.charge_initial).max()) < 1e-12      # every D_i = 0 at the start
+    True
+    """
+
+    data: object
+    base: object = None
+    objective: str = "grad_norm"
+    steps: int | None = None
+    lr: float = 0.1
+    target: float | None = None
+    kind: str = "teleported"
+
+    def __post_init__(self):
+        from .teleport import check_teleport_options
+        if self.base is None:
+            object.__setattr__(self, "base", Gaussian())
+        if not hasattr(self.base, "rows") or isinstance(self.base, (Given, Teleported)):
+            fail("base", self.base, "must be a drawn initialisation (Gaussian, Orthogonal, Balanced)")
+        check_teleport_options(self.objective, self.steps, self.lr, self.target)
+
+    def _move(self, model, theta):
+        from .teleport import teleport
+        return teleport(model, self.data, theta, objective=self.objective, steps=self.steps, lr=self.lr,
+                        target=self.target).theta
+
+    def rows(self, model, root, seed_ids):
+        """The base's rows for these seed ids, each teleported."""
+        return np.ascontiguousarray(self._move(model, self.base.rows(model, root, seed_ids)))
+
+    def draw(self, model, rng):
+        """One teleported row from a NumPy Generator."""
+        return self._move(model, self.base.draw(model, rng))
+
+    def to_config(self):
+        return {"kind": self.kind, "base": to_config(self.base), "objective": self.objective, "steps": self.steps,
+                "lr": self.lr, "target": self.target, "data": getattr(self.data, "description", "")}
+
+
 def to_config(init) -> dict:
     return init.to_config() if hasattr(init, "to_config") else asdict(init)
 

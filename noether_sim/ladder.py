@@ -258,7 +258,8 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
         coords={"seed": ladder.seed.values, "charge": names, "step_law": ("charge", step_laws),
                 **({"charge_law": ("charge", ladder.charge_law.values)} if "charge_law" in ladder.coords else {})},
         attrs={"method_order": p, "t_end": T, "step_sizes": json.dumps([float(h) for h in hs]),
-               "dynamics": dynamics, "method": method, "limit_flow": limit_flow(dynamics)},
+               "dynamics": dynamics, "method": method,
+               "limit_flow": limit_flow(dynamics, int(ladder.attrs.get("batch_size", 0) or 0))},
     )
 
 

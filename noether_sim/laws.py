@@ -112,13 +112,17 @@ def step_law(dynamics: str, method: str, charge_kind: str, degree: int = 2) -> S
     return None
 
 
-def limit_flow(dynamics: str) -> str:
+def limit_flow(dynamics: str, batch_size: int | None = None) -> str:
     """The flow a ladder of ``dynamics`` converges to as h → 0 at fixed hyperparameters (module docstring).
 
     Parameters
     ----------
     dynamics : str
         The dynamics (``simulate``'s ``dynamics``).
+    batch_size : int, optional
+        An optimizer with minibatches (a positive batch size smaller than the data): its moments average a
+        fixed number of minibatches however small η is, so the limit is the flow of the expected update,
+        not the full-batch one.
 
     Returns
     -------
@@ -134,6 +138,9 @@ def limit_flow(dynamics: str) -> str:
     'momentum flow τθ̈ + θ̇ = −∇L − λθ'
     """
     if dynamics in OPTIMIZERS:
+        if batch_size:
+            return ("flow of the expected minibatch update θ̇ = −E_B[Δθ]/η at fixed β's and batch size (not the "
+                    f"full-batch {OPTIMIZERS[dynamics].limit_flow.split(' θ̇')[0]})")
         return OPTIMIZERS[dynamics].limit_flow
     if dynamics in MOMENTUM_DYNAMICS:
         return "momentum flow τθ̈ + θ̇ = −∇L − λθ"
@@ -251,7 +258,8 @@ def judge(ds: xr.Dataset) -> xr.Dataset:
          "roundoff_floor": (("seed", "charge"), floor), "included": ("seed", ~failed)},
         coords={"seed": ds.seed.values, "charge": names, "step_law": ("charge", texts),
                 "charge_law": ("charge", [str(x) for x in ds.charge_law.values])},
-        attrs={"dynamics": dynamics, "method": method, "limit_flow": limit_flow(dynamics)})
+        attrs={"dynamics": dynamics, "method": method,
+               "limit_flow": limit_flow(dynamics, int(ds.attrs.get("batch_size", 0) or 0))})
 
 
 __all__ = ["judge", "step_law", "limit_flow", "law_holds", "StepLaw", "CONSERVED", "BROKEN", "INCONCLUSIVE", "NEEDS_LADDER"]

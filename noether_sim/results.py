@@ -286,7 +286,8 @@ def _assemble_point(blocks, cfg, provenance, missing, present, n_steps) -> xr.Da
         "integrator": ("scheme", [cfg["methods"][lb]["method"] for lb in present]),
         "method_order": ("scheme", [resolve(cfg["methods"][lb]["dynamics"], cfg["methods"][lb]["method"]).order
                                     for lb in present]),
-        "limit_flow": ("scheme", [limit_flow(cfg["methods"][lb]["dynamics"]) for lb in present],
+        "limit_flow": ("scheme", [limit_flow(cfg["methods"][lb]["dynamics"],
+                                                 _batch(cfg["methods"][lb].get("batch_size"), cfg)) for lb in present],
                        {"description": "the flow the ladder converges to as h → 0: what 'the flow' of a verdict is"}),
     })
     ds = xr.Dataset(data_vars, coords=coords)
@@ -445,3 +446,9 @@ def sweep_point(ds: xr.Dataset, p: int) -> xr.Dataset:
                       "finished_blocks": json.dumps(finished), "missing_blocks": json.dumps(missing),
                       "t_end": cfg["t_end"], "weight_decay": cfg["weight_decay"], "sweep_point": p}
     return sub
+
+
+def _batch(batch_size, cfg) -> int:
+    """A method's minibatch size, 0 for the full batch (as the kernels count it)."""
+    n = (cfg.get("data") or {}).get("n_points")
+    return 0 if not batch_size or batch_size == n else int(batch_size)

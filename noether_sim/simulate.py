@@ -25,7 +25,9 @@ from ._threads import off_main_thread
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
                        progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
+from .laws import limit_flow
 from .layer_lr import check_layer_lr, param_scale, scaled_data
+from .teleport import check_teleport_run, run_with_teleports
 from .models import ChargeGroup
 from .stochastic import SAMPLING_CODES, batch_factor, expectation_factors, noise_rates, seed_statistics
 from .stats import check_keep, execute_stats
@@ -301,7 +303,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "",
              beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
-             layer_lr=None, keep="seeds") -> xr.Dataset:
+             layer_lr=None, keep="seeds", teleport_every: float | None = None, teleport=None) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     Every dynamics with every method that applies (``noether-sim list``); options that only some take are
@@ -396,7 +398,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         activations, λ = 0 (noether_sim/layer_lr.py).
 
     batch_size : int, optional
-        gd, heavy_ball, nesterov, langevin: minibatch gradients of B points per step and seed (B = N is the
+        gd, heavy_ball, nesterov, langevin and the optimizers: minibatch gradients of B points per step and seed (B = N is the
         full batch), drawn from the counter-based generator per (root_seed, seed id, step);
         ``minibatch_indices`` replays them.
     sampling : {"uniform", "epoch"}, optional
@@ -412,6 +414,14 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         gd with a batch_size: on the watched seeds, accumulate the drift's expected parts, the
         discretisation ``η²q(Ḡ)`` and the minibatch noise ``η²c_B·q_Σ`` (per-sample gradients: N + 1
         gradients per step), into ``drift_discretisation`` and ``drift_noise``.
+    teleport_every : float, optional
+        gf and gd: every this much time, move each seed along its symmetry orbit with ``noether_sim.teleport``
+        (same loss; |∇L| raised, or the charges balanced) and run on from there. The result joins the
+        segments: ``drift`` and the laws are measured from the charges just after the last teleport, and
+        ``teleport_time``, ``teleport_loss_before``/``_after``, ``teleport_grad_norm_before``/``_after`` and
+        ``teleport_charge_before``/``_after`` (seed, teleport[, component]) record each event.
+    teleport : dict, optional
+        With ``teleport_every``: ``teleport``'s options (objective, steps, lr, target).
     keep : {"seeds", "stats"} or Stats, optional
         "seeds" (default): per-seed records; "stats" or ``Stats(bins=, range=, scale=, chunk=)``: seeds run
         in chunks and only their statistics per save time and charge are kept (count, mean, var, min, max,
@@ -445,6 +455,12 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     >>> bool(ds.drift.max() < 1e-12)          # Gauss–Legendre keeps the balance charge D1
     True
     """
+    if teleport_every is not None or teleport is not None:  # segments with teleports between (teleport.py)
+        kwargs = {k: v_ for k, v_ in locals().items() if k not in ("model", "data", "teleport_every", "teleport",
+                                                                   "progress")}
+        every, options = check_teleport_run(teleport_every, teleport, model, kwargs)
+        plan(model, data, **kwargs)  # the whole call, before any work
+        return run_with_teleports(simulate, Given, model, data, kwargs, every, options)
     p = plan(model, data, dynamics=dynamics, method=method, h=h, t_end=t_end, n_steps=n_steps, save_every=save_every,
              save_times=save_times, seeds=seeds, root_seed=root_seed, init=init, weight_decay=weight_decay,
              watch_seeds=watch_seeds, divergence_bound=divergence_bound, memory_limit=memory_limit,
@@ -530,7 +546,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
         noise_substeps=int(opts.get("noise_substeps") or 1), split_drift=bool(opts.get("split_drift", False)),
         batch_factor=batch_factor(p.data.n_points, opts.get("batch_size") or p.data.n_points))
-    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, p.data, p.options))
+    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, run_data, p.options))  # layer_lr: scaled
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     group_off = np.array([g.offset for g in groups] + [nq], dtype=np.int64)
     group_degree = np.array([g.degree for g in groups], dtype=np.int64)
@@ -826,7 +842,7 @@ def _label_optimizer(ds, p, st, ok):
         "count used for bias correction")
     ds = ds.assign_coords(optimizer_state_part=("optimizer_state", parts),
                           optimizer_state_param=("optimizer_state", params))
-    ds.attrs.update(learning_rate=p.h, optimizer=r.dynamics, limit_flow=OPTIMIZERS[r.dynamics].limit_flow,
+    ds.attrs.update(learning_rate=p.h, optimizer=r.dynamics, limit_flow=limit_flow(r.dynamics, _kernel_batch_size(p)),
                     **{k: float(p.options[k]) if p.options.get(k) is not None else np.nan
                        for k in ("beta1", "beta2", "eps")})
     return ds

@@ -155,3 +155,41 @@ def test_study_with_optimizers_names_their_limit_flow(tmp_path):
     assert list(ds.limit_flow.values) == [ns.laws.limit_flow("gd"), ns.laws.limit_flow("adam")]
     text = format_summary(ds)
     assert "(limit: sign-like flow" in text and "(limit: gradient flow" not in text
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "rmsprop", "sign", "lion"])
+@pytest.mark.parametrize("net", ["deep linear", "relu"])
+def test_optimizer_with_minibatches_matches_numpy(name, net):
+    """batch_size: each step's gradient is that of the B points ``minibatch_indices`` replays for (seed,
+    step); the rest of the update is the optimizer's, as in the full-batch test."""
+    if net == "deep linear":
+        model = ns.DeepLinear((3, 4, 2), bias=True)
+        data = ns.data.synthetic_regression(3, 2, 16, noise=0.1, seed=2)
+    else:
+        model = MLP((3, 5, 1), activation="relu", bias=True)
+        data = teacher_regression(MLP((3, 5, 1), activation="relu"), 16, noise=0.1, seed=3)
+    B, seeds = 5, 2
+    ds = ns.simulate(model, data, dynamics=name, learning_rate=LR, n_steps=N_STEPS, save_every=LR * 10,
+                     seeds=seeds, weight_decay=LAM, batch_size=B, **OPTIONS[name])
+    assert (ds.status.values == 0).all() and ds.attrs["batch_size"] == B
+    full = ns.simulate(model, data, dynamics=name, learning_rate=LR, n_steps=N_STEPS, seeds=seeds,
+                       weight_decay=LAM, **OPTIONS[name])
+    for s in range(seeds):
+        step = [0]
+
+        def grad_of(theta):
+            idx = ns.minibatch_indices(data.n_points, B, s, step[0])
+            step[0] += 1
+            sub = ns.data.from_arrays(data.X[:, idx], data.Y[:, idx])
+            if net == "deep linear":
+                return loss_and_grad(model, sub, theta)[1]
+            a, b = model.kernel_data(sub)  # the MLP's gradient (checked by finite differences in test_mlp.py)
+            return ensemble_loss_grad(int(model.descriptor()[0]), np.ascontiguousarray(theta[None]),
+                                      model.descriptor(), model.constants(sub), a, b)[1][0]
+
+        theta0 = ds.theta_initial.values[s]
+        theta, m, v, k = numpy_optimizer(name, theta0, grad_of, LR, N_STEPS, LAM, **OPTIONS[name])
+        scale = np.max(np.abs(theta))
+        assert np.max(np.abs(ds.theta_final.values[s] - theta)) <= 1e-12 * scale
+        # minibatches change the path: the comparison with the full-batch run can fail
+        assert np.max(np.abs(full.theta_final.values[s] - theta)) > 1e-4 * scale

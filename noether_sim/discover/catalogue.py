@@ -177,6 +177,10 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
     P = model.n_params
     momentum = fields.flow == "momentum"
     forms = catalogue_forms(model)
+    m = getattr(fields, "scale", None)
+    if m is not None:  # layer-wise rates: the weighted charges, v/m (linear) and ½θᵀM^{-1/2}SM^{-1/2}θ
+        r = 1.0 / np.sqrt(m)
+        forms = [(g, c, kind, M / m if kind == "linear" else M * r[:, None] * r[None, :]) for g, c, kind, M in forms]
     if momentum:  # what momentum runs record as conserved: the isometric charges e^{t/τ}⟨p, Kq⟩
         forms = catalogue_momentum_forms(model)
     theta, g = _sample_rows(model, fields, rng, 24)

@@ -109,7 +109,7 @@ def format_table(results) -> str:
 
 def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: int = 0, flow: str = "gradient",
              tau: float = 1.0, n_data: int | None = None, max_depth: int | None = None, quadratic: str = "auto",
-             min_gap: float = 1e4, catalogue: bool = True) -> DiscoveryResult:
+             min_gap: float = 1e4, catalogue: bool = True, layer_lr=None) -> DiscoveryResult:
     """Count and find the conservation laws of ``model`` (a DeepLinear or MLP; a CustomModel from its
     gradient alone, with its data: see ``discover.custom``, which returns a ``CustomDiscovery``).
 
@@ -144,6 +144,10 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
         The singular-value ratio a rank decision needs; below it the result says undecided.
     catalogue : bool
         Check the model's hand-written charges against the laws found.
+    layer_lr : sequence of float, optional
+        Gradient flow with layer-wise rates θ̇_i = −m_i∇_{θ_i}L (biases with their layer): the fields are
+        M∇ℓ_j, and the catalogue checked is the weighted one (C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i,
+        r_η = (|w_in|² + b²)/m_in − α|w_out|²/m_out; linear charges v/m).
 
     Returns
     -------
@@ -201,7 +205,7 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
         if n_data is not None:
             fail("n_data", n_data, "is only used without data (data=None); the data set fixes the points")
         X, Y = data.X, data.Y
-    fields = _Fields(model, X, Y, flow, tau)
+    fields = _Fields(model, X, Y, flow, tau, _layer_scale(model, layer_lr, flow))
     stamps = [time.perf_counter()]
     results, notes = [], []
     for _ in range(points):
@@ -246,3 +250,20 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
                            decided, message, results, lin, quad, cat, fields.N, time.perf_counter() - started,
                            {"points": points, "seed": seed, "max_depth": max_depth, "min_gap": min_gap,
                             "quadratic": quadratic, "seconds_by_stage": timings})
+
+
+def _layer_scale(model, layer_lr, flow):
+    """m_i for every parameter of layer i (weights and bias), or None; ConfigError for bad multipliers."""
+    if layer_lr is None:
+        return None
+    arr = np.asarray(layer_lr, dtype=float) if np.iterable(layer_lr) else np.array([np.nan])
+    if arr.ndim != 1 or len(arr) != model.n_layers or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        fail("layer_lr", layer_lr, f"must be {model.n_layers} finite multipliers > 0, one per layer")
+    if flow != "gradient":
+        fail("layer_lr", layer_lr, "applies to flow='gradient'")
+    out = np.empty(model.n_params)
+    for i, (W, b) in enumerate(model.unflatten(np.arange(model.n_params)), start=1):
+        out[W.ravel()] = arr[i - 1]
+        if b is not None:
+            out[b] = arr[i - 1]
+    return out

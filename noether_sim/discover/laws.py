@@ -55,6 +55,8 @@ def _sample_rows(model, fields, rng, n_rows):
     for start in range(0, n_rows, 256):
         sl = slice(start, min(n_rows, start + 256))
         g[sl] = J.weighted_gradient(model, J.Jet(theta[None, sl]), fields.X, fields.Y, w[sl]).value
+    if getattr(fields, "scale", None) is not None:  # layer-wise rates: the field M∇ℓ
+        g *= fields.scale
     return theta, g
 
 

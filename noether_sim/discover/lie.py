@@ -112,15 +112,18 @@ def _orth(vectors: np.ndarray, min_gap: float = 1e4):
 class _Fields:
     """Per-sample fields of ``model`` on data (X, Y), and how to draw generic members of their span."""
 
-    def __init__(self, model, X, Y, flow, tau):
+    def __init__(self, model, X, Y, flow, tau, scale=None):
         self.model, self.X, self.Y, self.flow, self.tau = model, X, Y, flow, tau
         self.N = X.shape[1]
         self.P = model.n_params
         self.dim = self.P if flow == "gradient" else 2 * self.P + 1
+        # layer-wise learning rates: the fields are M∇ℓ_j, M = diag(scale) (1 per parameter without them)
+        self.scale = None if scale is None else np.asarray(scale, dtype=float)
 
     def __call__(self, z: J.Jet, leaf) -> J.Jet:
         if self.flow == "gradient":
-            return J.weighted_gradient(self.model, z, self.X, self.Y, leaf)
+            g = J.weighted_gradient(self.model, z, self.X, self.Y, leaf)
+            return g if self.scale is None else g * self.scale
         alpha, omega = leaf
         P = self.P
         q, p = z[..., :P], z[..., P: 2 * P]
