@@ -21,6 +21,9 @@ MODEL_MLP = 1
 # Deep linear whose gradient is cheaper by products from the input side (wide outputs); the Python
 # model picks it (kernels/linear.py::_chain_costs), so a run compiles only the order it uses.
 MODEL_DEEP_LINEAR_INPUT_SIDE = 2
+# Multi-head self-attention (kernels/attention.py): a descriptor of its own, read there, not by the
+# readers below: ints[1:9] = heads, d_model, d_k, d_v, tokens, d_out, causal, readout token (−1: all).
+MODEL_ATTENTION = 3
 
 
 @njit(cache=True)

@@ -110,6 +110,8 @@ class TrainingData:
                 np.ascontiguousarray(self.Y @ Xa.T / self.n_points))
 
     def check_fits(self, model):
+        if hasattr(model, "check_data"):  # models that read their data in their own layout (SelfAttention)
+            return model.check_data(self)
         if self.n_in != model.widths[0] and self.n_points == model.widths[0]:
             fail("data", self, f"X has shape {self.X.shape}: its rows are the model's input width {model.widths[0]}, "
                                f"so X looks like (points, features): pass X.T and Y.T (noether_sim takes "
@@ -129,6 +131,39 @@ class TrainingData:
         """Is the loss of ``model`` on this set exactly invariant under every generator's rotations?"""
         degree = getattr(model, "input_degree", None)
         return degree is not None and degree <= self.exact_degree
+
+
+def sequences(model, n_sequences=None, **kwargs) -> TrainingData:
+    """Token sequences for a ``SelfAttention`` model: see ``noether_sim.attention.sequences``.
+
+    Parameters
+    ----------
+    model : SelfAttention
+        The architecture (and the teacher's).
+    n_sequences : int, optional
+        Number of Gaussian sequences; or pass ``tokens=`` (N, T, d_model) arrays of your own.
+    **kwargs
+        ``tokens``, ``targets``, ``noise``, ``seed``, ``teacher_scale``.
+
+    Returns
+    -------
+    TrainingData
+        One sequence per column, token-major.
+
+    Raises
+    ------
+    ConfigError
+        Shapes that do not fit the model, or values out of range.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> ns.data.sequences(ns.SelfAttention(4, tokens=3, readout="last"), 10).Y.shape
+    (4, 10)
+    """
+    from .attention import sequences as _sequences
+
+    return _sequences(model, n_sequences, **kwargs)
 
 
 def from_arrays(X, Y) -> TrainingData:
