@@ -157,6 +157,15 @@ class SelfAttention:
         return ((dk, d), (dk, d), (dv, d), (do, dv))[(i - 1) % 4]
 
     @property
+    def offsets(self) -> tuple[list, list]:
+        """(offset of each weight matrix, −1 for its absent bias), in ``unflatten``'s order."""
+        w_off, pos = [], 0
+        for i in range(1, self.n_layers + 1):
+            w_off.append(pos)
+            pos += int(np.prod(self.weight_shape(i)))
+        return w_off, [-1] * self.n_layers
+
+    @property
     def n_params(self) -> int:
         return sum(int(np.prod(self.weight_shape(i))) for i in range(1, self.n_layers + 1))
 
