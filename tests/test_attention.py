@@ -216,3 +216,29 @@ def test_data_that_does_not_fit_is_refused_before_any_work():
         ns.data.sequences(model)
     with pytest.raises(ConfigError, match="track_ntk"):
         ns.simulate(model, ns.data.sequences(model, 5), h=0.1, n_steps=1, track_ntk=True, watch_seeds=[0])
+
+
+# ---------------------------------------------------------------- discovery
+
+def test_jet_gradient_of_discovery_matches_the_kernel():
+    from noether_sim import _jets as J
+
+    model = make(heads=2, tokens=3, causal=True, readout="last")
+    data = ns.data.sequences(model, 5, seed=0)
+    theta = np.random.default_rng(0).standard_normal((1, model.n_params))
+    g = J.weighted_gradient(model, J.Jet(theta[None]), data.X, data.Y, np.full((1, 5), 0.2)).value
+    np.testing.assert_allclose(g, kernel_grad(model, data, theta)[1], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("heads,d_k,d_v,flow,expected", [
+    (1, 2, 2, "gradient", 6),      # d_k(d_k + 1)/2 + d_v(d_v + 1)/2 per head
+    (2, 2, 2, "gradient", 12),
+    (1, 3, 2, "gradient", 9),
+    (1, 2, 2, "momentum", 2),      # d_k(d_k − 1)/2 + d_v(d_v − 1)/2 rotations per head
+])
+def test_discovery_counts_the_catalogues_laws(heads, d_k, d_v, flow, expected):
+    model = ns.SelfAttention(4, heads=heads, d_k=d_k, d_v=d_v, tokens=3, causal=d_k == 3,
+                             readout="last" if d_k == 3 else "sequence")
+    result = ns.discover(model, flow=flow)
+    assert result.count == expected, str(result)
+    assert result.catalogue.independent == expected and result.catalogue.complete, str(result)
