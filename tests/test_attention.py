@@ -242,3 +242,44 @@ def test_discovery_counts_the_catalogues_laws(heads, d_k, d_v, flow, expected):
     result = ns.discover(model, flow=flow)
     assert result.count == expected, str(result)
     assert result.catalogue.independent == expected and result.catalogue.complete, str(result)
+
+
+# ---------------------------------------------------------------- studies and sweeps
+
+def _study(**model):
+    return {"name": "att", "t_end": 0.25, "save_every": 0.125,
+            "model": {"kind": "attention", "d_model": 4, "tokens": 3, **model},
+            "data": {"kind": "sequences", "n_points": 8}, "seeds": {"count": 2},
+            "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.0625, 0.03125, 0.015625]}}}
+
+
+def test_example_study_parses_and_a_study_and_sweep_run(tmp_path):
+    from noether_sim.config import load_config
+
+    cfg = load_config("examples/attention_study.toml")
+    assert cfg["model"]["heads"] == 2 and cfg["data"]["kind"] == "sequences"
+    ds = ns.run_study(_study(heads=2, causal=True), out=tmp_path / "s")
+    assert [str(c) for c in ds.charge.values] == ["QK0", "VO0", "QK1", "VO1"]
+    assert np.all(ds.verdict.values == CONSERVED)
+    sweep = {**_study(), "sweep": {"model.heads": [1, 2]}}
+    sw = ns.run_study(sweep, out=tmp_path / "w")
+    assert sw.sizes["model.heads"] == 2
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda c: c["model"].update(widths=[4, 4, 4]), "model.widths"),
+    (lambda c: c["model"].pop("tokens"), "model.tokens"),
+    (lambda c: c["model"].update(tokens=0), "tokens"),
+    (lambda c: c["model"].update(heads=3), "heads=3"),
+    (lambda c: c["model"].update(activation="relu"), "model.activation"),
+    (lambda c: c["data"].update(kind="synthetic_regression"), "data.kind"),
+    (lambda c: c.update(model={"kind": "mlp", "widths": [4, 4, 1]}), "data.kind"),
+    (lambda c: c.update(model={"kind": "deep_linear", "widths": [4, 4, 1], "tokens": 3}), "model.tokens"),
+])
+def test_bad_study_configuration_is_refused(change, match):
+    from noether_sim.config import parse_config
+
+    cfg = _study()
+    change(cfg)
+    with pytest.raises(ConfigError, match=match):
+        parse_config(cfg)
