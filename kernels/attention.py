@@ -53,7 +53,7 @@ def head_size(ints):
 def attention_work_size(ints):
     H, d, dk, dv, T, do = _dims(ints)
     per_head = T * (2 * dk + 2 * dv) + T * T  # Q, K, V, Z, A of one sequence
-    return T * d + T * do + H * per_head + 2 * T * T + T * (2 * dk + 2 * dv)
+    return T * d + T * do + H * per_head + T * T + T * (2 * dk + 2 * dv)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -77,8 +77,6 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
     heads_pos = pos
     pos += H * per_head
     dA = work[pos: pos + T * T].reshape((T, T))
-    pos += T * T
-    dS = work[pos: pos + T * T].reshape((T, T))
     pos += T * T
     dZ = work[pos: pos + T * dv].reshape((T, dv))
     pos += T * dv
@@ -144,10 +142,11 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
                 for s in range(s_hi, T):
                     A[t, s] = 0.0
                 for c in range(dv):
-                    z = 0.0
-                    for s in range(s_hi):
-                        z += A[t, s] * V[s, c]
-                    Z[t, c] = z
+                    Z[t, c] = 0.0
+                for s in range(s_hi):  # rows of V, contiguous
+                    w = A[t, s]
+                    for c in range(dv):
+                        Z[t, c] += w * V[s, c]
                 for o in range(do):
                     f = 0.0
                     for c in range(dv):
@@ -181,44 +180,46 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
                     dK[s, a] = 0.0
             for t in range(t_lo, t_hi):
                 s_hi = t + 1 if causal else T
-                for c in range(dv):  # dZ = dF W_O; G_O += dFᵀ Z
-                    acc = 0.0
-                    for o in range(do):
-                        acc += F[t, o] * WO[o, c]
-                        GO[o, c] += F[t, o] * Z[t, c]
-                    dZ[t, c] = acc
+                # every inner loop below runs along a contiguous row (SIMD)
+                for c in range(dv):
+                    dZ[t, c] = 0.0
+                for o in range(do):  # dZ = dF W_O; G_O += dFᵀ Z
+                    f = F[t, o]
+                    for c in range(dv):
+                        dZ[t, c] += f * WO[o, c]
+                        GO[o, c] += f * Z[t, c]
                 dot = 0.0
                 for s in range(s_hi):  # dA = dZ Vᵀ; dV += Aᵀ dZ
                     acc = 0.0
                     for c in range(dv):
                         acc += dZ[t, c] * V[s, c]
-                        dV[s, c] += A[t, s] * dZ[t, c]
+                    w = A[t, s]
+                    for c in range(dv):
+                        dV[s, c] += w * dZ[t, c]
                     dA[t, s] = acc
-                    dot += A[t, s] * acc
-                for s in range(s_hi):  # softmax backward, then the 1/√d_k
-                    dS[t, s] = A[t, s] * (dA[t, s] - dot) * scale
-                for a in range(dk):  # dQ = dS K; dK += dSᵀ Q
-                    acc = 0.0
-                    for s in range(s_hi):
-                        acc += dS[t, s] * K[s, a]
-                        dK[s, a] += dS[t, s] * Q[t, a]
-                    dQ[t, a] = acc
-            for a in range(dk):
-                for i in range(d):
-                    gq = 0.0
-                    for t in range(t_lo, t_hi):
-                        gq += dQ[t, a] * Xs[t, i]
-                    gk = 0.0
-                    for s in range(T):
-                        gk += dK[s, a] * Xs[s, i]
-                    grad[base + a * d + i] += gq
-                    grad[oK + a * d + i] += gk
-            for c in range(dv):
-                for i in range(d):
-                    gv = 0.0
-                    for s in range(T):
-                        gv += dV[s, c] * Xs[s, i]
-                    grad[oV + c * d + i] += gv
+                    dot += w * acc
+                for a in range(dk):
+                    dQ[t, a] = 0.0
+                for s in range(s_hi):  # softmax backward, the 1/√d_k; dQ = dS K; dK += dSᵀ Q
+                    w = A[t, s] * (dA[t, s] - dot) * scale
+                    for a in range(dk):
+                        dQ[t, a] += w * K[s, a]
+                        dK[s, a] += w * Q[t, a]
+            for t in range(T):  # G_Q += dQᵀ X, G_K += dKᵀ X, G_V += dVᵀ X
+                x = Xs[t]
+                for a in range(dk):
+                    gk = dK[t, a]
+                    gq = dQ[t, a] if t_lo <= t < t_hi else 0.0
+                    ro = base + a * d
+                    rk = oK + a * d
+                    for i in range(d):
+                        grad[ro + i] += gq * x[i]
+                        grad[rk + i] += gk * x[i]
+                for c in range(dv):
+                    gv = dV[t, c]
+                    rv = oV + c * d
+                    for i in range(d):
+                        grad[rv + i] += gv * x[i]
     return 0.5 * loss * inv_n
 
 
