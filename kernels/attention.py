@@ -11,7 +11,8 @@ W_V ∈ R^{d_v×d} and W_O ∈ R^{d_out×d_v}:
 Loss L = (1/2N) Σ_n Σ_{t ∈ R} |F_t(X_n) − Y_{n,t}|², R every token ("sequence" readout) or one token.
 
 Data: data_a = X as columns, one sequence per column, token-major: row t·d + i is feature i of token t
-((T·d) × N); data_b = Y likewise ((|R|·d_out) × N). Columns, so minibatches gather like an MLP's points.
+((T·d) × N); data_b = Y likewise ((|R|·d_out) × N). Columns, so minibatches gather like an MLP's points,
+and every loop of the gradient runs along a row, over the N sequences (lane-wise, SIMD).
 
 Parameters, head by head: W_Q, W_K, W_V, W_O, each row-major.
 
@@ -50,15 +51,33 @@ def head_size(ints):
 
 
 @njit(cache=True)
-def attention_work_size(ints):
+def attention_work_size(ints, n_points):
     H, d, dk, dv, T, do = _dims(ints)
-    per_head = T * (2 * dk + 2 * dv) + T * T  # Q, K, V, Z, A of one sequence
-    return T * d + T * do + H * per_head + T * T + T * (2 * dk + 2 * dv)
+    per_head = T * (2 * dk + 2 * dv) + T * T  # Q, K, V, Z, A of every sequence
+    return n_points * (H * per_head + T * do + dv + 3 * T + 2 + dk + T * dk + T * dv)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _axpy(y, a, x):
+    for n in range(y.shape[0]):
+        y[n] += a * x[n]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dot(x, y):
+    acc = 0.0
+    for n in range(x.shape[0]):
+        acc += x[n] * y[n]
+    return acc
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
-    """Loss of one parameter row over the sequences (columns of X); its gradient into ``grad``."""
+    """Loss of one parameter row over the sequences (columns of X); its gradient into ``grad``.
+
+    Every intermediate is a (rows × N) array whose rows run over the N sequences, so each inner loop is
+    a contiguous, lane-wise loop over sequences (SIMD), as an MLP's loops run over its data points.
+    """
     H, d, dk, dv, T, do = _dims(ints)
     causal = ints[A_CAUSAL] != 0
     readout = ints[A_READOUT]
@@ -69,158 +88,168 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
     scale = 1.0 / math.sqrt(dk)
     hs = head_size(ints)
     per_head = T * (2 * dk + 2 * dv) + T * T
-    pos = 0
-    Xs = work[pos: pos + T * d].reshape((T, d))
-    pos += T * d
-    F = work[pos: pos + T * do].reshape((T, do))
-    pos += T * do
-    heads_pos = pos
-    pos += H * per_head
-    dA = work[pos: pos + T * T].reshape((T, T))
-    pos += T * T
-    dZ = work[pos: pos + T * dv].reshape((T, dv))
-    pos += T * dv
-    dV = work[pos: pos + T * dv].reshape((T, dv))
-    pos += T * dv
-    dQ = work[pos: pos + T * dk].reshape((T, dk))
-    pos += T * dk
-    dK = work[pos: pos + T * dk].reshape((T, dk))
+    heads = work[: H * per_head * N].reshape((H, per_head, N))
+    pos = H * per_head * N
+    F = work[pos: pos + T * do * N].reshape((T * do, N))
+    pos += T * do * N
+    dZ = work[pos: pos + dv * N].reshape((dv, N))
+    pos += dv * N
+    dA = work[pos: pos + T * N].reshape((T, N))
+    pos += T * N
+    dS = work[pos: pos + T * N].reshape((T, N))
+    pos += T * N
+    m = work[pos: pos + N]
+    pos += N
+    tot = work[pos: pos + N]
+    pos += N
+    dQ = work[pos: pos + dk * N].reshape((dk, N))
+    pos += dk * N
+    dK = work[pos: pos + T * dk * N].reshape((T * dk, N))
+    pos += T * dk * N
+    dV = work[pos: pos + T * dv * N].reshape((T * dv, N))
     for j in range(grad.shape[0]):
         grad[j] = 0.0
-    loss = 0.0
-    for n in range(N):
+    F[:, :] = 0.0
+    # ---- forward, head by head ----
+    for h in range(H):
+        base = h * hs
+        oK = base + dk * d
+        oV = base + 2 * dk * d
+        oO = oV + dv * d
+        Q = heads[h, 0: T * dk]
+        K = heads[h, T * dk: 2 * T * dk]
+        V = heads[h, 2 * T * dk: 2 * T * dk + T * dv]
+        Z = heads[h, 2 * T * dk + T * dv: 2 * T * dk + 2 * T * dv]
+        A = heads[h, 2 * T * dk + 2 * T * dv: per_head]
+        Q[:, :] = 0.0
+        K[:, :] = 0.0
+        V[:, :] = 0.0
         for t in range(T):
             for i in range(d):
-                Xs[t, i] = X[t * d + i, n]
-        for t in range(T):
-            for o in range(do):
-                F[t, o] = 0.0
-        # ---- forward, head by head ----
-        for h in range(H):
-            base = h * hs
-            WQ = theta[base: base + dk * d].reshape((dk, d))
-            WK = theta[base + dk * d: base + 2 * dk * d].reshape((dk, d))
-            WV = theta[base + 2 * dk * d: base + 2 * dk * d + dv * d].reshape((dv, d))
-            WO = theta[base + 2 * dk * d + dv * d: base + hs].reshape((do, dv))
-            hp = heads_pos + h * per_head
-            Q = work[hp: hp + T * dk].reshape((T, dk))
-            K = work[hp + T * dk: hp + 2 * T * dk].reshape((T, dk))
-            V = work[hp + 2 * T * dk: hp + 2 * T * dk + T * dv].reshape((T, dv))
-            Z = work[hp + 2 * T * dk + T * dv: hp + 2 * T * dk + 2 * T * dv].reshape((T, dv))
-            A = work[hp + 2 * T * dk + 2 * T * dv: hp + per_head].reshape((T, T))
-            for t in range(T):
+                x = X[t * d + i]
                 for a in range(dk):
-                    q = 0.0
-                    k = 0.0
-                    for i in range(d):
-                        q += WQ[a, i] * Xs[t, i]
-                        k += WK[a, i] * Xs[t, i]
-                    Q[t, a] = q
-                    K[t, a] = k
+                    _axpy(K[t * dk + a], theta[oK + a * d + i], x)
+                    if t_lo <= t < t_hi:
+                        _axpy(Q[t * dk + a], theta[base + a * d + i], x)
                 for c in range(dv):
-                    v = 0.0
-                    for i in range(d):
-                        v += WV[c, i] * Xs[t, i]
-                    V[t, c] = v
-            for t in range(t_lo, t_hi):
-                s_hi = t + 1 if causal else T
-                mx = -np.inf
-                for s in range(s_hi):
-                    acc = 0.0
-                    for a in range(dk):
-                        acc += Q[t, a] * K[s, a]
-                    A[t, s] = acc * scale
-                    mx = max(mx, A[t, s])
-                tot = 0.0
-                for s in range(s_hi):
-                    e = math.exp(A[t, s] - mx)
-                    A[t, s] = e
-                    tot += e
-                inv = 1.0 / tot
-                for s in range(s_hi):
-                    A[t, s] *= inv
-                for s in range(s_hi, T):
-                    A[t, s] = 0.0
-                for c in range(dv):
-                    Z[t, c] = 0.0
-                for s in range(s_hi):  # rows of V, contiguous
-                    w = A[t, s]
-                    for c in range(dv):
-                        Z[t, c] += w * V[s, c]
-                for o in range(do):
-                    f = 0.0
-                    for c in range(dv):
-                        f += WO[o, c] * Z[t, c]
-                    F[t, o] += f
-        # ---- loss; F becomes dL/dF ----
+                    _axpy(V[t * dv + c], theta[oV + c * d + i], x)
         for t in range(t_lo, t_hi):
-            row = (t - t_lo) * do
-            for o in range(do):
-                e = F[t, o] - Y[row + o, n]
-                loss += e * e
-                F[t, o] = e * inv_n
-        # ---- backward, head by head ----
-        for h in range(H):
-            base = h * hs
-            oK = base + dk * d
-            oV = base + 2 * dk * d
-            oO = oV + dv * d
-            WO = theta[oO: base + hs].reshape((do, dv))
-            hp = heads_pos + h * per_head
-            Q = work[hp: hp + T * dk].reshape((T, dk))
-            K = work[hp + T * dk: hp + 2 * T * dk].reshape((T, dk))
-            V = work[hp + 2 * T * dk: hp + 2 * T * dk + T * dv].reshape((T, dv))
-            Z = work[hp + 2 * T * dk + T * dv: hp + 2 * T * dk + 2 * T * dv].reshape((T, dv))
-            A = work[hp + 2 * T * dk + 2 * T * dv: hp + per_head].reshape((T, T))
-            GO = grad[oO: base + hs].reshape((do, dv))
-            for s in range(T):
-                for c in range(dv):
-                    dV[s, c] = 0.0
+            s_hi = t + 1 if causal else T
+            for s in range(s_hi):
+                row = A[t * T + s]
+                for n in range(N):
+                    row[n] = 0.0
                 for a in range(dk):
-                    dK[s, a] = 0.0
-            for t in range(t_lo, t_hi):
-                s_hi = t + 1 if causal else T
-                # every inner loop below runs along a contiguous row (SIMD)
+                    q = Q[t * dk + a]
+                    k = K[s * dk + a]
+                    for n in range(N):
+                        row[n] += q[n] * k[n]
+                for n in range(N):
+                    row[n] *= scale
+            for n in range(N):
+                m[n] = A[t * T, n]
+                tot[n] = 0.0
+            for s in range(1, s_hi):
+                row = A[t * T + s]
+                for n in range(N):
+                    m[n] = max(m[n], row[n])
+            for s in range(s_hi):
+                row = A[t * T + s]
+                for n in range(N):
+                    row[n] = math.exp(row[n] - m[n])
+                    tot[n] += row[n]
+            for n in range(N):
+                tot[n] = 1.0 / tot[n]
+            for s in range(s_hi):
+                row = A[t * T + s]
+                for n in range(N):
+                    row[n] *= tot[n]
+            for c in range(dv):
+                z = Z[t * dv + c]
+                for n in range(N):
+                    z[n] = 0.0
+                for s in range(s_hi):
+                    _mul_add(z, A[t * T + s], V[s * dv + c])
+                for o in range(do):
+                    _axpy(F[t * do + o], theta[oO + o * dv + c], z)
+    # ---- loss; F becomes dL/dF ----
+    loss = 0.0
+    for t in range(t_lo, t_hi):
+        for o in range(do):
+            f = F[t * do + o]
+            y = Y[(t - t_lo) * do + o]
+            acc = 0.0
+            for n in range(N):
+                e = f[n] - y[n]
+                acc += e * e
+                f[n] = e * inv_n
+            loss += acc
+    # ---- backward, head by head ----
+    for h in range(H):
+        base = h * hs
+        oK = base + dk * d
+        oV = base + 2 * dk * d
+        oO = oV + dv * d
+        Q = heads[h, 0: T * dk]
+        K = heads[h, T * dk: 2 * T * dk]
+        V = heads[h, 2 * T * dk: 2 * T * dk + T * dv]
+        Z = heads[h, 2 * T * dk + T * dv: 2 * T * dk + 2 * T * dv]
+        A = heads[h, 2 * T * dk + 2 * T * dv: per_head]
+        dK[:, :] = 0.0
+        dV[:, :] = 0.0
+        for t in range(t_lo, t_hi):
+            s_hi = t + 1 if causal else T
+            for c in range(dv):  # G_O += dFᵀ Z; dZ = W_Oᵀ dF
+                z = Z[t * dv + c]
+                dz = dZ[c]
+                for n in range(N):
+                    dz[n] = 0.0
+                for o in range(do):
+                    grad[oO + o * dv + c] += _dot(F[t * do + o], z)
+                    _axpy(dz, theta[oO + o * dv + c], F[t * do + o])
+            for n in range(N):
+                tot[n] = 0.0
+            for s in range(s_hi):  # dA = dZ·V_s; dV_s += A dZ; Σ_s A dA
+                da = dA[s]
+                a_row = A[t * T + s]
+                for n in range(N):
+                    da[n] = 0.0
                 for c in range(dv):
-                    dZ[t, c] = 0.0
-                for o in range(do):  # dZ = dF W_O; G_O += dFᵀ Z
-                    f = F[t, o]
-                    for c in range(dv):
-                        dZ[t, c] += f * WO[o, c]
-                        GO[o, c] += f * Z[t, c]
-                dot = 0.0
-                for s in range(s_hi):  # dA = dZ Vᵀ; dV += Aᵀ dZ
-                    acc = 0.0
-                    for c in range(dv):
-                        acc += dZ[t, c] * V[s, c]
-                    w = A[t, s]
-                    for c in range(dv):
-                        dV[s, c] += w * dZ[t, c]
-                    dA[t, s] = acc
-                    dot += w * acc
+                    _mul_add(da, dZ[c], V[s * dv + c])
+                    _mul_add(dV[s * dv + c], a_row, dZ[c])
+                for n in range(N):
+                    tot[n] += a_row[n] * da[n]
+            for s in range(s_hi):  # softmax backward and the 1/√d_k
+                ds = dS[s]
+                a_row = A[t * T + s]
+                da = dA[s]
+                for n in range(N):
+                    ds[n] = a_row[n] * (da[n] - tot[n]) * scale
+            for a in range(dk):  # dQ = Σ_s dS K_s; dK_s += dS Q
+                dq = dQ[a]
+                for n in range(N):
+                    dq[n] = 0.0
+                q = Q[t * dk + a]
+                for s in range(s_hi):
+                    _mul_add(dq, dS[s], K[s * dk + a])
+                    _mul_add(dK[s * dk + a], dS[s], q)
+                for i in range(d):
+                    grad[base + a * d + i] += _dot(dq, X[t * d + i])
+        for t in range(T):  # G_K += dKᵀ X, G_V += dVᵀ X
+            for i in range(d):
+                x = X[t * d + i]
                 for a in range(dk):
-                    dQ[t, a] = 0.0
-                for s in range(s_hi):  # softmax backward, the 1/√d_k; dQ = dS K; dK += dSᵀ Q
-                    w = A[t, s] * (dA[t, s] - dot) * scale
-                    for a in range(dk):
-                        dQ[t, a] += w * K[s, a]
-                        dK[s, a] += w * Q[t, a]
-            for t in range(T):  # G_Q += dQᵀ X, G_K += dKᵀ X, G_V += dVᵀ X
-                x = Xs[t]
-                for a in range(dk):
-                    gk = dK[t, a]
-                    gq = dQ[t, a] if t_lo <= t < t_hi else 0.0
-                    ro = base + a * d
-                    rk = oK + a * d
-                    for i in range(d):
-                        grad[ro + i] += gq * x[i]
-                        grad[rk + i] += gk * x[i]
+                    grad[oK + a * d + i] += _dot(dK[t * dk + a], x)
                 for c in range(dv):
-                    gv = dV[t, c]
-                    rv = oV + c * d
-                    for i in range(d):
-                        grad[rv + i] += gv * x[i]
+                    grad[oV + c * d + i] += _dot(dV[t * dv + c], x)
     return 0.5 * loss * inv_n
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _mul_add(y, a, b):
+    """y += a ∘ b (elementwise, over sequences)."""
+    for n in range(y.shape[0]):
+        y[n] += a[n] * b[n]
 
 
 @njit(cache=True, fastmath=FASTMATH)

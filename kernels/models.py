@@ -64,7 +64,7 @@ def _mlp_work_size(kind, ints, data_a):
 
 
 def _attention_work_size(kind, ints, data_a):
-    return attention_work_size(ints)
+    return attention_work_size(ints, data_a.shape[1])
 
 
 def _attention_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
