@@ -39,9 +39,7 @@ def build_data(cfg):
 def _build_base_data(cfg):
     d, widths = cfg["data"], cfg["model"].get("widths")
     if d["kind"] == "sequences":
-        from .attention import sequences
-
-        return sequences(build_model(cfg), d["n_points"], noise=d["noise"], seed=d["seed"],
+        return data_mod.sequences(build_model(cfg), d["n_points"], noise=d["noise"], seed=d["seed"],
                          teacher_scale=d["teacher_scale"])
     if d["kind"].startswith("teacher_"):
         from . import mlp
