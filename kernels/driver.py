@@ -60,7 +60,7 @@ from .explicit import combine, within_bound
 from .extras import extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
-from .layout import MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .models import charges, charges_cross, loss_grad, n_isometric, work_size
 from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT,  # noqa: F401 (state_size:
@@ -330,7 +330,7 @@ def _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
 
 
 def _stochastic_setup_impl(kind, s, model, cfg, st, refs, data_a, data_b, floats):
-    mlp = kind == MODEL_MLP or kind == MODEL_CUSTOM  # models that read the data points (a batch of them)
+    mlp = kind == MODEL_MLP or kind == MODEL_CUSTOM or kind == MODEL_ATTENTION  # models that read the data points (a batch of them)
     perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
         model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
     one = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp, data_a, data_b, floats)
@@ -774,6 +774,36 @@ def _integrate_custom_optimizer(*args):
     return _integrate(MODEL_CUSTOM, SCHEME_OPTIMIZER, args)
 
 
+@njit(cache=True, nogil=True)
+def _integrate_attention_explicit(*args):
+    return _integrate(MODEL_ATTENTION, SCHEME_EXPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_attention_adaptive(*args):
+    return _integrate(MODEL_ATTENTION, SCHEME_ADAPTIVE, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_attention_implicit(*args):
+    return _integrate(MODEL_ATTENTION, SCHEME_IMPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_attention_splitting(*args):
+    return _integrate(MODEL_ATTENTION, SCHEME_SPLITTING, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_attention_algorithm(*args):
+    return _integrate(MODEL_ATTENTION, SCHEME_ALGORITHM, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_attention_optimizer(*args):
+    return _integrate(MODEL_ATTENTION, SCHEME_OPTIMIZER, args)
+
+
 _INTEGRATE = {
     (MODEL_DEEP_LINEAR, SCHEME_EXPLICIT): _integrate_deep_linear_explicit,
     (MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE): _integrate_deep_linear_adaptive,
@@ -799,6 +829,12 @@ _INTEGRATE = {
     (MODEL_CUSTOM, SCHEME_SPLITTING): _integrate_custom_splitting,
     (MODEL_CUSTOM, SCHEME_ALGORITHM): _integrate_custom_algorithm,
     (MODEL_CUSTOM, SCHEME_OPTIMIZER): _integrate_custom_optimizer,
+    (MODEL_ATTENTION, SCHEME_EXPLICIT): _integrate_attention_explicit,
+    (MODEL_ATTENTION, SCHEME_ADAPTIVE): _integrate_attention_adaptive,
+    (MODEL_ATTENTION, SCHEME_IMPLICIT): _integrate_attention_implicit,
+    (MODEL_ATTENTION, SCHEME_SPLITTING): _integrate_attention_splitting,
+    (MODEL_ATTENTION, SCHEME_ALGORITHM): _integrate_attention_algorithm,
+    (MODEL_ATTENTION, SCHEME_OPTIMIZER): _integrate_attention_optimizer,
 }
 
 
@@ -835,11 +871,17 @@ def _ensemble_state_charges_custom(*args):
     return _ensemble_state_charges(MODEL_CUSTOM, args)
 
 
+@njit(cache=True)
+def _ensemble_state_charges_attention(*args):
+    return _ensemble_state_charges(MODEL_ATTENTION, args)
+
+
 _ENSEMBLE_STATE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_state_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_state_charges_mlp,
     MODEL_CUSTOM: _ensemble_state_charges_custom,
+    MODEL_ATTENTION: _ensemble_state_charges_attention,
 }
 
 
@@ -868,11 +910,17 @@ def _ensemble_extras_custom(*args):
     return _ensemble_extras(MODEL_CUSTOM, args)
 
 
+@njit(cache=True)
+def _ensemble_extras_attention(*args):
+    return _ensemble_extras(MODEL_ATTENTION, args)
+
+
 _ENSEMBLE_EXTRAS = {
     MODEL_DEEP_LINEAR: _ensemble_extras_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_extras_deep_linear_input_side,
     MODEL_MLP: _ensemble_extras_mlp,
     MODEL_CUSTOM: _ensemble_extras_custom,
+    MODEL_ATTENTION: _ensemble_extras_attention,
 }
 
 
@@ -902,11 +950,17 @@ def _ensemble_charges_custom(*args):
     return _ensemble_charges(MODEL_CUSTOM, args)
 
 
+@njit(cache=True)
+def _ensemble_charges_attention(*args):
+    return _ensemble_charges(MODEL_ATTENTION, args)
+
+
 _ENSEMBLE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_charges_mlp,
     MODEL_CUSTOM: _ensemble_charges_custom,
+    MODEL_ATTENTION: _ensemble_charges_attention,
 }
 
 
@@ -935,11 +989,17 @@ def _ensemble_loss_grad_custom(*args):
     return _ensemble_loss_grad(MODEL_CUSTOM, args)
 
 
+@njit(cache=True)
+def _ensemble_loss_grad_attention(*args):
+    return _ensemble_loss_grad(MODEL_ATTENTION, args)
+
+
 _ENSEMBLE_LOSS_GRAD = {
     MODEL_DEEP_LINEAR: _ensemble_loss_grad_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_loss_grad_deep_linear_input_side,
     MODEL_MLP: _ensemble_loss_grad_mlp,
     MODEL_CUSTOM: _ensemble_loss_grad_custom,
+    MODEL_ATTENTION: _ensemble_loss_grad_attention,
 }
 
 

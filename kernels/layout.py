@@ -25,6 +25,9 @@ MODEL_DEEP_LINEAR_INPUT_SIDE = 2
 # A user's model (noether_sim.custom.CustomModel): its gradient is the user's compiled function, called
 # through its address (kernels/custom.py); its descriptor has a layout of its own (see there).
 MODEL_CUSTOM = 3
+# Multi-head self-attention (kernels/attention.py): a descriptor of its own, read there, not by the
+# readers below: ints[1:9] = heads, d_model, d_k, d_v, tokens, d_out, causal, readout token (−1: all).
+MODEL_ATTENTION = 4
 
 
 @njit(cache=True)

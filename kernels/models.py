@@ -17,8 +17,10 @@ import numpy as np
 from numba import literally, types
 from numba.extending import overload
 
+from .attention import (attention_charge_scales, attention_charges, attention_isometric_charges,
+                        attention_isometric_scales, attention_loss_grad, attention_n_isometric, attention_work_size)
 from .custom import custom_charge_scales, custom_charges, custom_loss_grad, custom_work_size
-from .layout import MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .linear import (linear_charge_scales, linear_charges, linear_charges_cross, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
 from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
@@ -66,6 +68,34 @@ def _linear_work_size(kind, ints, data_a):
 
 def _mlp_work_size(kind, ints, data_a):
     return mlp_work_size(ints, data_a.shape[1])
+
+
+def _attention_work_size(kind, ints, data_a):
+    return attention_work_size(ints, data_a.shape[1])
+
+
+def _attention_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return attention_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _attention_charges(kind, theta, q, ints, floats):
+    attention_charges(theta, q, ints)
+
+
+def _attention_charge_scales(kind, theta, scales, ints, floats):
+    attention_charge_scales(theta, scales, ints)
+
+
+def _attention_n_isometric(kind, ints):
+    return attention_n_isometric(ints)
+
+
+def _attention_isometric_charges(kind, theta, mom, out, ints, floats):
+    attention_isometric_charges(theta, mom, out, ints)
+
+
+def _attention_isometric_scales(kind, theta, mom, scales, ints, floats):
+    attention_isometric_scales(theta, mom, scales, ints)
 
 
 def _linear_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
@@ -169,6 +199,12 @@ _KERNELS = {
     isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _no_isometric_scales,
                        MODEL_CUSTOM: _no_isometric_scales},
 }
+_ATTENTION = {work_size: _attention_work_size, loss_grad: _attention_loss_grad, charges: _attention_charges,
+              charge_scales: _attention_charge_scales, n_isometric: _attention_n_isometric,
+              isometric_charges: _attention_isometric_charges, isometric_scales: _attention_isometric_scales,
+              charges_cross: _polarised_charges_cross}  # quadratic charges: polarisation is exact
+for _fn, _impl in _ATTENTION.items():
+    _KERNELS[_fn][MODEL_ATTENTION] = _impl
 for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
     _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])
 

@@ -286,6 +286,8 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
     """∇_θ Σ_j w_bj ℓ(θ_b; x_j, y_j) for every batch row b: theta (…B, P) jet, X (n_0, N), Y (n_L, N),
     weights (B, N). ℓ is the per-point loss of the model: ½|f − y|² or (Σ_c y_c) logsumexp(f) − yᵀf."""
     theta = theta if isinstance(theta, Jet) else Jet(np.asarray(theta, dtype=float)[None])
+    if getattr(model, "kind", "") == "attention":
+        return _attention_weighted_gradient(model, theta, X, Y, weights)
     size = theta.size
     mlp = getattr(model, "kind", "") == "mlp"
     layers = _blocks(model, theta)
@@ -334,4 +336,52 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         parts.append(gW.reshape(*lead, -1) if isinstance(gW, Jet) else gW.reshape(lead + (-1,)))
         if gb is not None:
             parts.append(gb)
+    return _concat(parts, size)
+
+
+def _attention_weighted_gradient(model, theta: Jet, X, Y, weights):
+    """``weighted_gradient`` of ``SelfAttention`` (kernels/attention.py), written over jets: X holds one
+    sequence per column (token-major), ℓ = ½ Σ_{t read} |F_t − y_t|²."""
+    size = theta.size
+    lead = theta.shape[:-1]
+    N, T, d = X.shape[1], model.tokens, model.d_model
+    Xs = np.asarray(X, dtype=float).T.reshape(N, T, d)
+    r = model.readout_token
+    rows = np.arange(T) if r < 0 else np.array([r])
+    Yfull = np.zeros((N, T, model.d_out))
+    Yfull[:, rows] = np.asarray(Y, dtype=float).T.reshape(N, len(rows), model.d_out)
+    read = np.zeros((T, 1))
+    read[rows] = 1.0
+    mask = np.tril(np.ones((T, T))) if model.causal else np.ones((T, T))
+    scale = 1.0 / math.sqrt(model.d_k)
+    mats = []
+    pos = 0
+    for i in range(1, model.n_layers + 1):
+        n_out, n_in = model.weight_shape(i)
+        mats.append(theta[..., pos: pos + n_out * n_in].reshape(*lead, n_out, n_in).expand(-3))  # (…, 1, n, m)
+        pos += n_out * n_in
+    cache, F = [], None
+    for h in range(model.heads):
+        WQ, WK, WV, WO = mats[4 * h: 4 * h + 4]
+        Q, K, V = (Jet(Xs @ W.swap().c) for W in (WQ, WK, WV))  # (…, N, T, ·)
+        S = (Q @ K.swap()) * (scale * mask)
+        shift = np.where(mask > 0, S.value, -np.inf).max(axis=-1, keepdims=True)
+        E = exp(S - shift) * mask
+        A = E * reciprocal(E.sum(-1).expand(-1))
+        Z = A @ V
+        out = Z @ WO.swap()
+        F = out if F is None else F + out
+        cache.append((WO, Q, K, V, A, Z))
+    w = np.asarray(weights, dtype=float)[..., :, None, None]  # (B, N, 1, 1)
+    dF = (F - Yfull) * (read * w)
+    parts = []
+    for WO, Q, K, V, A, Z in cache:
+        gO = (dF.swap() @ Z).sum(-3)
+        dZ = dF @ WO
+        dA = dZ @ V.swap()
+        dV = A.swap() @ dZ
+        dS = A * (dA - (A * dA).sum(-1).expand(-1)) * scale
+        dQ, dK = dS @ K, dS.swap() @ Q
+        for G in ((dQ.swap() @ Xs).sum(-3), (dK.swap() @ Xs).sum(-3), (dV.swap() @ Xs).sum(-3), gO):
+            parts.append(G.reshape(*lead, -1))
     return _concat(parts, size)

@@ -12,6 +12,11 @@ from .models import DeepLinear
 
 def build_model(cfg):
     m = cfg["model"]
+    if m["kind"] == "attention":
+        from .attention import SelfAttention
+
+        return SelfAttention(m["d_model"], heads=m["heads"], d_k=m.get("d_k"), d_v=m.get("d_v"), tokens=m["tokens"],
+                             causal=m["causal"], readout=m["readout"], d_out=m.get("d_out"))
     if m["kind"] == "mlp":
         from .mlp import MLP
 
@@ -32,7 +37,10 @@ def build_data(cfg):
 
 
 def _build_base_data(cfg):
-    d, widths = cfg["data"], cfg["model"]["widths"]
+    d, widths = cfg["data"], cfg["model"].get("widths")
+    if d["kind"] == "sequences":
+        return data_mod.sequences(build_model(cfg), d["n_points"], noise=d["noise"], seed=d["seed"],
+                         teacher_scale=d["teacher_scale"])
     if d["kind"].startswith("teacher_"):
         from . import mlp
 

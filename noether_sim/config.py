@@ -57,7 +57,10 @@ MODEL_KINDS = {
     "deep_linear": "deep linear network f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss",
     "mlp": "multilayer network f(x) = W_L σ(…σ(W_1 x + b_1)…) + b_L; model.activation, model.loss "
            "(squared | softmax_ce), model.normalised_first_layer",
+    "attention": "multi-head self-attention (noether_sim.SelfAttention): model.d_model, model.tokens, model.heads, "
+                 "model.d_k, model.d_v, model.d_out, model.causal, model.readout; data.kind = 'sequences'",
 }
+ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out")
 MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
@@ -65,6 +68,8 @@ DATA_KINDS = {
     "whitened": "inputs with XXᵀ/N = I exactly, input-output correlation with given singular values",
     "teacher_regression": "(mlp) Gaussian inputs labelled by a random teacher of the model's architecture "
                           "(weights N(0, teacher_scale²/fan_in)), Gaussian label noise",
+    "sequences": "(attention) Gaussian token sequences (n_points of them) labelled by a random attention teacher "
+                 "of the model's architecture (weights N(0, teacher_scale²/fan_in)), Gaussian label noise",
     "teacher_classification": "(mlp, loss = softmax_ce) Gaussian inputs, one-hot labels: the argmax of a random "
                               "teacher's outputs; a fraction label_noise of labels replaced at random",
 }
@@ -142,13 +147,16 @@ TOP = {
 }
 MODEL = {
     "kind": (False, lambda k, v: _str(k, v, list(MODEL_KINDS))),
-    "widths": (True, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 3)),
+    "widths": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 3)),  # required but for attention
     "bias": (False, _bool),
     "activation": (False, lambda k, v: _str(k, v, list(_mlp().ACTIVATIONS))),
     "loss": (False, lambda k, v: _str(k, v, list(_mlp().LOSSES))),
     "slope": (False, lambda k, v: _real(k, v, low=0)),
     "power": (False, lambda k, v: _real(k, v, low=1)),
     "normalised_first_layer": (False, _bool),
+    **{k: (False, lambda k, v: _int(k, v, 1)) for k in ("d_model", "heads", "d_k", "d_v", "tokens", "d_out")},
+    "causal": (False, _bool),
+    "readout": (False, lambda k, v: v if isinstance(v, str) else _int(k, v, 0)),  # the model checks the rest
 }
 DATA = {
     "kind": (False, lambda k, v: _str(k, v, list(DATA_KINDS))),
@@ -255,6 +263,40 @@ def _checked(table, schema, prefix):
     return out
 
 
+def _check_attention(model_cfg, data, record):
+    """The model/data pairing of self-attention (its keys, its data kind) and of the layered networks."""
+    attention = model_cfg["kind"] == "attention"
+    if not attention:
+        if "widths" not in model_cfg:
+            raise ConfigError("missing key 'model.widths': it is required (see the 'Study configuration' "
+                              "section of README.md, or examples/default_study.toml)")
+        for key in ATTENTION_KEYS:
+            if key in model_cfg:
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'attention'")
+        if data["kind"] == "sequences":
+            _fail("data.kind", data["kind"], "sequence data need model.kind = 'attention'")
+        return
+    for key in ("widths", *MLP_ONLY_KEYS):
+        if key in model_cfg:
+            _fail(f"model.{key}", model_cfg[key], "is not used with model.kind = 'attention' (give model.d_model, "
+                                                  "model.tokens, model.heads, …)")
+    if model_cfg.pop("bias"):
+        _fail("model.bias", True, "self-attention here has no biases")
+    for key in ("d_model", "tokens"):
+        if key not in model_cfg:
+            raise ConfigError(f"missing key 'model.{key}': it is required when model.kind = 'attention'")
+    model_cfg.setdefault("heads", 1)
+    model_cfg.setdefault("causal", False)
+    model_cfg.setdefault("readout", "sequence")
+    if data["kind"] != "sequences":
+        _fail("data.kind", data["kind"], "model.kind = 'attention' takes data.kind = 'sequences'")
+    for key in ("singular_values", "label_noise", "augment"):
+        if key in data:
+            _fail(f"data.{key}", data[key], "is not used with data.kind = 'sequences'")
+    if record["track_ntk"]:
+        _fail("record.track_ntk", True, "is implemented for deep linear networks and MLPs, not attention")
+
+
 def parse_config(raw: dict) -> dict:
     """Validate a study configuration (a dict as tomllib gives it) and return it complete, normalised."""
     raw = copy.deepcopy(raw)
@@ -285,9 +327,10 @@ def parse_config(raw: dict) -> dict:
         _check_keys(table, schema, sec + ".", raw)
         cfg[sec] = {**defaults[sec], **_checked(table, schema, sec + ".")}
 
-    widths = cfg["model"]["widths"]
     data = cfg["data"]
     model_cfg = cfg["model"]
+    _check_attention(model_cfg, data, cfg["record"])
+    widths = model_cfg.get("widths")
     if model_cfg["kind"] == "mlp":
         model_cfg = cfg["model"] = {"activation": "relu", "loss": "squared", "slope": 0.01, "power": 2.0,
                                     "normalised_first_layer": False, **model_cfg}

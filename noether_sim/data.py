@@ -110,6 +110,8 @@ class TrainingData:
                 np.ascontiguousarray(self.Y @ Xa.T / self.n_points))
 
     def check_fits(self, model):
+        if hasattr(model, "check_data"):  # models that read their data in their own layout (SelfAttention)
+            return model.check_data(self)
         if self.n_in != model.widths[0] and self.n_points == model.widths[0]:
             fail("data", self, f"X has shape {self.X.shape}: its rows are the model's input width {model.widths[0]}, "
                                f"so X looks like (points, features): pass X.T and Y.T (noether_sim takes "
@@ -129,6 +131,91 @@ class TrainingData:
         """Is the loss of ``model`` on this set exactly invariant under every generator's rotations?"""
         degree = getattr(model, "input_degree", None)
         return degree is not None and degree <= self.exact_degree
+
+
+def sequences(model, n_sequences: int | None = None, *, tokens=None, targets=None, noise: float = 0.0,
+              seed: int = 0, teacher_scale: float = 1.0) -> TrainingData:
+    """Token sequences for ``model``: Gaussian tokens (or yours) labelled by a random teacher of the same
+    architecture (or your targets).
+
+    Parameters
+    ----------
+    model : SelfAttention
+        The architecture; the teacher has the same heads, widths, mask and readout.
+    n_sequences : int, optional
+        Number of sequences N to draw (tokens N(0, 1)); not given with ``tokens``.
+    tokens : array_like, optional
+        Your sequences, shape (N, tokens, d_model).
+    targets : array_like, optional
+        Your targets, (N, tokens, d_out) for the sequence readout or (N, d_out) for one readout token;
+        default: the teacher's outputs on the tokens.
+    noise : float
+        Standard deviation of Gaussian noise added to the teacher's targets (>= 0).
+    seed : int
+        Seed of the tokens, the teacher's weights and the noise.
+    teacher_scale : float
+        The teacher's weights are N(0, teacher_scale²/fan_in) (>= 0).
+
+    Returns
+    -------
+    TrainingData
+        X of shape (tokens·d_model, N) and Y of shape (|readout|·d_out, N), one sequence per column,
+        token-major.
+
+    Raises
+    ------
+    ConfigError
+        ``model`` is not a SelfAttention, both or neither of ``n_sequences`` and ``tokens`` given, shapes
+        that do not match the model (d_model, tokens, d_out), or a value out of range.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> model = ns.SelfAttention(4, heads=2, tokens=3)
+    >>> data = ns.data.sequences(model, 16, seed=1)
+    >>> data.X.shape, data.Y.shape
+    ((12, 16), (12, 16))
+    >>> import numpy as np
+    >>> ns.data.sequences(model, tokens=np.zeros((5, 3, 6)))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    noether_sim._validate.ConfigError: tokens='array of shape (5, 3, 6)' is invalid: must have shape (N, 3, 4)...
+    """
+    if getattr(model, "kind", "") != "attention":
+        fail("model", model, "must be a noether_sim.SelfAttention")
+    noise = non_negative("noise", noise)
+    teacher_scale = non_negative("teacher_scale", teacher_scale)
+    rng = data_rng(seed)
+    T, d = model.tokens, model.d_model
+    if (n_sequences is None) == (tokens is None):
+        fail("n_sequences", n_sequences, "give either n_sequences (Gaussian tokens) or tokens (your sequences)")
+    if tokens is None:
+        n_sequences = positive_int("n_sequences", n_sequences)
+        Xs = rng.standard_normal((n_sequences, T, d))
+        source = "Gaussian tokens"
+    else:
+        Xs = np.asarray(tokens, dtype=float)
+        if Xs.ndim != 3 or Xs.shape[1:] != (T, d) or Xs.shape[0] < 1:
+            fail("tokens", f"array of shape {Xs.shape}", f"must have shape (N, {T}, {d}): N >= 1 sequences of "
+                                                         f"tokens={T} tokens of d_model={d} features")
+        if not np.all(np.isfinite(Xs)):
+            fail("tokens", "array with non-finite values", "must be finite")
+        source = "user tokens"
+    N = Xs.shape[0]
+    X = np.ascontiguousarray(Xs.reshape(N, T * d).T)
+    if targets is None:
+        theta = model.flatten([(rng.standard_normal(model.weight_shape(i)) * teacher_scale
+                                / np.sqrt(model.weight_shape(i)[1]), None) for i in range(1, model.n_layers + 1)])
+        Y = model.forward(theta, X) + noise * rng.standard_normal((model.n_out, N))
+        what = f"attention teacher (teacher_scale={teacher_scale}, noise={noise})"
+    else:
+        Ys = np.asarray(targets, dtype=float)
+        want = (N, T, model.d_out) if model.n_readout == T else (N, model.d_out)
+        if Ys.shape != want:
+            fail("targets", f"array of shape {Ys.shape}", f"must have shape {want} for readout={model.readout!r}")
+        Y = np.ascontiguousarray(Ys.reshape(N, -1).T)
+        what = "user targets"
+    return TrainingData(X, Y, f"{N} sequences ({source}, {what}, seed={seed})")
 
 
 def from_arrays(X, Y) -> TrainingData:

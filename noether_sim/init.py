@@ -153,6 +153,8 @@ class Balanced(_Drawn):
     kind: str = "balanced"
 
     def n_normals(self, model):
+        if not hasattr(model, "widths"):
+            fail("init", self, f"Balanced is for layered networks (DeepLinear, MLP), not {type(model).__name__}")
         return sum(n * min(model.widths) for n in model.widths)
 
     def n_uniforms(self, model):

@@ -35,6 +35,8 @@ def check_layer_lr(layer_lr, model, data, dynamics, weight_decay):
     """Validated multipliers as a tuple of floats, or None; ConfigError before any work."""
     if layer_lr is None:
         return None
+    if not hasattr(model, "widths"):
+        v.fail("layer_lr", layer_lr, f"needs a layered network (DeepLinear or MLP), not a {type(model).__name__}")
     n_layers = len(model.widths) - 1
     try:
         arr = np.asarray(layer_lr, dtype=float)

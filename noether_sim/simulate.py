@@ -136,7 +136,7 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if not isinstance(data, TrainingData):
         v.fail("data", data, "must be a noether_sim.data.TrainingData (see data.synthetic_regression, data.from_arrays)")
     if not hasattr(model, "charge_groups"):
-        v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, CustomModel)")
+        v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, SelfAttention, CustomModel)")
     custom = getattr(model, "kind", None) == "custom"
     if custom:  # the user's function: compiled and checked (gradient vs finite differences) before any work
         _check_custom(model, data, options, track_ntk, layer_lr)
@@ -229,6 +229,8 @@ def _check_ntk(track_ntk, ntk_top, model, data, watch_seeds):
     ntk_top = v.positive_int("ntk_top", ntk_top)
     if not track_ntk:
         return None, ntk_top
+    if getattr(model, "kind", "") == "attention":
+        v.fail("track_ntk", track_ntk, "is implemented for deep linear networks and MLPs, not SelfAttention")
     if len(np.atleast_1d(watch_seeds)) == 0:
         v.fail("track_ntk", track_ntk, "needs watch_seeds: the NTK is recorded for the watched seeds")
     if model.n_layers < 2:

@@ -142,7 +142,10 @@ def catalogue_momentum_forms(model):
     groups = model.isometric_groups()
     if not groups:
         return []
-    from ..kernels.linear_isometric import linear_isometric_charges
+    if getattr(model, "kind", "") == "attention":
+        from ..kernels.attention import attention_isometric_charges as isometric_charges
+    else:
+        from ..kernels.linear_isometric import linear_isometric_charges as isometric_charges
 
     P, ints = model.n_params, model.descriptor()
     nj = sum(g.size for g in groups)
@@ -157,7 +160,7 @@ def catalogue_momentum_forms(model):
         for b in range(P):
             mom[:] = 0.0
             mom[b] = 1.0
-            linear_isometric_charges(theta, mom, out, ints)
+            isometric_charges(theta, mom, out, ints)
             Ks[:, b, a] = out[cols]
     return [(g, k, "bilinear", Ks[i]) for i, (g, k) in enumerate(used)]
 

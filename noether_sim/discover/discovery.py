@@ -55,7 +55,8 @@ class DiscoveryResult:
 
     def summary_row(self) -> dict:
         m = self.model
-        name = m["kind"] + (f"/{m['activation']}" if "activation" in m else "") + \
+        name = (f"attention d={m['d_model']} heads={m['heads']} d_k={m['d_k']} d_v={m['d_v']} T={m['tokens']}"
+                + (" causal" if m["causal"] else "") if m["kind"] == "attention" else None) or m["kind"] + (f"/{m['activation']}" if "activation" in m else "") + \
             (f"/{m['loss']}" if m.get("loss", "squared") != "squared" else "") + \
             ("/norm" if m.get("normalised_first_layer") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "")
         return {"model": name, "flow": self.flow, "P": self.n_params,
@@ -168,14 +169,15 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     >>> ns.discover(ns.DeepLinear((4, 3, 3)), flow="momentum").count   # r(r − 1)/2 rotations
     3
     """
+    from ..attention import SelfAttention
     from ..models import DeepLinear
 
     if getattr(model, "kind", None) == "custom":  # a user's model: from its gradient alone (discover/custom.py)
         from .custom import discover_custom
 
         return discover_custom(model, data, points=points, seed=seed, min_gap=min_gap, quadratic=quadratic)
-    if not isinstance(model, DeepLinear):
-        fail("model", model, "must be a noether_sim model (DeepLinear or mlp.MLP)")
+    if not isinstance(model, (DeepLinear, SelfAttention)):
+        fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP or SelfAttention)")
     if flow not in FLOWS:
         fail("flow", flow, f"must be one of {', '.join(FLOWS)}")
     if quadratic not in STRUCTURES:

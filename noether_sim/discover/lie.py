@@ -171,7 +171,7 @@ def bracket_vectors(fields, z0, leaves, chunk=None):
     """Values at z0 of the right-normed brackets of ``leaves`` (a list, one per level, each n rows)."""
     n = _leaf_count(leaves[0])
     if chunk is None:  # a depth-d bracket carries 2^(d−1) jet coefficients per activation (widest × N)
-        per_row = 2 ** (len(leaves) - 1) * fields.N * max(fields.model.widths)
+        per_row = 2 ** (len(leaves) - 1) * fields.N * _widest(fields.model)
         chunk = int(min(48, max(1, 2_000_000 // per_row)))
     out = np.empty((n, z0.shape[-1]))
     for start in range(0, n, chunk):
@@ -249,7 +249,16 @@ def _generic_theta(model, X, rng, tries=200):
     return theta, bad
 
 
+def _widest(model):
+    """Entries of the widest activation of one data point (a sequence's T × max width for attention)."""
+    if getattr(model, "kind", "") == "attention":
+        return model.tokens * max(model.d_model, model.d_k, model.d_v, model.d_out, model.tokens)
+    return max(model.widths)
+
+
 def _sample_data(model, rng, n):
+    if getattr(model, "kind", "") == "attention":  # Gaussian token sequences and targets
+        return rng.standard_normal((model.n_in, n)), rng.standard_normal((model.n_out, n))
     X = rng.standard_normal((model.widths[0], n))
     if getattr(model, "loss", "squared") == "softmax_ce":
         Y = rng.dirichlet(np.ones(model.widths[-1]), n).T  # generic soft labels
