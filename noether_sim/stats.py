@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._xr import numpy_only
 from . import _validate as v
 
 FOLD_BLOCK = 256  # seeds per Welford block: fixes the order of the floating-point fold
@@ -340,7 +341,8 @@ class Fold:
             coords["watched_seed"] = watch[2]
             data["charge_watch"] = (("watched_seed", "time", "component"), watch[0])
             data["predicted_watch"] = (("watched_seed", "time", "component"), watch[1])
-        ds = xr.Dataset(data, coords=coords)
+        with numpy_only():  # (_xr.py: no dask import to build it)
+            ds = xr.Dataset(data, coords=coords)
         for name in list(RECORDS) + list(PER_SEED):
             text = first[name].attrs.get("description", "")
             for key in STATS_SUFFIXES:
