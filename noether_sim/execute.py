@@ -271,8 +271,31 @@ def compile_here(tasks, seeds: int = 16) -> int:
     compiling them (numba writes each cache file atomically, so concurrent readers are safe).
 
     One small run (``seeds`` seeds, the block's own arguments otherwise) per distinct (model, dynamics,
-    method, keep, options); returns how many ran. A variant missed here is compiled by the worker that
-    needs it, which is slower but gives the same numbers.
+    method, keep, options). A variant missed here is compiled by the worker that needs it, which is
+    slower but gives the same numbers.
+
+    Parameters
+    ----------
+    tasks : list of tuple
+        ``(point, method label, step index, study configuration)`` per block, as ``run_study`` builds them.
+    seeds : int, optional
+        Seeds of each warm-up run (at most the block's own count).
+
+    Returns
+    -------
+    int
+        How many distinct variants were run.
+
+    Examples
+    --------
+    >>> from noether_sim.execute import compile_here
+    >>> from noether_sim.sweep import plan
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> p = plan(cfg)
+    >>> compile_here([(None, "gd", k, p.config) for k in range(3)])   # three blocks, one variant
+    1
     """
     from . import study
     from ._validate import ConfigError
