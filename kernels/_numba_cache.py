@@ -16,7 +16,8 @@ read, is treated as absent: the kernel is compiled again and the file rewritten.
 other folders keep numba's own locators.
 
 ``install()`` (run by ``kernels/__init__.py`` before any kernel is defined) puts the locator first
-in numba's list and wraps ``Cache.__init__`` so that only caches located by it use checked files.
+in numba's list and wraps ``Cache.__init__`` so that only caches located by it use checked files; it
+also keeps numba's start-up from importing scipy.linalg (``defer_blas_import``).
 """
 
 from __future__ import annotations
@@ -170,6 +171,40 @@ def _read_checked(path) -> bytes:
 _INSTALLED = []
 
 
+def defer_blas_import():
+    """Let numba's start-up ask whether BLAS is there without importing scipy.linalg (≈ 0.15 s).
+
+    ``numba.np.arraymath`` runs ``ensure_blas()`` when it is imported (the first time a compiled function
+    is loaded or compiled) only to set a flag, and that imports ``scipy.linalg``. The kernels never call
+    BLAS. While arraymath is imported here, ``ensure_blas`` is replaced by a probe that answers the same
+    question (is ``scipy.linalg.cython_blas`` importable?) without importing it; then the real one is put
+    back, so a compiled ``np.dot`` anywhere still imports and checks BLAS as before.
+    """
+    import importlib.util
+
+    if "numba.np.arraymath" in sys.modules:
+        return
+    from numba.np import linalg
+
+    real = linalg.ensure_blas
+
+    def probe():
+        try:  # scipy.linalg's folder holds the cython_blas extension (finding it imports scipy only)
+            spec = importlib.util.find_spec("scipy.linalg")
+            found = spec is not None and any(
+                any(Path(d).glob("cython_blas*")) for d in (spec.submodule_search_locations or ()))
+        except ImportError:
+            found = False
+        if not found:
+            raise ImportError("scipy 0.16+ is required for linear algebra")
+
+    linalg.ensure_blas = probe
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        linalg.ensure_blas = real
+
+
 def install():
     """Put the kernels' locator first and give their caches checked files (idempotent)."""
     if _INSTALLED:
@@ -186,5 +221,6 @@ def install():
             self._cache_file.__class__ = checked
 
     caching.Cache.__init__ = __init__
+    defer_blas_import()
     caching.CacheImpl._locator_classes.insert(0, locator)
     _INSTALLED.append(locator)

@@ -55,3 +55,19 @@ def test_xarray_still_recognises_dask_arrays_after_a_numpy_only_block():
     lazy = xr.DataArray(da.zeros(4, chunks=2))
     assert lazy.chunks == ((2, 2),)
     assert float(lazy.sum()) == 0.0
+
+
+def test_numba_start_up_does_not_import_scipy_linalg_and_blas_still_works():
+    code = r"""
+import sys, json, numpy as np, numba
+import noether_sim.kernels.counter_rng
+from numba.np import arraymath, linalg
+before = "scipy.linalg" in sys.modules
+@numba.njit
+def f(a, b):
+    return np.dot(a, b)
+print(json.dumps([before, bool(arraymath._HAVE_BLAS), linalg.ensure_blas.__name__, float(f(np.ones(3), np.ones(3))),
+                  "scipy.linalg" in sys.modules]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, "ensure_blas", 3.0, True]
