@@ -49,8 +49,9 @@ The kernel contract
    specialisation per (model kind, scheme) (float64 everywhere, int64 model descriptors, both
    compile-time constants, see ``models.py``); each gradient kernel has one call site per step body,
    because LLVM inlines and optimises a copy per call site. numba's cache does not notice edits to a
-   callee in another file; importing noether_sim clears the kernels' cache whenever any kernel source
-   changed (``noether_sim/_kernel_cache.py``).
+   callee in another file, the llvmlite version or the compiler options, nor damaged files: the
+   kernels' cache files are keyed by a hash of all of these and checksummed (``_numba_cache.py``), and
+   importing noether_sim deletes the files of an outdated key (``noether_sim/_kernel_cache.py``).
 7. **Random numbers** for initial weights and velocities come from ``counter_rng.py``: value j of seed i
    is a pure function of (root, stream, i, j), so drawing is vectorised and bit-identical per seed id.
    Per-step randomness of stochastic dynamics (minibatch indices, Langevin noise; ``stochastic.py``) is
@@ -79,3 +80,7 @@ STATUS_NAMES = {
 # fastmath flags for all kernels: FMA contraction and reassociation (so reductions vectorise).
 # Deliberately NOT 'nnan'/'ninf': divergence detection needs isfinite to mean what it says.
 FASTMATH = {"contract", "reassoc", "nsz"}
+
+from ._numba_cache import install as _install_cache  # noqa: E402
+
+_install_cache()  # before any kernel is defined: numba's cache of the kernels, keyed safely

@@ -6,6 +6,10 @@ stale compiled code after that callee changes — silently wrong numbers. So bef
 imported we hash all their sources together; when the hash differs from the one recorded at the
 last import, the kernels' cache files are deleted (in kernels/__pycache__, and under
 NUMBA_CACHE_DIR when that is set) and numba compiles afresh.
+
+Correctness does not rest on this clean-up: kernels/_numba_cache.py keys every cache file by a hash
+of all kernel sources, the numba/llvmlite versions and the compiler options, and checksums it, so an
+outdated or damaged file is never loaded. Deleting them keeps the folder from filling up.
 """
 
 from __future__ import annotations

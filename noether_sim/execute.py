@@ -265,12 +265,65 @@ def _run_here(out, tasks, progress, name):
             bar.close()
 
 
+def compile_here(tasks, seeds: int = 16) -> int:
+    """Compile (or load) in this process every kernel variant the blocks of ``tasks`` will run, before a
+    fan-out to local workers: they then load the variants from the shared on-disk cache instead of each
+    compiling them (numba writes each cache file atomically, so concurrent readers are safe).
+
+    One small run (``seeds`` seeds, the block's own arguments otherwise) per distinct (model, dynamics,
+    method, keep, options). A variant missed here is compiled by the worker that needs it, which is
+    slower but gives the same numbers.
+
+    Parameters
+    ----------
+    tasks : list of tuple
+        ``(point, method label, step index, study configuration)`` per block, as ``run_study`` builds them.
+    seeds : int, optional
+        Seeds of each warm-up run (at most the block's own count).
+
+    Returns
+    -------
+    int
+        How many distinct variants were run.
+
+    Examples
+    --------
+    >>> from noether_sim.execute import compile_here
+    >>> from noether_sim.sweep import plan
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> p = plan(cfg)
+    >>> compile_here([(None, "gd", k, p.config) for k in range(3)])   # three blocks, one variant
+    1
+    """
+    from . import study
+    from ._validate import ConfigError
+
+    seen = set()
+    for q, lb, k, cfg in tasks:
+        args = study.block_arguments(cfg, lb, k)
+        model = build_model(cfg)
+        key = (type(model).__name__, getattr(model, "activation", None), getattr(model, "bias", None),
+               args["dynamics"], args["method"], str(args.get("keep")), tuple(sorted(cfg["methods"][lb])))
+        if key in seen:
+            continue
+        seen.add(key)
+        small = dict(args, seeds=min(seeds, args["seeds"]), watch_seeds=(), description="kernel warm-up")
+        try:
+            study.simulate(model, build_data(cfg), init=build_init(cfg), progress=False, **small)
+        except ConfigError:  # e.g. given initial weights for exactly the block's seeds: the worker compiles
+            continue
+    return len(seen)
+
+
 def _run_dask(out, tasks, progress, name, workers, scheduler, scheduler_timeout=SCHEDULER_TIMEOUT):
     from distributed import Client, LocalCluster, as_completed
 
     store = str(Path(out).resolve())  # workers may run in another directory
     cluster = None
     if scheduler is None:
+        compile_here(tasks)  # local workers share this kernel cache: they load instead of each compiling
         # one thread per worker: the kernels parallelise a block over its seeds themselves
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None)

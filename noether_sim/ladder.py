@@ -178,11 +178,13 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
     >>> ns.analyse_ladder(ladder).verdict.values.tolist()
     [['conserved by the flow'], ['conserved by the flow'], ['conserved by the flow'], ['conserved by the flow']]
     """
-    if "seed" not in ladder.dims:
-        fail("ladder", dict(ladder.sizes), "the analysis is per seed: it needs a ladder run with keep=\"seeds\" "
-                                           "(this one kept statistics only)")
     if "h" not in ladder.dims or ladder.sizes["h"] < MIN_RUNGS:
         fail("ladder", dict(ladder.sizes), f"needs a dimension 'h' with at least {MIN_RUNGS} step sizes")
+    if "seed" not in ladder.dims:
+        if is_stochastic_ladder(ladder) or "drift_mean" not in ladder:
+            fail("ladder", dict(ladder.sizes), "a stochastic ladder's analysis is per seed: it needs keep=\"seeds\" "
+                                               "(this one kept statistics only)")
+        return analyse_stats_ladder(ladder, order)
     if is_stochastic_ladder(ladder):  # verdicts in expectation (stochastic.py)
         return analyse_stochastic_ladder(ladder, order)
     ladder = ladder.sortby("h", ascending=False)
@@ -260,6 +262,106 @@ def analyse_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
         attrs={"method_order": p, "t_end": T, "step_sizes": json.dumps([float(h) for h in hs]),
                "dynamics": dynamics, "method": method,
                "limit_flow": limit_flow(dynamics, int(ladder.attrs.get("batch_size", 0) or 0))},
+    )
+
+
+def analyse_stats_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dataset:
+    """Per charge: verdicts of a statistics ladder (``run_ladder(..., keep="stats")``) from seed means
+    and their standard errors; ``analyse_ladder`` calls it for such ladders.
+
+    The record extrapolated is the seeds' mean drift d̄(h) = mean over seeds of |q(T) − q_law(T)| at the
+    last save time (``stats.extrapolate_means``: Richardson over the two finest rungs, with the method's
+    order; a bound on the standard error SE of d̄* that holds whatever the correlation between rungs;
+    the uncertainty u = how far d̄* moves one rung coarser). A conserved charge has every seed's drift
+    → 0, so d̄* → 0; a broken one d̄* → the mean of the seeds' limits, > 0. The verdict is the
+    per-seed rule with the noise max(u, SE, floor) (floor: the seeds' mean round-off floor at the finest
+    rung): "broken by the flow" if d̄* > 5 · noise (it stands 5 standard errors and 5 uncertainties
+    clear of zero), "conserved by the flow" if not and noise ≤ 1e-6 × the mean charge scale,
+    otherwise "inconclusive". Where the step has an exact law (``laws.step_law``), it decides when the
+    largest residual over the seeds stays within a few of the seeds' mean round-off floor at every rung
+    (``basis`` "exact law"; a seed-by-seed check needs keep="seeds"). Seeds that failed are not in the
+    statistics (``<name>_count``) and are counted in ``seeds_excluded``.
+
+    Parameters
+    ----------
+    ladder : xarray.Dataset
+        A statistics ladder with at least 3 step sizes.
+    order : int, optional
+        The extrapolation's order; default the method's.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``charge``: ``fitted_order``, ``extrapolated_drift``, ``standard_error``, ``uncertainty``,
+        ``roundoff_floor``, ``finest_drift``, ``finest_standard_error``, ``scale``, ``verdict``, ``basis``,
+        ``law_verdict``, ``law_residual``, ``seeds_judged``, ``seeds_excluded``; ``attrs["stats"]`` is True.
+
+    Raises
+    ------
+    ConfigError
+        Not a statistics ladder of at least 3 step sizes.
+
+    Examples
+    --------
+    >>> import noether_sim as ns
+    >>> ladder = ns.run_ladder(ns.DeepLinear((4, 3, 2)), ns.data.synthetic_regression(4, 2, 16, seed=0), method="gl2",
+    ...                        step_sizes=[0.1, 0.05, 0.025], t_end=0.5, seeds=16, keep="stats")
+    >>> ns.analyse_ladder(ladder).verdict.values.tolist()
+    ['conserved by the flow']
+    """
+    from .stats import extrapolate_means
+
+    if "h" not in ladder.dims or ladder.sizes["h"] < MIN_RUNGS or "drift_mean" not in ladder:
+        fail("ladder", dict(ladder.sizes), f"must be a statistics ladder (keep=\"stats\") with at least {MIN_RUNGS} "
+                                           "step sizes")
+    ladder = ladder.sortby("h", ascending=False)
+    ex = extrapolate_means(ladder, order)
+    names = [str(c) for c in ladder.charge.values]
+    last = ladder.isel(time=-1)
+    d_star = np.abs(ex.extrapolated.transpose("charge").values)
+    se = ex.standard_error.transpose("charge").values
+    unc = ex.uncertainty.transpose("charge").values
+    floors = ladder.roundoff_floor_mean.transpose("h", "charge").values
+    floor = floors[-1]
+    scale = last.scale_mean.isel(h=-1).transpose("charge").values
+    noise = np.fmax(np.fmax(unc, se), floor)
+    verdict = _judge(d_star, noise, scale)
+    basis = np.full(len(names), BASIS_LADDER, dtype=object)
+    law_verdict = np.full(len(names), NO_LAW, dtype=object)
+    law_residual = np.full(len(names), np.nan)
+    dynamics, method = ladder.attrs.get("dynamics", ""), ladder.attrs.get("method", "")
+    kinds = ladder.charge_kind.values if "charge_kind" in ladder.coords else ["model"] * len(names)
+    step_laws = []
+    for k, kind in enumerate(kinds):
+        law = step_law(dynamics, method, str(kind))
+        step_laws.append(law.text if law else "none: the ladder decides")
+        var = None if law is None else f"{law.variable}_max"
+        if var is None or var not in ladder:
+            continue
+        res = last[var].transpose("h", "charge").values[:, k]
+        law_residual[k] = res[-1]
+        holds, fails = (x[0] for x in law_holds(res[:, None], floors[:, k, None]))
+        if law.replaces_charge_law:
+            law_verdict[k] = LAW_HOLDS_EXACTLY if holds else (LAW_FAILS if fails else INCONCLUSIVE)
+        elif holds:
+            verdict[k], basis[k], d_star[k], unc[k], se[k] = CONSERVED, BASIS_LAW, res[-1], floor[k], floor[k]
+    counted = last.drift_count.transpose("h", "charge").values.min(axis=0)
+    n_seeds = int(ladder.attrs.get("n_seeds", counted.max(initial=0)))
+    verdict = np.where(counted > 1, verdict, np.where(np.isnan(scale), NO_SUCH, EXCLUDED)).astype(object)
+    verdict[~np.isfinite(d_star) & (counted > 1)] = NO_SUCH
+    return xr.Dataset(
+        {"fitted_order": ("charge", ex.fitted_order.transpose("charge").values),
+         "extrapolated_drift": ("charge", d_star), "standard_error": ("charge", se), "uncertainty": ("charge", unc),
+         "roundoff_floor": ("charge", floor), "finest_drift": ("charge", ex.finest.transpose("charge").values),
+         "finest_standard_error": ("charge", ex.finest_standard_error.transpose("charge").values),
+         "scale": ("charge", scale), "verdict": ("charge", verdict.astype(str)), "basis": ("charge", basis.astype(str)),
+         "law_verdict": ("charge", law_verdict.astype(str)), "law_residual": ("charge", law_residual),
+         "seeds_judged": ("charge", counted.astype(int)), "seeds_excluded": ("charge", n_seeds - counted.astype(int))},
+        coords={"charge": names, "step_law": ("charge", step_laws),
+                **({"charge_law": ("charge", ladder.charge_law.values)} if "charge_law" in ladder.coords else {})},
+        attrs={"method_order": int(ex.attrs["method_order"]), "t_end": float(ladder.time.values[-1]),
+               "step_sizes": ex.attrs["step_sizes"], "dynamics": dynamics, "method": method,
+               "limit_flow": limit_flow(dynamics), "stats": True},
     )
 
 
@@ -367,6 +469,17 @@ def summarise_verdicts(analysis: xr.Dataset) -> list[dict]:
     """
     if analysis.attrs.get("stochastic"):
         return summarise_stochastic(analysis)
+    if analysis.attrs.get("stats"):  # a statistics ladder: one verdict per charge, from means (no medians)
+        return [{"charge": str(c), "verdict": str(analysis.verdict.values[k]),
+                 **{key: float(analysis[key].values[k]) for key in (
+                     "fitted_order", "extrapolated_drift", "standard_error", "uncertainty", "roundoff_floor",
+                     "finest_drift", "scale", "law_residual")},
+                 "basis": str(analysis.basis.values[k]), "law_verdict": str(analysis.law_verdict.values[k]),
+                 "law": str(analysis.charge_law.values[k]) if "charge_law" in analysis.coords else "",
+                 "step_law": str(analysis.step_law.values[k]), "limit_flow": analysis.attrs.get("limit_flow", ""),
+                 "seeds_judged": int(analysis.seeds_judged.values[k]),
+                 "seeds_excluded": int(analysis.seeds_excluded.values[k])}
+                for k, c in enumerate(analysis.charge.values)]
     rows = []
     inc = analysis.included.values
     for k, name in enumerate(analysis.charge.values):

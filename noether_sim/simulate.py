@@ -22,6 +22,7 @@ from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_optio
                        initial_velocity, resolve, step_and_time_constant)
 from .dynamics import LANGEVIN_METHODS, OPTIMIZERS, optimizer_state_labels, optimizer_state_size
 from ._threads import off_main_thread
+from ._xr import numpy_only
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
                        progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
@@ -600,7 +601,8 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         if bar is not None:
             bar.close()
     elapsed = _time.perf_counter() - started
-    return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta, elapsed)
+    with numpy_only():  # NumPy arrays only: xarray need not import dask to check (_xr.py)
+        return _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, data_b, eta, beta, elapsed)
 
 
 # the longest a round of kernel calls should last: the slowest Ctrl-C can take to be honoured

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._xr import numpy_only
 from . import _validate as v
 
 FOLD_BLOCK = 256  # seeds per Welford block: fixes the order of the floating-point fold
@@ -340,7 +341,8 @@ class Fold:
             coords["watched_seed"] = watch[2]
             data["charge_watch"] = (("watched_seed", "time", "component"), watch[0])
             data["predicted_watch"] = (("watched_seed", "time", "component"), watch[1])
-        ds = xr.Dataset(data, coords=coords)
+        with numpy_only():  # (_xr.py: no dask import to build it)
+            ds = xr.Dataset(data, coords=coords)
         for name in list(RECORDS) + list(PER_SEED):
             text = first[name].attrs.get("description", "")
             for key in STATS_SUFFIXES:
@@ -559,9 +561,50 @@ def quantile(ds, name: str, q):
                         name=f"{name}_q{q:g}")
 
 
-def summary_rows(ds, SummaryRow, finest_step, not_analysed):
+def scheme_ladder(ds, scheme):
+    """Method ``scheme`` of a statistics study as a statistics ladder (dimension ``h``, its finished step
+    sizes only, the attributes ``analyse_ladder`` reads), or None with fewer than 3 finished step sizes.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A study run with ``record.keep = "stats"``.
+    scheme : str
+        A method label of the study.
+
+    Returns
+    -------
+    xarray.Dataset or None
+
+    Examples
+    --------
+    >>> import os, tempfile, noether_sim as ns
+    >>> cfg = {"name": "tiny", "t_end": 0.5, "save_every": 0.25, "model": {"widths": [3, 4, 2]},
+    ...        "data": {"n_points": 8}, "seeds": {"count": 4}, "record": {"keep": "stats"},
+    ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
+    >>> ds = ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny"))
+    >>> scheme_ladder(ds, "gd").h.values.tolist()
+    [0.05, 0.025, 0.0125]
+    """
+    sub = ds.sel(scheme=scheme)
+    counts = sub["loss_count"].isel(time=0).values
+    done = np.flatnonzero(np.isfinite(counts) & (counts > 0))
+    if len(done) < 3:
+        return None
+    lad = sub.isel(step=done).swap_dims(step="h")
+    for name in ("dynamics", "integrator", "method_order", "limit_flow", "scheme", "step"):
+        if name in lad.coords and name != "h":
+            lad = lad.drop_vars(name)
+    lad.attrs.update(dynamics=str(sub["dynamics"].values), method=str(sub["integrator"].values),
+                     method_order=int(sub["method_order"].values), stats=True)
+    return lad
+
+
+def summary_rows(ds, SummaryRow, finest_step, not_analysed, analyse=None):
     """A study's summary rows (tables.summary_rows) from statistics: medians and 95th percentiles from the
-    histograms (to within a bin) at the finest step size and the last save time; no ladder verdicts.
+    histograms (to within a bin) at the finest step size and the last save time; with ``analyse``
+    (``analyse_ladder``) and at least 3 finished step sizes, the method's ladder verdict per charge from
+    seed means and standard errors (``ladder.analyse_stats_ladder``).
 
     Parameters
     ----------
@@ -573,6 +616,8 @@ def summary_rows(ds, SummaryRow, finest_step, not_analysed):
         ``finest_step(ds, scheme)``: the index of a method's finest finished step size.
     not_analysed : str
         The verdict text for rows without a ladder analysis.
+    analyse : callable, optional
+        ``analyse_ladder``; without it no row has a ladder verdict.
 
     Returns
     -------
@@ -587,11 +632,13 @@ def summary_rows(ds, SummaryRow, finest_step, not_analysed):
     ...        "data": {"n_points": 8}, "seeds": {"count": 4}, "record": {"keep": "stats"},
     ...        "methods": {"gd": {"dynamics": "gd", "step_sizes": [0.05, 0.025, 0.0125]}}}
     >>> rows = summary_rows(ns.run_study(cfg, os.path.join(tempfile.mkdtemp(), "tiny")))
-    >>> [(r.method, r.charge, r.seeds, r.verdict) for r in rows]
-    [('gd', 'D1', 4, 'not analysed (statistics only: keep="stats")')]
+    >>> [(r.method, r.charge, r.seeds, r.verdict, r.extra["basis"]) for r in rows]
+    [('gd', 'D1', 4, 'conserved by the flow', 'exact law')]
     """
     rows = []
     for lb in ds.scheme.values:
+        lad = scheme_ladder(ds, lb) if analyse is not None else None
+        an = analyse(lad) if lad is not None else None
         k = finest_step(ds, lb)
         fin = ds.sel(scheme=lb).isel(step=k)
         q = {name: {p: quantile(fin, name, p).isel(time=-1) for p in (0.5, 0.95)}
@@ -607,9 +654,14 @@ def summary_rows(ds, SummaryRow, finest_step, not_analysed):
                 drift_median=float(q["drift"][0.5].sel(charge=c)), drift_p95=float(q["drift"][0.95].sel(charge=c)),
                 predicted_median=float(q["predicted"][0.5].sel(charge=c)),
                 residual_median=float(q["residual"][0.5].sel(charge=c)),
-                fitted_order=np.nan, extrapolated_drift=np.nan,
-                verdict=not_analysed.split(" (")[0] + " (statistics only: keep=\"stats\")", diverged=diverged,
-                seeds=n_seeds, extra={"uncertainty": np.nan, "basis": "", "law_verdict": "",
+                fitted_order=np.nan if an is None else float(an.fitted_order.sel(charge=c)),
+                extrapolated_drift=np.nan if an is None else float(an.extrapolated_drift.sel(charge=c)),
+                verdict=(not_analysed.split(" (")[0] + " (statistics only: keep=\"stats\")" if an is None
+                         else str(an.verdict.sel(charge=c).values)), diverged=diverged,
+                seeds=n_seeds, extra={"uncertainty": np.nan if an is None else float(an.uncertainty.sel(charge=c)),
+                                      "standard_error": np.nan if an is None else float(an.standard_error.sel(charge=c)),
+                                      "basis": "" if an is None else str(an.basis.sel(charge=c).values),
+                                      "law_verdict": "" if an is None else str(an.law_verdict.sel(charge=c).values),
                                       "roundoff_floor": float(floor.sel(charge=c).values)}))
     return rows
 
@@ -624,7 +676,7 @@ def extrapolate_means(ladder, order: int | None = None, name: str = "drift"):
     (1 + f)·SE(h₀) + f·SE(h₁), f = 1/(r^p − 1), SE = sqrt(var/n): the same seeds run every rung, so the
     rungs' errors are correlated, and this bound holds whatever the correlation. ``uncertainty`` is how
     far d* moves against the same extrapolation one rung coarser; ``fitted_order`` the slope of log d
-    against log h. No verdict: the per-seed analysis (``analyse_ladder``) needs keep="seeds".
+    against log h. The verdicts built on it: ``analyse_ladder`` (``ladder.analyse_stats_ladder``).
 
     Parameters
     ----------
@@ -694,4 +746,4 @@ def extrapolate_means(ladder, order: int | None = None, name: str = "drift"):
                                             "step_sizes": json.dumps([float(h) for h in hs])})
 
 
-__all__ = ["Stats", "FOLD_BLOCK", "check_keep", "execute_stats", "extrapolate_means", "quantile", "Fold"]
+__all__ = ["Stats", "FOLD_BLOCK", "check_keep", "execute_stats", "extrapolate_means", "quantile", "scheme_ladder", "Fold"]

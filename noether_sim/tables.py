@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from .kernels import STATUS_OK
-from .ladder import summarise_verdicts
+from .ladder import analyse_ladder, summarise_verdicts
 from .laws import NO_LAW
 from .results import NOT_ANALYSED, sweep_dims, sweep_point, with_analysis
 
@@ -66,7 +66,7 @@ def summary_rows(ds: xr.Dataset) -> list[SummaryRow]:
     if "seed" not in ds.dims:  # statistics only (keep="stats")
         from .stats import summary_rows as stats_rows
 
-        return stats_rows(ds, SummaryRow, finest_step, NOT_ANALYSED)
+        return stats_rows(ds, SummaryRow, finest_step, NOT_ANALYSED, analyse=analyse_ladder)
     ds = with_analysis(ds)
     rows = []
     for lb in ds.scheme.values:
@@ -266,7 +266,8 @@ def format_summary(ds: xr.Dataset) -> str:
     """
     rows = summary_rows(ds)
     n_seeds = ds.sizes["seed"] if "seed" in ds.dims else rows[0].seeds if rows else 0
-    head = (f"study {ds.attrs['study_name']!r}: {n_seeds} seeds, t_end = {ds.attrs['t_end']:g}, "
+    kept = "" if "seed" in ds.dims else ' (keep="stats": medians and p95 from histograms, verdicts from seed means)'
+    head = (f"study {ds.attrs['study_name']!r}: {n_seeds} seeds{kept}, t_end = {ds.attrs['t_end']:g}, "
             f"{ds.sizes['time']} save times; drift = |q(T) − q_law(T)|_F (q_law = q(0) without weight decay) at the finest step size, over seeds")
     cols = ["method", "charge", "h finest", "drift med", "drift p95", "predicted", "residual",
             "order", "h→0 drift", "diverged (any h)", "verdict", "basis"]

@@ -187,3 +187,18 @@ def test_workers_and_scheduler_are_checked(tmp_path, capsys):
         main(["run", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "--out", str(tmp_path / "b")])
     assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_kernels_are_compiled_once_here_before_a_local_fan_out(monkeypatch):
+    """One warm-up run per kernel variant (gd and rk4 here), not per block (12) or per sweep point."""
+    from noether_sim import execute, study as study_mod
+    from noether_sim.sweep import plan as make_plan
+
+    p = make_plan(study())
+    tasks = [(q, lb, k, p.points[q]) for q in range(len(p.points)) for lb in ("gd", "rk4") for k in range(3)]
+    calls = []
+    real = study_mod.simulate
+    monkeypatch.setattr(study_mod, "simulate", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    assert execute.compile_here(tasks) == 2
+    assert sorted(c["dynamics"] for c in calls) == ["gd", "gf"]
+    assert all(c["seeds"] == 6 for c in calls)  # never more seeds than a block
