@@ -16,6 +16,13 @@ Charges, in this order in q (the Python model ``noether_sim.mlp.MLP`` names the 
          layer 1 is skipped when it is weight-normalised: its neurons cannot be rescaled)
     T    softmax translation charges: Σ_c W_L[c, m] for every column m, then Σ_c b_L[c] (degree 1)
     S    scale charges |w_k|² of the weight-normalised first-layer rows (degree 2)
+    D_i  linear activation only: the balance matrices W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ of hidden layers
+         i = 1 … L−1 (from 2 with a weight-normalised first layer), n_i × n_i row-major (degree 2): the
+         identity activation keeps the whole GL(n_i) symmetry, of which r_i = −diag(D_i) is the diagonal
+Isometric charges (momentum dynamics; J(t) = e^{−t/τ}J(0) under momentum flow without weight decay):
+    J_i  linear activation only: antisym(W_iP_iᵀ + b_ip_{b_i}ᵀ − P_{i+1}ᵀW_{i+1}) of the same hidden layers
+    JT   softmax loss only: the translations' momenta Σ_c P_L[c, m] per column m, then Σ_c p_{b_L}[c]
+         (with T = ⟨v, θ⟩ above, ⟨v, θ + τθ̇⟩ = T + τ·JT is the second law each translation keeps)
 Each is θᵀSθ (or vᵀθ) with ⟨S θ, ∇L⟩ = 0, so evaluated on a gradient g it is the η² (or η) term of
 gradient descent's exact one-step law.
 
@@ -31,6 +38,7 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
+from .linear_isometric import layer_isometric, layer_isometric_scale
 from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_tile_1x4, dot_tile_4x4
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
@@ -407,6 +415,27 @@ def mlp_charges(theta, q, ints, floats):
                 s += W1[k, c] * W1[k, c]
             q[pos + k] = s
         pos += n1
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(2 if normalised else 1, L):
+            _balance(theta, q, pos, ints, i, has_bias)
+            pos += width(ints, i) * width(ints, i)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _balance(theta, q, pos, ints, i, has_bias):
+    """D_i = W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ, row-major into q[pos : pos + n_i²]."""
+    ni, nprev, nnext = width(ints, i), width(ints, i - 1), width(ints, i + 1)
+    wi, wn, bo = weight_offset(ints, i), weight_offset(ints, i + 1), bias_offset(ints, i)
+    for a in range(ni):
+        for b in range(ni):
+            acc = 0.0
+            for r in range(nnext):
+                acc += theta[wn + r * ni + a] * theta[wn + r * ni + b]
+            for c in range(nprev):
+                acc -= theta[wi + a * nprev + c] * theta[wi + b * nprev + c]
+            if has_bias:
+                acc -= theta[bo + a] * theta[bo + b]
+            q[pos + a * ni + b] = acc
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -449,3 +478,77 @@ def mlp_charge_scales(theta, scales, ints, floats):
             s += theta[k] * theta[k]
         scales[grp] = s
         grp += 1
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(2 if normalised else 1, L):
+            s = 0.0
+            for j in (i, i + 1):
+                wo = weight_offset(ints, j)
+                for k in range(wo, wo + width(ints, j) * width(ints, j - 1)):
+                    s += theta[k] * theta[k]
+            if has_bias:
+                bo = bias_offset(ints, i)
+                for k in range(bo, bo + width(ints, i)):
+                    s += theta[k] * theta[k]
+            scales[grp] = s
+            grp += 1
+
+
+@njit(cache=True)
+def mlp_n_isometric(ints):
+    """J_i of the hidden layers for the identity activation, then JT for softmax heads."""
+    L = n_layers(ints)
+    n = 0
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(2 if extra(ints, 2) != 0 else 1, L):
+            n += width(ints, i) * width(ints, i)
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        n += width(ints, L - 1) + (1 if ints[2] != 0 else 0)
+    return n
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mlp_isometric_charges(theta, mom, out, ints, floats):
+    """Every isometric charge (module doc) at position ``theta`` and momentum ``mom``."""
+    L = n_layers(ints)
+    pos = 0
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(2 if extra(ints, 2) != 0 else 1, L):
+            layer_isometric(theta, mom, out, pos, ints, i)
+            pos += width(ints, i) * width(ints, i)
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        nL, nprev = width(ints, L), width(ints, L - 1)
+        wo = weight_offset(ints, L)
+        for m in range(nprev):
+            s = 0.0
+            for c in range(nL):
+                s += mom[wo + c * nprev + m]
+            out[pos + m] = s
+        pos += nprev
+        if ints[2] != 0:
+            bo = bias_offset(ints, L)
+            s = 0.0
+            for c in range(nL):
+                s += mom[bo + c]
+            out[pos] = s
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mlp_isometric_scales(theta, mom, scales, ints, floats):
+    """Per isometric group, the size of the terms that cancel: ``layer_isometric_scale`` for J_i,
+    Σ|entries| of the last layer's momentum for JT."""
+    L = n_layers(ints)
+    grp = 0
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(2 if extra(ints, 2) != 0 else 1, L):
+            scales[grp] = layer_isometric_scale(theta, mom, ints, i)
+            grp += 1
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        s = 0.0
+        wo = weight_offset(ints, L)
+        for k in range(wo, wo + width(ints, L) * width(ints, L - 1)):
+            s += abs(mom[k])
+        if ints[2] != 0:
+            bo = bias_offset(ints, L)
+            for k in range(bo, bo + width(ints, L)):
+                s += abs(mom[k])
+        scales[grp] = s

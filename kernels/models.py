@@ -20,7 +20,8 @@ from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
 from .linear import (linear_charge_scales, linear_charges, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
 from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
-from .mlp import mlp_charge_scales, mlp_charges, mlp_loss_grad, mlp_work_size
+from .mlp import (mlp_charge_scales, mlp_charges, mlp_isometric_charges, mlp_isometric_scales, mlp_loss_grad,
+                  mlp_n_isometric, mlp_work_size)
 
 
 # The Python bodies below are stand-ins: inside compiled code the overloads replace them.
@@ -93,6 +94,18 @@ def _linear_n_isometric(kind, ints):
     return linear_n_isometric(ints)
 
 
+def _mlp_n_isometric(kind, ints):
+    return mlp_n_isometric(ints)
+
+
+def _mlp_isometric_charges(kind, theta, mom, out, ints, floats):
+    mlp_isometric_charges(theta, mom, out, ints, floats)
+
+
+def _mlp_isometric_scales(kind, theta, mom, scales, ints, floats):
+    mlp_isometric_scales(theta, mom, scales, ints, floats)
+
+
 def _no_isometric(kind, ints):
     return 0
 
@@ -119,9 +132,9 @@ _KERNELS = {
                 MODEL_DEEP_LINEAR_INPUT_SIDE: _linear_loss_grad_input_side},
     charges: {MODEL_DEEP_LINEAR: _linear_charges, MODEL_MLP: _mlp_charges},
     charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales},
-    n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric},
-    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _no_isometric_charges},
-    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _no_isometric_scales},
+    n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _mlp_n_isometric},
+    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _mlp_isometric_charges},
+    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _mlp_isometric_scales},
 }
 for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
     _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])

@@ -148,13 +148,37 @@ class MLP(DeepLinear):
             n = self.widths[1]
             groups.append(ChargeGroup("S", pos, (n,), 2, "scale |w_k|² of the weight-normalised first-layer rows"))
             pos += n
+        if self.activation == "linear":  # the identity keeps all of GL(n_i): every entry of D_i
+            for i in range(2 if self.normalised_first_layer else 1, self.n_layers):
+                n = self.widths[i]
+                groups.append(ChargeGroup(f"D{i}", pos, (n, n), 2,
+                                          f"layer balance W_{i + 1}ᵀW_{i + 1} − W_{i}W_{i}ᵀ{' − b_i b_iᵀ' if self.bias else ''}"
+                                          f" (hidden layer {i}; identity activation)"))
+                pos += n * n
         return groups
 
     # ---- plain NumPy reference implementation (tests, baselines, diagnostics) ----
 
-    def isometric_groups(self) -> list:
-        """None: the kernels compute isometric charges for deep linear networks only."""
-        return []
+    def isometric_groups(self) -> list[ChargeGroup]:
+        """Charges of momentum dynamics (theory.md §2, §4), laid out after the model's own charges: the
+        rotations J<i> of the hidden layers for the identity activation, and the translations' momenta JT
+        (Σ_c P_L[c, m] per column m, then Σ_c p_{b_L}[c]) for softmax heads. Each obeys
+        J(t) = e^{−t/τ}J(0) under momentum flow (JT without weight decay only: λ couples it to T)."""
+        groups, pos = [], self.n_charges
+        if self.activation == "linear":
+            for i in range(2 if self.normalised_first_layer else 1, self.n_layers):
+                n = self.widths[i]
+                bias = " + b_i p_{b_i}ᵀ" if self.bias else ""
+                groups.append(ChargeGroup(f"J{i}", pos, (n, n), 2, f"isometric: antisym(W_{i}P_{i}ᵀ{bias} − "
+                                          f"P_{i + 1}ᵀW_{i + 1}) (hidden layer {i})"))
+                pos += n * n
+        if self.loss == "softmax_ce":
+            n = self.widths[-2] + self.bias
+            groups.append(ChargeGroup("JT", pos, (n,), 1, "isometric: softmax translation momenta Σ_c P_L[c, m] "
+                                      "per column m" + (", then Σ_c p_{b_L}[c]" if self.bias else "")
+                                      + "; T + τ·JT = ⟨v, θ + τθ̇⟩ is conserved too"))
+            pos += n
+        return groups
 
     def act(self, z):
         a = self.activation
