@@ -58,7 +58,7 @@ from .explicit import combine, within_bound
 from .extras import extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
-from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP
 from .models import charges, loss_grad, n_isometric, work_size
 from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT,  # noqa: F401 (state_size:
@@ -331,7 +331,7 @@ def _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
 
 
 def _stochastic_setup_impl(kind, s, model, cfg, st, refs, data_a, data_b, floats):
-    mlp = kind == MODEL_MLP
+    mlp = kind == MODEL_MLP or kind == MODEL_LORA  # the raw data points (not moments)
     perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
         model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
     one = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp, data_a, data_b, floats)
@@ -710,6 +710,36 @@ def _integrate_mlp_optimizer(*args):
     return _integrate(MODEL_MLP, SCHEME_OPTIMIZER, args)
 
 
+@njit(cache=True, nogil=True)
+def _integrate_lora_explicit(*args):
+    return _integrate(MODEL_LORA, SCHEME_EXPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_adaptive(*args):
+    return _integrate(MODEL_LORA, SCHEME_ADAPTIVE, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_implicit(*args):
+    return _integrate(MODEL_LORA, SCHEME_IMPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_splitting(*args):
+    return _integrate(MODEL_LORA, SCHEME_SPLITTING, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_algorithm(*args):
+    return _integrate(MODEL_LORA, SCHEME_ALGORITHM, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_optimizer(*args):
+    return _integrate(MODEL_LORA, SCHEME_OPTIMIZER, args)
+
+
 _INTEGRATE = {
     (MODEL_DEEP_LINEAR, SCHEME_EXPLICIT): _integrate_deep_linear_explicit,
     (MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE): _integrate_deep_linear_adaptive,
@@ -729,6 +759,12 @@ _INTEGRATE = {
     (MODEL_MLP, SCHEME_SPLITTING): _integrate_mlp_splitting,
     (MODEL_MLP, SCHEME_ALGORITHM): _integrate_mlp_algorithm,
     (MODEL_MLP, SCHEME_OPTIMIZER): _integrate_mlp_optimizer,
+    (MODEL_LORA, SCHEME_EXPLICIT): _integrate_lora_explicit,
+    (MODEL_LORA, SCHEME_ADAPTIVE): _integrate_lora_adaptive,
+    (MODEL_LORA, SCHEME_IMPLICIT): _integrate_lora_implicit,
+    (MODEL_LORA, SCHEME_SPLITTING): _integrate_lora_splitting,
+    (MODEL_LORA, SCHEME_ALGORITHM): _integrate_lora_algorithm,
+    (MODEL_LORA, SCHEME_OPTIMIZER): _integrate_lora_optimizer,
 }
 
 
@@ -760,10 +796,16 @@ def _ensemble_state_charges_mlp(*args):
     return _ensemble_state_charges(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_state_charges_lora(*args):
+    return _ensemble_state_charges(MODEL_LORA, args)
+
+
 _ENSEMBLE_STATE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_state_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_state_charges_mlp,
+    MODEL_LORA: _ensemble_state_charges_lora,
 }
 
 
@@ -787,10 +829,16 @@ def _ensemble_extras_mlp(*args):
     return _ensemble_extras(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_extras_lora(*args):
+    return _ensemble_extras(MODEL_LORA, args)
+
+
 _ENSEMBLE_EXTRAS = {
     MODEL_DEEP_LINEAR: _ensemble_extras_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_extras_deep_linear_input_side,
     MODEL_MLP: _ensemble_extras_mlp,
+    MODEL_LORA: _ensemble_extras_lora,
 }
 
 
@@ -815,10 +863,16 @@ def _ensemble_charges_mlp(*args):
     return _ensemble_charges(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_charges_lora(*args):
+    return _ensemble_charges(MODEL_LORA, args)
+
+
 _ENSEMBLE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_charges_mlp,
+    MODEL_LORA: _ensemble_charges_lora,
 }
 
 
@@ -842,10 +896,16 @@ def _ensemble_loss_grad_mlp(*args):
     return _ensemble_loss_grad(MODEL_MLP, args)
 
 
+@njit(cache=True)
+def _ensemble_loss_grad_lora(*args):
+    return _ensemble_loss_grad(MODEL_LORA, args)
+
+
 _ENSEMBLE_LOSS_GRAD = {
     MODEL_DEEP_LINEAR: _ensemble_loss_grad_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_loss_grad_deep_linear_input_side,
     MODEL_MLP: _ensemble_loss_grad_mlp,
+    MODEL_LORA: _ensemble_loss_grad_lora,
 }
 
 

@@ -1,6 +1,6 @@
 """Readers for the int64 model descriptor ``model_ints`` built by ``noether_sim.models``.
 
-    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP)
+    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP, MODEL_LORA)
     ints[1]                  L, the number of weight matrices
     ints[2]                  1 if every layer has a bias, else 0
     ints[3 : 4+L]            widths n_0 … n_L
@@ -21,6 +21,9 @@ MODEL_MLP = 1
 # Deep linear whose gradient is cheaper by products from the input side (wide outputs); the Python
 # model picks it (kernels/linear.py::_chain_costs), so a run compiles only the order it uses.
 MODEL_DEEP_LINEAR_INPUT_SIDE = 2
+# Low-rank adapters on a frozen MLP or deep linear base (kernels/lora.py): the base's MLP descriptor
+# with this kind, and the adapters after the MLP extras.
+MODEL_LORA = 3
 
 
 @njit(cache=True)

@@ -16,10 +16,12 @@ Adding a model kind: one entry in each ``_KERNELS`` table, and one entry functio
 from numba import literally, types
 from numba.extending import overload
 
-from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP
 from .linear import (linear_charge_scales, linear_charges, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
 from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
+from .lora import (lora_charge_scales, lora_charges, lora_isometric_charges, lora_isometric_scales, lora_loss_grad,
+                   lora_n_isometric, lora_work_size)
 from .mlp import (mlp_charge_scales, mlp_charges, mlp_isometric_charges, mlp_isometric_scales, mlp_loss_grad,
                   mlp_n_isometric, mlp_work_size)
 
@@ -106,6 +108,34 @@ def _mlp_isometric_scales(kind, theta, mom, scales, ints, floats):
     mlp_isometric_scales(theta, mom, scales, ints, floats)
 
 
+def _lora_work_size(kind, ints, data_a):
+    return lora_work_size(ints, data_a.shape[1])
+
+
+def _lora_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return lora_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _lora_charges(kind, theta, q, ints, floats):
+    lora_charges(theta, q, ints, floats)
+
+
+def _lora_charge_scales(kind, theta, scales, ints, floats):
+    lora_charge_scales(theta, scales, ints, floats)
+
+
+def _lora_n_isometric(kind, ints):
+    return lora_n_isometric(ints)
+
+
+def _lora_isometric_charges(kind, theta, mom, out, ints, floats):
+    lora_isometric_charges(theta, mom, out, ints, floats)
+
+
+def _lora_isometric_scales(kind, theta, mom, scales, ints, floats):
+    lora_isometric_scales(theta, mom, scales, ints, floats)
+
+
 def _no_isometric(kind, ints):
     return 0
 
@@ -136,6 +166,9 @@ _KERNELS = {
     isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _mlp_isometric_charges},
     isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _mlp_isometric_scales},
 }
+for _table, _lora in zip(_KERNELS.values(), (_lora_work_size, _lora_loss_grad, _lora_charges, _lora_charge_scales,
+                                             _lora_n_isometric, _lora_isometric_charges, _lora_isometric_scales)):
+    _table[MODEL_LORA] = _lora
 for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
     _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])
 

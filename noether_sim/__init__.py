@@ -14,6 +14,7 @@ from .ladder import analyse_ladder, run_ladder, summarise_verdicts  # noqa: E402
 from .laws import judge  # noqa: E402
 from .models import DeepLinear  # noqa: E402
 from .mlp import MLP, teacher_classification, teacher_regression  # noqa: E402
+from .lora import LoRA  # noqa: E402
 from .results import load  # noqa: E402
 from .simulate import charge_matrix, simulate  # noqa: E402
 from .stochastic import minibatch_indices, minibatch_indices_of  # noqa: E402
@@ -23,7 +24,7 @@ from .discover import discover  # noqa: E402
 
 from .execute import run_study  # noqa: E402  (studies and sweeps into a store, here or on Dask)
 
-__all__ = ["ConfigError", "DeepLinear", "MLP", "Stats", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
+__all__ = ["ConfigError", "DeepLinear", "LoRA", "MLP", "Stats", "TrainingData", "analyse_ladder", "charge_matrix", "data", "discover",
            "flow_from_heavy_ball", "heavy_ball_from_flow", "init", "judge", "load", "methods", "minibatch_indices",
            "minibatch_indices_of", "run_ladder", "run_study", "simulate", "summarise_verdicts", "teacher_classification",
            "teacher_regression"]

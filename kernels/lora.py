@@ -1,0 +1,170 @@
+"""Low-rank adapters on a frozen network: layer l's weight is W₀_l + B_l A_l, only (A_l, B_l) train.
+
+The base is run by the MLP kernel (kernels/mlp.py; a deep linear base is an MLP with the identity
+activation), on the full base parameters θ_full = θ₀ with W₀_l + B_lA_l in place of each adapted W₀_l.
+Its gradient G_l = ∂L/∂W_l pulls back to the factors: ∂L/∂A_l = B_lᵀG_l, ∂L/∂B_l = G_lA_lᵀ.
+
+Descriptor (kernels/layout.py): the base's MLP descriptor with kind MODEL_LORA, its offsets those of
+θ_full, then, after the MLP's three extras,
+    extra 3  number of adapters k
+    extra 4  rank r
+    extra 5  P₀, the length of θ_full
+    extra 6 + 3j, 7 + 3j, 8 + 3j   adapter j: its layer l, offset of A_l (r × n_{l−1}) and of B_l (n_l × r)
+model_floats: the MLP's three floats, then θ₀ (P₀ frozen base parameters).
+
+Charges (GL(r) between B_l and A_l, theory.md §8): per adapter D_l = B_lᵀB_l − A_lA_lᵀ (r × r,
+row-major; degree 2). Isometric (momentum): J_l = antisym(A_lP_{A_l}ᵀ − P_{B_l}ᵀB_l).
+"""
+
+import numpy as np
+from numba import njit
+
+from . import FASTMATH
+from .layout import extra, width
+from .mlp import mlp_loss_grad, mlp_work_size
+
+F_BASE = 3  # θ₀ starts here in model_floats
+
+
+@njit(cache=True, inline="always")
+def n_adapters(ints):
+    return extra(ints, 3)
+
+
+@njit(cache=True, inline="always")
+def rank(ints):
+    return extra(ints, 4)
+
+
+@njit(cache=True, inline="always")
+def n_base(ints):
+    return extra(ints, 5)
+
+
+@njit(cache=True, inline="always")
+def adapter(ints, j):
+    """(layer l, offset of A_l, offset of B_l) of adapter j."""
+    return extra(ints, 6 + 3 * j), extra(ints, 7 + 3 * j), extra(ints, 8 + 3 * j)
+
+
+@njit(cache=True)
+def lora_work_size(ints, n_points):
+    return mlp_work_size(ints, n_points) + 2 * n_base(ints)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lora_loss_grad(theta, grad, ints, floats, X, Y, work):
+    """Loss of one adapter row; ∂L/∂A_l, ∂L/∂B_l written into ``grad``."""
+    P0 = n_base(ints)
+    r = rank(ints)
+    ws = work.shape[0] - 2 * P0
+    full = work[ws: ws + P0]
+    gfull = work[ws + P0: ws + 2 * P0]
+    for k in range(P0):
+        full[k] = floats[F_BASE + k]
+    for j in range(n_adapters(ints)):
+        layer, ao, bo = adapter(ints, j)
+        n, m = width(ints, layer), width(ints, layer - 1)
+        wo = ints[3 + ints[1] + layer]  # weight_offset of the full layout
+        for a in range(n):
+            for c in range(m):
+                acc = 0.0
+                for s in range(r):
+                    acc += theta[bo + a * r + s] * theta[ao + s * m + c]
+                full[wo + a * m + c] += acc
+    loss = mlp_loss_grad(full, gfull, ints, floats, X, Y, work[:ws])
+    for j in range(n_adapters(ints)):
+        layer, ao, bo = adapter(ints, j)
+        n, m = width(ints, layer), width(ints, layer - 1)
+        wo = ints[3 + ints[1] + layer]
+        for s in range(r):  # ∂A = BᵀG
+            for c in range(m):
+                acc = 0.0
+                for a in range(n):
+                    acc += theta[bo + a * r + s] * gfull[wo + a * m + c]
+                grad[ao + s * m + c] = acc
+        for a in range(n):  # ∂B = GAᵀ
+            for s in range(r):
+                acc = 0.0
+                for c in range(m):
+                    acc += gfull[wo + a * m + c] * theta[ao + s * m + c]
+                grad[bo + a * r + s] = acc
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lora_charges(theta, q, ints, floats):
+    """D_l = B_lᵀB_l − A_lA_lᵀ per adapter (or the GD law's η² term when given a gradient)."""
+    r = rank(ints)
+    for j in range(n_adapters(ints)):
+        layer, ao, bo = adapter(ints, j)
+        n, m = width(ints, layer), width(ints, layer - 1)
+        pos = j * r * r
+        for s in range(r):
+            for t in range(r):
+                acc = 0.0
+                for a in range(n):
+                    acc += theta[bo + a * r + s] * theta[bo + a * r + t]
+                for c in range(m):
+                    acc -= theta[ao + s * m + c] * theta[ao + t * m + c]
+                q[pos + s * r + t] = acc
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lora_charge_scales(theta, scales, ints, floats):
+    """|A_l|² + |B_l|² per adapter: the size of the terms that cancel in D_l."""
+    r = rank(ints)
+    for j in range(n_adapters(ints)):
+        layer, ao, bo = adapter(ints, j)
+        n, m = width(ints, layer), width(ints, layer - 1)
+        s = 0.0
+        for k in range(ao, ao + r * m):
+            s += theta[k] * theta[k]
+        for k in range(bo, bo + n * r):
+            s += theta[k] * theta[k]
+        scales[j] = s
+
+
+@njit(cache=True)
+def lora_n_isometric(ints):
+    return n_adapters(ints) * rank(ints) * rank(ints)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lora_isometric_charges(theta, mom, out, ints, floats):
+    """J_l = antisym(A_lP_{A_l}ᵀ − P_{B_l}ᵀB_l) per adapter, r × r row-major."""
+    r = rank(ints)
+    for j in range(n_adapters(ints)):
+        layer, ao, bo = adapter(ints, j)
+        n, m = width(ints, layer), width(ints, layer - 1)
+        C = np.zeros((r, r))
+        for s in range(r):
+            for t in range(r):
+                acc = 0.0
+                for c in range(m):
+                    acc += theta[ao + s * m + c] * mom[ao + t * m + c]
+                for a in range(n):
+                    acc -= mom[bo + a * r + s] * theta[bo + a * r + t]
+                C[s, t] = acc
+        pos = j * r * r
+        for s in range(r):
+            for t in range(r):
+                out[pos + s * r + t] = 0.5 * (C[s, t] - C[t, s])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def lora_isometric_scales(theta, mom, scales, ints, floats):
+    """|A_l||P_{A_l}| + |B_l||P_{B_l}| per adapter (Frobenius)."""
+    r = rank(ints)
+    for j in range(n_adapters(ints)):
+        layer, ao, bo = adapter(ints, j)
+        n, m = width(ints, layer), width(ints, layer - 1)
+        s = 0.0
+        for lo, size in ((ao, r * m), (bo, n * r)):
+            a2 = 0.0
+            m2 = 0.0
+            for k in range(lo, lo + size):
+                a2 += theta[k] * theta[k]
+                m2 += mom[k] * mom[k]
+            s += np.sqrt(a2 * m2)
+        scales[j] = s
