@@ -13,15 +13,17 @@ Descriptor (kernels/layout.py): the base's MLP descriptor with kind MODEL_LORA, 
 model_floats: the MLP's three floats, then θ₀ (P₀ frozen base parameters).
 
 Charges (GL(r) between B_l and A_l, theory.md §8): per adapter D_l = B_lᵀB_l − A_lA_lᵀ (r × r,
-row-major; degree 2). Isometric (momentum): J_l = antisym(A_lP_{A_l}ᵀ − P_{B_l}ᵀB_l).
+row-major; degree 2); with a softmax head and an adapter on the last layer L, the translations
+B_L → B_L + 1uᵀ add T = Σ_c B_L[c, s] for s = 1 … r (degree 1). Isometric (momentum):
+J_l = antisym(A_lP_{A_l}ᵀ − P_{B_l}ᵀB_l), then JT = Σ_c P_{B_L}[c, s] for the softmax translations.
 """
 
 import numpy as np
 from numba import njit
 
 from . import FASTMATH
-from .layout import extra, width
-from .mlp import mlp_loss_grad, mlp_work_size
+from .layout import extra, n_layers, width
+from .mlp import LOSS_SOFTMAX_CE, mlp_loss_grad, mlp_work_size
 
 F_BASE = 3  # θ₀ starts here in model_floats
 
@@ -45,6 +47,26 @@ def n_base(ints):
 def adapter(ints, j):
     """(layer l, offset of A_l, offset of B_l) of adapter j."""
     return extra(ints, 6 + 3 * j), extra(ints, 7 + 3 * j), extra(ints, 8 + 3 * j)
+
+
+@njit(cache=True, inline="always")
+def _translated(ints):
+    """True when a softmax head's last layer carries an adapter (its B's column sums are charges)."""
+    k = n_adapters(ints)
+    return extra(ints, 1) == LOSS_SOFTMAX_CE and extra(ints, 6 + 3 * (k - 1)) == n_layers(ints)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _column_sums(x, q, pos, ints):
+    """Σ_c x[B_L[c, s]] for s = 1 … r into q[pos : pos + r] (x: θ, a gradient or a momentum)."""
+    r = rank(ints)
+    layer, ao, bo = adapter(ints, n_adapters(ints) - 1)
+    n = width(ints, layer)
+    for s in range(r):
+        acc = 0.0
+        for a in range(n):
+            acc += x[bo + a * r + s]
+        q[pos + s] = acc
 
 
 @njit(cache=True)
@@ -108,6 +130,8 @@ def lora_charges(theta, q, ints, floats):
                 for c in range(m):
                     acc -= theta[ao + s * m + c] * theta[ao + t * m + c]
                 q[pos + s * r + t] = acc
+    if _translated(ints):
+        _column_sums(theta, q, n_adapters(ints) * r * r, ints)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -123,11 +147,17 @@ def lora_charge_scales(theta, scales, ints, floats):
         for k in range(bo, bo + n * r):
             s += theta[k] * theta[k]
         scales[j] = s
+    if _translated(ints):
+        layer, ao, bo = adapter(ints, n_adapters(ints) - 1)
+        s = 0.0
+        for k in range(bo, bo + width(ints, layer) * r):
+            s += abs(theta[k])
+        scales[n_adapters(ints)] = s
 
 
 @njit(cache=True)
 def lora_n_isometric(ints):
-    return n_adapters(ints) * rank(ints) * rank(ints)
+    return n_adapters(ints) * rank(ints) * rank(ints) + (rank(ints) if _translated(ints) else 0)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -150,6 +180,8 @@ def lora_isometric_charges(theta, mom, out, ints, floats):
         for s in range(r):
             for t in range(r):
                 out[pos + s * r + t] = 0.5 * (C[s, t] - C[t, s])
+    if _translated(ints):
+        _column_sums(mom, out, n_adapters(ints) * r * r, ints)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -168,3 +200,9 @@ def lora_isometric_scales(theta, mom, scales, ints, floats):
                 m2 += mom[k] * mom[k]
             s += np.sqrt(a2 * m2)
         scales[j] = s
+    if _translated(ints):
+        layer, ao, bo = adapter(ints, n_adapters(ints) - 1)
+        s = 0.0
+        for k in range(bo, bo + width(ints, layer) * r):
+            s += abs(mom[k])
+        scales[n_adapters(ints)] = s

@@ -286,6 +286,8 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
     """∇_θ Σ_j w_bj ℓ(θ_b; x_j, y_j) for every batch row b: theta (…B, P) jet, X (n_0, N), Y (n_L, N),
     weights (B, N). ℓ is the per-point loss of the model: ½|f − y|² or (Σ_c y_c) logsumexp(f) − yᵀf."""
     theta = theta if isinstance(theta, Jet) else Jet(np.asarray(theta, dtype=float)[None])
+    if getattr(model, "kind", "") == "lora":
+        return _lora_gradient(model, theta, X, Y, weights)
     size = theta.size
     mlp = getattr(model, "kind", "") == "mlp"
     layers = _blocks(model, theta)
@@ -335,3 +337,29 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         if gb is not None:
             parts.append(gb)
     return _concat(parts, size)
+
+
+def _lora_gradient(model, theta, X, Y, weights):
+    """Low-rank adapters: the base's gradient at W₀ + BA, pulled back to ∂A = BᵀG, ∂B = GAᵀ."""
+    base = model._base_mlp()
+    size, lead = theta.size, theta.shape[:-1]
+    factors = [W for W, _ in _blocks(model, theta)]
+    adapted = {l: j for j, l in enumerate(model.layers)}
+    parts = []
+    for i, (W0, b0) in enumerate(base.unflatten(np.asarray(model.base_weights)), start=1):
+        if i in adapted:
+            A, B = factors[2 * adapted[i]], factors[2 * adapted[i] + 1]
+            parts.append(((B @ A) + W0).reshape(*lead, -1))
+        else:
+            parts.append(np.broadcast_to(W0.ravel(), lead + (W0.size,)))
+        if b0 is not None:
+            parts.append(np.broadcast_to(b0, lead + b0.shape))
+    g = weighted_gradient(base, _concat(parts, size), X, Y, weights)
+    w_off = base.offsets[0]
+    out = []
+    for j, l in enumerate(model.layers):
+        n, m = base.weight_shape(l)
+        G = g[..., w_off[l - 1]: w_off[l - 1] + n * m].reshape(*g.shape[:-1], n, m)
+        A, B = factors[2 * j], factors[2 * j + 1]
+        out += [(B.swap() @ G).reshape(*g.shape[:-1], -1), (G @ A.swap()).reshape(*g.shape[:-1], -1)]
+    return _concat(out, max(size, g.size))

@@ -219,22 +219,36 @@ class LoRA:
         return np.ascontiguousarray(data.X, dtype=float), np.ascontiguousarray(data.Y, dtype=float)
 
     @property
+    def translated(self) -> bool:
+        """A softmax head whose last layer carries an adapter: B_L → B_L + 1uᵀ leaves the loss unchanged."""
+        return self.loss == "softmax_ce" and self.layers[-1] == self.base.n_layers
+
+    @property
     def charge_groups(self) -> list[ChargeGroup]:
         r = self.rank
-        return [ChargeGroup(f"D{l}", j * r * r, (r, r), 2, f"adapter balance B_{l}ᵀB_{l} − A_{l}A_{l}ᵀ (layer {l}, "
-                                                           f"rank {r}; GL({r}) between B and A)")
-                for j, l in enumerate(self.layers)]
+        groups = [ChargeGroup(f"D{l}", j * r * r, (r, r), 2, f"adapter balance B_{l}ᵀB_{l} − A_{l}A_{l}ᵀ (layer {l}, "
+                                                             f"rank {r}; GL({r}) between B and A)")
+                  for j, l in enumerate(self.layers)]
+        if self.translated:
+            L = self.base.n_layers
+            groups.append(ChargeGroup("T", len(self.layers) * r * r, (r,), 1,
+                                      f"softmax translation: Σ_c B_{L}[c, s] per column s of B_{L}"))
+        return groups
 
     @property
     def n_charges(self) -> int:
-        return len(self.layers) * self.rank ** 2
+        return sum(g.size for g in self.charge_groups)
 
     def isometric_groups(self) -> list[ChargeGroup]:
         """Per adapter J<l> = antisym(A_lP_{A_l}ᵀ − P_{B_l}ᵀB_l) (momentum dynamics), after the charges."""
         r, pos = self.rank, self.n_charges
-        return [ChargeGroup(f"J{l}", pos + j * r * r, (r, r), 2, f"isometric: antisym(A_{l}P_Aᵀ − P_Bᵀ B_{l}) "
-                                                                 f"(adapter on layer {l})")
-                for j, l in enumerate(self.layers)]
+        groups = [ChargeGroup(f"J{l}", pos + j * r * r, (r, r), 2, f"isometric: antisym(A_{l}P_Aᵀ − P_Bᵀ B_{l}) "
+                                                                   f"(adapter on layer {l})")
+                  for j, l in enumerate(self.layers)]
+        if self.translated:
+            groups.append(ChargeGroup("JT", pos + len(self.layers) * r * r, (r,), 1,
+                                      "isometric: softmax translation momenta Σ_c P_B[c, s] of the last layer's B"))
+        return groups
 
     # ---- plain NumPy reference (tests, baselines) ----
 

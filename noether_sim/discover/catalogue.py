@@ -43,6 +43,13 @@ class CatalogueCheck:
 
 
 def _param_names(model):
+    if getattr(model, "kind", "") == "lora":  # factor layers A_l, B_l
+        names = []
+        for j, l in enumerate(model.layers):
+            for k, letter in ((2 * j + 1, "A"), (2 * j + 2, "B")):
+                n_out, n_in = model.weight_shape(k)
+                names += [f"{letter}{l}[{a},{b}]" for a in range(n_out) for b in range(n_in)]
+        return names
     names = []
     for i in range(1, model.n_layers + 1):
         n_out, n_in = model.weight_shape(i)
@@ -102,7 +109,7 @@ def catalogue_forms(model):
     if nq == 0:
         return []
     ints = model.descriptor()
-    floats = model.constants(None) if getattr(model, "kind", "") == "mlp" else np.zeros(1)
+    floats = model.constants(None) if getattr(model, "kind", "") in ("mlp", "lora") else np.zeros(1)
 
     def charges(probes):
         return ensemble_charges(int(ints[0]), np.ascontiguousarray(probes), ints, floats, nq)
@@ -140,6 +147,11 @@ def catalogue_forms(model):
 def _isometric_kernel(model):
     """The model family's isometric-charge kernel as J(θ, p, out)."""
     ints = model.descriptor()
+    if getattr(model, "kind", "") == "lora":
+        from ..kernels.lora import lora_isometric_charges
+
+        floats = model.constants(None)
+        return lambda theta, mom, out: lora_isometric_charges(theta, mom, out, ints, floats)
     if getattr(model, "kind", "") == "mlp":
         from ..kernels.mlp import mlp_isometric_charges
 

@@ -57,7 +57,8 @@ class DiscoveryResult:
         m = self.model
         name = m["kind"] + (f"/{m['activation']}" if "activation" in m else "") + \
             (f"/{m['loss']}" if m.get("loss", "squared") != "squared" else "") + \
-            ("/norm" if m.get("normalised_first_layer") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "")
+            ("/norm" if m.get("normalised_first_layer") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "") + \
+            (f" +LoRA r={m['lora_rank']} on {m['lora_layers']}" if m.get("lora") else "")
         return {"model": name, "flow": self.flow, "P": self.n_params,
                 "count": "?" if self.count is None else str(self.count),
                 "gap": f"{min(p.decision.gap for p in self.points):.2g}",
@@ -163,10 +164,11 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     >>> ns.discover(ns.DeepLinear((4, 3, 3)), flow="momentum").count   # r(r − 1)/2 rotations
     3
     """
+    from ..lora import LoRA
     from ..models import DeepLinear
 
-    if not isinstance(model, DeepLinear):
-        fail("model", model, "must be a noether_sim model (DeepLinear or mlp.MLP)")
+    if not isinstance(model, (DeepLinear, LoRA)):
+        fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP or LoRA)")
     if flow not in FLOWS:
         fail("flow", flow, f"must be one of {', '.join(FLOWS)}")
     if quadratic not in STRUCTURES:
