@@ -72,6 +72,7 @@ INIT_KINDS = {
     "gaussian": "W_i entries N(0, scale²/n_{i-1}), biases N(0, bias_scale²)",
     "orthogonal": "W_i = scale × a random semi-orthogonal matrix, biases zero",
     "balanced": "exactly balanced start (every D_i = 0), shared singular values scale × U[0.5, 1.5]",
+    "lora_b_zero": "(model.lora_rank) the usual adapter start: A entries N(0, scale²/n_in), B = 0",
 }
 MIN_LADDER = 3  # analyse_ladder needs three step sizes for an extrapolation and its uncertainty
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -149,7 +150,11 @@ MODEL = {
     "slope": (False, lambda k, v: _real(k, v, low=0)),
     "power": (False, lambda k, v: _real(k, v, low=1)),
     "normalised_first_layer": (False, _bool),
+    "lora_rank": (False, lambda k, v: _int(k, v, 1)),
+    "lora_layers": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 1)),
+    "lora_base_seed": (False, lambda k, v: _int(k, v, 0)),
 }
+LORA_KEYS = ("lora_layers", "lora_base_seed")
 DATA = {
     "kind": (False, lambda k, v: _str(k, v, list(DATA_KINDS))),
     "n_points": (True, lambda k, v: _int(k, v, 1)),
@@ -319,6 +324,14 @@ def parse_config(raw: dict) -> dict:
         _fail("data.singular_values", data["singular_values"], "is only used with data.kind = 'whitened'")
     if cfg["init"]["kind"] != "gaussian":
         cfg["init"].pop("bias_scale", None)
+    if "lora_rank" not in model_cfg:
+        for key in LORA_KEYS:
+            if key in model_cfg:
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.lora_rank (low-rank adapters)")
+        if cfg["init"]["kind"] == "lora_b_zero":
+            _fail("init.kind", "lora_b_zero", "needs low-rank adapters (model.lora_rank)")
+    elif cfg["init"]["kind"] in ("orthogonal", "balanced"):
+        _fail("init.kind", cfg["init"]["kind"], "does not apply to low-rank adapters: use gaussian or lora_b_zero")
     if "augment" in data:
         data["augment"] = _check_augment(data["augment"], widths[0], raw)
 
