@@ -192,7 +192,7 @@ def test_minibatch_sgd_keeps_the_exact_law():
 def test_discovery_counts_gl_r_per_adapter(flow, expected):
     """Two rank-2 adapters on a tanh network: r(r + 1)/2 = 3 laws each under gradient flow, the r(r − 1)/2 = 1
     rotation each under momentum flow; the catalogue accounts for all of them."""
-    res = ns.discover(MODELS["mlp_tanh_all"](), flow=flow, seed=2)
+    res = ns.discover(ns.LoRA(ns.MLP((4, 5, 3), activation="tanh", bias=True), rank=2), flow=flow, seed=2)
     assert res.decided and res.count == expected
     assert res.catalogue.complete and res.catalogue.independent == expected
 
