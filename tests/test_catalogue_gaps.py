@@ -4,7 +4,8 @@
   and under momentum the rotations' isometric charges J<i>.
 - A softmax head under momentum keeps two laws per translation v: e^{t/τ}⟨v, θ̇⟩ (isometric charge JT)
   and ⟨v, θ + τθ̇⟩ = T + τ·JT.
-- ``catalogue.complete`` for every model discovery can run on, under both flows.
+- ``catalogue.complete`` for every model discovery can run on, under both flows (deep linear, every MLP
+  variant, low-rank adapters).
 
 Oracles: NumPy formulas of the charges; gradient descent's exact law (theory.md §3); Gauss–Legendre's
 exact conservation of quadratic charges; heavy ball's exact e^{−h/τ} decay of isometric charges (§4).
@@ -161,6 +162,13 @@ def _every_model():
                                                    (False, True)):
         widths = (3, 2, 2, 2) if act == "linear" and norm else (3, 3, 2)
         yield MLP(widths, activation=act, loss=loss, bias=bias, normalised_first_layer=norm)
+    # low-rank adapters (noether_sim.lora) on deep linear and MLP bases, squared and softmax losses
+    yield ns.LoRA(ns.DeepLinear((3, 3, 2)), rank=1)
+    yield ns.LoRA(ns.DeepLinear((3, 3, 2), bias=True), rank=2)
+    yield ns.LoRA(MLP((3, 4, 3), activation="relu", loss="softmax_ce", bias=True), rank=2, layers=(2,))
+    yield ns.LoRA(MLP((3, 4, 3), activation="relu"), rank=1, layers=(1,))
+    yield ns.LoRA(MLP((3, 4, 3), activation="linear", loss="softmax_ce"), rank=2)
+    yield ns.LoRA(MLP((3, 4, 2), activation="tanh", bias=True), rank=2)
 
 
 @pytest.mark.slow
