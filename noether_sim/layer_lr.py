@@ -35,6 +35,9 @@ def check_layer_lr(layer_lr, model, data, dynamics, weight_decay):
     """Validated multipliers as a tuple of floats, or None; ConfigError before any work."""
     if layer_lr is None:
         return None
+    if getattr(model, "kind", "") == "lora":
+        v.fail("layer_lr", layer_lr, "is not available for low-rank adapters yet (per-factor rates, LoRA+): "
+                                     "leave it None")
     n_layers = len(model.widths) - 1
     try:
         arr = np.asarray(layer_lr, dtype=float)
