@@ -5,11 +5,11 @@ activation), on the full base parameters θ_full = θ₀ with W₀_l + B_lA_l in
 Its gradient G_l = ∂L/∂W_l pulls back to the factors: ∂L/∂A_l = B_lᵀG_l, ∂L/∂B_l = G_lA_lᵀ.
 
 Descriptor (kernels/layout.py): the base's MLP descriptor with kind MODEL_LORA, its offsets those of
-θ_full, then, after the MLP's three extras,
-    extra 3  number of adapters k
-    extra 4  rank r
-    extra 5  P₀, the length of θ_full
-    extra 6 + 3j, 7 + 3j, 8 + 3j   adapter j: its layer l, offset of A_l (r × n_{l−1}) and of B_l (n_l × r)
+θ_full, then, after the MLP's MLP_EXTRAS (= E) extras,
+    extra E      number of adapters k
+    extra E + 1  rank r
+    extra E + 2  P₀, the length of θ_full
+    extra E + 3 + 3j, … + 1, … + 2   adapter j: its layer l, offset of A_l (r × n_{l−1}) and of B_l (n_l × r)
 model_floats: the MLP's three floats, then θ₀ (P₀ frozen base parameters).
 
 Charges (GL(r) between B_l and A_l, theory.md §8): per adapter D_l = B_lᵀB_l − A_lA_lᵀ (r × r,
@@ -23,37 +23,38 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import extra, n_layers, width
-from .mlp import LOSS_SOFTMAX_CE, mlp_loss_grad, mlp_work_size
+from .mlp import LOSS_SOFTMAX_CE, MLP_EXTRAS, mlp_loss_grad, mlp_work_size
 
 F_BASE = 3  # θ₀ starts here in model_floats
 
 
 @njit(cache=True, inline="always")
 def n_adapters(ints):
-    return extra(ints, 3)
+    return extra(ints, MLP_EXTRAS)
 
 
 @njit(cache=True, inline="always")
 def rank(ints):
-    return extra(ints, 4)
+    return extra(ints, MLP_EXTRAS + 1)
 
 
 @njit(cache=True, inline="always")
 def n_base(ints):
-    return extra(ints, 5)
+    return extra(ints, MLP_EXTRAS + 2)
 
 
 @njit(cache=True, inline="always")
 def adapter(ints, j):
     """(layer l, offset of A_l, offset of B_l) of adapter j."""
-    return extra(ints, 6 + 3 * j), extra(ints, 7 + 3 * j), extra(ints, 8 + 3 * j)
+    k = MLP_EXTRAS + 3 + 3 * j
+    return extra(ints, k), extra(ints, k + 1), extra(ints, k + 2)
 
 
 @njit(cache=True, inline="always")
 def _translated(ints):
     """True when a softmax head's last layer carries an adapter (its B's column sums are charges)."""
     k = n_adapters(ints)
-    return extra(ints, 1) == LOSS_SOFTMAX_CE and extra(ints, 6 + 3 * (k - 1)) == n_layers(ints)
+    return extra(ints, 1) == LOSS_SOFTMAX_CE and adapter(ints, k - 1)[0] == n_layers(ints)
 
 
 @njit(cache=True, fastmath=FASTMATH)

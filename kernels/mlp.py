@@ -43,6 +43,8 @@ from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
+NORM_NONE, NORM_LAYER, NORM_RMS = 0, 1, 2
+MLP_EXTRAS = 4  # activation, loss, weight-normalised first layer, normalisation of the first hidden layer
 F_SLOPE, F_POWER, F_CHARGE_DEGREE = 0, 1, 2
 
 # FMA contraction but no reassociation: sums stay in the order written (loops over data points
@@ -62,7 +64,53 @@ def mlp_work_size(ints, n_points):
     size += 2 * widest_layer(ints) * n_points
     if extra(ints, 2) != 0:
         size += width(ints, 1) * (width(ints, 0) + 1)
+    if extra(ints, 3) != NORM_NONE:
+        size += n_points
     return size
+
+
+@njit(cache=True, inline="always")
+def _first_free(ints):
+    """The first hidden layer whose neurons can be rescaled: 2 when layer 1 is weight-normalised or
+    normalised (layer or RMS normalisation mixes its neurons), else 1."""
+    return 2 if (extra(ints, 2) != 0 or extra(ints, 3) != NORM_NONE) else 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _normalise_columns(Z, inv_s, code):
+    """Z ← (Z − mean) / rms (layer normalisation) or Z / rms (RMS normalisation) over the units, per
+    data point (column); inv_s ← 1/rms. No ε and no gain: the output is exactly scale-invariant."""
+    n, N = Z.shape
+    for j in range(N):
+        mu = 0.0
+        if code == NORM_LAYER:
+            for k in range(n):
+                mu += Z[k, j]
+            mu /= n
+        ss = 0.0
+        for k in range(n):
+            c = Z[k, j] - mu
+            ss += c * c
+        inv = 1.0 / np.sqrt(ss / n)
+        inv_s[j] = inv
+        for k in range(n):
+            Z[k, j] = (Z[k, j] - mu) * inv
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _normalise_backward(D, Zhat, inv_s, code):
+    """D ← ∂L/∂z from D = ∂L/∂ẑ: (D − ẑ·mean(D∘ẑ))/rms, also − mean(D) for layer normalisation."""
+    n, N = D.shape
+    for j in range(N):
+        m1 = 0.0
+        m2 = 0.0
+        for k in range(n):
+            m1 += D[k, j]
+            m2 += D[k, j] * Zhat[k, j]
+        m1 = m1 / n if code == NORM_LAYER else 0.0
+        m2 /= n
+        for k in range(n):
+            D[k, j] = (D[k, j] - m1 - Zhat[k, j] * m2) * inv_s[j]
 
 
 @njit(cache=True, inline="always")
@@ -257,6 +305,7 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     act = extra(ints, 0)
     loss_code = extra(ints, 1)
     normalised = extra(ints, 2) != 0
+    norm = extra(ints, 3)
     slope = floats[F_SLOPE]
     power = floats[F_POWER]
     widest = widest_layer(ints)
@@ -268,6 +317,8 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     n0, n1 = width(ints, 0), width(ints, 1)
     W1 = theta[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
     norms = work[nv_pos + n1 * n0: nv_pos + n1 * n0 + (n1 if normalised else 0)]
+    ns_pos = nv_pos + (n1 * n0 + n1 if normalised else 0)
+    inv_s = work[ns_pos: ns_pos + (N if norm != NORM_NONE else 0)]
     if normalised:
         V = work[nv_pos: nv_pos + n1 * n0].reshape((n1, n0))
         for k in range(n1):
@@ -289,10 +340,12 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         Z = work[zo: zo + ni * N].reshape((ni, N))
         if i < L:
             H = work[zo + ni * N: zo + 2 * ni * N].reshape((ni, N))
-            if act == ACT_RELU:  # H straight from the tiles; Z is not needed (σ'(z) = [h > 0])
-                _forward_layer(W, Hin, b, has_bias, H, True)
+            if act == ACT_RELU and not (i == 1 and norm != NORM_NONE):  # H straight from the tiles; Z is
+                _forward_layer(W, Hin, b, has_bias, H, True)                # not needed (σ'(z) = [h > 0])
             else:
                 _forward_layer(W, Hin, b, has_bias, Z, False)
+                if i == 1 and norm != NORM_NONE:
+                    _normalise_columns(Z, inv_s, norm)
                 for k in range(ni):
                     _activate(Z[k], H[k], act, slope, power)
             Hin = H
@@ -353,6 +406,9 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
             zs = zp + nprev * N if act == ACT_RELU else zp
             Zprev = work[zs: zs + nprev * N].reshape((nprev, N))
             _backward_layer(W, delta, out, Zprev, act, slope, power)
+            if i == 2 and norm != NORM_NONE:
+                z1 = _z_offset(ints, 1, N)
+                _normalise_backward(out, work[z1: z1 + nprev * N].reshape((nprev, N)), inv_s, norm)
             delta = out
     if normalised:  # chain rule through v = w/|w|: g_w = (I − v vᵀ) g_v / |w|
         G = grad[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
@@ -374,7 +430,7 @@ def mlp_charges(theta, q, ints, floats):
     normalised = extra(ints, 2) != 0
     alpha = floats[F_CHARGE_DEGREE]
     pos = 0
-    for i in range(2 if normalised else 1, L):
+    for i in range(_first_free(ints), L):
         ni, nprev, nnext = width(ints, i), width(ints, i - 1), width(ints, i + 1)
         Wi = theta[weight_offset(ints, i): weight_offset(ints, i) + ni * nprev].reshape((ni, nprev))
         Wn = theta[weight_offset(ints, i + 1): weight_offset(ints, i + 1) + nnext * ni].reshape((nnext, ni))
@@ -415,8 +471,32 @@ def mlp_charges(theta, q, ints, floats):
                 s += W1[k, c] * W1[k, c]
             q[pos + k] = s
         pos += n1
+    if extra(ints, 3) != NORM_NONE:
+        n1, n0 = width(ints, 1), width(ints, 0)
+        wo, bo = weight_offset(ints, 1), bias_offset(ints, 1)
+        s = 0.0
+        for k in range(wo, wo + n1 * n0):
+            s += theta[k] * theta[k]
+        if has_bias:
+            for k in range(bo, bo + n1):
+                s += theta[k] * theta[k]
+        q[pos] = s
+        pos += 1
+        if extra(ints, 3) == NORM_LAYER:
+            for c in range(n0):
+                s = 0.0
+                for k in range(n1):
+                    s += theta[wo + k * n0 + c]
+                q[pos + c] = s
+            pos += n0
+            if has_bias:
+                s = 0.0
+                for k in range(n1):
+                    s += theta[bo + k]
+                q[pos] = s
+                pos += 1
     if extra(ints, 0) == ACT_LINEAR:
-        for i in range(2 if normalised else 1, L):
+        for i in range(_first_free(ints), L):
             _balance(theta, q, pos, ints, i, has_bias)
             pos += width(ints, i) * width(ints, i)
 
@@ -446,7 +526,7 @@ def mlp_charge_scales(theta, scales, ints, floats):
     normalised = extra(ints, 2) != 0
     alpha = abs(floats[F_CHARGE_DEGREE])
     grp = 0
-    for i in range(2 if normalised else 1, L):
+    for i in range(_first_free(ints), L):
         s = 0.0
         wo = weight_offset(ints, i)
         for k in range(wo, wo + width(ints, i) * width(ints, i - 1)):
@@ -478,8 +558,25 @@ def mlp_charge_scales(theta, scales, ints, floats):
             s += theta[k] * theta[k]
         scales[grp] = s
         grp += 1
+    if extra(ints, 3) != NORM_NONE:
+        s = 0.0
+        s1 = 0.0
+        wo = weight_offset(ints, 1)
+        for k in range(wo, wo + width(ints, 1) * width(ints, 0)):
+            s += theta[k] * theta[k]
+            s1 += abs(theta[k])
+        if has_bias:
+            bo = bias_offset(ints, 1)
+            for k in range(bo, bo + width(ints, 1)):
+                s += theta[k] * theta[k]
+                s1 += abs(theta[k])
+        scales[grp] = s
+        grp += 1
+        if extra(ints, 3) == NORM_LAYER:
+            scales[grp] = s1
+            grp += 1
     if extra(ints, 0) == ACT_LINEAR:
-        for i in range(2 if normalised else 1, L):
+        for i in range(_first_free(ints), L):
             s = 0.0
             for j in (i, i + 1):
                 wo = weight_offset(ints, j)
@@ -499,7 +596,7 @@ def mlp_n_isometric(ints):
     L = n_layers(ints)
     n = 0
     if extra(ints, 0) == ACT_LINEAR:
-        for i in range(2 if extra(ints, 2) != 0 else 1, L):
+        for i in range(_first_free(ints), L):
             n += width(ints, i) * width(ints, i)
     if extra(ints, 1) == LOSS_SOFTMAX_CE:
         n += width(ints, L - 1) + (1 if ints[2] != 0 else 0)
@@ -512,7 +609,7 @@ def mlp_isometric_charges(theta, mom, out, ints, floats):
     L = n_layers(ints)
     pos = 0
     if extra(ints, 0) == ACT_LINEAR:
-        for i in range(2 if extra(ints, 2) != 0 else 1, L):
+        for i in range(_first_free(ints), L):
             layer_isometric(theta, mom, out, pos, ints, i)
             pos += width(ints, i) * width(ints, i)
     if extra(ints, 1) == LOSS_SOFTMAX_CE:
@@ -539,7 +636,7 @@ def mlp_isometric_scales(theta, mom, scales, ints, floats):
     L = n_layers(ints)
     grp = 0
     if extra(ints, 0) == ACT_LINEAR:
-        for i in range(2 if extra(ints, 2) != 0 else 1, L):
+        for i in range(_first_free(ints), L):
             scales[grp] = layer_isometric_scale(theta, mom, ints, i)
             grp += 1
     if extra(ints, 1) == LOSS_SOFTMAX_CE:

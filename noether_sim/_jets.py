@@ -294,6 +294,7 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
     L = len(layers)
     hs, zs = [np.asarray(X, dtype=float)], []
     norm_cache = None
+    norm_layer = None
     for i, (W, b) in enumerate(layers, start=1):
         if i == 1 and mlp and model.normalised_first_layer:
             s = (W * W).sum(-1)  # (…, n_1)
@@ -304,6 +305,13 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         z = W @ hs[-1]
         if b is not None:
             z = z + b.expand(-1)
+        if i == 1 and mlp and getattr(model, "normalisation", None) is not None:
+            n1 = model.widths[1]
+            if model.normalisation == "layer":
+                z = z - (z.sum(-2) * (1.0 / n1)).expand(-2)
+            r1 = inv_sqrt((z * z).sum(-2) * (1.0 / n1))  # (…, N): 1/rms per data point
+            z = z * r1.expand(-2)
+            norm_layer = (z, r1)
         zs.append(z)
         if i < L:
             hs.append(_act(model, z, 0) if mlp else z)
@@ -330,6 +338,13 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         if i > 1:
             back = (W.swap() if isinstance(W, Jet) else np.swapaxes(W, -1, -2)) @ delta
             delta = back * _act(model, zs[i - 2], 1) if mlp else back
+            if i == 2 and norm_layer is not None:  # through ẑ = (z − [mean])/rms: (δ − [mean δ] − ẑ·mean(δ∘ẑ))/rms
+                zhat, r1 = norm_layer
+                n1 = model.widths[1]
+                proj = delta - zhat * ((delta * zhat).sum(-2) * (1.0 / n1)).expand(-2)
+                if model.normalisation == "layer":
+                    proj = proj - (delta.sum(-2) * (1.0 / n1)).expand(-2)
+                delta = proj * r1.expand(-2)
     lead = theta.shape[:-1]
     parts = []
     for gW, gb in grads:

@@ -16,7 +16,8 @@ def build_model(cfg):
         from .mlp import MLP
 
         base = MLP(tuple(m["widths"]), bias=m["bias"], activation=m["activation"], loss=m["loss"],
-                   slope=m["slope"], power=m["power"], normalised_first_layer=m["normalised_first_layer"])
+                   slope=m["slope"], power=m["power"], normalised_first_layer=m["normalised_first_layer"],
+                   normalisation=m.get("normalisation"))
     else:
         base = DeepLinear(tuple(m["widths"]), bias=m["bias"])
     if m.get("lora_rank") is None:

@@ -56,9 +56,10 @@ DEFAULT_STUDY = {
 MODEL_KINDS = {
     "deep_linear": "deep linear network f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss",
     "mlp": "multilayer network f(x) = W_L σ(…σ(W_1 x + b_1)…) + b_L; model.activation, model.loss "
-           "(squared | softmax_ce), model.normalised_first_layer",
+           "(squared | softmax_ce), model.normalised_first_layer, model.normalisation (layer | rms); any kind "
+           "takes low-rank adapters with model.lora_rank (model.lora_layers, model.lora_base_seed)",
 }
-MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer")
+MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
                             "Gaussian label noise; one data set shared by every seed",
@@ -150,6 +151,7 @@ MODEL = {
     "slope": (False, lambda k, v: _real(k, v, low=0)),
     "power": (False, lambda k, v: _real(k, v, low=1)),
     "normalised_first_layer": (False, _bool),
+    "normalisation": (False, lambda k, v: _str(k, v, ["layer", "rms"])),
     "lora_rank": (False, lambda k, v: _int(k, v, 1)),
     "lora_layers": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 1)),
     "lora_base_seed": (False, lambda k, v: _int(k, v, 0)),

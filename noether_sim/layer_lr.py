@@ -54,7 +54,8 @@ def check_layer_lr(layer_lr, model, data, dynamics, weight_decay):
     if getattr(model, "bias", False):
         v.fail("layer_lr", layer_lr, "needs a network without biases (its weighted run is the same network "
                                      "on scaled inputs only then)")
-    if getattr(model, "kind", "") == "mlp" and (model.activation not in DEGREE_ONE or model.normalised_first_layer):
+    if getattr(model, "kind", "") == "mlp" and (model.activation not in DEGREE_ONE or model.normalised_first_layer
+                                              or model.normalisation is not None):
         v.fail("layer_lr", layer_lr, f"needs an MLP with a degree-1 homogeneous activation ({', '.join(DEGREE_ONE)}) "
                                      "and no weight-normalised first layer")
     if weight_decay:

@@ -74,6 +74,8 @@ class LoRA:
         base = self.base
         if not isinstance(base, DeepLinear):
             fail("base", base, "must be a noether_sim DeepLinear or MLP (the frozen network)")
+        if isinstance(base, MLP) and base.normalisation is not None:
+            fail("base", base, "an MLP with layer or RMS normalisation cannot take adapters yet; use normalisation=None")
         if isinstance(base, MLP) and base.normalised_first_layer:
             fail("base", base, "an MLP with a weight-normalised first layer cannot take adapters (its W_1 "
                                "enters only through its rows' directions); use normalised_first_layer=False")
