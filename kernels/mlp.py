@@ -16,6 +16,9 @@ Charges, in this order in q (the Python model ``noether_sim.mlp.MLP`` names the 
          layer 1 is skipped when it is weight-normalised: its neurons cannot be rescaled)
     T    softmax translation charges: Σ_c W_L[c, m] for every column m, then Σ_c b_L[c] (degree 1)
     S    scale charges |w_k|² of the weight-normalised first-layer rows (degree 2)
+    N    layer or RMS normalisation of the first hidden layer: its scale |W_1|² + |b_1|² (degree 2)
+    M    layer normalisation: the mean shift W_1 → W_1 + 1uᵀ, b_1 → b_1 + c1: Σ_k W_1[k, c] per column c,
+         then Σ_k b_1[k] (degree 1)
     D_i  linear activation only: the balance matrices W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ of hidden layers
          i = 1 … L−1 (from 2 with a weight-normalised first layer), n_i × n_i row-major (degree 2): the
          identity activation keeps the whole GL(n_i) symmetry, of which r_i = −diag(D_i) is the diagonal
@@ -23,6 +26,7 @@ Isometric charges (momentum dynamics; J(t) = e^{−t/τ}J(0) under momentum flow
     J_i  linear activation only: antisym(W_iP_iᵀ + b_ip_{b_i}ᵀ − P_{i+1}ᵀW_{i+1}) of the same hidden layers
     JT   softmax loss only: the translations' momenta Σ_c P_L[c, m] per column m, then Σ_c p_{b_L}[c]
          (with T = ⟨v, θ⟩ above, ⟨v, θ + τθ̇⟩ = T + τ·JT is the second law each translation keeps)
+    JM   layer normalisation only: the mean shift's momenta Σ_k P_1[k, c] per column c, then Σ_k p_{b_1}[k]
 Each is θᵀSθ (or vᵀθ) with ⟨S θ, ∇L⟩ = 0, so evaluated on a gradient g it is the η² (or η) term of
 gradient descent's exact one-step law.
 
@@ -600,6 +604,8 @@ def mlp_n_isometric(ints):
             n += width(ints, i) * width(ints, i)
     if extra(ints, 1) == LOSS_SOFTMAX_CE:
         n += width(ints, L - 1) + (1 if ints[2] != 0 else 0)
+    if extra(ints, 3) == NORM_LAYER:
+        n += width(ints, 0) + (1 if ints[2] != 0 else 0)
     return n
 
 
@@ -627,6 +633,22 @@ def mlp_isometric_charges(theta, mom, out, ints, floats):
             for c in range(nL):
                 s += mom[bo + c]
             out[pos] = s
+            pos += 1
+    if extra(ints, 3) == NORM_LAYER:  # JM: the mean shift's momenta, Σ_k P_1[k, c] per column, then Σ_k p_b1[k]
+        n1, n0 = width(ints, 1), width(ints, 0)
+        wo = weight_offset(ints, 1)
+        for c in range(n0):
+            s = 0.0
+            for k in range(n1):
+                s += mom[wo + k * n0 + c]
+            out[pos + c] = s
+        pos += n0
+        if ints[2] != 0:
+            bo = bias_offset(ints, 1)
+            s = 0.0
+            for k in range(n1):
+                s += mom[bo + k]
+            out[pos] = s
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -647,5 +669,16 @@ def mlp_isometric_scales(theta, mom, scales, ints, floats):
         if ints[2] != 0:
             bo = bias_offset(ints, L)
             for k in range(bo, bo + width(ints, L)):
+                s += abs(mom[k])
+        scales[grp] = s
+        grp += 1
+    if extra(ints, 3) == NORM_LAYER:
+        s = 0.0
+        wo = weight_offset(ints, 1)
+        for k in range(wo, wo + width(ints, 1) * width(ints, 0)):
+            s += abs(mom[k])
+        if ints[2] != 0:
+            bo = bias_offset(ints, 1)
+            for k in range(bo, bo + width(ints, 1)):
                 s += abs(mom[k])
         scales[grp] = s

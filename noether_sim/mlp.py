@@ -197,7 +197,8 @@ class MLP(DeepLinear):
     def isometric_groups(self) -> list[ChargeGroup]:
         """Charges of momentum dynamics (theory.md §2, §4), laid out after the model's own charges: the
         rotations J<i> of the hidden layers for the identity activation, and the translations' momenta JT
-        (Σ_c P_L[c, m] per column m, then Σ_c p_{b_L}[c]) for softmax heads. Each obeys
+        (Σ_c P_L[c, m] per column m, then Σ_c p_{b_L}[c]) for softmax heads, and the mean shift's momenta
+        JM (Σ_k P_1[k, c] per column c, then Σ_k p_{b_1}[k]) under layer normalisation. Each obeys
         J(t) = e^{−t/τ}J(0) under momentum flow (JT without weight decay only: λ couples it to T)."""
         groups, pos = [], self.n_charges
         if self.activation == "linear":
@@ -212,6 +213,12 @@ class MLP(DeepLinear):
             groups.append(ChargeGroup("JT", pos, (n,), 1, "isometric: softmax translation momenta Σ_c P_L[c, m] "
                                       "per column m" + (", then Σ_c p_{b_L}[c]" if self.bias else "")
                                       + "; T + τ·JT = ⟨v, θ + τθ̇⟩ is conserved too"))
+            pos += n
+        if self.normalisation == "layer":
+            n = self.widths[0] + self.bias
+            groups.append(ChargeGroup("JM", pos, (n,), 1, "isometric: layer normalisation's mean-shift momenta "
+                                      "Σ_k P_1[k, c] per column c" + (", then Σ_k p_{b_1}[k]" if self.bias else "")
+                                      + "; M + τ·JM is conserved too"))
             pos += n
         return groups
 

@@ -162,6 +162,10 @@ def _every_model():
                                                    (False, True)):
         widths = (3, 2, 2, 2) if act == "linear" and norm else (3, 3, 2)
         yield MLP(widths, activation=act, loss=loss, bias=bias, normalised_first_layer=norm)
+    # layer and RMS normalisation of the first hidden layer
+    for norm, act, loss, bias in itertools.product(("layer", "rms"), ("relu", "tanh"), ("squared", "softmax_ce"),
+                                                   (False, True)):
+        yield MLP((3, 4, 2), activation=act, loss=loss, bias=bias, normalisation=norm)
     # low-rank adapters (noether_sim.lora) on deep linear and MLP bases, squared and softmax losses
     yield ns.LoRA(ns.DeepLinear((3, 3, 2)), rank=1)
     yield ns.LoRA(ns.DeepLinear((3, 3, 2), bias=True), rank=2)
