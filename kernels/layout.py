@@ -8,11 +8,12 @@
     ints[4+2L : 4+3L]        offset of b_1 … b_L (meaningless without biases)
     ints[4+3L :]             model-specific extras (activation codes, …)
 
-Multilayer networks (MODEL_MLP, kernels/mlp.py) put four extras there, read by ``extra(ints, k)``:
+Multilayer networks (MODEL_MLP, kernels/mlp.py) put five extras there, read by ``extra(ints, k)``:
     extra 0  activation code (ACT_* in kernels/mlp.py)
     extra 1  loss code (LOSS_* in kernels/mlp.py)
     extra 2  1 if the first layer's rows enter only through w/|w| (weight normalisation, no gain)
     extra 3  normalisation of the first hidden layer's pre-activations (NORM_* in kernels/mlp.py)
+    extra 4  1 for a residual block f(x) = x + (the network), n_L = n_0
 Low-rank adapters (MODEL_LORA, kernels/lora.py) append theirs after these.
 """
 

@@ -3,7 +3,9 @@
 Data: data_a = X (n_0 × N), data_b = Y (n_L × N), columns are data points. Squared loss
 L = (1/2N) Σ_j |f(x_j) − y_j|²; softmax cross-entropy L = (1/N) Σ_j [(Σ_c Y_cj) logsumexp(f_j) − Σ_c Y_cj f_cj]
 (one-hot or soft labels; with Σ_c Y_cj = 1 this is −(1/N) Σ_j Σ_c Y_cj log softmax(f_j)_c).
-Optionally the first layer is weight-normalised without a gain: row k enters as v_k = w_k / |w_k|.
+Optionally the first layer is weight-normalised without a gain: row k enters as v_k = w_k / |w_k|; its
+pre-activations are layer- or RMS-normalised; the whole network is a residual block f(x) = x + (network)
+(n_L = n_0; the skip has no parameters, so the gradient's only change is the residual f − y).
 
 model_floats: [leaky slope a, power α of ReLU(z)^α, homogeneity degree used in the rescale charges].
 
@@ -48,7 +50,8 @@ from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
 NORM_NONE, NORM_LAYER, NORM_RMS = 0, 1, 2
-MLP_EXTRAS = 4  # activation, loss, weight-normalised first layer, normalisation of the first hidden layer
+MLP_EXTRAS = 5  # activation, loss, weight-normalised first layer, normalisation of the first hidden layer,
+# residual (f = x + network)
 F_SLOPE, F_POWER, F_CHARGE_DEGREE = 0, 1, 2
 
 # FMA contraction but no reassociation: sums stay in the order written (loops over data points
@@ -355,6 +358,10 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
             Hin = H
         else:
             _forward_layer(W, Hin, b, has_bias, Z, False)
+            if extra(ints, 4) != 0:  # residual: f = x + (the network); the skip has no parameters
+                for k in range(ni):
+                    for j in range(N):
+                        Z[k, j] += X[k, j]
 
     # ---- loss and E = dL/df, written over f ----
     nL = width(ints, L)

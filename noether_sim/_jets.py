@@ -316,6 +316,8 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         if i < L:
             hs.append(_act(model, z, 0) if mlp else z)
     f = zs[-1]
+    if mlp and getattr(model, "residual", False):
+        f = f + np.asarray(X, dtype=float)
     w = np.asarray(weights, dtype=float)[..., None, :]  # (B, 1, N)
     if mlp and model.loss == "softmax_ce":
         shift = f.value.max(axis=-2, keepdims=True) if isinstance(f, Jet) else f.max(axis=-2, keepdims=True)

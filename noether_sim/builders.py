@@ -17,7 +17,7 @@ def build_model(cfg):
 
         base = MLP(tuple(m["widths"]), bias=m["bias"], activation=m["activation"], loss=m["loss"],
                    slope=m["slope"], power=m["power"], normalised_first_layer=m["normalised_first_layer"],
-                   normalisation=m.get("normalisation"))
+                   normalisation=m.get("normalisation"), residual=m.get("residual", False))
     else:
         base = DeepLinear(tuple(m["widths"]), bias=m["bias"])
     if m.get("lora_rank") is None:

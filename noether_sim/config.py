@@ -59,7 +59,7 @@ MODEL_KINDS = {
            "(squared | softmax_ce), model.normalised_first_layer, model.normalisation (layer | rms); any kind "
            "takes low-rank adapters with model.lora_rank (model.lora_layers, model.lora_base_seed)",
 }
-MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation")
+MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation", "residual")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
                             "Gaussian label noise; one data set shared by every seed",
@@ -152,6 +152,7 @@ MODEL = {
     "power": (False, lambda k, v: _real(k, v, low=1)),
     "normalised_first_layer": (False, _bool),
     "normalisation": (False, lambda k, v: _str(k, v, ["layer", "rms"])),
+    "residual": (False, _bool),
     "lora_rank": (False, lambda k, v: _int(k, v, 1)),
     "lora_layers": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 1)),
     "lora_base_seed": (False, lambda k, v: _int(k, v, 0)),

@@ -58,6 +58,9 @@ class MLP(DeepLinear):
         The power of "relu_pow", >= 1 (default 2).
     normalised_first_layer : bool
         Row k of W_1 enters only as ``w_k/|w_k|`` (no gain): ``|w_k|²`` is a scale charge.
+    residual : bool
+        A residual block f(x) = x + W_L σ(… σ(W_1x + b_1) …) + b_L (output width = input width, squared
+        loss): the skip has no parameters, so every rescale (and, for the identity, balance) charge stays.
     normalisation : {None, "layer", "rms"}
         Normalise the first hidden layer's pre-activations z = W_1x + b_1 over its units, per data point,
         before the activation: "rms" z/rms(z), "layer" (z − mean z)/rms(z − mean z) (no ε, no gain). Then
@@ -88,6 +91,7 @@ class MLP(DeepLinear):
     power: float = 2.0
     normalised_first_layer: bool = False
     normalisation: str | None = None
+    residual: bool = False
     kind: str = field(default="mlp", init=False)
 
     def __post_init__(self):
@@ -107,6 +111,12 @@ class MLP(DeepLinear):
             fail("widths", self.widths, "an MLP needs at least one hidden layer: (n_0, n_1, …, n_L), L >= 2")
         if self.loss == "softmax_ce" and self.widths[-1] < 2:
             fail("widths", self.widths, "softmax cross-entropy needs an output width (classes) >= 2")
+        object.__setattr__(self, "residual", bool(self.residual))
+        if self.residual and self.widths[-1] != self.widths[0]:
+            fail("residual", self.residual, f"a residual block x + (network) needs the output width to equal the "
+                                            f"input width (widths {list(self.widths)})")
+        if self.residual and self.loss != "squared":
+            fail("residual", self.residual, "a residual block adds x to the output: use loss='squared'")
         if self.normalisation not in NORMALISATIONS:
             fail("normalisation", self.normalisation, "must be None, 'layer' or 'rms'")
         if self.normalisation is not None:
@@ -138,7 +148,7 @@ class MLP(DeepLinear):
         base = super().descriptor()
         base[0] = MODEL_MLP
         extras = [ACTIVATIONS[self.activation], LOSSES[self.loss], int(self.normalised_first_layer),
-                  NORMALISATIONS[self.normalisation]]
+                  NORMALISATIONS[self.normalisation], int(self.residual)]
         return np.concatenate([base, np.array(extras, dtype=np.int64)])
 
     def constants(self, data=None) -> np.ndarray:
@@ -275,7 +285,8 @@ class MLP(DeepLinear):
         return out
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-        return self.preactivations(theta, X)[-1]
+        f = self.preactivations(theta, X)[-1]
+        return f + X if self.residual else f
 
     def loss_value(self, theta: np.ndarray, data: TrainingData) -> float:
         f = self.forward(theta, data.X)
@@ -287,7 +298,8 @@ class MLP(DeepLinear):
     def to_config(self) -> dict:
         return {**super().to_config(), "activation": self.activation, "loss": self.loss, "slope": self.slope,
                 "power": self.power, "normalised_first_layer": self.normalised_first_layer,
-                **({"normalisation": self.normalisation} if self.normalisation is not None else {})}
+                **({"normalisation": self.normalisation} if self.normalisation is not None else {}),
+                **({"residual": True} if self.residual else {})}
 
 
 # ---- data ----

@@ -57,7 +57,8 @@ class DiscoveryResult:
         m = self.model
         name = m["kind"] + (f"/{m['activation']}" if "activation" in m else "") + \
             (f"/{m['loss']}" if m.get("loss", "squared") != "squared" else "") + \
-            ("/norm" if m.get("normalised_first_layer") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "") + \
+            ("/norm" if m.get("normalised_first_layer") else "") + (f"/{m['normalisation']}norm" if m.get("normalisation") else "") + \
+            ("/residual" if m.get("residual") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "") + \
             (f" +LoRA r={m['lora_rank']} on {m['lora_layers']}" if m.get("lora") else "")
         return {"model": name, "flow": self.flow, "P": self.n_params,
                 "count": "?" if self.count is None else str(self.count),
