@@ -166,6 +166,10 @@ def _every_model():
     for norm, act, loss, bias in itertools.product(("layer", "rms"), ("relu", "tanh"), ("squared", "softmax_ce"),
                                                    (False, True)):
         yield MLP((3, 4, 2), activation=act, loss=loss, bias=bias, normalisation=norm)
+    # residual blocks x + (network)
+    for act, bias in itertools.product(("relu", "tanh", "linear"), (False, True)):
+        yield MLP((3, 4, 3), activation=act, bias=bias, residual=True)
+    yield MLP((3, 4, 3), activation="relu", residual=True, normalisation="rms")
     # low-rank adapters (noether_sim.lora) on deep linear and MLP bases, squared and softmax losses
     yield ns.LoRA(ns.DeepLinear((3, 3, 2)), rank=1)
     yield ns.LoRA(ns.DeepLinear((3, 3, 2), bias=True), rank=2)
