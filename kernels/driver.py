@@ -60,7 +60,7 @@ from .explicit import combine, within_bound
 from .extras import extra_values
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
-from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP
 from .models import charges, charges_cross, loss_grad, n_isometric, work_size
 from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT,  # noqa: F401 (state_size:
@@ -330,7 +330,7 @@ def _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
 
 
 def _stochastic_setup_impl(kind, s, model, cfg, st, refs, data_a, data_b, floats):
-    mlp = kind == MODEL_MLP or kind == MODEL_CUSTOM or kind == MODEL_ATTENTION  # models that read the data points (a batch of them)
+    mlp = kind == MODEL_MLP or kind == MODEL_LORA or kind == MODEL_CUSTOM or kind == MODEL_ATTENTION  # models that read the data points (a batch of them)
     perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
         model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
     one = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp, data_a, data_b, floats)
@@ -804,6 +804,36 @@ def _integrate_attention_optimizer(*args):
     return _integrate(MODEL_ATTENTION, SCHEME_OPTIMIZER, args)
 
 
+@njit(cache=True, nogil=True)
+def _integrate_lora_explicit(*args):
+    return _integrate(MODEL_LORA, SCHEME_EXPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_adaptive(*args):
+    return _integrate(MODEL_LORA, SCHEME_ADAPTIVE, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_implicit(*args):
+    return _integrate(MODEL_LORA, SCHEME_IMPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_splitting(*args):
+    return _integrate(MODEL_LORA, SCHEME_SPLITTING, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_algorithm(*args):
+    return _integrate(MODEL_LORA, SCHEME_ALGORITHM, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_lora_optimizer(*args):
+    return _integrate(MODEL_LORA, SCHEME_OPTIMIZER, args)
+
+
 _INTEGRATE = {
     (MODEL_DEEP_LINEAR, SCHEME_EXPLICIT): _integrate_deep_linear_explicit,
     (MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE): _integrate_deep_linear_adaptive,
@@ -835,6 +865,12 @@ _INTEGRATE = {
     (MODEL_ATTENTION, SCHEME_SPLITTING): _integrate_attention_splitting,
     (MODEL_ATTENTION, SCHEME_ALGORITHM): _integrate_attention_algorithm,
     (MODEL_ATTENTION, SCHEME_OPTIMIZER): _integrate_attention_optimizer,
+    (MODEL_LORA, SCHEME_EXPLICIT): _integrate_lora_explicit,
+    (MODEL_LORA, SCHEME_ADAPTIVE): _integrate_lora_adaptive,
+    (MODEL_LORA, SCHEME_IMPLICIT): _integrate_lora_implicit,
+    (MODEL_LORA, SCHEME_SPLITTING): _integrate_lora_splitting,
+    (MODEL_LORA, SCHEME_ALGORITHM): _integrate_lora_algorithm,
+    (MODEL_LORA, SCHEME_OPTIMIZER): _integrate_lora_optimizer,
 }
 
 
@@ -876,12 +912,18 @@ def _ensemble_state_charges_attention(*args):
     return _ensemble_state_charges(MODEL_ATTENTION, args)
 
 
+@njit(cache=True)
+def _ensemble_state_charges_lora(*args):
+    return _ensemble_state_charges(MODEL_LORA, args)
+
+
 _ENSEMBLE_STATE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_state_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_state_charges_mlp,
     MODEL_CUSTOM: _ensemble_state_charges_custom,
     MODEL_ATTENTION: _ensemble_state_charges_attention,
+    MODEL_LORA: _ensemble_state_charges_lora,
 }
 
 
@@ -915,12 +957,18 @@ def _ensemble_extras_attention(*args):
     return _ensemble_extras(MODEL_ATTENTION, args)
 
 
+@njit(cache=True)
+def _ensemble_extras_lora(*args):
+    return _ensemble_extras(MODEL_LORA, args)
+
+
 _ENSEMBLE_EXTRAS = {
     MODEL_DEEP_LINEAR: _ensemble_extras_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_extras_deep_linear_input_side,
     MODEL_MLP: _ensemble_extras_mlp,
     MODEL_CUSTOM: _ensemble_extras_custom,
     MODEL_ATTENTION: _ensemble_extras_attention,
+    MODEL_LORA: _ensemble_extras_lora,
 }
 
 
@@ -955,12 +1003,18 @@ def _ensemble_charges_attention(*args):
     return _ensemble_charges(MODEL_ATTENTION, args)
 
 
+@njit(cache=True)
+def _ensemble_charges_lora(*args):
+    return _ensemble_charges(MODEL_LORA, args)
+
+
 _ENSEMBLE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_charges_deep_linear_input_side,
     MODEL_MLP: _ensemble_charges_mlp,
     MODEL_CUSTOM: _ensemble_charges_custom,
     MODEL_ATTENTION: _ensemble_charges_attention,
+    MODEL_LORA: _ensemble_charges_lora,
 }
 
 
@@ -994,12 +1048,18 @@ def _ensemble_loss_grad_attention(*args):
     return _ensemble_loss_grad(MODEL_ATTENTION, args)
 
 
+@njit(cache=True)
+def _ensemble_loss_grad_lora(*args):
+    return _ensemble_loss_grad(MODEL_LORA, args)
+
+
 _ENSEMBLE_LOSS_GRAD = {
     MODEL_DEEP_LINEAR: _ensemble_loss_grad_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_loss_grad_deep_linear_input_side,
     MODEL_MLP: _ensemble_loss_grad_mlp,
     MODEL_CUSTOM: _ensemble_loss_grad_custom,
     MODEL_ATTENTION: _ensemble_loss_grad_attention,
+    MODEL_LORA: _ensemble_loss_grad_lora,
 }
 
 

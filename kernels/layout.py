@@ -1,7 +1,8 @@
 """Readers for the int64 model descriptor ``model_ints`` built by ``noether_sim.models``.
 
-    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP, MODEL_CUSTOM;
-                             MODEL_CUSTOM: this header for one P × 1 layer, then its own fields, kernels/custom.py)
+    ints[0]                  model kind (MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP, MODEL_LORA,
+                             MODEL_CUSTOM, MODEL_ATTENTION; the last two have descriptors of their own:
+                             kernels/custom.py, kernels/attention.py)
     ints[1]                  L, the number of weight matrices
     ints[2]                  1 if every layer has a bias, else 0
     ints[3 : 4+L]            widths n_0 … n_L
@@ -9,10 +10,13 @@
     ints[4+2L : 4+3L]        offset of b_1 … b_L (meaningless without biases)
     ints[4+3L :]             model-specific extras (activation codes, …)
 
-Multilayer networks (MODEL_MLP, kernels/mlp.py) put three extras there, read by ``extra(ints, k)``:
+Multilayer networks (MODEL_MLP, kernels/mlp.py) put five extras there, read by ``extra(ints, k)``:
     extra 0  activation code (ACT_* in kernels/mlp.py)
     extra 1  loss code (LOSS_* in kernels/mlp.py)
     extra 2  1 if the first layer's rows enter only through w/|w| (weight normalisation, no gain)
+    extra 3  normalisation of the first hidden layer's pre-activations (NORM_* in kernels/mlp.py)
+    extra 4  1 for a residual block f(x) = x + (the network), n_L = n_0
+Low-rank adapters (MODEL_LORA, kernels/lora.py) append theirs after these.
 """
 
 from numba import njit
@@ -28,6 +32,9 @@ MODEL_CUSTOM = 3
 # Multi-head self-attention (kernels/attention.py): a descriptor of its own, read there, not by the
 # readers below: ints[1:9] = heads, d_model, d_k, d_v, tokens, d_out, causal, readout token (−1: all).
 MODEL_ATTENTION = 4
+# Low-rank adapters on a frozen MLP or deep linear base (kernels/lora.py): the base's MLP descriptor
+# with this kind, and the adapters after the MLP extras.
+MODEL_LORA = 5
 
 
 @njit(cache=True)

@@ -26,57 +26,66 @@ def linear_n_isometric(ints):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def layer_isometric(theta, mom, out, pos, ints, i):
+    """J_i = antisymmetric part of C_i of hidden layer i, written row-major into out[pos : pos + n_i²]."""
+    ni = width(ints, i)
+    nprev = width(ints, i - 1)
+    nnext = width(ints, i + 1)
+    wi = weight_offset(ints, i)
+    wn = weight_offset(ints, i + 1)
+    C = np.zeros((ni, ni))
+    for a in range(ni):
+        for b in range(ni):
+            acc = 0.0
+            for c in range(nprev):
+                acc += theta[wi + a * nprev + c] * mom[wi + b * nprev + c]
+            for r in range(nnext):
+                acc -= mom[wn + r * ni + a] * theta[wn + r * ni + b]
+            C[a, b] = acc
+    if ints[2] != 0:
+        bo = bias_offset(ints, i)
+        for a in range(ni):
+            for b in range(ni):
+                C[a, b] += theta[bo + a] * mom[bo + b]
+    for a in range(ni):
+        for b in range(ni):
+            out[pos + a * ni + b] = 0.5 * (C[a, b] - C[b, a])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def layer_isometric_scale(theta, mom, ints, i):
+    """|W_i||P_i| + |b_i||p_{b_i}| + |W_{i+1}||P_{i+1}| (Frobenius): the size of the terms that cancel in J_i."""
+    s = 0.0
+    for j in (i, i + 1):
+        wo = weight_offset(ints, j)
+        a2 = 0.0
+        m2 = 0.0
+        for k in range(wo, wo + width(ints, j) * width(ints, j - 1)):
+            a2 += theta[k] * theta[k]
+            m2 += mom[k] * mom[k]
+        s += np.sqrt(a2 * m2)
+    if ints[2] != 0:
+        bo = bias_offset(ints, i)
+        a2 = 0.0
+        m2 = 0.0
+        for k in range(bo, bo + width(ints, i)):
+            a2 += theta[k] * theta[k]
+            m2 += mom[k] * mom[k]
+        s += np.sqrt(a2 * m2)
+    return s
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def linear_isometric_charges(theta, mom, out, ints):
     """J_i = antisymmetric part of C_i for every hidden layer, row-major n_i × n_i blocks."""
-    L = n_layers(ints)
     pos = 0
-    for i in range(1, L):
-        ni = width(ints, i)
-        nprev = width(ints, i - 1)
-        nnext = width(ints, i + 1)
-        wi = weight_offset(ints, i)
-        wn = weight_offset(ints, i + 1)
-        C = np.zeros((ni, ni))
-        for a in range(ni):
-            for b in range(ni):
-                acc = 0.0
-                for c in range(nprev):
-                    acc += theta[wi + a * nprev + c] * mom[wi + b * nprev + c]
-                for r in range(nnext):
-                    acc -= mom[wn + r * ni + a] * theta[wn + r * ni + b]
-                C[a, b] = acc
-        if ints[2] != 0:
-            bo = bias_offset(ints, i)
-            for a in range(ni):
-                for b in range(ni):
-                    C[a, b] += theta[bo + a] * mom[bo + b]
-        for a in range(ni):
-            for b in range(ni):
-                out[pos + a * ni + b] = 0.5 * (C[a, b] - C[b, a])
-        pos += ni * ni
+    for i in range(1, n_layers(ints)):
+        layer_isometric(theta, mom, out, pos, ints, i)
+        pos += width(ints, i) * width(ints, i)
 
 
 @njit(cache=True, fastmath=FASTMATH)
 def linear_isometric_scales(theta, mom, scales, ints):
-    """|W_i||P_i| + |b_i||p_{b_i}| + |W_{i+1}||P_{i+1}| per hidden layer (Frobenius): the size of the
-    terms that cancel in J_i, the round-off reference."""
-    L = n_layers(ints)
-    for i in range(1, L):
-        s = 0.0
-        for j in (i, i + 1):
-            wo = weight_offset(ints, j)
-            a2 = 0.0
-            m2 = 0.0
-            for k in range(wo, wo + width(ints, j) * width(ints, j - 1)):
-                a2 += theta[k] * theta[k]
-                m2 += mom[k] * mom[k]
-            s += np.sqrt(a2 * m2)
-        if ints[2] != 0:
-            bo = bias_offset(ints, i)
-            a2 = 0.0
-            m2 = 0.0
-            for k in range(bo, bo + width(ints, i)):
-                a2 += theta[k] * theta[k]
-                m2 += mom[k] * mom[k]
-            s += np.sqrt(a2 * m2)
-        scales[i - 1] = s
+    """Per hidden layer, ``layer_isometric_scale``: the round-off reference of J_i."""
+    for i in range(1, n_layers(ints)):
+        scales[i - 1] = layer_isometric_scale(theta, mom, ints, i)

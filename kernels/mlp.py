@@ -3,7 +3,9 @@
 Data: data_a = X (n_0 × N), data_b = Y (n_L × N), columns are data points. Squared loss
 L = (1/2N) Σ_j |f(x_j) − y_j|²; softmax cross-entropy L = (1/N) Σ_j [(Σ_c Y_cj) logsumexp(f_j) − Σ_c Y_cj f_cj]
 (one-hot or soft labels; with Σ_c Y_cj = 1 this is −(1/N) Σ_j Σ_c Y_cj log softmax(f_j)_c).
-Optionally the first layer is weight-normalised without a gain: row k enters as v_k = w_k / |w_k|.
+Optionally the first layer is weight-normalised without a gain: row k enters as v_k = w_k / |w_k|; its
+pre-activations are layer- or RMS-normalised; the whole network is a residual block f(x) = x + (network)
+(n_L = n_0; the skip has no parameters, so the gradient's only change is the residual f − y).
 
 model_floats: [leaky slope a, power α of ReLU(z)^α, homogeneity degree used in the rescale charges].
 
@@ -16,6 +18,17 @@ Charges, in this order in q (the Python model ``noether_sim.mlp.MLP`` names the 
          layer 1 is skipped when it is weight-normalised: its neurons cannot be rescaled)
     T    softmax translation charges: Σ_c W_L[c, m] for every column m, then Σ_c b_L[c] (degree 1)
     S    scale charges |w_k|² of the weight-normalised first-layer rows (degree 2)
+    N    layer or RMS normalisation of the first hidden layer: its scale |W_1|² + |b_1|² (degree 2)
+    M    layer normalisation: the mean shift W_1 → W_1 + 1uᵀ, b_1 → b_1 + c1: Σ_k W_1[k, c] per column c,
+         then Σ_k b_1[k] (degree 1)
+    D_i  linear activation only: the balance matrices W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ of hidden layers
+         i = 1 … L−1 (from 2 with a weight-normalised first layer), n_i × n_i row-major (degree 2): the
+         identity activation keeps the whole GL(n_i) symmetry, of which r_i = −diag(D_i) is the diagonal
+Isometric charges (momentum dynamics; J(t) = e^{−t/τ}J(0) under momentum flow without weight decay):
+    J_i  linear activation only: antisym(W_iP_iᵀ + b_ip_{b_i}ᵀ − P_{i+1}ᵀW_{i+1}) of the same hidden layers
+    JT   softmax loss only: the translations' momenta Σ_c P_L[c, m] per column m, then Σ_c p_{b_L}[c]
+         (with T = ⟨v, θ⟩ above, ⟨v, θ + τθ̇⟩ = T + τ·JT is the second law each translation keeps)
+    JM   layer normalisation only: the mean shift's momenta Σ_k P_1[k, c] per column c, then Σ_k p_{b_1}[k]
 Each is θᵀSθ (or vᵀθ) with ⟨S θ, ∇L⟩ = 0, so evaluated on a gradient g it is the η² (or η) term of
 gradient descent's exact one-step law.
 
@@ -31,10 +44,14 @@ from numba import njit
 
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
+from .linear_isometric import layer_isometric, layer_isometric_scale
 from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_tile_1x4, dot_tile_4x4
 
 ACT_LINEAR, ACT_RELU, ACT_LEAKY_RELU, ACT_ABS, ACT_RELU_POW, ACT_TANH, ACT_SOFTPLUS, ACT_GELU = range(8)
 LOSS_SQUARED, LOSS_SOFTMAX_CE = 0, 1
+NORM_NONE, NORM_LAYER, NORM_RMS = 0, 1, 2
+MLP_EXTRAS = 5  # activation, loss, weight-normalised first layer, normalisation of the first hidden layer,
+# residual (f = x + network)
 F_SLOPE, F_POWER, F_CHARGE_DEGREE = 0, 1, 2
 
 # FMA contraction but no reassociation: sums stay in the order written (loops over data points
@@ -54,7 +71,53 @@ def mlp_work_size(ints, n_points):
     size += 2 * widest_layer(ints) * n_points
     if extra(ints, 2) != 0:
         size += width(ints, 1) * (width(ints, 0) + 1)
+    if extra(ints, 3) != NORM_NONE:
+        size += n_points
     return size
+
+
+@njit(cache=True, inline="always")
+def _first_free(ints):
+    """The first hidden layer whose neurons can be rescaled: 2 when layer 1 is weight-normalised or
+    normalised (layer or RMS normalisation mixes its neurons), else 1."""
+    return 2 if (extra(ints, 2) != 0 or extra(ints, 3) != NORM_NONE) else 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _normalise_columns(Z, inv_s, code):
+    """Z ← (Z − mean) / rms (layer normalisation) or Z / rms (RMS normalisation) over the units, per
+    data point (column); inv_s ← 1/rms. No ε and no gain: the output is exactly scale-invariant."""
+    n, N = Z.shape
+    for j in range(N):
+        mu = 0.0
+        if code == NORM_LAYER:
+            for k in range(n):
+                mu += Z[k, j]
+            mu /= n
+        ss = 0.0
+        for k in range(n):
+            c = Z[k, j] - mu
+            ss += c * c
+        inv = 1.0 / np.sqrt(ss / n)
+        inv_s[j] = inv
+        for k in range(n):
+            Z[k, j] = (Z[k, j] - mu) * inv
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _normalise_backward(D, Zhat, inv_s, code):
+    """D ← ∂L/∂z from D = ∂L/∂ẑ: (D − ẑ·mean(D∘ẑ))/rms, also − mean(D) for layer normalisation."""
+    n, N = D.shape
+    for j in range(N):
+        m1 = 0.0
+        m2 = 0.0
+        for k in range(n):
+            m1 += D[k, j]
+            m2 += D[k, j] * Zhat[k, j]
+        m1 = m1 / n if code == NORM_LAYER else 0.0
+        m2 /= n
+        for k in range(n):
+            D[k, j] = (D[k, j] - m1 - Zhat[k, j] * m2) * inv_s[j]
 
 
 @njit(cache=True, inline="always")
@@ -249,6 +312,7 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     act = extra(ints, 0)
     loss_code = extra(ints, 1)
     normalised = extra(ints, 2) != 0
+    norm = extra(ints, 3)
     slope = floats[F_SLOPE]
     power = floats[F_POWER]
     widest = widest_layer(ints)
@@ -260,6 +324,8 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     n0, n1 = width(ints, 0), width(ints, 1)
     W1 = theta[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
     norms = work[nv_pos + n1 * n0: nv_pos + n1 * n0 + (n1 if normalised else 0)]
+    ns_pos = nv_pos + (n1 * n0 + n1 if normalised else 0)
+    inv_s = work[ns_pos: ns_pos + (N if norm != NORM_NONE else 0)]
     if normalised:
         V = work[nv_pos: nv_pos + n1 * n0].reshape((n1, n0))
         for k in range(n1):
@@ -281,15 +347,21 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         Z = work[zo: zo + ni * N].reshape((ni, N))
         if i < L:
             H = work[zo + ni * N: zo + 2 * ni * N].reshape((ni, N))
-            if act == ACT_RELU:  # H straight from the tiles; Z is not needed (σ'(z) = [h > 0])
-                _forward_layer(W, Hin, b, has_bias, H, True)
+            if act == ACT_RELU and not (i == 1 and norm != NORM_NONE):  # H straight from the tiles; Z is
+                _forward_layer(W, Hin, b, has_bias, H, True)                # not needed (σ'(z) = [h > 0])
             else:
                 _forward_layer(W, Hin, b, has_bias, Z, False)
+                if i == 1 and norm != NORM_NONE:
+                    _normalise_columns(Z, inv_s, norm)
                 for k in range(ni):
                     _activate(Z[k], H[k], act, slope, power)
             Hin = H
         else:
             _forward_layer(W, Hin, b, has_bias, Z, False)
+            if extra(ints, 4) != 0:  # residual: f = x + (the network); the skip has no parameters
+                for k in range(ni):
+                    for j in range(N):
+                        Z[k, j] += X[k, j]
 
     # ---- loss and E = dL/df, written over f ----
     nL = width(ints, L)
@@ -345,6 +417,9 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
             zs = zp + nprev * N if act == ACT_RELU else zp
             Zprev = work[zs: zs + nprev * N].reshape((nprev, N))
             _backward_layer(W, delta, out, Zprev, act, slope, power)
+            if i == 2 and norm != NORM_NONE:
+                z1 = _z_offset(ints, 1, N)
+                _normalise_backward(out, work[z1: z1 + nprev * N].reshape((nprev, N)), inv_s, norm)
             delta = out
     if normalised:  # chain rule through v = w/|w|: g_w = (I − v vᵀ) g_v / |w|
         G = grad[weight_offset(ints, 1): weight_offset(ints, 1) + n1 * n0].reshape((n1, n0))
@@ -366,7 +441,7 @@ def mlp_charges(theta, q, ints, floats):
     normalised = extra(ints, 2) != 0
     alpha = floats[F_CHARGE_DEGREE]
     pos = 0
-    for i in range(2 if normalised else 1, L):
+    for i in range(_first_free(ints), L):
         ni, nprev, nnext = width(ints, i), width(ints, i - 1), width(ints, i + 1)
         Wi = theta[weight_offset(ints, i): weight_offset(ints, i) + ni * nprev].reshape((ni, nprev))
         Wn = theta[weight_offset(ints, i + 1): weight_offset(ints, i + 1) + nnext * ni].reshape((nnext, ni))
@@ -407,6 +482,51 @@ def mlp_charges(theta, q, ints, floats):
                 s += W1[k, c] * W1[k, c]
             q[pos + k] = s
         pos += n1
+    if extra(ints, 3) != NORM_NONE:
+        n1, n0 = width(ints, 1), width(ints, 0)
+        wo, bo = weight_offset(ints, 1), bias_offset(ints, 1)
+        s = 0.0
+        for k in range(wo, wo + n1 * n0):
+            s += theta[k] * theta[k]
+        if has_bias:
+            for k in range(bo, bo + n1):
+                s += theta[k] * theta[k]
+        q[pos] = s
+        pos += 1
+        if extra(ints, 3) == NORM_LAYER:
+            for c in range(n0):
+                s = 0.0
+                for k in range(n1):
+                    s += theta[wo + k * n0 + c]
+                q[pos + c] = s
+            pos += n0
+            if has_bias:
+                s = 0.0
+                for k in range(n1):
+                    s += theta[bo + k]
+                q[pos] = s
+                pos += 1
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(_first_free(ints), L):
+            _balance(theta, q, pos, ints, i, has_bias)
+            pos += width(ints, i) * width(ints, i)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _balance(theta, q, pos, ints, i, has_bias):
+    """D_i = W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ, row-major into q[pos : pos + n_i²]."""
+    ni, nprev, nnext = width(ints, i), width(ints, i - 1), width(ints, i + 1)
+    wi, wn, bo = weight_offset(ints, i), weight_offset(ints, i + 1), bias_offset(ints, i)
+    for a in range(ni):
+        for b in range(ni):
+            acc = 0.0
+            for r in range(nnext):
+                acc += theta[wn + r * ni + a] * theta[wn + r * ni + b]
+            for c in range(nprev):
+                acc -= theta[wi + a * nprev + c] * theta[wi + b * nprev + c]
+            if has_bias:
+                acc -= theta[bo + a] * theta[bo + b]
+            q[pos + a * ni + b] = acc
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -417,7 +537,7 @@ def mlp_charge_scales(theta, scales, ints, floats):
     normalised = extra(ints, 2) != 0
     alpha = abs(floats[F_CHARGE_DEGREE])
     grp = 0
-    for i in range(2 if normalised else 1, L):
+    for i in range(_first_free(ints), L):
         s = 0.0
         wo = weight_offset(ints, i)
         for k in range(wo, wo + width(ints, i) * width(ints, i - 1)):
@@ -449,3 +569,123 @@ def mlp_charge_scales(theta, scales, ints, floats):
             s += theta[k] * theta[k]
         scales[grp] = s
         grp += 1
+    if extra(ints, 3) != NORM_NONE:
+        s = 0.0
+        s1 = 0.0
+        wo = weight_offset(ints, 1)
+        for k in range(wo, wo + width(ints, 1) * width(ints, 0)):
+            s += theta[k] * theta[k]
+            s1 += abs(theta[k])
+        if has_bias:
+            bo = bias_offset(ints, 1)
+            for k in range(bo, bo + width(ints, 1)):
+                s += theta[k] * theta[k]
+                s1 += abs(theta[k])
+        scales[grp] = s
+        grp += 1
+        if extra(ints, 3) == NORM_LAYER:
+            scales[grp] = s1
+            grp += 1
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(_first_free(ints), L):
+            s = 0.0
+            for j in (i, i + 1):
+                wo = weight_offset(ints, j)
+                for k in range(wo, wo + width(ints, j) * width(ints, j - 1)):
+                    s += theta[k] * theta[k]
+            if has_bias:
+                bo = bias_offset(ints, i)
+                for k in range(bo, bo + width(ints, i)):
+                    s += theta[k] * theta[k]
+            scales[grp] = s
+            grp += 1
+
+
+@njit(cache=True)
+def mlp_n_isometric(ints):
+    """J_i of the hidden layers for the identity activation, then JT for softmax heads."""
+    L = n_layers(ints)
+    n = 0
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(_first_free(ints), L):
+            n += width(ints, i) * width(ints, i)
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        n += width(ints, L - 1) + (1 if ints[2] != 0 else 0)
+    if extra(ints, 3) == NORM_LAYER:
+        n += width(ints, 0) + (1 if ints[2] != 0 else 0)
+    return n
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mlp_isometric_charges(theta, mom, out, ints, floats):
+    """Every isometric charge (module doc) at position ``theta`` and momentum ``mom``."""
+    L = n_layers(ints)
+    pos = 0
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(_first_free(ints), L):
+            layer_isometric(theta, mom, out, pos, ints, i)
+            pos += width(ints, i) * width(ints, i)
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        nL, nprev = width(ints, L), width(ints, L - 1)
+        wo = weight_offset(ints, L)
+        for m in range(nprev):
+            s = 0.0
+            for c in range(nL):
+                s += mom[wo + c * nprev + m]
+            out[pos + m] = s
+        pos += nprev
+        if ints[2] != 0:
+            bo = bias_offset(ints, L)
+            s = 0.0
+            for c in range(nL):
+                s += mom[bo + c]
+            out[pos] = s
+            pos += 1
+    if extra(ints, 3) == NORM_LAYER:  # JM: the mean shift's momenta, Σ_k P_1[k, c] per column, then Σ_k p_b1[k]
+        n1, n0 = width(ints, 1), width(ints, 0)
+        wo = weight_offset(ints, 1)
+        for c in range(n0):
+            s = 0.0
+            for k in range(n1):
+                s += mom[wo + k * n0 + c]
+            out[pos + c] = s
+        pos += n0
+        if ints[2] != 0:
+            bo = bias_offset(ints, 1)
+            s = 0.0
+            for k in range(n1):
+                s += mom[bo + k]
+            out[pos] = s
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def mlp_isometric_scales(theta, mom, scales, ints, floats):
+    """Per isometric group, the size of the terms that cancel: ``layer_isometric_scale`` for J_i,
+    Σ|entries| of the last layer's momentum for JT."""
+    L = n_layers(ints)
+    grp = 0
+    if extra(ints, 0) == ACT_LINEAR:
+        for i in range(_first_free(ints), L):
+            scales[grp] = layer_isometric_scale(theta, mom, ints, i)
+            grp += 1
+    if extra(ints, 1) == LOSS_SOFTMAX_CE:
+        s = 0.0
+        wo = weight_offset(ints, L)
+        for k in range(wo, wo + width(ints, L) * width(ints, L - 1)):
+            s += abs(mom[k])
+        if ints[2] != 0:
+            bo = bias_offset(ints, L)
+            for k in range(bo, bo + width(ints, L)):
+                s += abs(mom[k])
+        scales[grp] = s
+        grp += 1
+    if extra(ints, 3) == NORM_LAYER:
+        s = 0.0
+        wo = weight_offset(ints, 1)
+        for k in range(wo, wo + width(ints, 1) * width(ints, 0)):
+            s += abs(mom[k])
+        if ints[2] != 0:
+            bo = bias_offset(ints, 1)
+            for k in range(bo, bo + width(ints, 1)):
+                s += abs(mom[k])
+        scales[grp] = s

@@ -20,11 +20,14 @@ from numba.extending import overload
 from .attention import (attention_charge_scales, attention_charges, attention_isometric_charges,
                         attention_isometric_scales, attention_loss_grad, attention_n_isometric, attention_work_size)
 from .custom import custom_charge_scales, custom_charges, custom_loss_grad, custom_work_size
-from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_MLP
+from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP
 from .linear import (linear_charge_scales, linear_charges, linear_charges_cross, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
 from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
-from .mlp import mlp_charge_scales, mlp_charges, mlp_loss_grad, mlp_work_size
+from .lora import (lora_charge_scales, lora_charges, lora_isometric_charges, lora_isometric_scales, lora_loss_grad,
+                   lora_n_isometric, lora_work_size)
+from .mlp import (mlp_charge_scales, mlp_charges, mlp_isometric_charges, mlp_isometric_scales, mlp_loss_grad,
+                  mlp_n_isometric, mlp_work_size)
 
 
 # The Python bodies below are stand-ins: inside compiled code the overloads replace them.
@@ -164,6 +167,46 @@ def _linear_n_isometric(kind, ints):
     return linear_n_isometric(ints)
 
 
+def _mlp_n_isometric(kind, ints):
+    return mlp_n_isometric(ints)
+
+
+def _mlp_isometric_charges(kind, theta, mom, out, ints, floats):
+    mlp_isometric_charges(theta, mom, out, ints, floats)
+
+
+def _mlp_isometric_scales(kind, theta, mom, scales, ints, floats):
+    mlp_isometric_scales(theta, mom, scales, ints, floats)
+
+
+def _lora_work_size(kind, ints, data_a):
+    return lora_work_size(ints, data_a.shape[1])
+
+
+def _lora_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return lora_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _lora_charges(kind, theta, q, ints, floats):
+    lora_charges(theta, q, ints, floats)
+
+
+def _lora_charge_scales(kind, theta, scales, ints, floats):
+    lora_charge_scales(theta, scales, ints, floats)
+
+
+def _lora_n_isometric(kind, ints):
+    return lora_n_isometric(ints)
+
+
+def _lora_isometric_charges(kind, theta, mom, out, ints, floats):
+    lora_isometric_charges(theta, mom, out, ints, floats)
+
+
+def _lora_isometric_scales(kind, theta, mom, scales, ints, floats):
+    lora_isometric_scales(theta, mom, scales, ints, floats)
+
+
 def _no_isometric(kind, ints):
     return 0
 
@@ -193,10 +236,10 @@ _KERNELS = {
                     MODEL_CUSTOM: _polarised_charges_cross},
     charge_scales: {MODEL_DEEP_LINEAR: _linear_charge_scales, MODEL_MLP: _mlp_charge_scales,
                     MODEL_CUSTOM: _custom_charge_scales},
-    n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _no_isometric, MODEL_CUSTOM: _no_isometric},
-    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _no_isometric_charges,
+    n_isometric: {MODEL_DEEP_LINEAR: _linear_n_isometric, MODEL_MLP: _mlp_n_isometric, MODEL_CUSTOM: _no_isometric},
+    isometric_charges: {MODEL_DEEP_LINEAR: _linear_isometric_charges, MODEL_MLP: _mlp_isometric_charges,
                         MODEL_CUSTOM: _no_isometric_charges},
-    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _no_isometric_scales,
+    isometric_scales: {MODEL_DEEP_LINEAR: _linear_isometric_scales, MODEL_MLP: _mlp_isometric_scales,
                        MODEL_CUSTOM: _no_isometric_scales},
 }
 _ATTENTION = {work_size: _attention_work_size, loss_grad: _attention_loss_grad, charges: _attention_charges,
@@ -205,6 +248,12 @@ _ATTENTION = {work_size: _attention_work_size, loss_grad: _attention_loss_grad, 
               charges_cross: _polarised_charges_cross}  # quadratic charges: polarisation is exact
 for _fn, _impl in _ATTENTION.items():
     _KERNELS[_fn][MODEL_ATTENTION] = _impl
+_LORA = {work_size: _lora_work_size, loss_grad: _lora_loss_grad, charges: _lora_charges,
+         charge_scales: _lora_charge_scales, n_isometric: _lora_n_isometric,
+         isometric_charges: _lora_isometric_charges, isometric_scales: _lora_isometric_scales,
+         charges_cross: _polarised_charges_cross}
+for _fn, _impl in _LORA.items():
+    _KERNELS[_fn][MODEL_LORA] = _impl
 for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
     _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])
 

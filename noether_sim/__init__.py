@@ -17,6 +17,7 @@ _LAZY = {
     "ConfigError": "._validate",
     "CustomModel": ".custom",
     "DeepLinear": ".models",
+    "LoRA": ".lora",
     "MLP": ".mlp",
     "SelfAttention": ".attention",
     "Stats": ".stats",  # simulate(..., keep=Stats(...))

@@ -288,12 +288,15 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
     theta = theta if isinstance(theta, Jet) else Jet(np.asarray(theta, dtype=float)[None])
     if getattr(model, "kind", "") == "attention":
         return _attention_weighted_gradient(model, theta, X, Y, weights)
+    if getattr(model, "kind", "") == "lora":
+        return _lora_gradient(model, theta, X, Y, weights)
     size = theta.size
     mlp = getattr(model, "kind", "") == "mlp"
     layers = _blocks(model, theta)
     L = len(layers)
     hs, zs = [np.asarray(X, dtype=float)], []
     norm_cache = None
+    norm_layer = None
     for i, (W, b) in enumerate(layers, start=1):
         if i == 1 and mlp and model.normalised_first_layer:
             s = (W * W).sum(-1)  # (…, n_1)
@@ -304,10 +307,19 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         z = W @ hs[-1]
         if b is not None:
             z = z + b.expand(-1)
+        if i == 1 and mlp and getattr(model, "normalisation", None) is not None:
+            n1 = model.widths[1]
+            if model.normalisation == "layer":
+                z = z - (z.sum(-2) * (1.0 / n1)).expand(-2)
+            r1 = inv_sqrt((z * z).sum(-2) * (1.0 / n1))  # (…, N): 1/rms per data point
+            z = z * r1.expand(-2)
+            norm_layer = (z, r1)
         zs.append(z)
         if i < L:
             hs.append(_act(model, z, 0) if mlp else z)
     f = zs[-1]
+    if mlp and getattr(model, "residual", False):
+        f = f + np.asarray(X, dtype=float)
     w = np.asarray(weights, dtype=float)[..., None, :]  # (B, 1, N)
     if mlp and model.loss == "softmax_ce":
         shift = f.value.max(axis=-2, keepdims=True) if isinstance(f, Jet) else f.max(axis=-2, keepdims=True)
@@ -330,6 +342,13 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         if i > 1:
             back = (W.swap() if isinstance(W, Jet) else np.swapaxes(W, -1, -2)) @ delta
             delta = back * _act(model, zs[i - 2], 1) if mlp else back
+            if i == 2 and norm_layer is not None:  # through ẑ = (z − [mean])/rms: (δ − [mean δ] − ẑ·mean(δ∘ẑ))/rms
+                zhat, r1 = norm_layer
+                n1 = model.widths[1]
+                proj = delta - zhat * ((delta * zhat).sum(-2) * (1.0 / n1)).expand(-2)
+                if model.normalisation == "layer":
+                    proj = proj - (delta.sum(-2) * (1.0 / n1)).expand(-2)
+                delta = proj * r1.expand(-2)
     lead = theta.shape[:-1]
     parts = []
     for gW, gb in grads:
@@ -385,3 +404,29 @@ def _attention_weighted_gradient(model, theta: Jet, X, Y, weights):
         for G in ((dQ.swap() @ Xs).sum(-3), (dK.swap() @ Xs).sum(-3), (dV.swap() @ Xs).sum(-3), gO):
             parts.append(G.reshape(*lead, -1))
     return _concat(parts, size)
+
+
+def _lora_gradient(model, theta, X, Y, weights):
+    """Low-rank adapters: the base's gradient at W₀ + BA, pulled back to ∂A = BᵀG, ∂B = GAᵀ."""
+    base = model._base_mlp()
+    size, lead = theta.size, theta.shape[:-1]
+    factors = [W for W, _ in _blocks(model, theta)]
+    adapted = {l: j for j, l in enumerate(model.layers)}
+    parts = []
+    for i, (W0, b0) in enumerate(base.unflatten(np.asarray(model.base_weights)), start=1):
+        if i in adapted:
+            A, B = factors[2 * adapted[i]], factors[2 * adapted[i] + 1]
+            parts.append(((B @ A) + W0).reshape(*lead, -1))
+        else:
+            parts.append(np.broadcast_to(W0.ravel(), lead + (W0.size,)))
+        if b0 is not None:
+            parts.append(np.broadcast_to(b0, lead + b0.shape))
+    g = weighted_gradient(base, _concat(parts, size), X, Y, weights)
+    w_off = base.offsets[0]
+    out = []
+    for j, l in enumerate(model.layers):
+        n, m = base.weight_shape(l)
+        G = g[..., w_off[l - 1]: w_off[l - 1] + n * m].reshape(*g.shape[:-1], n, m)
+        A, B = factors[2 * j], factors[2 * j + 1]
+        out += [(B.swap() @ G).reshape(*g.shape[:-1], -1), (G @ A.swap()).reshape(*g.shape[:-1], -1)]
+    return _concat(out, max(size, g.size))

@@ -20,9 +20,18 @@ def build_model(cfg):
     if m["kind"] == "mlp":
         from .mlp import MLP
 
-        return MLP(tuple(m["widths"]), bias=m["bias"], activation=m["activation"], loss=m["loss"],
-                   slope=m["slope"], power=m["power"], normalised_first_layer=m["normalised_first_layer"])
-    return DeepLinear(tuple(m["widths"]), bias=m["bias"])
+        base = MLP(tuple(m["widths"]), bias=m["bias"], activation=m["activation"], loss=m["loss"],
+                   slope=m["slope"], power=m["power"], normalised_first_layer=m["normalised_first_layer"],
+                   normalisation=m.get("normalisation"), residual=m.get("residual", False))
+    else:
+        base = DeepLinear(tuple(m["widths"]), bias=m["bias"])
+    if m.get("lora_rank") is None:
+        return base
+    from .lora import LoRA
+
+    layers = m.get("lora_layers")
+    return LoRA(base, m["lora_rank"], layers=None if layers is None else tuple(layers),
+                base_seed=m.get("lora_base_seed", 0))
 
 
 def build_data(cfg):
@@ -62,4 +71,6 @@ def build_init(cfg):
     i = cfg["init"]
     if i["kind"] == "gaussian":
         return init_mod.Gaussian(scale=i["scale"], bias_scale=i["bias_scale"])
+    if i["kind"] == "lora_b_zero":
+        return build_model(cfg).usual_start(i["scale"])
     return init_mod.INITS[i["kind"]](scale=i["scale"])

@@ -467,6 +467,14 @@ def cmd_list(args) -> int:
         "T": "mlp with loss = softmax_ce: translation charges, the sum over classes of b_L and of each column "
              "of W_L (linear)",
         "S": "mlp with normalised_first_layer: scale charges |w_k|² of the normalised rows of W_1",
+        "D<i> (mlp)": "mlp with the identity activation: every entry of the balance matrix of hidden layer i",
+        "N": "mlp with normalisation = layer | rms: scale |W_1|² + |b_1|² of the normalised first layer "
+             "(law: + η²(|G_1|² + |g_b1|²) per GD step)",
+        "M": "mlp with normalisation = layer: mean-shift translations, Σ_k W_1[k, c] per column c and Σ_k b_1[k]",
+        "JT": "mlp (or LoRA on the last layer) with loss = softmax_ce under momentum dynamics: the translations' "
+              "momenta; law e^{−t/τ}JT(0), and T + τ·JT is constant",
+        "D<l>, J<l> (lora)": "low-rank adapter on layer l: B_lᵀB_l − A_lA_lᵀ (r × r), and under momentum "
+                             "antisym(A_lP_Aᵀ − P_BᵀB_l)",
         "J<i>": "deep_linear under momentum dynamics: isometric charges, the antisymmetric part of "
                 "W_iP_iᵀ + b_ip_bᵀ − P_{i+1}ᵀW_{i+1}; exact law J(t) = e^{−t/τ}J(0)",
         "data_<name>": "augmented data ([data.augment]): c = ⟨θ̇_1, W_1K⟩ per generator K (shift, rot<i>-<j>); "

@@ -56,12 +56,13 @@ DEFAULT_STUDY = {
 MODEL_KINDS = {
     "deep_linear": "deep linear network f(x) = W_L(…(W_1 x + b_1)…) + b_L, squared loss",
     "mlp": "multilayer network f(x) = W_L σ(…σ(W_1 x + b_1)…) + b_L; model.activation, model.loss "
-           "(squared | softmax_ce), model.normalised_first_layer",
+           "(squared | softmax_ce), model.normalised_first_layer, model.normalisation (layer | rms); any kind "
+           "takes low-rank adapters with model.lora_rank (model.lora_layers, model.lora_base_seed)",
     "attention": "multi-head self-attention (noether_sim.SelfAttention): model.d_model, model.tokens, model.heads, "
                  "model.d_k, model.d_v, model.d_out, model.causal, model.readout; data.kind = 'sequences'",
 }
 ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out")
-MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer")
+MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation", "residual")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
                             "Gaussian label noise; one data set shared by every seed",
@@ -77,6 +78,7 @@ INIT_KINDS = {
     "gaussian": "W_i entries N(0, scale²/n_{i-1}), biases N(0, bias_scale²)",
     "orthogonal": "W_i = scale × a random semi-orthogonal matrix, biases zero",
     "balanced": "exactly balanced start (every D_i = 0), shared singular values scale × U[0.5, 1.5]",
+    "lora_b_zero": "(model.lora_rank) the usual adapter start: A entries N(0, scale²/n_in), B = 0",
 }
 MIN_LADDER = 3  # analyse_ladder needs three step sizes for an extrapolation and its uncertainty
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -157,7 +159,13 @@ MODEL = {
     **{k: (False, lambda k, v: _int(k, v, 1)) for k in ("d_model", "heads", "d_k", "d_v", "tokens", "d_out")},
     "causal": (False, _bool),
     "readout": (False, lambda k, v: v if isinstance(v, str) else _int(k, v, 0)),  # the model checks the rest
+    "normalisation": (False, lambda k, v: _str(k, v, ["layer", "rms"])),
+    "residual": (False, _bool),
+    "lora_rank": (False, lambda k, v: _int(k, v, 1)),
+    "lora_layers": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 1)),
+    "lora_base_seed": (False, lambda k, v: _int(k, v, 0)),
 }
+LORA_KEYS = ("lora_layers", "lora_base_seed")
 DATA = {
     "kind": (False, lambda k, v: _str(k, v, list(DATA_KINDS))),
     "n_points": (True, lambda k, v: _int(k, v, 1)),
@@ -364,6 +372,14 @@ def parse_config(raw: dict) -> dict:
         _fail("data.singular_values", data["singular_values"], "is only used with data.kind = 'whitened'")
     if cfg["init"]["kind"] != "gaussian":
         cfg["init"].pop("bias_scale", None)
+    if "lora_rank" not in model_cfg:
+        for key in LORA_KEYS:
+            if key in model_cfg:
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.lora_rank (low-rank adapters)")
+        if cfg["init"]["kind"] == "lora_b_zero":
+            _fail("init.kind", "lora_b_zero", "needs low-rank adapters (model.lora_rank)")
+    elif cfg["init"]["kind"] in ("orthogonal", "balanced"):
+        _fail("init.kind", cfg["init"]["kind"], "does not apply to low-rank adapters: use gaussian or lora_b_zero")
     if "augment" in data:
         data["augment"] = _check_augment(data["augment"], widths[0], raw)
 

@@ -35,6 +35,9 @@ def check_layer_lr(layer_lr, model, data, dynamics, weight_decay):
     """Validated multipliers as a tuple of floats, or None; ConfigError before any work."""
     if layer_lr is None:
         return None
+    if getattr(model, "kind", "") == "lora":
+        v.fail("layer_lr", layer_lr, "is not available for low-rank adapters yet (per-factor rates, LoRA+): "
+                                     "leave it None")
     if not hasattr(model, "widths"):
         v.fail("layer_lr", layer_lr, f"needs a layered network (DeepLinear or MLP), not a {type(model).__name__}")
     n_layers = len(model.widths) - 1
@@ -53,7 +56,8 @@ def check_layer_lr(layer_lr, model, data, dynamics, weight_decay):
     if getattr(model, "bias", False):
         v.fail("layer_lr", layer_lr, "needs a network without biases (its weighted run is the same network "
                                      "on scaled inputs only then)")
-    if getattr(model, "kind", "") == "mlp" and (model.activation not in DEGREE_ONE or model.normalised_first_layer):
+    if getattr(model, "kind", "") == "mlp" and (model.activation not in DEGREE_ONE or model.normalised_first_layer
+                                              or model.normalisation is not None):
         v.fail("layer_lr", layer_lr, f"needs an MLP with a degree-1 homogeneous activation ({', '.join(DEGREE_ONE)}) "
                                      "and no weight-normalised first layer")
     if weight_decay:

@@ -24,6 +24,7 @@ ACTIVATIONS = {
 }
 HOMOGENEOUS = ("linear", "relu", "leaky_relu", "abs", "relu_pow")
 LOSSES = {"squared": _k.LOSS_SQUARED, "softmax_ce": _k.LOSS_SOFTMAX_CE}
+NORMALISATIONS = {None: _k.NORM_NONE, "layer": _k.NORM_LAYER, "rms": _k.NORM_RMS}
 
 
 def erf(x):
@@ -57,6 +58,15 @@ class MLP(DeepLinear):
         The power of "relu_pow", >= 1 (default 2).
     normalised_first_layer : bool
         Row k of W_1 enters only as ``w_k/|w_k|`` (no gain): ``|w_k|²`` is a scale charge.
+    residual : bool
+        A residual block f(x) = x + W_L σ(… σ(W_1x + b_1) …) + b_L (output width = input width, squared
+        loss): the skip has no parameters, so every rescale (and, for the identity, balance) charge stays.
+    normalisation : {None, "layer", "rms"}
+        Normalise the first hidden layer's pre-activations z = W_1x + b_1 over its units, per data point,
+        before the activation: "rms" z/rms(z), "layer" (z − mean z)/rms(z − mean z) (no ε, no gain). Then
+        (W_1, b_1) is scale-invariant: ``N`` = |W_1|² + |b_1|² is conserved by gradient flow and grows by
+        exactly η²(|G_1|² + |g_{b_1}|²) per gradient-descent step; layer normalisation also ignores a shift
+        of every unit by the same amount, so the column sums of W_1 (and Σb_1) are linear charges ``M``.
 
     Raises
     ------
@@ -80,6 +90,8 @@ class MLP(DeepLinear):
     slope: float = 0.01
     power: float = 2.0
     normalised_first_layer: bool = False
+    normalisation: str | None = None
+    residual: bool = False
     kind: str = field(default="mlp", init=False)
 
     def __post_init__(self):
@@ -99,7 +111,25 @@ class MLP(DeepLinear):
             fail("widths", self.widths, "an MLP needs at least one hidden layer: (n_0, n_1, …, n_L), L >= 2")
         if self.loss == "softmax_ce" and self.widths[-1] < 2:
             fail("widths", self.widths, "softmax cross-entropy needs an output width (classes) >= 2")
-
+        object.__setattr__(self, "residual", bool(self.residual))
+        if self.residual and self.widths[-1] != self.widths[0]:
+            fail("residual", self.residual, f"a residual block x + (network) needs the output width to equal the "
+                                            f"input width (widths {list(self.widths)})")
+        if self.residual and self.loss != "squared":
+            fail("residual", self.residual, "a residual block adds x to the output: use loss='squared'")
+        if self.normalisation not in NORMALISATIONS:
+            fail("normalisation", self.normalisation, "must be None, 'layer' or 'rms'")
+        if self.normalisation is not None:
+            if self.normalised_first_layer:
+                fail("normalisation", self.normalisation, "cannot be combined with normalised_first_layer (both "
+                                                          "act on the first layer)")
+            if self.activation == "linear":
+                fail("normalisation", self.normalisation, "needs a nonlinear activation after it: with the "
+                                                          "identity the normalised layer keeps rotation symmetries "
+                                                          "the catalogue does not record")
+            if self.normalisation == "layer" and self.widths[1] < 2:
+                fail("normalisation", self.normalisation, "layer normalisation needs a first hidden layer of width "
+                                                          ">= 2 (one unit minus its mean is 0)")
     @property
     def degree(self) -> float:
         """α of σ(cz) = c^α σ(z); 1 for the non-homogeneous controls (the 'same expression')."""
@@ -117,7 +147,8 @@ class MLP(DeepLinear):
     def descriptor(self) -> np.ndarray:
         base = super().descriptor()
         base[0] = MODEL_MLP
-        extras = [ACTIVATIONS[self.activation], LOSSES[self.loss], int(self.normalised_first_layer)]
+        extras = [ACTIVATIONS[self.activation], LOSSES[self.loss], int(self.normalised_first_layer),
+                  NORMALISATIONS[self.normalisation], int(self.residual)]
         return np.concatenate([base, np.array(extras, dtype=np.int64)])
 
     def constants(self, data=None) -> np.ndarray:
@@ -129,12 +160,17 @@ class MLP(DeepLinear):
         return np.ascontiguousarray(data.X, dtype=float), np.ascontiguousarray(data.Y, dtype=float)
 
     @property
+    def first_free(self) -> int:
+        """The first hidden layer whose neurons can be rescaled (2 when layer 1 is (weight-)normalised)."""
+        return 2 if (self.normalised_first_layer or self.normalisation is not None) else 1
+
+    @property
     def charge_groups(self) -> list[ChargeGroup]:
         groups, pos = [], 0
         a = self.degree
         control = "" if self.homogeneous else " (no symmetry: control)"
         bias = " + b²" if self.bias else ""
-        for i in range(2 if self.normalised_first_layer else 1, self.n_layers):
+        for i in range(self.first_free, self.n_layers):
             n = self.widths[i]
             groups.append(ChargeGroup(f"r{i}", pos, (n,), 2,
                                       f"per-neuron rescale |w_in|²{bias} − {a:g}|w_out|² of hidden layer {i}{control}"))
@@ -148,13 +184,53 @@ class MLP(DeepLinear):
             n = self.widths[1]
             groups.append(ChargeGroup("S", pos, (n,), 2, "scale |w_k|² of the weight-normalised first-layer rows"))
             pos += n
+        if self.normalisation is not None:
+            groups.append(ChargeGroup("N", pos, (1,), 2, f"scale |W_1|²{' + |b_1|²' if self.bias else ''} of the "
+                                                          f"{self.normalisation}-normalised first layer"))
+            pos += 1
+            if self.normalisation == "layer":
+                n = self.widths[0] + self.bias
+                groups.append(ChargeGroup("M", pos, (n,), 1, "layer normalisation's mean shift: Σ_k W_1[k, c] per "
+                                                             "column c" + (", then Σ_k b_1[k]" if self.bias else "")))
+                pos += n
+        if self.activation == "linear":  # the identity keeps all of GL(n_i): every entry of D_i
+            for i in range(self.first_free, self.n_layers):
+                n = self.widths[i]
+                groups.append(ChargeGroup(f"D{i}", pos, (n, n), 2,
+                                          f"layer balance W_{i + 1}ᵀW_{i + 1} − W_{i}W_{i}ᵀ{' − b_i b_iᵀ' if self.bias else ''}"
+                                          f" (hidden layer {i}; identity activation)"))
+                pos += n * n
         return groups
 
     # ---- plain NumPy reference implementation (tests, baselines, diagnostics) ----
 
-    def isometric_groups(self) -> list:
-        """None: the kernels compute isometric charges for deep linear networks only."""
-        return []
+    def isometric_groups(self) -> list[ChargeGroup]:
+        """Charges of momentum dynamics (theory.md §2, §4), laid out after the model's own charges: the
+        rotations J<i> of the hidden layers for the identity activation, and the translations' momenta JT
+        (Σ_c P_L[c, m] per column m, then Σ_c p_{b_L}[c]) for softmax heads, and the mean shift's momenta
+        JM (Σ_k P_1[k, c] per column c, then Σ_k p_{b_1}[k]) under layer normalisation. Each obeys
+        J(t) = e^{−t/τ}J(0) under momentum flow (JT without weight decay only: λ couples it to T)."""
+        groups, pos = [], self.n_charges
+        if self.activation == "linear":
+            for i in range(self.first_free, self.n_layers):
+                n = self.widths[i]
+                bias = " + b_i p_{b_i}ᵀ" if self.bias else ""
+                groups.append(ChargeGroup(f"J{i}", pos, (n, n), 2, f"isometric: antisym(W_{i}P_{i}ᵀ{bias} − "
+                                          f"P_{i + 1}ᵀW_{i + 1}) (hidden layer {i})"))
+                pos += n * n
+        if self.loss == "softmax_ce":
+            n = self.widths[-2] + self.bias
+            groups.append(ChargeGroup("JT", pos, (n,), 1, "isometric: softmax translation momenta Σ_c P_L[c, m] "
+                                      "per column m" + (", then Σ_c p_{b_L}[c]" if self.bias else "")
+                                      + "; T + τ·JT = ⟨v, θ + τθ̇⟩ is conserved too"))
+            pos += n
+        if self.normalisation == "layer":
+            n = self.widths[0] + self.bias
+            groups.append(ChargeGroup("JM", pos, (n,), 1, "isometric: layer normalisation's mean-shift momenta "
+                                      "Σ_k P_1[k, c] per column c" + (", then Σ_k p_{b_1}[k]" if self.bias else "")
+                                      + "; M + τ·JM is conserved too"))
+            pos += n
+        return groups
 
     def act(self, z):
         a = self.activation
@@ -200,12 +276,17 @@ class MLP(DeepLinear):
         h, out = X, []
         for i, (W, b) in enumerate(self.unflatten(theta), start=1):
             z = (self._first_weights(W) if i == 1 else W) @ h + (b[:, None] if b is not None else 0.0)
+            if i == 1 and self.normalisation is not None:
+                if self.normalisation == "layer":
+                    z = z - z.mean(axis=0, keepdims=True)
+                z = z / np.sqrt((z * z).mean(axis=0, keepdims=True))
             out.append(z)
             h = self.act(z)
         return out
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-        return self.preactivations(theta, X)[-1]
+        f = self.preactivations(theta, X)[-1]
+        return f + X if self.residual else f
 
     def loss_value(self, theta: np.ndarray, data: TrainingData) -> float:
         f = self.forward(theta, data.X)
@@ -216,7 +297,9 @@ class MLP(DeepLinear):
 
     def to_config(self) -> dict:
         return {**super().to_config(), "activation": self.activation, "loss": self.loss, "slope": self.slope,
-                "power": self.power, "normalised_first_layer": self.normalised_first_layer}
+                "power": self.power, "normalised_first_layer": self.normalised_first_layer,
+                **({"normalisation": self.normalisation} if self.normalisation is not None else {}),
+                **({"residual": True} if self.residual else {})}
 
 
 # ---- data ----

@@ -69,6 +69,17 @@ def jacobian(model, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         if i > 1:
             Wd = model._first_weights(W) if i == 1 else W
             delta = np.einsum("kl,ckj->clj", Wd, delta) * model.act_derivative(Z[i - 2])[None]
+            if i == 2 and getattr(model, "normalisation", None) is not None:  # through ẑ = (z − [mean])/rms
+                W1, b1 = layers[0]
+                z = W1 @ X + (b1[:, None] if b1 is not None else 0.0)
+                if model.normalisation == "layer":
+                    z = z - z.mean(axis=0, keepdims=True)
+                s = np.sqrt((z * z).mean(axis=0))  # (N,)
+                zh = Z[0][None]
+                proj = delta - zh * (delta * zh).mean(axis=1, keepdims=True)
+                if model.normalisation == "layer":
+                    proj = proj - delta.mean(axis=1, keepdims=True)
+                delta = proj / s[None, None, :]
     return J.reshape(n_out * N, model.n_params)
 
 

@@ -137,32 +137,23 @@ def test_softmax_translations_are_the_linear_laws():
     assert np.allclose(W2, W2[:, :1, :], atol=1e-10)
     assert np.abs(model.unflatten(V)[0][0]).max() < 1e-10
     # under momentum each translation v gives two laws: τ⟨v, q̈⟩ + ⟨v, q̇⟩ = 0, so e^{t/τ}⟨v, p⟩ and (integrating
-    # once) ⟨v, q + τp⟩ are conserved; the kernels record neither for MLPs
+    # once) ⟨v, q + τp⟩ are conserved; the kernels record JT = ⟨v, p⟩ (isometric) beside T = ⟨v, q⟩
     mf = ns.discover(model, seed=4, flow="momentum")
     assert mf.decided and mf.count == 8 and mf.linear.dim == 4
-    assert not mf.catalogue.complete and len(mf.catalogue.missing_linear) == 4
+    assert mf.catalogue.complete and mf.catalogue.missing == [] and mf.catalogue.independent == 8
 
 
-def test_linear_activation_mlp_misses_the_off_diagonal_balance_laws():
-    """An MLP with the identity activation is a deep linear network: D_1 (6 laws) holds, but the MLP
-    catalogue only carries its diagonal (the rescale charges). The 3 off-diagonal laws are reported."""
+def test_linear_activation_mlp_records_every_entry_of_the_balance_matrix():
+    """An MLP with the identity activation is a deep linear network: all of D_1 (6 laws) holds, and its
+    catalogue carries it (group D1 beside the rescale charges r1 = −diag D1); under momentum the 3
+    rotations' J1."""
     model = MLP((3, 3, 2), activation="linear")
     res = ns.discover(model, seed=5)
-    assert res.count == 6 and res.catalogue.independent == 3 and not res.catalogue.complete
-    assert len(res.catalogue.missing_quadratic) == 3
-    thetas = np.random.default_rng(7).standard_normal((40, model.n_params))
-    offdiag = []
-    for t in thetas:
-        (W1, _), (W2, _) = model.unflatten(t)
-        D = W2.T @ W2 - W1 @ W1.T
-        offdiag.append([D[0, 1], D[0, 2], D[1, 2]])
-    offdiag = np.array(offdiag)
-    for S, text in zip(res.catalogue.missing_quadratic, res.catalogue.missing):
-        assert "W1×W1" in text and "W2×W2" in text
-        # ½θᵀSθ is a fixed combination of the off-diagonal entries of D_1 at every θ
-        vals = 0.5 * np.einsum("sp,pq,sq->s", thetas, S, thetas)
-        c, *_ = np.linalg.lstsq(offdiag, vals, rcond=None)
-        assert np.abs(offdiag @ c - vals).max() < 1e-10 * np.abs(vals).max()
+    assert res.count == 6 and res.catalogue.independent == 6 and res.catalogue.complete
+    assert res.catalogue.missing == []
+    assert {g["name"]: g["conserved"] for g in res.catalogue.groups} == {"r1": True, "D1": True}
+    mf = ns.discover(model, seed=5, flow="momentum")
+    assert mf.count == 3 and mf.catalogue.independent == 3 and mf.catalogue.complete
 
 
 @pytest.mark.parametrize("activation", ["tanh", "softplus", "gelu"])

@@ -43,6 +43,13 @@ class CatalogueCheck:
 
 
 def _param_names(model):
+    if getattr(model, "kind", "") == "lora":  # factor layers A_l, B_l
+        names = []
+        for j, l in enumerate(model.layers):
+            for k, letter in ((2 * j + 1, "A"), (2 * j + 2, "B")):
+                n_out, n_in = model.weight_shape(k)
+                names += [f"{letter}{l}[{a},{b}]" for a in range(n_out) for b in range(n_in)]
+        return names
     names = []
     for i in range(1, model.n_layers + 1):
         n_out, n_in = model.weight_shape(i)
@@ -102,7 +109,7 @@ def catalogue_forms(model):
     if nq == 0:
         return []
     ints = model.descriptor()
-    floats = model.constants(None) if getattr(model, "kind", "") == "mlp" else np.zeros(1)
+    floats = model.constants(None) if getattr(model, "kind", "") in ("mlp", "lora") else np.zeros(1)
 
     def charges(probes):
         return ensemble_charges(int(ints[0]), np.ascontiguousarray(probes), ints, floats, nq)
@@ -137,32 +144,63 @@ def catalogue_forms(model):
     return out
 
 
+def _isometric_kernel(model):
+    """The model family's isometric-charge kernel as J(θ, p, out)."""
+    ints = model.descriptor()
+    if getattr(model, "kind", "") == "lora":
+        from ..kernels.lora import lora_isometric_charges
+
+        floats = model.constants(None)
+        return lambda theta, mom, out: lora_isometric_charges(theta, mom, out, ints, floats)
+    if getattr(model, "kind", "") == "attention":
+        from ..kernels.attention import attention_isometric_charges
+
+        return lambda theta, mom, out: attention_isometric_charges(theta, mom, out, ints)
+    if getattr(model, "kind", "") == "mlp":
+        from ..kernels.mlp import mlp_isometric_charges
+
+        floats = model.constants(None)
+        return lambda theta, mom, out: mlp_isometric_charges(theta, mom, out, ints, floats)
+    from ..kernels.linear_isometric import linear_isometric_charges
+
+    return lambda theta, mom, out: linear_isometric_charges(theta, mom, out, ints)
+
+
 def catalogue_momentum_forms(model):
-    """The catalogue's momentum (isometric) charges J = pᵀKq as (group, component, 'bilinear', K)."""
+    """The catalogue's momentum (isometric) charges: J = pᵀKq as (group, component, 'bilinear', K) and
+    J = ⟨v, p⟩ (translations) as (group, component, 'linear', v), read off the package's kernel."""
     groups = model.isometric_groups()
     if not groups:
         return []
-    if getattr(model, "kind", "") == "attention":
-        from ..kernels.attention import attention_isometric_charges as isometric_charges
-    else:
-        from ..kernels.linear_isometric import linear_isometric_charges as isometric_charges
-
-    P, ints = model.n_params, model.descriptor()
+    kernel = _isometric_kernel(model)
+    P = model.n_params
     nj = sum(g.size for g in groups)
-    used = [(g, a * g.shape[0] + b) for g in groups for a in range(g.shape[0]) for b in range(a + 1, g.shape[0])]
+    used = []
+    for g in groups:
+        if g.degree == 1:
+            used += [(g, k) for k in range(g.size)]
+        else:  # an antisymmetric matrix charge: its strict upper triangle
+            used += [(g, a * g.shape[0] + b) for a in range(g.shape[0]) for b in range(a + 1, g.shape[0])]
     cols = np.array([g.offset - model.n_charges + k for g, k in used], dtype=np.int64)  # within the J block
+    lin = np.array([g.degree == 1 for g, _ in used])
     Ks = np.zeros((len(used), P, P))
+    V = np.zeros((len(used), P))
     out = np.zeros(nj)
     theta, mom = np.zeros(P), np.zeros(P)
-    for a in range(P):  # J(e_a, e_b) = K_ba: J is bilinear in (θ, p)
+    for b in range(P):  # J(0, e_b) = v_b: the part linear in p alone
+        mom[:] = 0.0
+        mom[b] = 1.0
+        kernel(theta, mom, out)
+        V[:, b] = out[cols]
+    for a in range(P):  # J(e_a, e_b) − J(0, e_b) = K_ba: the part bilinear in (θ, p)
         theta[:] = 0.0
         theta[a] = 1.0
         for b in range(P):
             mom[:] = 0.0
             mom[b] = 1.0
-            isometric_charges(theta, mom, out, ints)
-            Ks[:, b, a] = out[cols]
-    return [(g, k, "bilinear", Ks[i]) for i, (g, k) in enumerate(used)]
+            kernel(theta, mom, out)
+            Ks[:, b, a] = out[cols] - V[:, b]
+    return [(g, k, "linear", V[i]) if lin[i] else (g, k, "bilinear", Ks[i]) for i, (g, k) in enumerate(used)]
 
 
 def _missing(found, catalogue_vectors, min_gap):
@@ -207,10 +245,12 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
         entry["components"] += 1
         entry["residual"] = max(entry["residual"], res)
         entry["forms"].append((M, gz))
+        if kind == "linear" and momentum:  # a translation keeps ⟨v, q + τp⟩ as well as e^{t/τ}⟨v, p⟩
+            entry.setdefault("second", []).append(np.concatenate([M, fields.tau * M, [0.0]]))
     for entry in groups.values():
         entry["conserved"] = entry["residual"] <= CONSERVED_TOL
         if entry["conserved"]:
-            grads += [gz for _, gz in entry["forms"]]
+            grads += [gz for _, gz in entry["forms"]] + entry.get("second", [])
         else:
             notes.append(f"{entry['name']} is not conserved by this flow (residual {entry['residual']:.1e}): "
                          f"not counted")
@@ -241,5 +281,5 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
         notes.append(f"{count - independent} law(s) are neither in the catalogue nor of the searched linear/"
                      f"{quad.structure} quadratic forms")
     complete = count is not None and independent == count and not text
-    public = [{k: v for k, v in e.items() if k != "forms"} for e in groups.values()]
+    public = [{k: v for k, v in e.items() if k not in ("forms", "second")} for e in groups.values()]
     return CatalogueCheck(public, independent, complete, missing_lin, missing_quad, text, notes)

@@ -58,7 +58,9 @@ class DiscoveryResult:
         name = (f"attention d={m['d_model']} heads={m['heads']} d_k={m['d_k']} d_v={m['d_v']} T={m['tokens']}"
                 + (" causal" if m["causal"] else "") if m["kind"] == "attention" else None) or m["kind"] + (f"/{m['activation']}" if "activation" in m else "") + \
             (f"/{m['loss']}" if m.get("loss", "squared") != "squared" else "") + \
-            ("/norm" if m.get("normalised_first_layer") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "")
+            ("/norm" if m.get("normalised_first_layer") else "") + (f"/{m['normalisation']}norm" if m.get("normalisation") else "") + \
+            ("/residual" if m.get("residual") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "") + \
+            (f" +LoRA r={m['lora_rank']} on {m['lora_layers']}" if m.get("lora") else "")
         return {"model": name, "flow": self.flow, "P": self.n_params,
                 "count": "?" if self.count is None else str(self.count),
                 "gap": f"{min(p.decision.gap for p in self.points):.2g}",
@@ -170,14 +172,15 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     3
     """
     from ..attention import SelfAttention
+    from ..lora import LoRA
     from ..models import DeepLinear
 
     if getattr(model, "kind", None) == "custom":  # a user's model: from its gradient alone (discover/custom.py)
         from .custom import discover_custom
 
         return discover_custom(model, data, points=points, seed=seed, min_gap=min_gap, quadratic=quadratic)
-    if not isinstance(model, (DeepLinear, SelfAttention)):
-        fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP or SelfAttention)")
+    if not isinstance(model, (DeepLinear, SelfAttention, LoRA)):
+        fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, SelfAttention, LoRA or CustomModel)")
     if flow not in FLOWS:
         fail("flow", flow, f"must be one of {', '.join(FLOWS)}")
     if quadratic not in STRUCTURES:
