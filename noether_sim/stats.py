@@ -611,7 +611,7 @@ def summary_rows(ds, SummaryRow, finest_step, not_analysed, analyse=None):
     ds : xarray.Dataset
         A study run with ``record.keep = "stats"``.
     SummaryRow : type
-        The row class (``results.SummaryRow``).
+        The row class (``tables.SummaryRow``).
     finest_step : callable
         ``finest_step(ds, scheme)``: the index of a method's finest finished step size.
     not_analysed : str

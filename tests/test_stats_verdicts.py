@@ -59,7 +59,7 @@ def test_a_statistics_ladder_needs_three_rungs(gl2):
 
 
 def test_a_statistics_study_has_ladder_verdicts(tmp_path):
-    from noether_sim.results import summary_rows
+    from noether_sim.tables import summary_rows
 
     cfg = {"name": "s", "t_end": 0.5, "save_every": 0.5, "model": {"widths": [4, 3, 2]},
            "data": {"n_points": 16}, "seeds": {"count": 8}, "record": {"keep": "stats"},

@@ -7,6 +7,7 @@ import pytest
 
 import noether_sim as ns
 from noether_sim.kernels.stochastic import NOISE_STREAM, normals_into, stream_key
+from noether_sim.tables import summary_rows
 from reference import loss_and_grad
 
 
@@ -129,6 +130,6 @@ def test_example_study_verdicts(tmp_path):
 
     path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "underdamped_langevin.toml"
     ds = ns.run_study(tomllib.loads(path.read_text()), tmp_path / "ud")
-    rows = {(r.method, r.charge): r.verdict for r in ns.results.summary_rows(ds)}
+    rows = {(r.method, r.charge): r.verdict for r in summary_rows(ds)}
     assert rows == {("heun", "D1"): "broken by the noise", ("underdamped", "D1"): "broken by the flow",
                     ("underdamped", "J1"): "conserved in expectation"}
