@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 import noether_sim as ns
-from noether_sim.kernels.driver import ensemble_loss_grad
+from noether_sim.kernels.entries import ensemble_loss_grad
 
 n_seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
 n_steps = int(sys.argv[2]) if len(sys.argv) > 2 else 1000

@@ -71,7 +71,7 @@ def _fields_ok(bundle, table):
 
 
 def lanes_applicable(kind, scheme, args) -> bool:
-    """Can the seed-interleaved fast path run this driver call (``driver.integrate``'s arguments)?"""
+    """Can the seed-interleaved fast path run this driver call (``entries.integrate``'s arguments)?"""
     if os.environ.get("NOETHER_SIM_LANES", "1") == "0":
         return False
     if kind != MODEL_DEEP_LINEAR or scheme != SCHEME_EXPLICIT or len(args) != 11:

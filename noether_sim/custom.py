@@ -432,7 +432,7 @@ class CustomModel:
 
     def loss_and_grad(self, theta, data):
         """L(θ) and ∇L(θ) for rows θ (n, P) by the kernels (the same compiled path the runs take)."""
-        from .kernels.driver import ensemble_loss_grad
+        from .kernels.entries import ensemble_loss_grad
         from .kernels.layout import MODEL_CUSTOM
 
         ints, floats = self._descriptor()

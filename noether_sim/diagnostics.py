@@ -24,7 +24,7 @@ import numpy as np
 
 from ._validate import fail, positive, positive_int
 from .init import Given
-from .kernels.driver import ensemble_loss_grad
+from .kernels.entries import ensemble_loss_grad
 from .methods import EXPLICIT_METHODS, get_any_method
 from .ntk import jacobian, ntk, ntk_along, ntk_relative_change  # noqa: F401 (part of this module's API)
 from .simulate import simulate

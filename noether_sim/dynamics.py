@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as v
-from .kernels.driver import SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_SPLITTING
-from .kernels.driver import SCHEME_OPTIMIZER
+from .kernels.record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_OPTIMIZER,
+                             SCHEME_SPLITTING)
 from .kernels.fields import DYN_GF, DYN_MOMENTUM
 from .kernels.optimizers import OPT_ADAM, OPT_ADAMW, OPT_LION, OPT_RMSPROP, OPT_SIGN
 from .methods import EXPLICIT_METHODS, IMPLICIT_METHODS, SPLITTING_METHODS
@@ -115,7 +115,7 @@ class Resolved:
 
     dynamics: str
     method: str  # the method's name; heavy_ball / nesterov are their own algorithm
-    scheme: int  # kernels.driver.SCHEME_*
+    scheme: int  # kernels.record.SCHEME_*
     dyn: int  # kernels.fields.DYN_*
     order: int  # convergence order in the step size
     stages: int  # gradient evaluations per step (for cost estimates; implicit: per fixed-point sweep)

@@ -35,9 +35,8 @@ from .stats import check_keep, execute_stats
 from .kernels import STATUS_DIVERGED, STATUS_NAMES, STATUS_OK
 from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records,
                               SeedState)
-from .kernels.driver import (SCHEME_ALGORITHM, SCHEME_IMPLICIT, ensemble_charges, ensemble_extras,
-                             ensemble_loss_grad, ensemble_state_charges, integrate, state_size)
-from .kernels.driver import SCHEME_OPTIMIZER
+from .kernels.entries import ensemble_charges, ensemble_extras, ensemble_loss_grad, ensemble_state_charges, integrate
+from .kernels.record import SCHEME_ALGORITHM, SCHEME_IMPLICIT, SCHEME_OPTIMIZER, state_size
 from .kernels.fields import DYN_MOMENTUM
 from .kernels.layout import MODEL_MLP
 

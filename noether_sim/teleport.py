@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as v
-from .kernels.driver import ensemble_loss_grad
+from .kernels.entries import ensemble_loss_grad
 
 OBJECTIVES = ("grad_norm", "balance")
 HOMOGENEOUS = ("linear", "relu", "leaky_relu", "abs", "relu_pow")
@@ -401,7 +401,7 @@ def run_with_teleports(simulate, given, model, data, kwargs, every, options):
     """
     import xarray as xr
 
-    from .kernels.driver import ensemble_charges
+    from .kernels.entries import ensemble_charges
 
     kw = dict(kwargs)
     h = kw.get("h") if kw.get("h") is not None else kw.get("learning_rate")  # gd may name its step either way

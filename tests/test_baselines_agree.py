@@ -44,7 +44,7 @@ def test_numpy_baseline_matches_simulate(run, reference):
 
 def test_moments_gradient_matches_kernel():
     """One gradient of baseline (b) against the kernel's ensemble_loss_grad, to round-off."""
-    from noether_sim.kernels.driver import ensemble_loss_grad
+    from noether_sim.kernels.entries import ensemble_loss_grad
 
     model, data = PROBLEM.model, PROBLEM.data
     theta = PROBLEM.theta0()

@@ -18,7 +18,7 @@ import pytest
 
 import noether_sim as ns
 from noether_sim import init
-from noether_sim.kernels.driver import ensemble_charges
+from noether_sim.kernels.entries import ensemble_charges
 from noether_sim.kernels.mlp import mlp_isometric_charges
 from noether_sim.mlp import ACTIVATIONS, MLP, teacher_classification, teacher_regression
 

@@ -43,7 +43,7 @@ JET_MODELS = [
 
 @pytest.mark.parametrize("model", JET_MODELS, ids=lambda m: f"{m.kind}-{getattr(m, 'activation', '')}")
 def test_jet_gradient_is_the_package_gradient(model):
-    from noether_sim.kernels.driver import ensemble_loss_grad
+    from noether_sim.kernels.entries import ensemble_loss_grad
 
     rng = np.random.default_rng(0)
     X, Y = _data_for(model, rng)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import noether_sim as ns
-from noether_sim.kernels.driver import ensemble_loss_grad
+from noether_sim.kernels.entries import ensemble_loss_grad
 from reference import loss_and_grad
 
 WIDTHS = {1: (5, 3), 2: (5, 4, 3), 3: (5, 4, 6, 3), 4: (4, 5, 3, 6, 2), 5: (3, 4, 5, 4, 3, 2)}

@@ -12,7 +12,7 @@ import pytest
 import noether_sim as ns
 from noether_sim import init
 from noether_sim._validate import ConfigError
-from noether_sim.kernels.driver import ensemble_charges, ensemble_loss_grad
+from noether_sim.kernels.entries import ensemble_charges, ensemble_loss_grad
 
 ACT = {"tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2), "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0) * 1.0),
        "linear": (lambda z: z, lambda z: np.ones_like(z))}

@@ -10,7 +10,7 @@ import pytest
 from noether_sim import diagnostics as dg
 from noether_sim import init, simulate
 from noether_sim._validate import ConfigError
-from noether_sim.kernels.driver import ensemble_loss_grad
+from noether_sim.kernels.entries import ensemble_loss_grad
 from noether_sim.ensemble import initial_weights
 from noether_sim.ladder import BROKEN, CONSERVED, INCONCLUSIVE, analyse_ladder, run_ladder, summarise_verdicts
 from noether_sim.methods import EXPLICIT_METHODS

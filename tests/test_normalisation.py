@@ -13,7 +13,7 @@ import pytest
 import noether_sim as ns
 from noether_sim import init
 from noether_sim._validate import ConfigError
-from noether_sim.kernels.driver import ensemble_charges, ensemble_loss_grad
+from noether_sim.kernels.entries import ensemble_charges, ensemble_loss_grad
 from noether_sim.mlp import MLP
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import noether_sim as ns
 from noether_sim import ConfigError
-from noether_sim.kernels.driver import ensemble_loss_grad
+from noether_sim.kernels.entries import ensemble_loss_grad
 from noether_sim.mlp import MLP, teacher_regression
 from noether_sim.simulate import plan
 

@@ -233,7 +233,7 @@ def test_langevin_rescale_means_follow_the_expectation_law():
 def test_noise_rates_are_the_traces_of_the_charges():
     """c = Σ_j q(e_j): n_{i+1} − n_{i−1} − [bias] on the balance diagonals, 0 off them; d_in − α·d_out
     for rescale charges (theory.md §6)."""
-    from noether_sim.kernels.driver import ensemble_charges
+    from noether_sim.kernels.entries import ensemble_charges
     from noether_sim.stochastic import noise_rates
 
     model = ns.DeepLinear((3, 4, 6, 2), bias=True)

@@ -12,7 +12,7 @@ from scipy.integrate import solve_ivp
 import noether_sim as ns
 from noether_sim._validate import ConfigError
 from noether_sim.kernels import STATUS_OK, STATUS_SOLVE_FAILED
-from noether_sim.kernels.driver import ensemble_loss_grad
+from noether_sim.kernels.entries import ensemble_loss_grad
 from noether_sim.methods import EXPLICIT_METHODS, IMPLICIT_METHODS, SPLITTING_METHODS
 from noether_sim import flow_from_heavy_ball, heavy_ball_from_flow
 from noether_sim import simulate as simulate_structured

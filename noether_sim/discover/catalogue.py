@@ -102,7 +102,7 @@ def describe_quadratic(model, S, terms=6, left="", right=""):
 def catalogue_forms(model):
     """The catalogue's gradient-flow charges as (group, component, 'linear', v) or (…, 'quadratic', S),
     S the Hessian of the charge (q = ½θᵀSθ), read off the package's charge kernel by polarisation."""
-    from ..kernels.driver import ensemble_charges
+    from ..kernels.entries import ensemble_charges
 
     P, groups = model.n_params, model.charge_groups
     nq = sum(g.size for g in groups)
