@@ -96,18 +96,18 @@ def test_diverging_seeds_fall_back_and_match(reference_problem, monkeypatch, cou
 
 def _args(model, data, **kw):
     """The arguments of the first driver call simulate() makes, captured."""
-    from noether_sim.kernels import driver
+    from noether_sim.kernels import entries
 
     seen = []
-    original = driver._INTEGRATE.copy()
+    original = entries._INTEGRATE.copy()
     try:
         for key, fn in original.items():
-            driver._INTEGRATE[key] = (lambda f: (lambda *a: (seen.append(a), f(*a))[1]))(fn)
+            entries._INTEGRATE[key] = (lambda f: (lambda *a: (seen.append(a), f(*a))[1]))(fn)
         import os
         os.environ["NOETHER_SIM_LANES"] = "0"
         ns.simulate(model, data, **kw)
     finally:
-        driver._INTEGRATE.update(original)
+        entries._INTEGRATE.update(original)
         os.environ.pop("NOETHER_SIM_LANES", None)
     return seen[0]
 
