@@ -49,6 +49,7 @@ def reference(tmp_path_factory):
     return ns.run_study(study(), out)
 
 
+@pytest.mark.slow  # a whole-process run: the README's quick command leaves it out, .ci/run runs it
 def test_local_cluster_gives_the_same_bits_as_this_process(reference, tmp_path, capsys):
     out = tmp_path / "cluster"
     toml = tmp_path / "s.toml"
@@ -82,6 +83,7 @@ def _wait_for(cond, what, timeout=120):
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # a whole-process run: the README's quick command leaves it out, .ci/run runs it
 def test_scheduler_and_workers_finish_when_a_worker_is_killed_mid_run(tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -156,6 +158,7 @@ def _n_workers(address) -> int:
         return 0
 
 
+@pytest.mark.slow  # a whole-process run: the README's quick command leaves it out, .ci/run runs it
 def test_kill_9_of_a_local_cluster_run_then_rerun_resumes(tmp_path):
     out = tmp_path / "k9"
     sets = ["--set", "seeds.count=192", "--set", "t_end=0.125"]

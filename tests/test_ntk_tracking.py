@@ -127,6 +127,7 @@ def test_a_study_records_the_ntk_and_draws_it(tmp_path):
         load_config(None, ["record.track_ntk=true"])
 
 
+@pytest.mark.slow  # a whole study or sweep through the CLI: the README's quick command leaves it out
 def test_the_cli_runs_a_study_with_the_ntk_tracked(tmp_path, capsys):
     from noether_sim.cli import main
 

@@ -19,6 +19,7 @@ def test_every_claim_is_an_ordinary_study_config():
         assert p.points, f"{claim.config} varies a setting ([sweep])"
 
 
+@pytest.mark.slow  # a whole-process run: the README's quick command leaves it out, .ci/run runs it
 def test_reproduce_writes_figures_and_a_report_with_the_runs_numbers(tmp_path, capsys):
     out = tmp_path / "paper"
     assert cli.main(["reproduce", "b", "d", "--out", str(out), "--seeds", "4", "-q"]) == 0

@@ -31,6 +31,7 @@ def test_reproduce_refuses_to_replace_a_users_report_before_any_work(tmp_path, c
     assert not (out / STORE).exists()  # refused before any work
 
 
+@pytest.mark.slow  # a whole-process run: the README's quick command leaves it out, .ci/run runs it
 def test_reproduce_keeps_an_earlier_run_resumes_the_same_and_replaces_only_with_overwrite(tmp_path, capsys):
     out = tmp_path / "paper"
     assert cli.main(["reproduce", "b", "--out", str(out), "--seeds", "2", "-q"]) == 0  # the earlier run

@@ -323,6 +323,7 @@ def test_batch_factor():
     assert batch_factor(24, 4) == pytest.approx(20 / (4 * 23))
 
 
+@pytest.mark.slow  # a whole study or sweep through the CLI: the README's quick command leaves it out
 def test_batch_size_and_temperature_sweep_through_a_study(tmp_path):
     """batch_size and temperature are method keys of a study and sweep dimensions; the store's verdicts
     are the stochastic analysis's (Langevin rungs coupled as in run_ladder)."""
@@ -350,6 +351,7 @@ def test_batch_size_and_temperature_sweep_through_a_study(tmp_path):
         assert rows == {("sgd", "D1"): "conserved by the flow", ("langevin", "D1"): langevin}
 
 
+@pytest.mark.slow  # a whole-process run: the README's quick command leaves it out, .ci/run runs it
 @pytest.mark.timeout(600)
 def test_stochastic_study_on_a_local_dask_cluster_gives_the_same_bits(tmp_path):
     """Minibatches and Langevin noise keyed by (root seed, seed id, step): the same store, bit for bit,

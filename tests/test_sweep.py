@@ -175,6 +175,7 @@ def test_swept_step_sizes_give_h_the_sweep_dimension(tmp_path):
     assert ds.h.values[1, 0, 0] == 2.0 ** -9
 
 
+@pytest.mark.slow  # a whole study or sweep through the CLI: the README's quick command leaves it out
 def test_cli_runs_a_sweep_toml_prints_per_point_and_draws_sweep_figures(tmp_path, capsys):
     toml = tmp_path / "grid.toml"
     toml.write_text('''
