@@ -288,6 +288,10 @@ def _check_attention(model_cfg, data, record):
         if key in model_cfg:
             _fail(f"model.{key}", model_cfg[key], "is not used with model.kind = 'attention' (give model.d_model, "
                                                   "model.tokens, model.heads, …)")
+    for key in ("lora_rank", "lora_layers", "lora_base_seed"):  # the builder would ignore them silently
+        if key in model_cfg:
+            _fail(f"model.{key}", model_cfg[key], "low-rank adapters take a deep_linear or mlp base, not "
+                                                  "model.kind = 'attention'")
     if model_cfg.pop("bias"):
         _fail("model.bias", True, "self-attention here has no biases")
     for key in ("d_model", "tokens"):

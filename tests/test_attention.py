@@ -272,6 +272,7 @@ def test_example_study_parses_and_a_study_and_sweep_run(tmp_path):
     (lambda c: c["model"].update(tokens=0), "tokens"),
     (lambda c: c["model"].update(heads=3), "heads=3"),
     (lambda c: c["model"].update(activation="relu"), "model.activation"),
+    (lambda c: c["model"].update(lora_rank=1), "model.lora_rank"),
     (lambda c: c["data"].update(kind="synthetic_regression"), "data.kind"),
     (lambda c: c.update(model={"kind": "mlp", "widths": [4, 4, 1]}), "data.kind"),
     (lambda c: c.update(model={"kind": "deep_linear", "widths": [4, 4, 1], "tokens": 3}), "model.tokens"),
