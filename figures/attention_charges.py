@@ -3,7 +3,7 @@ Attention charges under gradient flow, gradient descent and Adam
 ================================================================
 
 The QK and VO charges of one head of a two-head causal self-attention layer (d_model 8, 6 tokens,
-64 teacher sequences; theory.md §8): their change |Q(t) − Q(0)|_F against time, median over 8 seeds.
+64 teacher sequences; theory.md §8): their change ‖Q(t) − Q(0)‖_F against time, median over 8 seeds.
 Gradient flow (RK4) moves them only by its truncation error; gradient descent moves them by its exact
 one-step law (η² per step), and what that law does not explain (its residual, dashed) is round-off;
 Adam's coordinate-wise preconditioner breaks the GL(d_k) and GL(d_v) symmetries, so its charges move

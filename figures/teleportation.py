@@ -3,7 +3,7 @@ Teleportation: loss against time, and the charges jumping while the loss does no
 =================================================================================
 
 An ensemble of deep linear networks trained by gradient descent, once plainly and once teleported along
-its GL(n) symmetry orbit every ``EVERY`` time units (``simulate(..., teleport_every=EVERY)``, |∇L| raised by
+its GL(n) symmetry orbit every ``EVERY`` time units (``simulate(..., teleport_every=EVERY)``, ‖∇L‖ raised by
 ``noether_sim.teleport``). Left: median loss (and the 25–75 % band) over the seeds. Right, one seed: the
 balance charge D1's entries jump at every teleport while its loss, drawn on the same time axis, is
 continuous (its relative change at the jumps is printed).

@@ -34,7 +34,7 @@ class SelfAttention:
 
     Per head: Q = XW_Qᵀ, K = XW_Kᵀ, V = XW_Vᵀ; scores S[t, s] = ⟨Q_t, K_s⟩/√d_k (query t, key s; with
     ``causal`` only s ≤ t); A = softmax over keys; output F_t = Σ_h W_O^h Σ_s A[t, s] V_s. The loss is
-    (1/2N) Σ_n Σ_t |F_t − Y_t|² over every token (``readout="sequence"``) or over one token.
+    (1/2N) Σ_n Σ_t ‖F_t − Y_t‖² over every token (``readout="sequence"``) or over one token.
 
     Its charges, per head h (theory.md §8): ``QK<h>`` = W_QW_Qᵀ − W_KW_Kᵀ (d_k × d_k) and ``VO<h>`` =
     W_VW_Vᵀ − W_OᵀW_O (d_v × d_v), conserved by gradient flow (GL(d_k) and GL(d_v) symmetries), with
@@ -258,7 +258,7 @@ class SelfAttention:
         return np.asarray(X, dtype=float).T.reshape(-1, self.tokens, self.d_model)
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """Outputs of the tokens read, laid out like Y ((|R|·d_out) × N)."""
+        """Outputs of the tokens read, laid out like Y ((len(R)·d_out) × N)."""
         Xs = self.tokens_of(X)
         T = self.tokens
         F = np.zeros((Xs.shape[0], T, self.d_out))

@@ -159,7 +159,7 @@ def sequences(model, n_sequences: int | None = None, *, tokens=None, targets=Non
     Returns
     -------
     TrainingData
-        X of shape (tokens·d_model, N) and Y of shape (|readout|·d_out, N), one sequence per column,
+        X of shape (tokens·d_model, N) and Y of shape (n_read·d_out, N), n_read the number of tokens read, one sequence per column,
         token-major.
 
     Raises

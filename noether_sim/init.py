@@ -219,7 +219,7 @@ class Given:
 class Teleported:
     """Another initialisation's weights, teleported along their symmetry orbit before training.
 
-    Each seed's row of ``base`` is moved by ``noether_sim.teleport`` (same loss on ``data``; |∇L| raised,
+    Each seed's row of ``base`` is moved by ``noether_sim.teleport`` (same loss on ``data``; ‖∇L‖ raised,
     or the charges balanced at ``target``), so seed i's start is still a pure function of (root seed, i).
 
     Parameters

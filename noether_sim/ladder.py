@@ -269,7 +269,7 @@ def analyse_stats_ladder(ladder: xr.Dataset, order: int | None = None) -> xr.Dat
     """Per charge: verdicts of a statistics ladder (``run_ladder(..., keep="stats")``) from seed means
     and their standard errors; ``analyse_ladder`` calls it for such ladders.
 
-    The record extrapolated is the seeds' mean drift d̄(h) = mean over seeds of |q(T) − q_law(T)| at the
+    The record extrapolated is the seeds' mean drift d̄(h) = mean over seeds of ‖q(T) − q_law(T)‖ at the
     last save time (``stats.extrapolate_means``: Richardson over the two finest rungs, with the method's
     order; a bound on the standard error SE of d̄* that holds whatever the correlation between rungs;
     the uncertainty u = how far d̄* moves one rung coarser). A conserved charge has every seed's drift

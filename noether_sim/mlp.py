@@ -38,7 +38,7 @@ def erf(x):
 class MLP(DeepLinear):
     """f(x) = W_L σ(… σ(W_1 x + b_1) …) + b_L.
 
-    The rescale charges ``r = |w_in|² + b² − α|w_out|²`` use α = the activation's degree of homogeneity;
+    The rescale charges ``r = ‖w_in‖² + b² − α‖w_out‖²`` use α = the activation's degree of homogeneity;
     for tanh, softplus and GELU (no symmetry) the same expression with α = 1 is recorded as a control.
 
     Parameters
@@ -51,21 +51,21 @@ class MLP(DeepLinear):
         One of ``ACTIVATIONS``; "relu_pow" is ReLU(z)^power (degree α = power ≥ 1), "leaky_relu" has
         negative-side slope ``slope``. σ'(0) is the derivative from the left.
     loss : {"squared", "softmax_ce"}
-        ``(1/2N)Σ|f − y|²``, or softmax cross-entropy (targets Y: one-hot or soft labels, C × N).
+        ``(1/2N)Σ‖f − y‖²``, or softmax cross-entropy (targets Y: one-hot or soft labels, C × N).
     slope : float
         The negative-side slope of "leaky_relu", >= 0 (default 0.01).
     power : float
         The power of "relu_pow", >= 1 (default 2).
     normalised_first_layer : bool
-        Row k of W_1 enters only as ``w_k/|w_k|`` (no gain): ``|w_k|²`` is a scale charge.
+        Row k of W_1 enters only as ``w_k/‖w_k‖`` (no gain): ``‖w_k‖²`` is a scale charge.
     residual : bool
         A residual block f(x) = x + W_L σ(… σ(W_1x + b_1) …) + b_L (output width = input width, squared
         loss): the skip has no parameters, so every rescale (and, for the identity, balance) charge stays.
     normalisation : {None, "layer", "rms"}
         Normalise the first hidden layer's pre-activations z = W_1x + b_1 over its units, per data point,
         before the activation: "rms" z/rms(z), "layer" (z − mean z)/rms(z − mean z) (no ε, no gain). Then
-        (W_1, b_1) is scale-invariant: ``N`` = |W_1|² + |b_1|² is conserved by gradient flow and grows by
-        exactly η²(|G_1|² + |g_{b_1}|²) per gradient-descent step; layer normalisation also ignores a shift
+        (W_1, b_1) is scale-invariant: ``N`` = ‖W_1‖² + ‖b_1‖² is conserved by gradient flow and grows by
+        exactly η²(‖G_1‖² + ‖g_{b_1}‖²) per gradient-descent step; layer normalisation also ignores a shift
         of every unit by the same amount, so the column sums of W_1 (and Σb_1) are linear charges ``M``.
 
     Raises

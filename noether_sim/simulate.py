@@ -364,19 +364,19 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     track_ntk : bool, optional
         Record, for the watched seeds at every save time, the empirical NTK Θ = JJᵀ of the network outputs
         on the training inputs (rows: output c, point j; no 1/N factor): ``ntk_change``
-        ``|Θ(t) − Θ(0)|_F/|Θ(0)|_F``, ``ntk_eigenvalues`` its ``ntk_top`` largest eigenvalues and
-        ``ntk_alignment`` the uncentred kernel-target alignment ``yᵀΘy/(|Θ|_F|y|²)`` (diagnostics.ntk_along).
+        ``‖Θ(t) − Θ(0)‖_F/‖Θ(0)‖_F``, ``ntk_eigenvalues`` its ``ntk_top`` largest eigenvalues and
+        ``ntk_alignment`` the uncentred kernel-target alignment ``yᵀΘy/(‖Θ‖_F‖y‖²)`` (diagnostics.ntk_along).
         θ is recorded by the kernels; Θ is computed afterwards in NumPy, costing
         O((n_out·N)²·P + (n_out·N)³) per watched seed and save time.
     ntk_top : int, optional
         How many of the NTK's largest eigenvalues to keep (default 4).
     track_energy : bool, optional
-        A Runge–Kutta method: record the energy ``E = L + λ|θ|²/2 (+ τ|p|²/2) + ∫|θ̇|²`` as a charge with
-        law E(0), integrating ∫|θ̇|² with the run's own method (default False).
+        A Runge–Kutta method: record the energy ``E = L + λ‖θ‖²/2 (+ τ‖p‖²/2) + ∫‖θ̇‖²`` as a charge with
+        law E(0), integrating ∫‖θ̇‖² with the run's own method (default False).
     watch_seeds : sequence of int
         Seed ids whose full charge vectors are kept at every save time.
     divergence_bound : float
-        A seed with some ``|θ_j|`` above this (or non-finite) is stopped, flagged with its time and
+        A seed with some ``abs(θ_j)`` above this (or non-finite) is stopped, flagged with its time and
         excluded from statistics.
     memory_limit : float, optional
         Bytes a call may allocate (default: the memory available now); larger calls are refused before
@@ -397,8 +397,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
     layer_lr : sequence of float, optional
         gf, gd and the momentum dynamics: step multipliers (m_1, …, m_L), ``θ̇_i = −m_i∇_{θ_i}L`` (momentum:
         the force on layer i times m_i; heavy ball: its learning rate). The balance and rescale charges
-        become the weighted ``C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i`` (r: ``|w_in|²/m_in −
-        α|w_out|²/m_out``) with gradient descent's exact law; networks without biases, degree-1
+        become the weighted ``C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i`` (r: ``‖w_in‖²/m_in −
+        α‖w_out‖²/m_out``) with gradient descent's exact law; networks without biases, degree-1
         activations, λ = 0 (noether_sim/layer_lr.py).
 
     batch_size : int, optional
@@ -420,7 +420,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         gradients per step), into ``drift_discretisation`` and ``drift_noise``.
     teleport_every : float, optional
         gf and gd: every this much time, move each seed along its symmetry orbit with ``noether_sim.teleport``
-        (same loss; |∇L| raised, or the charges balanced) and run on from there. The result joins the
+        (same loss; ‖∇L‖ raised, or the charges balanced) and run on from there. The result joins the
         segments: ``drift`` and the laws are measured from the charges just after the last teleport, and
         ``teleport_time``, ``teleport_loss_before``/``_after``, ``teleport_grad_norm_before``/``_after`` and
         ``teleport_charge_before``/``_after`` (seed, teleport[, component]) record each event.

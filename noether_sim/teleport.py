@@ -9,15 +9,15 @@ The orbits (theory.md §2):
 Both act linearly on θ, θ ← Tθ with L(Tθ) = L(θ) for every θ, so ∇L(Tθ) = T⁻ᵀ∇L(θ): the gradient on the
 orbit is known from the gradient at the start. For a generator X in the algebra of layer i,
 
-    d/ds |∇L(e^{sX}·θ)|² at s = 0 = 2⟨X, M_i⟩,
+    d/ds ‖∇L(e^{sX}·θ)‖² at s = 0 = 2⟨X, M_i⟩,
     M_i = G_{i+1}ᵀG_{i+1} − G_iG_iᵀ − g_{b_i}g_{b_i}ᵀ              (deep linear, G_i = ∂L/∂W_i)
-    m_i = α|g_out|² − |g_in|² − g_b²  per neuron                    (MLP)
+    m_i = α‖g_out‖² − ‖g_in‖² − g_b²  per neuron                    (MLP)
 
 — the same quadratic forms as gradient descent's exact one-step law (theory.md §3). ``objective="grad_norm"``
-ascends |∇L|² along them (normalised steps of length ``lr`` in the algebra, halved for a seed whose
-|∇L| would not grow). ``objective="balance"`` moves each seed to the point of its orbit where every charge
+ascends ‖∇L‖² along them (normalised steps of length ``lr`` in the algebra, halved for a seed whose
+‖∇L‖ would not grow). ``objective="balance"`` moves each seed to the point of its orbit where every charge
 takes the value ``target`` (D_i = target·I for deep linear networks, r = target for every neuron of an MLP):
-the minimum of the convex potential ½|θ|² + target·Σ log det G_i on the orbit, whose algebra gradient is
+the minimum of the convex potential ½‖θ‖² + target·Σ log det G_i on the orbit, whose algebra gradient is
 target − (the charge). The group elements are accumulated (G and G⁻¹ kept apart, both from symmetric
 eigendecompositions; MLP scales as exponentials of accumulated logarithms) and applied once to the
 starting θ, so the loss stays at its starting value to round-off however many steps are taken.
@@ -51,10 +51,10 @@ class TeleportResult:
     loss_before, loss_after : ndarray
         L(θ) before and after, per seed (equal to round-off).
     grad_norm_before, grad_norm_after : ndarray
-        |∇L(θ)| before and after, per seed.
+        ‖∇L(θ)‖ before and after, per seed.
     residual : ndarray
-        ``objective="balance"``: the largest |charge − target| left, relative to the charge's scale
-        (|W_{i+1}|² + |W_i|² per layer); NaN for ``grad_norm``.
+        ``objective="balance"``: the largest ‖charge − target‖ left, relative to the charge's scale
+        (‖W_{i+1}‖² + ‖W_i‖² per layer); NaN for ``grad_norm``.
     steps : int
         Steps taken (``balance`` stops early once every residual is below 1e-13).
     """
@@ -160,7 +160,7 @@ def reachable_range(model, theta) -> tuple[bool, bool, bool]:
     """Which signs of a balance target every seed's orbit reaches: (negative, zero, positive).
 
     Per hidden layer (deep linear: D_i = tI; MLP: r = t for each neuron) t > 0 needs the outgoing side
-    W_{i+1}ᵀW_{i+1} positive definite (MLP: each neuron's |w_in|² + b² > 0) ... and the sides swap for t < 0;
+    W_{i+1}ᵀW_{i+1} positive definite (MLP: each neuron's ‖w_in‖² + b² > 0) ... and the sides swap for t < 0;
     t = 0 needs both. A rank-deficient side keeps the charge ≤ 0 (or ≥ 0) on its kernel along the whole orbit.
     """
     neg = zero = pos = True
@@ -187,7 +187,7 @@ def _range_text(neg, zero, pos):
 
 def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None = None,
              lr: float = 0.1, target: float | None = None) -> TeleportResult:
-    """Move each seed along its symmetry orbit, keeping the loss, to raise |∇L| or balance the charges.
+    """Move each seed along its symmetry orbit, keeping the loss, to raise ‖∇L‖ or balance the charges.
 
     Parameters
     ----------
@@ -199,7 +199,7 @@ def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None
     theta : array_like
         One flat parameter row (P,) or one per seed (S, P).
     objective : {"grad_norm", "balance"}
-        "grad_norm": ascend |∇L|² along the orbit (Zhao et al., arXiv 2205.10637) for ``steps`` normalised
+        "grad_norm": ascend ‖∇L‖² along the orbit (Zhao et al., arXiv 2205.10637) for ``steps`` normalised
         steps of length ``lr`` in the algebra. "balance": reach the point of the orbit where every charge
         equals ``target`` (deep linear D_i = target·I; MLP r = target per neuron).
     steps : int, optional
@@ -213,7 +213,7 @@ def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None
     Returns
     -------
     TeleportResult
-        ``theta`` (the shape given), loss and |∇L| before and after per seed, the balance residual.
+        ``theta`` (the shape given), loss and ‖∇L‖ before and after per seed, the balance residual.
 
     Raises
     ------
@@ -339,7 +339,7 @@ def _balance_residual(model, theta, target):
 
 
 def _algebra_gradient(model, g):
-    """Half the gradient of |∇L|² in each hidden layer's algebra, from the loss gradient g (S, P)."""
+    """Half the gradient of ‖∇L‖² in each hidden layer's algebra, from the loss gradient g (S, P)."""
     L = model.unflatten(g)
     out = []
     for i in range(1, model.n_layers):

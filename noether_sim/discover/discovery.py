@@ -142,7 +142,7 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
         momentum flow, whose drift field takes more brackets to fill its algebra).
     quadratic : {"auto", "full", "layer_gram"}
         "auto": the full symmetric search up to 1200 unknowns (P ≤ 48), else "layer_gram", the forms
-        ``Σ_i ⟨A_i, W̃_iW̃_iᵀ⟩ + ⟨B_i, W̃_iᵀW̃_i⟩`` of the augmented layers ``W̃_i = [W_i | b_i]``.
+        ``Σ_i ⟨A_i, W̃_iW̃_iᵀ⟩ + ⟨B_i, W̃_iᵀW̃_i⟩`` of the augmented layers ``W̃_i = [W_i, b_i]``.
     min_gap : float
         The singular-value ratio a rank decision needs; below it the result says undecided.
     catalogue : bool
@@ -150,7 +150,7 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     layer_lr : sequence of float, optional
         Gradient flow with layer-wise rates θ̇_i = −m_i∇_{θ_i}L (biases with their layer): the fields are
         M∇ℓ_j, and the catalogue checked is the weighted one (C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i,
-        r_η = (|w_in|² + b²)/m_in − α|w_out|²/m_out; linear charges v/m).
+        r_η = (‖w_in‖² + b²)/m_in − α‖w_out‖²/m_out; linear charges v/m).
 
     Returns
     -------
