@@ -274,31 +274,11 @@ def linear_charges(theta, q, ints):
     """Balance matrices D_i = W_{i+1}ᵀW_{i+1} − W_iW_iᵀ − b_ib_iᵀ of every hidden layer, row-major.
 
     Evaluated on a gradient vector g instead of θ this is G_{i+1}ᵀG_{i+1} − G_iG_iᵀ − g_b g_bᵀ, the
-    η² coefficient of gradient descent's exact one-step law. Both products go through ``gemm``
-    (the second with a negated transposed copy of W_i); each entry's sum runs in the same order
-    for (a, b) and (b, a), so D_i is exactly symmetric.
+    η² coefficient of gradient descent's exact one-step law. It is the bilinear form at (θ, θ): each
+    entry's sum runs in the same order for (a, b) and (b, a), so D_i is exactly symmetric and the
+    form's symmetrisation leaves it bit for bit unchanged (tests/test_linear_charges.py).
     """
-    L = n_layers(ints)
-    widest = widest_layer(ints)
-    neg_t = np.empty(widest * widest)
-    pos = 0
-    for i in range(1, L):
-        ni = width(ints, i)
-        nprev = width(ints, i - 1)
-        nnext = width(ints, i + 1)
-        wi = weight_offset(ints, i)
-        wn = weight_offset(ints, i + 1)
-        gemm(q, pos, ni, theta, wn, 1, ni, theta, wn, ni, ni, ni, nnext, 0)
-        for a in range(ni):
-            for c in range(nprev):
-                neg_t[c * ni + a] = -theta[wi + a * nprev + c]
-        gemm(q, pos, ni, theta, wi, nprev, 1, neg_t, 0, ni, ni, ni, nprev, 1)
-        if ints[2] != 0:
-            bo = bias_offset(ints, i)
-            for a in range(ni):
-                for b in range(ni):
-                    q[pos + a * ni + b] -= theta[bo + a] * theta[bo + b]
-        pos += ni * ni
+    linear_charges_cross(theta, theta, q, ints)
 
 
 @njit(cache=True, fastmath=FASTMATH)
