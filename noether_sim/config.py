@@ -214,6 +214,7 @@ METHOD = {
     "split_drift": (False, None), "coupled": (False, None),
     # layer-wise learning rates (theory.md §7; noether_sim/layer_lr.py), one multiplier per layer
     "layer_lr": (False, None),
+    "bias_lr": (False, None),  # an MLP's bias multipliers: one number or one per layer
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
 
@@ -475,7 +476,8 @@ def augment_charge_names(data_cfg: dict) -> list[str]:
 
 def _check_method(prefix: str, entry: dict, times) -> dict:
     """One [methods.<label>] table, checked by the same rules as simulate()'s arguments."""
-    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes", "coupled", "layer_lr")}
+    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes", "coupled", "layer_lr",
+                                                                 "bias_lr")}
     if entry["dynamics"] in ("gf", "momentum") and "method" not in entry:
         raise ConfigError(f"missing key {prefix + 'method'!r}: {entry['dynamics']} needs an integrator, one of "
                           f"{', '.join(m for m in methods_for(entry['dynamics']) if m != 'dopri5')}")
@@ -506,7 +508,11 @@ def _check_method(prefix: str, entry: dict, times) -> dict:
             **{k: full[k] for k in options}, **({"coupled": entry["coupled"]} if "coupled" in entry else {}),
             # a simulate() argument of its own (checked against the model by simulate's plan, before any work)
             **({"layer_lr": _list(prefix + "layer_lr", entry["layer_lr"], lambda kk, x: _real(kk, x, low=0, low_open=True))}
-               if "layer_lr" in entry else {})}
+               if "layer_lr" in entry else {}),
+            **({"bias_lr": (_real(prefix + "bias_lr", entry["bias_lr"], low=0, low_open=True)
+                            if not isinstance(entry["bias_lr"], list) else
+                            _list(prefix + "bias_lr", entry["bias_lr"], lambda kk, x: _real(kk, x, low=0, low_open=True)))}
+               if "bias_lr" in entry else {})}
 
 
 def _save_grid(cfg) -> list[float]:
