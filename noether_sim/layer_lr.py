@@ -41,6 +41,12 @@ decay at each layer's own rate, θ_i ← (1 − η_iλ)θ_i − η_i∇_iL (SGD 
 is not offered: there the pieces of C_i shrink at different rates, and the cross terms leave
 η²λ(m_{i+1} − m_i)(G̃_iΦ_iᵀ + Φ_iG̃_iᵀ) (+ the bias analogue) per step, so C_i has no law of its own
 (under the flow dC_i/dt = −2λ(m_{i+1}Φ_{i+1}ᵀΦ_{i+1} − m_iΦ_iΦ_iᵀ − …) is not a function of C_i).
+
+Low-rank adapters (LoRA+, ``ns.LoRA``): ``layer_lr=(m_A, m_B)`` for every adapter (LoRA+ takes m_B = λm_A,
+λ ≫ 1), or one pair per adapter. In Ã = A/√m_A, B̃ = B/√m_B the adapted weight is W₀ + κB̃Ã with
+κ = √(m_Am_B), a factor the adapter kernel takes (kernels/lora.py); GL(r) still acts there, so the
+weighted adapter charge BᵀB/m_B − AAᵀ/m_A is conserved under the flow, with descent's exact law
+η²(m_BG_BᵀG_B − m_AG_AG_Aᵀ) per step.
 """
 
 from __future__ import annotations
@@ -86,13 +92,12 @@ def check_bias_lr(bias_lr, layer_lr, model):
 def check_layer_lr(layer_lr, model, data, dynamics, weight_decay, bias_lr=None):
     """Validated multipliers as a tuple of floats, or None; ConfigError before any work. Given only
     ``bias_lr``, the layers' multipliers are all 1 (check the bias rates with ``check_bias_lr``)."""
-    if layer_lr is None and bias_lr is not None and hasattr(model, "widths"):
+    if layer_lr is None and bias_lr is not None and hasattr(model, "widths") and getattr(model, "kind", "") != "lora":
         layer_lr = (1.0,) * (len(model.widths) - 1)
     if layer_lr is None:
         return None
     if getattr(model, "kind", "") == "lora":
-        v.fail("layer_lr", layer_lr, "is not available for low-rank adapters yet (per-factor rates, LoRA+): "
-                                     "leave it None")
+        return _check_lora_rates(layer_lr, model, data, dynamics, bias_lr)
     if not hasattr(model, "widths"):
         v.fail("layer_lr", layer_lr, f"needs a layered network (DeepLinear or MLP), not a {type(model).__name__}")
     n_layers = len(model.widths) - 1
@@ -120,6 +125,36 @@ def check_layer_lr(layer_lr, model, data, dynamics, weight_decay, bias_lr=None):
     return tuple(float(x) for x in arr)
 
 
+def _check_lora_rates(layer_lr, model, data, dynamics, bias_lr):
+    """LoRA+: (m_A, m_B) for every adapter, or one pair per adapter (m_{A_1}, m_{B_1}, m_{A_2}, …)."""
+    k = len(model.layers)
+    try:
+        arr = np.asarray(layer_lr, dtype=float)
+    except (TypeError, ValueError):
+        arr = np.array([np.nan, np.nan, np.nan])
+    want = f"(m_A, m_B) for every adapter or {2 * k} multipliers (m_A, m_B per adapter, layers {list(model.layers)})"
+    if arr.ndim != 1 or len(arr) not in (2, 2 * k) or any(
+            isinstance(x, bool) or not isinstance(x, numbers.Real) for x in np.atleast_1d(layer_lr)):
+        v.fail("layer_lr", layer_lr, f"for low-rank adapters must be {want}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        v.fail("layer_lr", layer_lr, "every multiplier must be finite and > 0")
+    if dynamics not in LAYER_LR_DYNAMICS:
+        v.fail("layer_lr", layer_lr, f"applies to {', '.join(LAYER_LR_DYNAMICS)} (linear in the gradient), "
+                                     f"not to dynamics={dynamics!r}")
+    if bias_lr is not None:
+        v.fail("bias_lr", bias_lr, "does not apply to low-rank adapters (the factors have no biases)")
+    if len(data.symmetry_names):
+        v.fail("layer_lr", layer_lr, "does not combine with augmented data (data symmetry charges)")
+    return tuple(float(x) for x in (np.tile(arr, k) if len(arr) == 2 else arr))
+
+
+def adapter_factors(model, layer_lr):
+    """κ_j = √(m_{A_j}m_{B_j}) per adapter (kernels/lora.py), or None when every κ_j is 1."""
+    m = np.asarray(layer_lr, dtype=float)
+    kap = np.sqrt(m[0::2] * m[1::2])
+    return None if np.all(kap == 1.0) else kap
+
+
 def param_scale(model, layer_lr, bias_lr=None) -> np.ndarray:
     """√m_i for every weight of layer i and √m_{b_i} for its bias (the map φ → θ)."""
     mb = layer_lr if bias_lr is None else bias_lr
@@ -144,12 +179,18 @@ def bias_factors(model, layer_lr, bias_lr=None):
 
 def weighted_constants(model, floats, layer_lr, bias_lr=None) -> np.ndarray:
     """The model's kernel constants, with the bias factors appended where they are needed."""
-    e = bias_factors(model, layer_lr, bias_lr)
+    if getattr(model, "kind", "") == "lora":  # LoRA+: the adapters' factors κ_j after θ₀
+        e = adapter_factors(model, layer_lr)
+    else:
+        e = bias_factors(model, layer_lr, bias_lr)
     return floats if e is None else np.concatenate([np.asarray(floats, dtype=float), e])
 
 
-def scaled_data(data: TrainingData, layer_lr) -> TrainingData:
-    """The data the φ-run trains on: inputs times c = Π √m_i (the data itself when c = 1)."""
+def scaled_data(data: TrainingData, layer_lr, model=None) -> TrainingData:
+    """The data the φ-run trains on: inputs times c = Π √m_i (the data itself when c = 1; adapters scale
+    through their factors κ_j instead, so their data is the data)."""
+    if getattr(model, "kind", "") == "lora":
+        return data
     c = float(np.prod(np.sqrt(layer_lr)))
     if c == 1.0:
         return data

@@ -502,7 +502,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     momentum = r.dyn == DYN_MOMENTUM
     n_seeds, n_saves = len(p.ids), len(p.times)
     # layer-wise rates run as the plain dynamics in φ = θ/√m on inputs scaled by Π√m_i (layer_lr.py)
-    run_data = p.data if p.layer_lr is None else scaled_data(p.data, p.layer_lr)
+    run_data = p.data if p.layer_lr is None else scaled_data(p.data, p.layer_lr, model)
     ints, floats = model.descriptor(), model.constants(run_data)
     if p.layer_lr is not None:  # biases with rates of their own: the MLP kernel's bias factors (layer_lr.py)
         floats = weighted_constants(model, floats, p.layer_lr, p.bias_lr)
