@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import noether_sim as ns
+from noether_sim import ConfigError
 from noether_sim.mlp import MLP
 from noether_sim.teleport import _algebra_gradient, _apply_linear, _apply_rescale, _sym_exp
 
@@ -204,3 +205,64 @@ def test_teleported_initialisation():
     assert float(abs(base.charge_initial).max()) > 1e-2
     with pytest.raises(ns.ConfigError, match="^objective="):
         ns.init.Teleported(data, objective="x")
+
+
+def _teleport_study_toml(tmp_path, extra=""):
+    path = tmp_path / "s.toml"
+    path.write_text(f'''
+name = "teleport-ladder"
+t_end = 0.5
+save_every = 0.125
+[model]
+widths = [3, 4, 2]
+[data]
+n_points = 16
+[seeds]
+count = 3
+[methods.gd]
+dynamics = "gd"
+step_sizes = [0.0625, 0.03125, 0.015625]
+teleport_every = 0.25
+[methods.gd.teleport]
+steps = 5
+{extra}''')
+    return path
+
+
+def test_teleport_every_in_a_study(tmp_path):
+    """A method table's teleport_every and [teleport] table reach simulate: each block is the direct run with
+    the same teleports (the charges jump, recorded over time), and the verdicts come from the last segment."""
+    from noether_sim.builders import build_data, build_init, build_model
+    from noether_sim.config import load_config
+
+    cfg = load_config(_teleport_study_toml(tmp_path), [])
+    assert cfg["methods"]["gd"]["teleport_every"] == 0.25 and cfg["methods"]["gd"]["teleport"] == {"steps": 5}
+    ds = ns.run_study(cfg, tmp_path / "out").load()
+    direct = ns.simulate(build_model(cfg), build_data(cfg), init=build_init(cfg), dynamics="gd", h=0.015625,
+                         t_end=0.5, save_every=0.125, seeds=3, teleport_every=0.25, teleport={"steps": 5})
+    np.testing.assert_array_equal(ds.charge_final.sel(scheme="gd").isel(step=-1).values, direct.charge_final.values)
+    np.testing.assert_array_equal(ds.loss.sel(scheme="gd").isel(step=-1).values, direct.loss.values)
+    assert direct.attrs["n_teleports"] == 1
+    # the teleport moved the charges by far more than descent's η² terms do in a whole segment ...
+    jump = np.abs(direct.teleport_charge_after.values - direct.teleport_charge_before.values).max()
+    assert jump > 10 * np.abs(direct.drift.values).max()
+    # ... and the law, measured after the last teleport, holds: exact-law verdicts
+    assert set(ds.verdict.sel(scheme="gd").values.ravel()) == {ns.laws.CONSERVED}
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('[methods.hb]\ndynamics = "momentum"\nmethod = "verlet"\ntau = 0.5\nstep_sizes = [0.0625, 0.03125, 0.015625]\n'
+     'teleport_every = 0.25\n', "teleport_every"),
+    ('[methods.t]\ndynamics = "gd"\nstep_sizes = [0.0625, 0.03125, 0.015625]\n[methods.t.teleport]\nsteps = 5\n',
+     "teleport"),
+    ('[methods.t]\ndynamics = "gd"\nstep_sizes = [0.0625, 0.03125, 0.015625]\nteleport_every = 0.25\n'
+     '[methods.t.teleport]\nsteps = 5\nspeed = 2\n', "teleport"),
+    ('[methods.t]\ndynamics = "gd"\nstep_sizes = [0.0625, 0.03125, 0.015625]\nteleport_every = -1.0\n',
+     "teleport_every"),
+])
+def test_bad_teleport_keys_in_a_study_are_refused(tmp_path, extra, key):
+    from noether_sim.config import load_config
+
+    with pytest.raises(ConfigError, match=key):
+        cfg = load_config(_teleport_study_toml(tmp_path, extra), [])
+        ns.run_study(cfg, tmp_path / "out")
