@@ -307,3 +307,19 @@ def test_teleport_every_refusals(kwargs, name):
     model, data = ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16, seed=1)
     with pytest.raises(ConfigError, match=rf"^{name}="):
         ns.simulate(model, data, n_steps=20, seeds=2, teleport_every=0.1, **kwargs)
+
+
+def test_run_ladder_with_teleports():
+    """run_ladder takes teleport_every/teleport like simulate: each rung is that simulate call, the events
+    stack along h, and the ladder's verdicts (from the last segment) are exact-law ones."""
+    model, data = ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16, seed=1)
+    hs = [0.0625, 0.03125, 0.015625]
+    lad = ns.run_ladder(model, data, dynamics="gd", step_sizes=hs, t_end=0.5, save_every=0.125, seeds=3,
+                        teleport_every=0.25, teleport={"steps": 5})
+    one = ns.simulate(model, data, dynamics="gd", h=hs[-1], t_end=0.5, save_every=0.125, seeds=3,
+                      teleport_every=0.25, teleport={"steps": 5})
+    np.testing.assert_array_equal(lad.charge_final.isel(h=-1).values, one.charge_final.values)
+    np.testing.assert_array_equal(lad.teleport_charge_after.isel(h=-1).values, one.teleport_charge_after.values)
+    assert set(ns.analyse_ladder(lad).verdict.values.ravel()) == {ns.laws.CONSERVED}
+    with pytest.raises(ConfigError, match="^teleport_every="):
+        ns.run_ladder(model, data, dynamics="adam", step_sizes=hs, t_end=0.5, seeds=2, teleport_every=0.25)
