@@ -10,7 +10,10 @@ Descriptor (kernels/layout.py): the base's MLP descriptor with kind MODEL_LORA, 
     extra E + 1  rank r
     extra E + 2  P₀, the length of θ_full
     extra E + 3 + 3j, … + 1, … + 2   adapter j: its layer l, offset of A_l (r × n_{l−1}) and of B_l (n_l × r)
-model_floats: the MLP's three floats, then θ₀ (P₀ frozen base parameters).
+model_floats: the MLP's three floats, then θ₀ (P₀ frozen base parameters), then optionally one factor κ_j
+per adapter: adapter j then adds κ_j·B_jA_j, and its factors' gradients are κ_j·B_jᵀG, κ_j·GA_jᵀ. Rates of
+their own for A and B (LoRA+) run through these, κ_j = √(m_{A_j}m_{B_j}) (noether_sim/layer_lr.py); without
+them the adapters are the plain ones, bit for bit.
 
 Charges (GL(r) between B_l and A_l, theory.md §8): per adapter D_l = B_lᵀB_l − A_lA_lᵀ (r × r,
 row-major; degree 2); with a softmax head and an adapter on the last layer L, the translations
@@ -85,33 +88,38 @@ def lora_loss_grad(theta, grad, ints, floats, X, Y, work):
     gfull = work[ws + P0: ws + 2 * P0]
     for k in range(P0):
         full[k] = floats[F_BASE + k]
+    scaled = floats.shape[0] > F_BASE + P0  # per-adapter factors κ_j (LoRA+ rates)
     for j in range(n_adapters(ints)):
         layer, ao, bo = adapter(ints, j)
         n, m = width(ints, layer), width(ints, layer - 1)
         wo = ints[3 + ints[1] + layer]  # weight_offset of the full layout
+        kap = floats[F_BASE + P0 + j] if scaled else 1.0
         for a in range(n):
             for c in range(m):
                 acc = 0.0
                 for s in range(r):
                     acc += theta[bo + a * r + s] * theta[ao + s * m + c]
+                if scaled:
+                    acc *= kap
                 full[wo + a * m + c] += acc
     loss = mlp_loss_grad(full, gfull, ints, floats, X, Y, work[:ws])
     for j in range(n_adapters(ints)):
         layer, ao, bo = adapter(ints, j)
         n, m = width(ints, layer), width(ints, layer - 1)
         wo = ints[3 + ints[1] + layer]
-        for s in range(r):  # ∂A = BᵀG
+        kap = floats[F_BASE + P0 + j] if scaled else 1.0
+        for s in range(r):  # ∂A = κBᵀG
             for c in range(m):
                 acc = 0.0
                 for a in range(n):
                     acc += theta[bo + a * r + s] * gfull[wo + a * m + c]
-                grad[ao + s * m + c] = acc
-        for a in range(n):  # ∂B = GAᵀ
+                grad[ao + s * m + c] = acc * kap if scaled else acc
+        for a in range(n):  # ∂B = κGAᵀ
             for s in range(r):
                 acc = 0.0
                 for c in range(m):
                     acc += gfull[wo + a * m + c] * theta[ao + s * m + c]
-                grad[bo + a * r + s] = acc
+                grad[bo + a * r + s] = acc * kap if scaled else acc
     return loss
 
 

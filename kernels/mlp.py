@@ -7,7 +7,10 @@ Optionally the first layer is weight-normalised without a gain: row k enters as 
 pre-activations are layer- or RMS-normalised; the whole network is a residual block f(x) = x + (network)
 (n_L = n_0; the skip has no parameters, so the gradient's only change is the residual f − y).
 
-model_floats: [leaky slope a, power α of ReLU(z)^α, homogeneity degree used in the rescale charges].
+model_floats: [leaky slope a, power α of ReLU(z)^α, homogeneity degree used in the rescale charges],
+optionally followed by one bias factor e_i per layer i = 1 … L: then layer i adds e_i·b_i (not b_i) and its
+bias gradient is e_i·(Δ_i 1). Layer-wise rates with separate bias rates run through these factors
+(noether_sim/layer_lr.py); without them (three floats) the network is the plain one, bit for bit.
 
 Derivative convention at the kink z = 0: σ'(0) is the derivative from the left, i.e.
 ReLU'(0) = 0, leaky'(0) = a, |·|'(0) = 0 (sign(0)), (ReLU^α)'(0) = 0. Any choice keeps the charges'
@@ -43,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
-from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
+from .layout import MODEL_MLP, bias_offset, extra, n_layers, weight_offset, widest_layer, width
 from .linear_isometric import layer_isometric, layer_isometric_scale
 from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_tile_1x4, dot_tile_4x4
 
@@ -73,6 +76,9 @@ def mlp_work_size(ints, n_points):
         size += width(ints, 1) * (width(ints, 0) + 1)
     if extra(ints, 3) != NORM_NONE:
         size += n_points
+    if ints[2] != 0:  # the scaled biases e_i·b_i (used only with bias factors in model_floats)
+        for i in range(1, L + 1):
+            size += width(ints, i)
     return size
 
 
@@ -319,6 +325,8 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     buf_pos = _z_offset(ints, L, N) + width(ints, L) * N
     bufs = (work[buf_pos: buf_pos + widest * N], work[buf_pos + widest * N: buf_pos + 2 * widest * N])
     nv_pos = buf_pos + 2 * widest * N
+    # layer_lr with bias rates (a plain MLP only: adapters append θ₀ to the same floats, kernels/lora.py)
+    bias_factors = has_bias and ints[0] == MODEL_MLP and floats.shape[0] > F_CHARGE_DEGREE + 1
 
     # ---- forward ----
     n0, n1 = width(ints, 0), width(ints, 1)
@@ -326,6 +334,7 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     norms = work[nv_pos + n1 * n0: nv_pos + n1 * n0 + (n1 if normalised else 0)]
     ns_pos = nv_pos + (n1 * n0 + n1 if normalised else 0)
     inv_s = work[ns_pos: ns_pos + (N if norm != NORM_NONE else 0)]
+    eb_pos = ns_pos + (N if norm != NORM_NONE else 0)  # the scaled biases e_i·b_i, layer after layer
     if normalised:
         V = work[nv_pos: nv_pos + n1 * n0].reshape((n1, n0))
         for k in range(n1):
@@ -343,6 +352,13 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         W = W1 if i == 1 else theta[weight_offset(ints, i): weight_offset(ints, i) + ni * nprev].reshape((ni, nprev))
         bo = bias_offset(ints, i)
         b = theta[bo: bo + ni] if has_bias else theta[0:0]
+        if bias_factors:
+            eb = work[eb_pos: eb_pos + ni]
+            e = floats[F_CHARGE_DEGREE + i]
+            for k in range(ni):
+                eb[k] = e * b[k]
+            b = eb
+            eb_pos += ni
         zo = _z_offset(ints, i, N)
         Z = work[zo: zo + ni * N].reshape((ni, N))
         if i < L:
@@ -410,6 +426,10 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
         else:
             Hprev = X
         _weight_gradient(delta, Hprev, G, gb, has_bias)
+        if bias_factors:
+            e = floats[F_CHARGE_DEGREE + i]
+            for k in range(ni):
+                gb[k] *= e
         if i > 1:
             W = theta[wo: wo + ni * nprev].reshape((ni, nprev))
             out = bufs[i % 2][: nprev * N].reshape((nprev, N))

@@ -214,6 +214,10 @@ METHOD = {
     "split_drift": (False, None), "coupled": (False, None),
     # layer-wise learning rates (theory.md §7; noether_sim/layer_lr.py), one multiplier per layer
     "layer_lr": (False, None),
+    "bias_lr": (False, None),  # an MLP's bias multipliers: one number or one per layer
+    # teleportation events during each rung (noether_sim/teleport.py): every this much time, with the
+    # [methods.<label>.teleport] table's options (objective, steps, lr, target)
+    "teleport_every": (False, None), "teleport": (False, None),
 }
 SECTIONS = {"model": MODEL, "data": DATA, "init": INIT, "seeds": SEEDS, "record": RECORD}
 
@@ -475,7 +479,8 @@ def augment_charge_names(data_cfg: dict) -> list[str]:
 
 def _check_method(prefix: str, entry: dict, times) -> dict:
     """One [methods.<label>] table, checked by the same rules as simulate()'s arguments."""
-    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes", "coupled", "layer_lr")}
+    options = {k: entry[k] for k in entry if k not in ("dynamics", "method", "step_sizes", "coupled", "layer_lr",
+                                                                 "bias_lr", "teleport_every", "teleport")}
     if entry["dynamics"] in ("gf", "momentum") and "method" not in entry:
         raise ConfigError(f"missing key {prefix + 'method'!r}: {entry['dynamics']} needs an integrator, one of "
                           f"{', '.join(m for m in methods_for(entry['dynamics']) if m != 'dopri5')}")
@@ -506,7 +511,34 @@ def _check_method(prefix: str, entry: dict, times) -> dict:
             **{k: full[k] for k in options}, **({"coupled": entry["coupled"]} if "coupled" in entry else {}),
             # a simulate() argument of its own (checked against the model by simulate's plan, before any work)
             **({"layer_lr": _list(prefix + "layer_lr", entry["layer_lr"], lambda kk, x: _real(kk, x, low=0, low_open=True))}
-               if "layer_lr" in entry else {})}
+               if "layer_lr" in entry else {}),
+            **({"bias_lr": (_real(prefix + "bias_lr", entry["bias_lr"], low=0, low_open=True)
+                            if not isinstance(entry["bias_lr"], list) else
+                            _list(prefix + "bias_lr", entry["bias_lr"], lambda kk, x: _real(kk, x, low=0, low_open=True)))}
+               if "bias_lr" in entry else {}),
+            **_check_teleport_keys(prefix, entry)}
+
+
+def _check_teleport_keys(prefix: str, entry: dict) -> dict:
+    """A method table's teleport_every and [teleport] table (ns.teleport's options), checked by teleport.py's
+    own rules; the model-dependent checks are simulate's, before any work (study.check_blocks)."""
+    if "teleport" in entry and "teleport_every" not in entry:
+        _fail(prefix + "teleport", entry["teleport"], "needs teleport_every (the time between teleports)")
+    if "teleport_every" not in entry:
+        return {}
+    from .teleport import check_teleport_options
+
+    every = _real(prefix + "teleport_every", entry["teleport_every"], low=0, low_open=True)
+    options = entry.get("teleport", {})
+    if not isinstance(options, dict) or set(options) - {"objective", "steps", "lr", "target"}:
+        _fail(prefix + "teleport", options, "must be a table with some of objective, steps, lr, target "
+                                            "(ns.teleport's options)")
+    try:
+        check_teleport_options(options.get("objective", "grad_norm"), options.get("steps"), options.get("lr", 0.1),
+                               options.get("target"))
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}teleport.{err}") from None
+    return {"teleport_every": every, **({"teleport": dict(options)} if options else {})}
 
 
 def _save_grid(cfg) -> list[float]:

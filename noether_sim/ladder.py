@@ -73,7 +73,8 @@ def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=
     **kwargs
         Any other ``simulate`` keyword (``dynamics``, ``method``, ``t_end``, ``seeds``, ``tau``, …), the
         same for every rung; ``h``, ``n_steps`` and ``learning_rate`` are refused, and so are adaptive
-        methods.
+        methods. With ``teleport_every`` (and ``teleport``) every rung is ``simulate`` with those teleports,
+        its events stacked along ``h``.
 
     Returns
     -------
@@ -112,6 +113,11 @@ def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=
         if isinstance(t_end, (int, float)) and t_end > 0:
             kwargs["save_every"] = float(hs[0] * max(1, round(t_end / hs[0]) // 32))
     kwargs, per_rung = rung_options(kwargs, hs)  # coupled Langevin rungs (stochastic.py)
+    tele = {k: kwargs.pop(k) for k in ("teleport_every", "teleport") if kwargs.get(k) is not None}
+    if tele:  # every rung a run with teleports (teleport.py), checked as simulate checks it
+        from .teleport import check_teleport_run
+
+        check_teleport_run(tele.get("teleport_every"), tele.get("teleport"), model, dict(kwargs, h=float(hs[0])))
     plans = [plan(model, data, h=float(h), memory_limit=memory_limit, **kwargs, **extra)
              for h, extra in zip(hs, per_rung)]
     if plans[0].resolved.adaptive:
@@ -121,7 +127,13 @@ def run_ladder(model, data, *, step_sizes, progress: bool = False, memory_limit=
         if len(p.times) != len(plans[0].times) or np.any(np.abs(p.times - plans[0].times) > 1e-12 * p.t_end):
             fail("step_sizes", list(hs), f"every rung must share one save grid (h = {h:g} differs)")
     check_memory({"rungs": sum(sum(p.memory.values()) for p in plans)}, memory_limit, "run_ladder()")
-    runs = [execute(p, progress=progress) for p in plans]
+    if tele:
+        from .simulate import simulate
+
+        runs = [simulate(model, data, h=float(h), memory_limit=memory_limit, progress=progress, **kwargs, **extra,
+                         **tele) for h, extra in zip(hs, per_rung)]
+    else:
+        runs = [execute(p, progress=progress) for p in plans]
     return stack_runs(runs, hs)
 
 

@@ -27,7 +27,7 @@ from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, ini
                        progress_bar, provenance, save_grid, seed_ids)
 from .init import Gaussian, Given, to_config
 from .laws import limit_flow
-from .layer_lr import check_layer_lr, param_scale, scaled_data
+from .layer_lr import check_bias_lr, check_layer_lr, param_scale, scaled_data, weighted_constants
 from .teleport import check_teleport_run, run_with_teleports
 from .models import ChargeGroup
 from .stochastic import SAMPLING_CODES, batch_factor, expectation_factors, noise_rates, seed_statistics
@@ -121,13 +121,14 @@ class Plan:
     ntk_top: int = 4
     memory: dict = field(default_factory=dict)
     layer_lr: tuple | None = None
+    bias_lr: tuple | None = None  # the biases' own multipliers (layer_lr.py); None: each with its layer
     keep: object = None  # None: per-seed records; a stats.Stats: streaming statistics (stats.py)
 
 
 def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps=None, save_every=None,
          save_times=None, seeds=1, root_seed=0, init=None, weight_decay=0.0, watch_seeds=(),
          divergence_bound=1e8, memory_limit=None, description="", track_ntk=False, ntk_top=4, layer_lr=None,
-         keep="seeds", **options) -> Plan:
+         keep="seeds", bias_lr=None, **options) -> Plan:
     """Validate a ``simulate`` call and estimate its memory; ConfigError naming the first bad argument."""
     keep = check_keep(keep)
     resolved = resolve(dynamics, method)
@@ -139,7 +140,7 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         v.fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, SelfAttention, CustomModel)")
     custom = getattr(model, "kind", None) == "custom"
     if custom:  # the user's function: compiled and checked (gradient vs finite differences) before any work
-        _check_custom(model, data, options, track_ntk, layer_lr)
+        _check_custom(model, data, options, track_ntk, layer_lr if bias_lr is None else bias_lr)
     else:
         data.check_fits(model)
     batch_size = options.get("batch_size")
@@ -194,12 +195,13 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
     if not isinstance(description, str):
         v.fail("description", description, "must be a string")
     track_law = bool(options.get("track_law", False))
-    layer_lr = check_layer_lr(layer_lr, model, data, resolved.dynamics, weight_decay)
+    layer_lr = check_layer_lr(layer_lr, model, data, resolved.dynamics, weight_decay, bias_lr)
+    bias_lr = None if layer_lr is None else check_bias_lr(bias_lr, layer_lr, model)
     if layer_lr is not None and track_ntk:  # the kernels record φ = θ/√m, not θ
         v.fail("layer_lr", list(layer_lr), "does not combine with track_ntk")
     p = Plan(model, data, resolved, options, h, tau, t_end, times, ids, watch, init, root_seed, weight_decay,
              divergence_bound, description, track_law, track_energy, bool(track_ntk), ntk_top,
-             layer_lr=layer_lr, keep=keep)
+             layer_lr=layer_lr, bias_lr=bias_lr, keep=keep)
     held = len(ids) if keep is None else min(len(ids), keep.chunk)
     p.memory = memory_needed(model, resolved, track_law, held, len(times), len(watch),
                              _extra_groups(data, track_energy), ntk)
@@ -307,7 +309,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              divergence_bound: float = 1e8, memory_limit: float | None = None,
              progress: bool = False, description: str = "",
              beta1: float | None = None, beta2: float | None = None, eps: float | None = None,
-             layer_lr=None, keep="seeds", teleport_every: float | None = None, teleport=None) -> xr.Dataset:
+             layer_lr=None, keep="seeds", teleport_every: float | None = None, teleport=None,
+             bias_lr=None) -> xr.Dataset:
     """Integrate an ensemble of networks and record loss and charges at the save times.
 
     Every dynamics with every method that applies (``noether-sim list``); options that only some take are
@@ -395,11 +398,15 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         the charges are compared with their gradient-flow law, which these steps do not keep
         (``laws.limit_flow`` names the flow they converge to as h → 0; docs/guide/optimizers.md).
     layer_lr : sequence of float, optional
-        gf, gd and the momentum dynamics: step multipliers (m_1, …, m_L), ``θ̇_i = −m_i∇_{θ_i}L`` (momentum:
-        the force on layer i times m_i; heavy ball: its learning rate). The balance and rescale charges
-        become the weighted ``C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i`` (r: ``‖w_in‖²/m_in −
-        α‖w_out‖²/m_out``) with gradient descent's exact law; networks without biases, degree-1
-        activations, λ = 0 (noether_sim/layer_lr.py).
+        gf, gd, langevin and the momentum dynamics: step multipliers (m_1, …, m_L), ``θ̇_i = −m_i∇_{θ_i}L``
+        (momentum: the force on layer i times m_i; heavy ball: its learning rate; langevin: noise
+        ``√(2ηm_iT)`` in layer i). The balance and rescale charges become the weighted
+        ``C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i − b_ib_iᵀ/m_{b_i}`` (r: ``(‖w_in‖²/m_in + b²/m_b) −
+        α‖w_out‖²/m_out``) with gradient descent's exact law; degree-1 activations (biases: MLPs); weight
+        decay λ acts at the base rate, ``θ̇_i = −m_i∇_{θ_i}L − λθ_i`` (noether_sim/layer_lr.py).
+    bias_lr : float or sequence of float, optional
+        An MLP's bias multipliers m_{b_i}, one per layer (one number: the same for every layer's bias);
+        absolute, like ``layer_lr`` (not relative to it). None: each bias with its layer's multiplier.
 
     batch_size : int, optional
         gd, heavy_ball, nesterov, langevin and the optimizers: minibatch gradients of B points per step and seed (B = N is the
@@ -471,7 +478,7 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
              description=description, track_ntk=track_ntk, ntk_top=ntk_top, tau=tau, beta=beta,
              learning_rate=learning_rate, velocity=velocity, track_law=track_law, rtol=rtol, atol=atol,
              max_steps=max_steps, solve_tol=solve_tol, max_solve_iters=max_solve_iters, max_halvings=max_halvings, track_energy=track_energy,
-             beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr,
+             beta1=beta1, beta2=beta2, eps=eps, layer_lr=layer_lr, bias_lr=bias_lr,
              batch_size=batch_size, sampling=sampling, temperature=temperature, noise_substeps=noise_substeps,
              split_drift=split_drift, keep=keep)
     return execute(p, progress=progress)
@@ -495,8 +502,10 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     momentum = r.dyn == DYN_MOMENTUM
     n_seeds, n_saves = len(p.ids), len(p.times)
     # layer-wise rates run as the plain dynamics in φ = θ/√m on inputs scaled by Π√m_i (layer_lr.py)
-    run_data = p.data if p.layer_lr is None else scaled_data(p.data, p.layer_lr)
+    run_data = p.data if p.layer_lr is None else scaled_data(p.data, p.layer_lr, model)
     ints, floats = model.descriptor(), model.constants(run_data)
+    if p.layer_lr is not None:  # biases with rates of their own: the MLP kernel's bias factors (layer_lr.py)
+        floats = weighted_constants(model, floats, p.layer_lr, p.bias_lr)
     kind = int(ints[0])  # compile-time literal in the kernels: one specialisation per model kind
     data_a, data_b = model.kernel_data(run_data)
     h = p.h if p.h is not None else 0.0
@@ -508,7 +517,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     if theta.shape != (n_seeds, P):
         raise AssertionError(f"initialisation returned shape {theta.shape}, expected {(n_seeds, P)}")
     velocity = None
-    scale = None if p.layer_lr is None else param_scale(model, p.layer_lr)  # φ = θ/scale (layer_lr.py)
+    scale = None if p.layer_lr is None else param_scale(model, p.layer_lr, p.bias_lr)  # φ = θ/scale (layer_lr.py)
     theta_run = theta if scale is None else theta / scale
     if momentum:
         v_opt = opts.get("velocity")
@@ -801,6 +810,7 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         "dynamics": r.dynamics, "method": r.method, "h": p.h, "t_end": p.t_end, "weight_decay": p.weight_decay,
         "root_seed": int(p.root_seed), "n_seeds": n_seeds, "divergence_bound": p.divergence_bound,
         **({"layer_lr": list(p.layer_lr)} if p.layer_lr is not None else {}),
+        **({"bias_lr": list(p.bias_lr)} if p.bias_lr is not None else {}),
         **{k: (val if isinstance(val, (str, float, int, bool, type(None))) else "array") for k, val in p.options.items()},
         "tau": p.tau, "track_ntk": p.track_ntk, "ntk_top": p.ntk_top,
     }
@@ -828,9 +838,11 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
         ds = _label_optimizer(ds, p, st, ok)
     if p.layer_lr is not None:  # back from φ to θ = √m φ; the charges are φ's: the weighted ones
         for name in ("theta_final", "velocity_final"):
-            ds[name] = ds[name] * param_scale(model, p.layer_lr)
+            ds[name] = ds[name] * param_scale(model, p.layer_lr, p.bias_lr)
             ds[name].attrs["description"] = VARIABLES[name]
         ds.attrs["layer_lr"] = json.dumps(list(p.layer_lr))
+        if p.bias_lr is not None:
+            ds.attrs["bias_lr"] = json.dumps(list(p.bias_lr))
         ds.attrs["charge_descriptions"] = json.dumps({
             k: text + " — weighted by the layer rates: each layer's term divided by its multiplier m_i"
             for k, text in json.loads(ds.attrs["charge_descriptions"]).items()})

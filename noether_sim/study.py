@@ -78,7 +78,13 @@ def check_blocks(configs: list) -> None:
         for label, m in cfg["methods"].items():
             for k in range(len(m["step_sizes"])):
                 try:
-                    plan(model, data, init=init, **block_arguments(cfg, label, k))
+                    kwargs = block_arguments(cfg, label, k)
+                    if "teleport_every" in kwargs:  # simulate's own checks of a run with teleports
+                        from .teleport import check_teleport_run
+
+                        every, opts = kwargs.pop("teleport_every"), kwargs.pop("teleport", None)
+                        check_teleport_run(every, opts, model, kwargs)
+                    plan(model, data, init=init, **kwargs)
                 except ConfigError as err:
                     where = f"sweep point {i}, " if len(configs) > 1 else ""
                     raise ConfigError(f"{where}method {label!r} at step size {m['step_sizes'][k]:g}: {err}") from None
@@ -96,6 +102,9 @@ def trim_block(ds: xr.Dataset, cfg) -> xr.Dataset:
         descr = json.loads(ds.attrs["charge_descriptions"])
         ds.attrs.update(charge_shapes=json.dumps({c: shapes[c] for c in charges}),
                         charge_descriptions=json.dumps({c: descr[c] for c in charges}))
+    if "teleport_time" in ds.coords:  # the per-event table (seed × teleport) is simulate()'s; a study keeps the
+        # charges over time with their jumps and the attrs teleport_every / n_teleports (blocks share variables)
+        ds = ds.drop_vars([n for n in ds.variables if str(n).startswith("teleport_")])
     if "optimizer_state_final" in ds:  # per-seed optimizer state: single runs only (blocks of a study share variables)
         ds = ds.drop_vars(["optimizer_state_final", "optimizer_state_part", "optimizer_state_param"])
     if not cfg["record"]["final_weights"]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,6 +57,10 @@ class TeleportResult:
         (‖W_{i+1}‖² + ‖W_i‖² per layer); NaN for ``grad_norm``.
     steps : int
         Steps taken (``balance`` stops early once every residual is below 1e-13).
+    move : callable
+        The group element each seed was moved by, as a map of rows (S, P) → (S, P): ``move(theta_before)``
+        is ``theta``, and ``move(v)`` pushes a tangent vector (a velocity) forward the same way (the action
+        is linear in θ), which keeps L and ⟨∇L, v⟩ (so the first-order loss change) unchanged.
     """
 
     theta: np.ndarray
@@ -66,6 +70,7 @@ class TeleportResult:
     grad_norm_after: np.ndarray
     residual: np.ndarray
     steps: int
+    move: object = field(default=None, repr=False, compare=False)
 
 
 def _loss_grad(model, data, theta):
@@ -263,6 +268,16 @@ def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None
         G = [np.broadcast_to(np.eye(n), (S, n, n)).copy() for n in hid]
         Ginv = [x.copy() for x in G]
         apply = lambda: _apply_linear(model, theta0, G, Ginv)  # noqa: E731
+
+    def element():
+        """The group element θ was last moved by, frozen, as a map of rows."""
+        if mlp:
+            uu = [x.copy() for x in u]
+            return lambda x: _apply_rescale(model, np.atleast_2d(np.asarray(x, dtype=float)), uu)
+        GG, GI = [x.copy() for x in G], [x.copy() for x in Ginv]
+        return lambda x: _apply_linear(model, np.atleast_2d(np.asarray(x, dtype=float)), GG, GI)
+
+    move = element()  # the identity
     residual = np.full(S, np.nan)
     theta, taken = theta0, 0
     if objective == "grad_norm":
@@ -294,6 +309,7 @@ def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None
                 _, gt = _loss_grad(model, data, trial)
                 gnt = np.sqrt(np.sum(gt * gt, axis=1))
             theta, g, gn = trial, gt, gnt
+            move = element()
     else:
         damp = 1.0 if n_hidden == 1 else 0.5
         for taken in range(1, steps + 1):
@@ -320,11 +336,12 @@ def teleport(model, data, theta, objective: str = "grad_norm", steps: int | None
                 taken -= 1
                 break
             theta = apply()
+            move = element()
         if not np.all(residual < TOL):
             residual = _balance_residual(model, theta, target)
     loss1, g1 = _loss_grad(model, data, theta)
     out_theta = theta if arr.ndim == 2 else theta[0]
-    return TeleportResult(out_theta, loss0, loss1, gn0, np.sqrt(np.sum(g1 * g1, axis=1)), residual, taken)
+    return TeleportResult(out_theta, loss0, loss1, gn0, np.sqrt(np.sum(g1 * g1, axis=1)), residual, taken, move)
 
 
 def _balance_residual(model, theta, target):
@@ -356,7 +373,8 @@ def _algebra_gradient(model, g):
 
 # ---- teleportation as an event during a run: simulate(..., teleport_every=, teleport=) ----
 
-TELEPORT_DYNAMICS = ("gf", "gd")
+TELEPORT_DYNAMICS = ("gf", "gd", "momentum", "heavy_ball", "nesterov")
+MOMENTUM_TELEPORT = ("momentum", "heavy_ball", "nesterov")  # the velocity is pushed forward with θ
 _SUMMED = ("n_grad_evals", "n_accepted", "n_rejected", "n_solve_iters", "n_retried_steps")
 _FIRST = ("theta_initial", "charge_initial", "velocity_initial", "law_initial")
 _LARGEST = ("max_solve_iters", "solve_residual", "roundoff_floor")
@@ -373,9 +391,13 @@ def check_teleport_run(teleport_every, options, model, kwargs) -> tuple[float, d
     check_teleport_model(model)
     dyn = kwargs.get("dynamics", "gf")
     if dyn not in TELEPORT_DYNAMICS:
-        v.fail("teleport_every", every, f"applies to dynamics {', '.join(TELEPORT_DYNAMICS)} (a velocity or an "
-                                        f"optimizer's moments have no law across a jump), not to {dyn!r}")
-    for name in ("batch_size", "temperature", "layer_lr", "save_times"):
+        v.fail("teleport_every", every, f"applies to dynamics {', '.join(TELEPORT_DYNAMICS)} (an adaptive "
+                                        f"optimizer's moments are per coordinate: no group element maps them), "
+                                        f"not to {dyn!r}")
+    if dyn in MOMENTUM_TELEPORT and kwargs.get("learning_rate") is not None:
+        v.fail("learning_rate", kwargs["learning_rate"], "with teleport_every give the momentum dynamics h and tau "
+                                                         "(segment times are multiples of h)")
+    for name in ("batch_size", "temperature", "layer_lr", "bias_lr", "save_times"):
         if kwargs.get(name) is not None:
             v.fail(name, kwargs[name], "does not combine with teleport_every")
     if kwargs.get("track_ntk"):
@@ -432,6 +454,12 @@ def run_with_teleports(simulate, given, model, data, kwargs, every, options):
         if res is not None:
             moved[alive] = res.theta
         moved[~alive] = 0.0  # a diverged seed runs on from zero; its later records are blanked below
+        if kw.get("dynamics") in MOMENTUM_TELEPORT:  # the velocity as a tangent vector: v ↦ g·v (linear action)
+            vel = np.nan_to_num(np.ascontiguousarray(ds.velocity_final.values))
+            if res is not None:
+                vel[alive] = res.move(vel[alive])
+            vel[~alive] = 0.0
+            kw["velocity"] = vel
         q = [ensemble_charges(int(ints[0]), np.ascontiguousarray(x), ints, model.constants(data), model.n_charges)
              for x in (before, moved)]
         ev = {"time": bounds[k + 1], "charge_before": q[0], "charge_after": q[1]}
@@ -482,6 +510,9 @@ def _join(segments, events, bounds, every, options, xr):
             out[f"teleport_{key}_{side}"] = (("seed", "teleport"), vals, {"description": f"{desc[key]} {side} each teleport"})
     for side in ("before", "after"):
         vals = np.stack([e[f"charge_{side}"] for e in events], axis=1) if events else np.zeros((first.sizes["seed"], 0, out.sizes["component"]))
+        if vals.shape[-1] < out.sizes["component"]:  # momentum: the isometric components (J) are not evaluated
+            pad = np.full(vals.shape[:-1] + (out.sizes["component"] - vals.shape[-1],), np.nan)  # at the events
+            vals = np.concatenate([vals, pad], axis=-1)
         out[f"teleport_charge_{side}"] = (("seed", "teleport", "component"), vals,
                                           {"description": f"every charge component {side} each teleport"})
     cfg = dict(out.attrs)

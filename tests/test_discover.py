@@ -348,3 +348,30 @@ def test_discover_with_layer_lr_finds_the_weighted_laws():
         ns.discover(ns.DeepLinear((4, 3, 3)), layer_lr=(1.0,))
     with pytest.raises(ns.ConfigError, match="layer_lr"):
         ns.discover(ns.DeepLinear((4, 3, 3)), layer_lr=(1.0, 2.0), flow="momentum")
+
+
+def test_discover_with_bias_lr_finds_the_bias_weighted_laws():
+    """Biases with rates of their own (bias_lr): the same count of laws, and the catalogue weighted with
+    the bias rates (b_ib_iᵀ/m_{b_i}, b²/m_b) conserved; weighting the biases with their layer is not."""
+    import noether_sim as ns
+    from noether_sim.discover.catalogue import catalogue_forms
+    from noether_sim.discover.discovery import _layer_scale
+    from noether_sim.discover.laws import _sample_rows
+    from noether_sim.discover.lie import _Fields
+
+    model, rates, bias_rates = ns.MLP((3, 4, 2), bias=True), (3.0, 0.5), (0.2, 5.0)
+    plain, weighted = ns.discover(model), ns.discover(model, layer_lr=rates, bias_lr=bias_rates)
+    assert weighted.count == plain.count and weighted.catalogue.complete
+    assert all(g["conserved"] and g["residual"] < 1e-12 for g in weighted.catalogue.groups)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((model.widths[0], 12)), rng.standard_normal((model.widths[-1], 12))
+    fields = _Fields(model, X, Y, "gradient", 1.0, _layer_scale(model, rates, "gradient", bias_rates))
+    theta, g = _sample_rows(model, fields, rng, 8)
+    m = _layer_scale(model, rates, "gradient")  # biases with their layer: the wrong weights here
+    _, _, _, S = catalogue_forms(model)[0]
+    W = np.diag(1.0 / np.sqrt(m)) @ S @ np.diag(1.0 / np.sqrt(m))
+    d = theta @ W.T
+    rel = np.abs(np.sum(d * g, axis=1)) / (np.linalg.norm(d, axis=1) * np.linalg.norm(g, axis=1))
+    assert rel.max() > 1e-3
+    with pytest.raises(ns.ConfigError, match="bias_lr"):
+        ns.discover(ns.MLP((3, 4, 2)), bias_lr=2.0)

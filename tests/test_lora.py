@@ -212,9 +212,3 @@ def test_discovery_counts_gl_r_per_adapter(flow, expected):
 def test_invalid_adapters_are_named(kwargs, name):
     with pytest.raises(ConfigError, match=rf"^{name}="):
         ns.LoRA(**kwargs)
-
-
-def test_layer_lr_is_refused_for_adapters():
-    model = MODELS["mlp_relu_first"]()
-    with pytest.raises(ConfigError, match=r"^layer_lr="):
-        ns.simulate(model, data_for(model), dynamics="gd", h=0.05, n_steps=10, layer_lr=[1.0, 2.0])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import noether_sim as ns
+from noether_sim import ConfigError
 from noether_sim.mlp import MLP
 from noether_sim.teleport import _algebra_gradient, _apply_linear, _apply_rescale, _sym_exp
 
@@ -204,3 +205,121 @@ def test_teleported_initialisation():
     assert float(abs(base.charge_initial).max()) > 1e-2
     with pytest.raises(ns.ConfigError, match="^objective="):
         ns.init.Teleported(data, objective="x")
+
+
+def _teleport_study_toml(tmp_path, extra=""):
+    path = tmp_path / "s.toml"
+    path.write_text(f'''
+name = "teleport-ladder"
+t_end = 0.5
+save_every = 0.125
+[model]
+widths = [3, 4, 2]
+[data]
+n_points = 16
+[seeds]
+count = 3
+[methods.gd]
+dynamics = "gd"
+step_sizes = [0.0625, 0.03125, 0.015625]
+teleport_every = 0.25
+[methods.gd.teleport]
+steps = 5
+{extra}''')
+    return path
+
+
+def test_teleport_every_in_a_study(tmp_path):
+    """A method table's teleport_every and [teleport] table reach simulate: each block is the direct run with
+    the same teleports (the charges jump, recorded over time), and the verdicts come from the last segment."""
+    from noether_sim.builders import build_data, build_init, build_model
+    from noether_sim.config import load_config
+
+    cfg = load_config(_teleport_study_toml(tmp_path), [])
+    assert cfg["methods"]["gd"]["teleport_every"] == 0.25 and cfg["methods"]["gd"]["teleport"] == {"steps": 5}
+    ds = ns.run_study(cfg, tmp_path / "out").load()
+    direct = ns.simulate(build_model(cfg), build_data(cfg), init=build_init(cfg), dynamics="gd", h=0.015625,
+                         t_end=0.5, save_every=0.125, seeds=3, teleport_every=0.25, teleport={"steps": 5})
+    np.testing.assert_array_equal(ds.charge_final.sel(scheme="gd").isel(step=-1).values, direct.charge_final.values)
+    np.testing.assert_array_equal(ds.loss.sel(scheme="gd").isel(step=-1).values, direct.loss.values)
+    assert direct.attrs["n_teleports"] == 1
+    # the teleport moved the charges by far more than descent's η² terms do in a whole segment ...
+    jump = np.abs(direct.teleport_charge_after.values - direct.teleport_charge_before.values).max()
+    assert jump > 10 * np.abs(direct.drift.values).max()
+    # ... and the law, measured after the last teleport, holds: exact-law verdicts
+    assert set(ds.verdict.sel(scheme="gd").values.ravel()) == {ns.laws.CONSERVED}
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('[methods.hb]\ndynamics = "adam"\nstep_sizes = [0.0625, 0.03125, 0.015625]\n'
+     'teleport_every = 0.25\n', "teleport_every"),
+    ('[methods.t]\ndynamics = "gd"\nstep_sizes = [0.0625, 0.03125, 0.015625]\n[methods.t.teleport]\nsteps = 5\n',
+     "teleport"),
+    ('[methods.t]\ndynamics = "gd"\nstep_sizes = [0.0625, 0.03125, 0.015625]\nteleport_every = 0.25\n'
+     '[methods.t.teleport]\nsteps = 5\nspeed = 2\n', "teleport"),
+    ('[methods.t]\ndynamics = "gd"\nstep_sizes = [0.0625, 0.03125, 0.015625]\nteleport_every = -1.0\n',
+     "teleport_every"),
+])
+def test_bad_teleport_keys_in_a_study_are_refused(tmp_path, extra, key):
+    from noether_sim.config import load_config
+
+    with pytest.raises(ConfigError, match=key):
+        cfg = load_config(_teleport_study_toml(tmp_path, extra), [])
+        ns.run_study(cfg, tmp_path / "out")
+
+
+def test_teleport_under_momentum_pushes_the_velocity_forward():
+    """Under momentum each teleport moves θ by the group element g and the velocity as a tangent vector,
+    v ↦ g·v (the action is linear in θ). That keeps L(θ + εv) for every ε, so the loss and its rate ⟨∇L, v⟩:
+    checked to round-off, against the velocity left as it was (which changes the rate), and the joined run
+    against segments run and teleported by hand."""
+    from noether_sim.teleport import _loss_grad, teleport
+
+    model, data = ns.DeepLinear((3, 4, 5, 2)), ns.data.synthetic_regression(3, 2, 16, noise=0.1, seed=1)
+    kw = dict(dynamics="momentum", method="verlet", h=0.02, tau=0.5, save_every=0.2, seeds=3, velocity="gradient")
+    joined = ns.simulate(model, data, t_end=0.8, teleport_every=0.4, **kw)
+    first = ns.simulate(model, data, t_end=0.4, **kw)
+    res = teleport(model, data, first.theta_final.values)
+    v0 = first.velocity_final.values
+    v1 = res.move(v0)
+    np.testing.assert_allclose(res.move(first.theta_final.values), res.theta, rtol=0, atol=1e-13)
+    second = ns.simulate(model, data, t_end=0.4, **dict(kw, velocity=v1), init=ns.init.Given(res.theta))
+    np.testing.assert_array_equal(joined.theta_final.values, second.theta_final.values)
+    np.testing.assert_array_equal(joined.velocity_final.values, second.velocity_final.values)
+    th0 = first.theta_final.values
+    for eps in (0.1, 1.0):
+        a = _loss_grad(model, data, th0 + eps * v0)[0]
+        b = _loss_grad(model, data, res.theta + eps * v1)[0]
+        np.testing.assert_allclose(b, a, rtol=1e-12)
+    rate = lambda th, v: np.sum(_loss_grad(model, data, th)[1] * v, axis=1)  # noqa: E731
+    np.testing.assert_allclose(rate(res.theta, v1), rate(th0, v0), rtol=1e-10)
+    # the check can fail: keeping the old velocity at the new θ changes the loss's rate by far more
+    assert np.max(np.abs(rate(res.theta, v0) - rate(th0, v0))) > 1e-4 * np.max(np.abs(rate(th0, v0)))
+    assert np.all(res.grad_norm_after > res.grad_norm_before)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(dynamics="adam", h=0.01), "teleport_every"),
+    (dict(dynamics="gd", h=0.01, keep="stats"), "keep"),
+    (dict(dynamics="heavy_ball", learning_rate=0.01, beta=0.9), "learning_rate"),
+])
+def test_teleport_every_refusals(kwargs, name):
+    model, data = ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16, seed=1)
+    with pytest.raises(ConfigError, match=rf"^{name}="):
+        ns.simulate(model, data, n_steps=20, seeds=2, teleport_every=0.1, **kwargs)
+
+
+def test_run_ladder_with_teleports():
+    """run_ladder takes teleport_every/teleport like simulate: each rung is that simulate call, the events
+    stack along h, and the ladder's verdicts (from the last segment) are exact-law ones."""
+    model, data = ns.DeepLinear((3, 4, 2)), ns.data.synthetic_regression(3, 2, 16, seed=1)
+    hs = [0.0625, 0.03125, 0.015625]
+    lad = ns.run_ladder(model, data, dynamics="gd", step_sizes=hs, t_end=0.5, save_every=0.125, seeds=3,
+                        teleport_every=0.25, teleport={"steps": 5})
+    one = ns.simulate(model, data, dynamics="gd", h=hs[-1], t_end=0.5, save_every=0.125, seeds=3,
+                      teleport_every=0.25, teleport={"steps": 5})
+    np.testing.assert_array_equal(lad.charge_final.isel(h=-1).values, one.charge_final.values)
+    np.testing.assert_array_equal(lad.teleport_charge_after.isel(h=-1).values, one.teleport_charge_after.values)
+    assert set(ns.analyse_ladder(lad).verdict.values.ravel()) == {ns.laws.CONSERVED}
+    with pytest.raises(ConfigError, match="^teleport_every="):
+        ns.run_ladder(model, data, dynamics="adam", step_sizes=hs, t_end=0.5, seeds=2, teleport_every=0.25)

@@ -112,7 +112,7 @@ def format_table(results) -> str:
 
 def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: int = 0, flow: str = "gradient",
              tau: float = 1.0, n_data: int | None = None, max_depth: int | None = None, quadratic: str = "auto",
-             min_gap: float = 1e4, catalogue: bool = True, layer_lr=None) -> DiscoveryResult:
+             min_gap: float = 1e4, catalogue: bool = True, layer_lr=None, bias_lr=None) -> DiscoveryResult:
     """Count and find the conservation laws of ``model`` (a DeepLinear or MLP; a CustomModel from its
     gradient alone, with its data: see ``discover.custom``, which returns a ``CustomDiscovery``).
 
@@ -151,6 +151,9 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
         Gradient flow with layer-wise rates θ̇_i = −m_i∇_{θ_i}L (biases with their layer): the fields are
         M∇ℓ_j, and the catalogue checked is the weighted one (C_i = W_{i+1}ᵀW_{i+1}/m_{i+1} − W_iW_iᵀ/m_i,
         r_η = (‖w_in‖² + b²)/m_in − α‖w_out‖²/m_out; linear charges v/m).
+    bias_lr : float or sequence of float, optional
+        The biases' own multipliers m_{b_i} (one number: every layer's), as in ``simulate``; the weighted
+        catalogue then divides b_ib_iᵀ (b²) by m_{b_i}. Given alone, the layers' multipliers are 1.
 
     Returns
     -------
@@ -210,7 +213,7 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
         if n_data is not None:
             fail("n_data", n_data, "is only used without data (data=None); the data set fixes the points")
         X, Y = data.X, data.Y
-    fields = _Fields(model, X, Y, flow, tau, _layer_scale(model, layer_lr, flow))
+    fields = _Fields(model, X, Y, flow, tau, _layer_scale(model, layer_lr, flow, bias_lr))
     stamps = [time.perf_counter()]
     results, notes = [], []
     for _ in range(points):
@@ -257,8 +260,11 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
                             "quadratic": quadratic, "seconds_by_stage": timings})
 
 
-def _layer_scale(model, layer_lr, flow):
-    """m_i for every parameter of layer i (weights and bias), or None; ConfigError for bad multipliers."""
+def _layer_scale(model, layer_lr, flow, bias_lr=None):
+    """m_i for every weight of layer i and m_{b_i} for its bias (m_i unless ``bias_lr``), or None;
+    ConfigError for bad multipliers."""
+    if layer_lr is None and bias_lr is not None:
+        layer_lr = [1.0] * model.n_layers
     if layer_lr is None:
         return None
     arr = np.asarray(layer_lr, dtype=float) if np.iterable(layer_lr) else np.array([np.nan])
@@ -266,9 +272,16 @@ def _layer_scale(model, layer_lr, flow):
         fail("layer_lr", layer_lr, f"must be {model.n_layers} finite multipliers > 0, one per layer")
     if flow != "gradient":
         fail("layer_lr", layer_lr, "applies to flow='gradient'")
+    mb = arr
+    if bias_lr is not None:
+        if not getattr(model, "bias", False):
+            fail("bias_lr", bias_lr, "needs a network with biases (bias=True)")
+        mb = np.asarray([bias_lr] * model.n_layers if np.isscalar(bias_lr) else bias_lr, dtype=float)
+        if mb.ndim != 1 or len(mb) != model.n_layers or not np.all(np.isfinite(mb)) or np.any(mb <= 0):
+            fail("bias_lr", bias_lr, f"must be one finite multiplier > 0 or {model.n_layers}, one per layer's bias")
     out = np.empty(model.n_params)
     for i, (W, b) in enumerate(model.unflatten(np.arange(model.n_params)), start=1):
         out[W.ravel()] = arr[i - 1]
         if b is not None:
-            out[b] = arr[i - 1]
+            out[b] = mb[i - 1]
     return out
