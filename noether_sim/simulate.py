@@ -45,9 +45,10 @@ VARIABLES = {
     "drift": "|q(t) − q_law(t)| (Frobenius) per charge; q_law is the charge's exact law (coordinate charge_law)",
     "drift_max": "largest entry of |q(t) − q_law(t)|",
     "predicted": "gradient descent (also minibatch; Langevin with its noise terms): |q_pred(t) − q_law(t)|, the "
-                 "drift its exact one-step law predicts",
-    "residual": "gradient descent (also minibatch; Langevin): |q(t) − q_pred(t)|, drift the exact law does not "
-                "explain (round-off)",
+                 "drift its exact one-step law predicts; a stochastic momentum splitting run (underdamped Langevin, "
+                 "minibatches): |q_pred(t) − q_law(t)| of its exact per-sub-step law, model and isometric charges",
+    "residual": "gradient descent (also minibatch; Langevin; stochastic momentum splittings): |q(t) − q_pred(t)|, "
+                "drift the exact law does not explain (round-off)",
     "law_residual": "momentum dynamics, every model charge q (balance D, rescale r, scale S, translation T): "
                     "momentum flow |I(t) − I(0)|, I = τq̇ + q + 2λ∫q(θ)dt − 2τ∫q(θ̇)dt, the integrated exact law "
                     "τq̈ + q̇ + 2λq = 2τq(θ̇) (quadratic q; linear q: τq̈ + q̇ + λq = 0); heavy ball and Nesterov "
@@ -75,7 +76,8 @@ VARIABLES = {
     "n_retried_steps": "implicit methods: steps whose solve failed at h and were redone as 2, 4, … substeps",
     "charge_watch": "full charge vector of the watched seeds at every save time (model charges, data-symmetry "
                     "charges and energy, isometric charges: coordinate component_charge)",
-    "predicted_watch": "gradient descent: the exact law's prediction of charge_watch",
+    "predicted_watch": "gradient descent (and stochastic momentum splittings): the exact law's prediction of "
+                       "charge_watch",
     "ntk_change": "track_ntk: |Θ(t) − Θ(0)|_F/|Θ(0)|_F of the watched seeds' empirical NTK Θ = JJᵀ on the "
                   "training inputs (NaN otherwise)",
     "ntk_eigenvalues": "track_ntk: the largest eigenvalues of Θ(t), descending (coordinate ntk_rank)",
@@ -538,7 +540,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
     settings = MomentumSettings if momentum else GradientFlowSettings  # the dynamics, as a type (bundles.py)
     cfg = settings(
-        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd" or r.method == "euler_maruyama",
+        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd" or r.method == "euler_maruyama" or _splitting_law(r, opts),
         nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
         error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,
         max_steps=int(opts.get("max_steps", 0)), max_solve_iters=int(opts.get("max_solve_iters", 0)),
@@ -568,7 +570,9 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         watch_slot[row_of[int(sid)]] = slot
     refs = ChargeRefs(group_off, group_degree, np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot,
                       gens, x0)
-    st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
+    pred0 = _splitting_law_start(kind, y, P, q0, j0, group_off, group_degree, ints, floats) \
+        if _splitting_law(r, opts) else q0.copy()
+    st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), pred0, np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
                    np.zeros(n_seeds, np.int64), np.ascontiguousarray(p.ids, dtype=np.int64),
                    np.zeros((n_seeds, 2 * nq if cfg.split_drift else 0)))
@@ -647,6 +651,25 @@ def _by_seeds(n_seeds: int, call):
             o[lo:hi] = a
         lo = hi
     return out if isinstance(part, tuple) else out[0]
+def _splitting_law(r, opts) -> bool:
+    """Does the run track the splitting's exact per-trajectory law (a stochastic momentum run:
+    underdamped Langevin or minibatches; kernels/splitting.py ``_law_kick``)?"""
+    return r.dyn == DYN_MOMENTUM and r.splitting is not None and is_stochastic(opts)
+
+
+def _splitting_law_start(kind, y, P, q0, j0, group_off, group_degree, ints, floats):
+    """The law's predictions at t = 0, per seed: [Q(q), V = B(q, p) (linear charges: Q(p)), J(q, p)];
+    B by polarisation, B(q, p) = (Q(q + p) − Q(q − p))/4."""
+    nq = q0.shape[1]
+    q, p = y[:, :P], y[:, P:2 * P]
+    plus = ensemble_charges(kind, np.ascontiguousarray(q + p), ints, floats, nq)
+    minus = ensemble_charges(kind, np.ascontiguousarray(q - p), ints, floats, nq)
+    linear = ensemble_charges(kind, np.ascontiguousarray(p), ints, floats, nq)
+    degree = np.repeat(group_degree, np.diff(group_off))
+    v0 = np.where(degree[None, :] == 2, 0.25 * (plus - minus), linear)
+    return np.ascontiguousarray(np.concatenate([q0, v0, j0], axis=1))
+
+
 def _kernel_batch_size(p) -> int:
     """B for the kernels; 0 (the precomputed full-batch data) when the batch is every point."""
     B = p.options.get("batch_size")
