@@ -182,9 +182,9 @@ def splitting_step(kind, y, h, ops, weights, P, nq, tau, lam, track, grad, grad_
                 evals += 1
                 grad_valid = True
             c = s / tau
+            _law_kick(ou, kind, q, c, lam, ints, floats)
             for j in range(P):
                 p[j] -= c * grad[j]
-            _law_kick(ou, kind, q, c, lam, ints, floats)
         else:  # OP_DRIFT
             _law_drift(ou, kind, p, s, qa, ints, floats)
             if track:

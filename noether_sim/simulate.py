@@ -540,7 +540,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
     settings = MomentumSettings if momentum else GradientFlowSettings  # the dynamics, as a type (bundles.py)
     cfg = settings(
-        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd" or r.method == "euler_maruyama" or _splitting_law(r, opts),
+        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd" or r.method == "euler_maruyama" or _splitting_law(r, opts, p.data.n_points),
         nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
         error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,
         max_steps=int(opts.get("max_steps", 0)), max_solve_iters=int(opts.get("max_solve_iters", 0)),
@@ -552,7 +552,11 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
         noise_substeps=int(opts.get("noise_substeps") or 1), split_drift=bool(opts.get("split_drift", False)),
         batch_factor=batch_factor(p.data.n_points, opts.get("batch_size") or p.data.n_points))
-    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, run_data, p.options))  # layer_lr: scaled
+    # momentum with no randomness to draw (T = 0, no batch or B = N) runs the deterministic kernel: bit for bit
+    # the run without those options
+    random_free = momentum and not _momentum_draws(opts, p.data.n_points)
+    model_data = ModelData(ints, floats, data_a, data_b,
+                           *_points(kind, model, run_data, {} if random_free else p.options))  # layer_lr: scaled
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     group_off = np.array([g.offset for g in groups] + [nq], dtype=np.int64)
     group_degree = np.array([g.degree for g in groups], dtype=np.int64)
@@ -571,7 +575,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     refs = ChargeRefs(group_off, group_degree, np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot,
                       gens, x0)
     pred0 = _splitting_law_start(kind, y, P, q0, j0, group_off, group_degree, ints, floats) \
-        if _splitting_law(r, opts) else q0.copy()
+        if _splitting_law(r, opts, p.data.n_points) else q0.copy()
     st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), pred0, np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
                    np.zeros(n_seeds, np.int64), np.ascontiguousarray(p.ids, dtype=np.int64),
@@ -651,10 +655,16 @@ def _by_seeds(n_seeds: int, call):
             o[lo:hi] = a
         lo = hi
     return out if isinstance(part, tuple) else out[0]
-def _splitting_law(r, opts) -> bool:
-    """Does the run track the splitting's exact per-trajectory law (a stochastic momentum run:
-    underdamped Langevin or minibatches; kernels/splitting.py ``_law_kick``)?"""
-    return r.dyn == DYN_MOMENTUM and r.splitting is not None and is_stochastic(opts)
+def _momentum_draws(opts, n_points) -> bool:
+    """Does a momentum run draw randomness per step (a temperature > 0, or a batch smaller than the data)?"""
+    B = opts.get("batch_size")
+    return (opts.get("temperature") or 0.0) > 0.0 or (B is not None and B < n_points)
+
+
+def _splitting_law(r, opts, n_points) -> bool:
+    """Does the run track the splitting's exact per-trajectory law (a momentum splitting run that draws
+    noise or minibatches; kernels/splitting.py ``_law_kick``)?"""
+    return r.dyn == DYN_MOMENTUM and r.splitting is not None and _momentum_draws(opts, n_points)
 
 
 def _splitting_law_start(kind, y, P, q0, j0, group_off, group_degree, ints, floats):
