@@ -132,4 +132,6 @@ def test_example_study_verdicts(tmp_path):
     ds = ns.run_study(tomllib.loads(path.read_text()), tmp_path / "ud")
     rows = {(r.method, r.charge): r.verdict for r in summary_rows(ds)}
     assert rows == {("heun", "D1"): "broken by the noise", ("underdamped", "D1"): "broken by the flow",
-                    ("underdamped", "J1"): "conserved in expectation"}
+                    ("underdamped", "J1"): "conserved in expectation",
+                    # with minibatches too: every batch loss keeps the rotation symmetry
+                    ("underdamped-b8", "D1"): "broken by the flow", ("underdamped-b8", "J1"): "conserved in expectation"}

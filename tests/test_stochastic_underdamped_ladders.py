@@ -251,7 +251,11 @@ def test_splitting_law_holds_to_roundoff_for_every_seed(kw):
     assert {"model", "isometric"} <= set(kinds.values())
     assert np.isfinite(ds.residual).all()
     assert (ds.residual <= residual_bound(ds, args["h"], substeps)).all()
-    assert (ds.predicted.isel(time=-1) > 1e8 * ds.residual.isel(time=-1)).all()
+    # not trivially met: what the law accounts for is far above the residual. Without noise the isometric
+    # law is the deterministic e^{−t/τ}J(0) itself (Ĵ − e^{−t/τ}J(0) is round-off), so only the model charges
+    last = ds.isel(time=-1)
+    judged = ds.charge_kind.values == "model" if args["temperature"] is None else np.ones(ds.sizes["charge"], bool)
+    assert (last.predicted.values[:, judged] > 1e8 * last.residual.values[:, judged]).all()
 
 
 def test_splitting_law_replayed_in_numpy_and_without_its_noise_term(problem):
@@ -305,25 +309,36 @@ def test_splitting_law_replayed_in_numpy_and_without_its_noise_term(problem):
 
 # ---- studies and refusals ----
 
-def test_study_with_minibatch_underdamped_langevin(tmp_path):
-    """examples/underdamped_langevin.toml (now with a minibatch underdamped method, coupled rungs by
-    default) through the study front door, and a sweep over temperature and batch size on momentum."""
+@pytest.mark.slow  # a whole study with a sweep: the README's quick command leaves it out
+def test_sweep_over_temperature_and_batch_size_of_underdamped_langevin(tmp_path):
+    """examples/underdamped_langevin.toml's minibatch underdamped method through the study front door, swept
+    over temperature and batch size (sweep dimensions like any other key; rungs coupled by default): J1
+    keeps its expectation law at every point, and a point's finest rung is simulate()'s run, bit for bit."""
     import pathlib
     import tomllib
 
+    from noether_sim.results import sweep_point
     from noether_sim.tables import summary_rows
 
     path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "underdamped_langevin.toml"
     cfg = tomllib.loads(path.read_text())
     assert cfg["methods"]["underdamped-b8"]["batch_size"] == 8
     cfg["seeds"]["count"] = 60
-    cfg["methods"] = {k: m for k, m in cfg["methods"].items() if m["dynamics"] == "momentum"}
+    cfg["methods"] = {"underdamped-b8": cfg["methods"]["underdamped-b8"]}
     cfg["sweep"] = {"methods.underdamped-b8.temperature": [0.02, 0.05],
                     "methods.underdamped-b8.batch_size": [4, 16]}
     ds = ns.run_study(cfg, tmp_path / "ud")
-    rows = summary_rows(ds)
-    assert {r.method for r in rows} == {"underdamped", "underdamped-b8"}
-    assert all(r.verdict for r in rows)
+    assert ds.drift.dims[:2] == ("methods.underdamped-b8.temperature", "methods.underdamped-b8.batch_size")
+    for i in range(4):
+        rows = {(r.method, r.charge): r.verdict for r in summary_rows(sweep_point(ds, i))}
+        assert rows[("underdamped-b8", "J1")] == "conserved in expectation", (i, rows)
+    m = cfg["methods"]["underdamped-b8"]
+    alone = ns.simulate(ns.DeepLinear((4, 6, 1)), ns.data.synthetic_regression(4, 1, 32, noise=0.1),
+                        dynamics="momentum", tau=m["tau"], velocity=m["velocity"], temperature=0.05, batch_size=16,
+                        h=m["step_sizes"][-1], t_end=cfg["t_end"], save_every=cfg["save_every"], seeds=60)
+    point = {"methods.underdamped-b8.temperature": 0.05, "methods.underdamped-b8.batch_size": 16,
+             "scheme": "underdamped-b8"}
+    np.testing.assert_array_equal(ds.charge_final.sel(point).isel(step=-1).values, alone.charge_final.values)
 
 
 @pytest.mark.parametrize("kw, name", [
