@@ -40,7 +40,9 @@ gradient on its batch (drawn by root seed, seed id and step), so the exact law a
 Langevin run (Euler's tableau) adds √(2hT)ξ after the step and accumulates the law with its noise terms
 (``_accumulate_noisy_law``), or with ``method.ops[0]`` = 1 takes the stochastic Heun corrector
 (``_add_noise``); under momentum with a temperature the splitting's damp steps are exact
-Ornstein–Uhlenbeck steps (splitting.py); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
+Ornstein–Uhlenbeck steps (splitting.py), and a stochastic splitting run (noise or minibatches) accumulates its
+exact per-sub-step law into ``predicted`` inside the step (splitting._law_kick: predictions [Q̂, V̂, Ĵ]);
+``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
 
 A fixed implicit step whose stage equations do not converge is retried as 2, 4, … 2^max_halvings
 substeps from the same start (so it still lands on the save times); if none converges the seed stops

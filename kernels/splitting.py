@@ -11,7 +11,11 @@ dp = −(∇L + λq + p)dt/τ + (√(2T)/τ)dW): every damp sub-step becomes the
 dp = −p dt/τ + (√(2T)/τ)dW over its time s, p ← e^{−s/τ}p + √((T/τ)(1 − e^{−2s/τ})) ξ (stationary
 variance T/τ per coordinate: the Gibbs law ∝ exp(−(τ|p|²/2 + L + λ|q|²/2)/T)). Verlet becomes OBABO
 (a BAOAB-type splitting). The m-th damp of step k draws ξ as draw k·(damps per step) + m of the seed's
-noise stream (kernels/stochastic.py), so a seed's path does not depend on how seeds are batched.
+noise stream (kernels/stochastic.py), so a seed's path does not depend on how seeds are batched. On a
+coupled ladder's rung (``noise_substeps`` = r) that draw is the normalised OU-weighted sum of the finest
+rung's r draws over the same interval (stochastic.ou_noise; needs equal damp weights, checked in Python).
+A stochastic run (noise or minibatches: one batch per step, used by every kick of the step) also
+accumulates the splitting's exact per-trajectory law of the charges (``_law_kick``).
 
 The gradient is reused between sub-steps while q has not moved (between a kick and the next kick
 with only damps in between), so Störmer–Verlet costs one gradient per step, Yoshida's composition three.

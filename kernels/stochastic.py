@@ -21,7 +21,8 @@ and the uniform) from the 64-bit hashes at counters n·2¹⁶, n·2¹⁶ + 1, �
 a rejection or the tail takes the next counters, so every normal has its own counter range and no
 normal's draw shifts another's). Draw d of P normals (one Euler–Maruyama step, or one Ornstein–Uhlenbeck
 sub-step of underdamped Langevin) is normals d·P … d·P + P − 1. A coarse step of a coupled ladder whose
-finest step is h/r uses ξ = (ξ_{rk} + … + ξ_{rk+r−1})/√r: the sum of the fine rung's increments. (The
+finest step is h/r uses ξ = (ξ_{rk} + … + ξ_{rk+r−1})/√r: the sum of the fine rung's increments; an exact
+Ornstein–Uhlenbeck sub-step of underdamped Langevin weights them by their decay instead (``ou_noise``). (The
 ziggurat replaced Box–Muller: ≈ 4.5 ns per normal, its common case vectorised, instead of ≈ 45 ns;
 bench/README.md.)
 """

@@ -404,7 +404,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         activations, λ = 0 (noether_sim/layer_lr.py).
 
     batch_size : int, optional
-        gd, heavy_ball, nesterov, langevin and the optimizers: minibatch gradients of B points per step and seed (B = N is the
+        gd, heavy_ball, nesterov, langevin, the optimizers and momentum by a splitting method (every kick of a
+        step uses the step's batch): minibatch gradients of B points per step and seed (B = N is the
         full batch), drawn from the counter-based generator per (root_seed, seed id, step);
         ``minibatch_indices`` replays them.
     sampling : {"uniform", "epoch"}, optional
@@ -413,9 +414,13 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         langevin: T >= 0 of ``dθ = −(∇L + λθ)dt + √(2T)dW`` (method ``euler_maruyama``, weak order 1, or
         ``stochastic_heun``, weak order 2; noise per seed and step). momentum with a splitting method:
         underdamped Langevin ``τθ̈ + θ̇ = −∇L − λθ + √(2T)Ẇ``, each damp sub-step the exact
-        Ornstein–Uhlenbeck step ``p ← e^{−s/τ}p + √((T/τ)(1 − e^{−2s/τ}))ξ`` (Verlet: OBABO).
+        Ornstein–Uhlenbeck step ``p ← e^{−s/τ}p + √((T/τ)(1 − e^{−2s/τ}))ξ`` (Verlet: OBABO; verlet or
+        symplectic_euler, whose damp steps run forward in time). A stochastic splitting run records the
+        splitting's exact per-trajectory law as ``predicted`` / ``residual`` (docs/guide/stochastic.md).
     noise_substeps : int, optional
         langevin: each step's noise is the normalised sum of this many finer steps' draws (coupled ladders).
+        momentum with a temperature: each OU sub-step's noise is the normalised OU-weighted sum of this many
+        finer OU steps' draws (equal damp weights needed: verlet, symplectic_euler).
     split_drift : bool, optional
         gd with a batch_size: on the watched seeds, accumulate the drift's expected parts, the
         discretisation ``η²q(Ḡ)`` and the minibatch noise ``η²c_B·q_Σ`` (per-sample gradients: N + 1

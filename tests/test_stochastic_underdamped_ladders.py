@@ -258,6 +258,27 @@ def test_splitting_law_holds_to_roundoff_for_every_seed(kw):
     assert (last.predicted.values[:, judged] > 1e8 * last.residual.values[:, judged]).all()
 
 
+def test_splitting_law_on_an_mlp_with_linear_charges():
+    """A linear softmax-CE MLP has every kind of charge the law treats: quadratic model charges (rescale r_i,
+    balance D_i), a linear one (the softmax translation T: V = T(p), drift Q̂ += sV, OU V ← eV + T(n)), the
+    rotation charges J_i and a linear isometric one (JT = Σ_c P_L[c, ·]: its kicks take −cλ·JT(q), non-zero
+    with weight decay). With weight decay, minibatches and noise: residual at round-off for every seed."""
+    from noether_sim.mlp import MLP
+
+    model = MLP((3, 4, 5, 3), activation="linear", loss="softmax_ce", bias=True)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3, 20))
+    Y = np.eye(3)[:, rng.integers(0, 3, 20)]
+    data = ns.data.from_arrays(X, Y)
+    h = 0.02
+    ds = ns.simulate(model, data, dynamics="momentum", tau=0.5, temperature=0.05, h=h, n_steps=200, save_every=0.8,
+                     seeds=5, velocity=0.5, weight_decay=0.1, batch_size=7, init=ns.init.Gaussian(bias_scale=0.5))
+    assert not ds.diverged.any()
+    assert {"r1", "D1", "T", "J1", "JT"} <= set(ds.charge.values)
+    assert (ds.residual <= residual_bound(ds, h)).all()
+    assert (ds.predicted.isel(time=-1) > 1e8 * ds.residual.isel(time=-1)).all()
+
+
 def test_splitting_law_replayed_in_numpy_and_without_its_noise_term(problem):
     """An independent NumPy replay of OBABO and of the law for D_1 = W_2ᵀW_2 − W_1W_1ᵀ:
     kick V −= cλQ̂; drift Q̂ += 2sV + s²D(p), V += sD(p); OU V ← eV + B(q, n). With the noise term it
