@@ -235,7 +235,7 @@ def check_options(resolved: Resolved, given: dict) -> dict:
             del out["split_drift"]
     if "noise_substeps" in out:
         out["noise_substeps"] = v.positive_int("noise_substeps", out["noise_substeps"])
-    if resolved.dynamics == "momentum":
+    if resolved.dynamics == "momentum" and resolved.splitting is not None:
         _check_underdamped(resolved, out)
     if resolved.dynamics == "langevin" and "temperature" not in out:
         v.fail("temperature", None, "langevin needs a temperature T >= 0 (noise √(2hT) per step)")

@@ -393,3 +393,16 @@ def test_ladder_refusals(problem):
     # uncoupled, any step sizes
     lad = ns.run_ladder(model, data, step_sizes=[0.03, 0.015, 0.01], coupled=False, seeds=2, **kw)
     assert lad.sizes["h"] == 3
+
+
+@pytest.mark.parametrize("method", ["rk4", "gl1", "yoshida4", "verlet"])
+def test_momentum_without_noise_still_plans(problem, method):
+    """The underdamped checks touch only splitting runs with noise options (a Runge–Kutta momentum run has no
+    damp steps to inspect; yoshida4 without a temperature is deterministic momentum)."""
+    from noether_sim.simulate import plan
+
+    model, data = problem
+    p = plan(model, data, dynamics="momentum", method=method, tau=0.3, h=0.05, n_steps=2)
+    assert p.resolved.method == method
+    if method == "yoshida4":  # T = 0: no OU step to run backwards
+        plan(model, data, dynamics="momentum", method=method, tau=0.3, h=0.05, n_steps=2, temperature=0.0)
