@@ -33,7 +33,8 @@ accumulate, on the watched seeds, the drift's expected parts h²q(Ḡ) and h²c_
 SeedState = namedtuple("SeedState", [
     "y", "t", "h_next", "predicted", "status", "t_diverged", "n_grad", "n_accepted", "n_rejected",
     "n_solve_iters", "max_solve_iters", "solve_residual", "n_retried", "seed_id", "split"])
-"""Per seed: state row, time, next adaptive step, the GD law's q_pred, status and counters, and the seed
+"""Per seed: state row, time, next adaptive step, the GD law's q_pred (a stochastic momentum splitting run:
+[Q̂, V̂, Ĵ], 2·nq + nj entries, splitting._law_kick), status and counters, and the seed
 id that keys its per-step randomness; ``split`` (seed, 2·nq; (seed, 0) when not tracked) the accumulated
 discretisation and minibatch-noise parts of the drift, signed, per charge component."""
 

@@ -40,7 +40,9 @@ gradient on its batch (drawn by root seed, seed id and step), so the exact law a
 Langevin run (Euler's tableau) adds √(2hT)ξ after the step and accumulates the law with its noise terms
 (``_accumulate_noisy_law``), or with ``method.ops[0]`` = 1 takes the stochastic Heun corrector
 (``_add_noise``); under momentum with a temperature the splitting's damp steps are exact
-Ornstein–Uhlenbeck steps (splitting.py); ``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
+Ornstein–Uhlenbeck steps (splitting.py), and a stochastic splitting run (noise or minibatches) accumulates its
+exact per-sub-step law into ``predicted`` inside the step (splitting._law_kick: predictions [Q̂, V̂, Ĵ]);
+``split_drift`` accumulates the expected drift's parts (``_accumulate_split``).
 
 A fixed implicit step whose stage equations do not converge is retried as 2, 4, … 2^max_halvings
 substeps from the same start (so it still lands on the save times); if none converges the seed stops
@@ -203,10 +205,11 @@ def _attempt_splitting(scheme, kind, s, y, h, cached, K, stage, new, work, ints,
                        model, method, cfg, st, w, pred, refs, sx, step):
     for j in range(y.shape[0]):
         w.new[j] = y[j]
+    # a minibatch run draws a batch per step, so the last kick's gradient (the previous batch's) is not reused
     evals, cached = splitting_step(kind, w.new, h, method.ops, method.weights, cfg.n_params, refs.q0.shape[1],
-                                   cfg.tau, cfg.weight_decay, cfg.track_law, w.grad, cached, w.tmp, w.qa, w.qb,
-                                   w.qc, model.ints, model.floats, data_a, data_b, w.work,
-                                   _ou_noise(sx, cfg, step))
+                                   cfg.tau, cfg.weight_decay, cfg.track_law, w.grad, cached and cfg.batch_size <= 0,
+                                   w.tmp, w.qa, w.qb, w.qc, model.ints, floats, data_a, data_b, w.work,
+                                   _ou_noise(sx, cfg, step, pred, refs, w))
     return 0.0, cached, evals
 
 
@@ -415,16 +418,20 @@ def _ol_add_noise(kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_
     return lambda kind, sx, y, new, K, h, method, cfg, step, ints, floats, data_a, data_b, w, work: 0
 
 
-def _ou_noise(sx, cfg, step):
-    """Underdamped Langevin: what the splitting's damp steps need to become exact Ornstein–Uhlenbeck steps
-    (noise key, buffer, temperature, step), or 0 without noise (stand-in: the overload replaces it)."""
+def _ou_noise(sx, cfg, step, pred, refs, w):
+    """Stochastic momentum runs (underdamped Langevin, minibatches): what the splitting's damp steps need to
+    become exact Ornstein–Uhlenbeck steps (noise key, buffer, temperature, step, the rung's noise substeps)
+    and what its per-trajectory law accumulates into (the seed's predictions, charge groups, a buffer for
+    the isometric charges; splitting._law_kick), or 0 for a deterministic run (stand-in: the overload)."""
 
 
 @overload(_ou_noise, prefer_literal=True, inline="always", jit_options={"cache": True})
-def _ol_ou_noise(sx, cfg, step):
+def _ol_ou_noise(sx, cfg, step, pred, refs, w):
     if isinstance(sx, types.BaseTuple):
-        return lambda sx, cfg, step: (sx[8], sx[9], cfg.temperature if sx[17] else 0.0, step)
-    return lambda sx, cfg, step: 0
+        return lambda sx, cfg, step, pred, refs, w: (sx[8], sx[9], cfg.temperature if sx[17] else 0.0, step,
+                                                     cfg.noise_substeps, pred, refs.group_off, refs.group_degree,
+                                                     w.jv)
+    return lambda sx, cfg, step, pred, refs, w: 0
 
 
 def _noisy_law(kind, sx, pred, y, g, w, h, lam, ints, floats, group_off, group_degree):
@@ -532,7 +539,9 @@ def _integrate_seed(kind, scheme, s, st, save_times, first, last, model, method,
             # overdamped Langevin: + √(2hT) ξ (Euler–Maruyama), or the stochastic Heun corrector
             n_grad += _add_noise(kind, sx, y, new, K, h_try, method, cfg, step, ints, step_floats, step_a, step_b, w,
                                  work)
-            if track_gd_law:  # gradient descent: K[0] = −∇L − λθ at the step's start (the batch's gradient)
+            # gradient descent: K[0] = −∇L − λθ at the step's start (the batch's gradient); a stochastic
+            # splitting run accumulates its law inside the step (splitting._law_kick)
+            if track_gd_law and scheme != SCHEME_SPLITTING:
                 for j in range(P):
                     g[j] = -K[0, j] - lam * y[j]
                 if not _noisy_law(kind, sx, pred, y, g, w, h_try, lam, ints, floats, group_off, group_degree):

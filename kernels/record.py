@@ -138,7 +138,7 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
     nx = refs.x0.shape[1]
     if nx > 0:
         _record_extras(cfg, momentum, s, js, y, t, n_groups, refs, rec, w, ints)
-    _record_isometric(cfg, kind, s, js, y, t, n_groups + nx, refs, rec, w, ints, floats)
+    _record_isometric(cfg, kind, s, js, y, t, n_groups + nx, refs, rec, w, ints, floats, pred)
     slot = refs.watch_slot[s]
     if slot >= 0:
         for k in range(nq):
@@ -150,7 +150,8 @@ def _record(kind, algorithm, s, js, y, t, model, cfg, refs, rec, w, pred):
         nj = refs.j0.shape[1]
         for k in range(nj):
             rec.watch[slot, js, nq + nx + k] = w.jv[k] if momentum else np.nan
-            rec.predicted_watch[slot, js, nq + nx + k] = np.nan
+            # a stochastic momentum run's law predicts J too (splitting._law_kick: pred = [Q̂, V̂, Ĵ])
+            rec.predicted_watch[slot, js, nq + nx + k] = pred[2 * nq + k] if momentum and cfg.track_gd_law else np.nan
         if rec.theta_watch.shape[0] > 0:
             for k in range(cfg.n_params):
                 rec.theta_watch[slot, js, k] = y[k]
@@ -175,36 +176,44 @@ def _record_extras(cfg, momentum, s, js, y, t, col0, refs, rec, w, ints):
         rec.scale[s, js, col] = w.xscales[k]
 
 
-def _record_isometric(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats):
+def _record_isometric(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats, pred):
     """Momentum dynamics: drift of the isometric charges J from e^{−t/τ}J(0), into the group columns
-    from ``col0`` on. Gradient flow: nothing."""
+    from ``col0`` on; a stochastic splitting run (``cfg.track_gd_law``) also its exact law's prediction Ĵ
+    (pred[2nq:]): predicted |Ĵ − e^{−t/τ}J(0)|, residual |J − Ĵ|. Gradient flow: nothing."""
 
 
-def _record_isometric_impl(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats):
+def _record_isometric_impl(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats, pred):
     isometric_scales(kind, y[:cfg.n_params], w.pv, w.jscales, ints, floats)
+    nq = refs.q0.shape[1]
     decay = np.exp(-t / cfg.tau)
     iso_off = refs.iso_off
     for grp in range(iso_off.shape[0] - 1):
         d2 = 0.0
         dmax = 0.0
+        p2 = 0.0
+        r2 = 0.0
         for k in range(iso_off[grp], iso_off[grp + 1]):
             d = w.jv[k] - decay * refs.j0[s, k]
             d2 += d * d
             dmax = max(dmax, abs(d))
+            if cfg.track_gd_law:
+                jp = pred[nq + nq + k]
+                p2 += (jp - decay * refs.j0[s, k]) ** 2
+                r2 += (w.jv[k] - jp) ** 2
         col = col0 + grp
         rec.drift[s, js, col] = np.sqrt(d2)
         rec.drift_max[s, js, col] = dmax
-        rec.predicted[s, js, col] = np.nan
-        rec.residual[s, js, col] = np.nan
+        rec.predicted[s, js, col] = np.sqrt(p2) if cfg.track_gd_law else np.nan
+        rec.residual[s, js, col] = np.sqrt(r2) if cfg.track_gd_law else np.nan
         rec.law[s, js, col] = np.nan
         rec.scale[s, js, col] = w.jscales[grp]
 
 
 @overload(_record_isometric, prefer_literal=True, jit_options={"cache": True})
-def _ol_record_isometric(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats):
+def _ol_record_isometric(cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats, pred):
     if is_momentum(cfg):
         return _record_isometric_impl
-    return lambda cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats: None
+    return lambda cfg, kind, s, js, y, t, col0, refs, rec, w, ints, floats, pred: None
 
 
 @njit(cache=True)

@@ -21,7 +21,8 @@ and the uniform) from the 64-bit hashes at counters n·2¹⁶, n·2¹⁶ + 1, �
 a rejection or the tail takes the next counters, so every normal has its own counter range and no
 normal's draw shifts another's). Draw d of P normals (one Euler–Maruyama step, or one Ornstein–Uhlenbeck
 sub-step of underdamped Langevin) is normals d·P … d·P + P − 1. A coarse step of a coupled ladder whose
-finest step is h/r uses ξ = (ξ_{rk} + … + ξ_{rk+r−1})/√r: the sum of the fine rung's increments. (The
+finest step is h/r uses ξ = (ξ_{rk} + … + ξ_{rk+r−1})/√r: the sum of the fine rung's increments; an exact
+Ornstein–Uhlenbeck sub-step of underdamped Langevin weights them by their decay instead (``ou_noise``). (The
 ziggurat replaced Box–Muller: ≈ 4.5 ns per normal, its common case vectorised, instead of ≈ 45 ns;
 bench/README.md.)
 """
@@ -237,6 +238,37 @@ def gaussian_noise(key, draw, substeps, scale, out):
             for j in range(P):
                 out[j] += more[j]
     f = scale / math.sqrt(substeps)
+    for j in range(P):
+        out[j] *= f
+
+
+@njit(cache=True)
+def ou_noise(key, draw, substeps, decay, scale, out):
+    """out = scale · ξ for an exact Ornstein–Uhlenbeck sub-step p ← e^{−s/τ}p + σ_s ξ of a coupled ladder's
+    rung whose finest rung takes ``substeps`` = r sub-steps of length a = s/r over the same interval
+    (``decay`` = e^{−a/τ}); r = 1 is ``gaussian_noise`` with one draw, bit for bit.
+
+    Derivation. r fine OU steps p ← e^{−a/τ}p + σ_a ξ_i (σ_a² = (T/τ)(1 − e^{−2a/τ})) compose to
+    p_r = e^{−ra/τ}p_0 + σ_a Σ_i w_i ξ_i with w_i = e^{−(r−1−i)a/τ} (the later draws are damped less), a
+    normal of variance σ_a²‖w‖² = σ_a²(1 − e^{−2ra/τ})/(1 − e^{−2a/τ}) = σ_{ra}²: exactly the coarse step's.
+    So ξ = Σ_i w_i ξ_i / ‖w‖ is N(0, 1) (normalised by the computed ‖w‖, so its variance is exactly 1
+    whatever the rounding of the weights) and σ_s ξ is the fine rung's noise over the interval; an
+    unweighted sum (overdamped Langevin's) would give the late draws too little weight. The fine draws
+    are draws draw·r … draw·r + r − 1, as in ``gaussian_noise``. Horner: acc ← decay·acc + ξ_i."""
+    if substeps == 1:
+        gaussian_noise(key, draw, 1, scale, out)
+        return
+    P = out.shape[0]
+    first = draw * substeps * P
+    _fill_normals(key, first, out)
+    more = np.empty(P)
+    norm2 = 1.0
+    for sub in range(1, substeps):
+        _fill_normals(key, first + sub * P, more)
+        for j in range(P):
+            out[j] = decay * out[j] + more[j]
+        norm2 = decay * decay * norm2 + 1.0
+    f = scale / math.sqrt(norm2)
     for j in range(P):
         out[j] *= f
 

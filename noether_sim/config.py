@@ -490,7 +490,8 @@ def _check_method(prefix: str, entry: dict, times) -> dict:
             _fail(prefix + "method", resolved.method, "a step-size ladder needs a fixed-step method; "
                                                       "`noether-sim list` shows them")
         full = check_options(resolved, options)
-        rung_options({"dynamics": entry["dynamics"], "coupled": entry.get("coupled")}, entry["step_sizes"])
+        rung_options({"dynamics": entry["dynamics"], "coupled": entry.get("coupled"),
+                      "temperature": entry.get("temperature")}, entry["step_sizes"])
     except ConfigError as err:
         raise ConfigError(f"{prefix}{err}") from None
     if full.get("velocity") is not None and not isinstance(full["velocity"], (str, int, float)):

@@ -100,13 +100,20 @@ _TAKES = {
     **{name: (", ".join(o for o, opt in OPTIMIZERS.items() if name in opt.defaults),
               lambda r, name=name: r.dynamics in OPTIMIZERS and name in OPTIMIZERS[r.dynamics].defaults)
        for name in ("beta1", "beta2", "eps")},
-    "batch_size": ("gd, heavy_ball, nesterov, langevin and the optimizers", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
-    "sampling": ("gd, heavy_ball, nesterov, langevin and the optimizers with a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS),
+    "batch_size": ("gd, heavy_ball, nesterov, langevin, the optimizers and momentum with a splitting method",
+                   lambda r: r.dynamics in MINIBATCH_DYNAMICS or _momentum_splitting(r)),
+    "sampling": ("gd, heavy_ball, nesterov, langevin, the optimizers and momentum with a splitting method, with "
+                 "a batch_size", lambda r: r.dynamics in MINIBATCH_DYNAMICS or _momentum_splitting(r)),
     "temperature": ("langevin, and momentum with a splitting method (underdamped Langevin)",
-                    lambda r: r.dynamics == "langevin" or (r.dynamics == "momentum" and r.scheme == SCHEME_SPLITTING)),
-    "noise_substeps": ("langevin", lambda r: r.dynamics == "langevin"),
+                    lambda r: r.dynamics == "langevin" or _momentum_splitting(r)),
+    "noise_substeps": ("langevin, and momentum with a splitting method and a temperature",
+                       lambda r: r.dynamics == "langevin" or _momentum_splitting(r)),
     "split_drift": ("gd with a batch_size", lambda r: r.dynamics == "gd"),
 }
+
+
+def _momentum_splitting(r) -> bool:
+    return r.dynamics == "momentum" and r.scheme == SCHEME_SPLITTING
 
 
 @dataclass(frozen=True)
@@ -228,6 +235,8 @@ def check_options(resolved: Resolved, given: dict) -> dict:
             del out["split_drift"]
     if "noise_substeps" in out:
         out["noise_substeps"] = v.positive_int("noise_substeps", out["noise_substeps"])
+    if resolved.dynamics == "momentum" and resolved.splitting is not None:
+        _check_underdamped(resolved, out)
     if resolved.dynamics == "langevin" and "temperature" not in out:
         v.fail("temperature", None, "langevin needs a temperature T >= 0 (noise √(2hT) per step)")
     if "batch_size" in out:
@@ -251,6 +260,25 @@ def check_options(resolved: Resolved, given: dict) -> dict:
                + ("; heavy_ball and nesterov take (h, tau) or (learning_rate, beta)"
                   if resolved.scheme == SCHEME_ALGORITHM else ""))
     return full
+
+
+def _check_underdamped(resolved: Resolved, out: dict):
+    """Underdamped Langevin's limits: an OU sub-step runs forward in time (a splitting with a negative damp
+    weight, yoshida4, has none), and a coupled rung's OU draw (kernels/stochastic.ou_noise) combines the
+    finest rung's draws r at a time, which covers the same interval only when every damp of a step has the
+    same weight (verlet: ½, ½; symplectic_euler: 1)."""
+    damps = [w for op, w in resolved.splitting.steps if op == "damp"]
+    if out.get("temperature", 0.0) > 0 and min(damps) <= 0:
+        v.fail("temperature", out["temperature"], f"needs damp sub-steps forward in time; {resolved.method!r} has a "
+                                                  f"damp weight {min(damps):g} (use verlet or symplectic_euler)")
+    if "noise_substeps" in out:
+        if "temperature" not in out:
+            v.fail("noise_substeps", out["noise_substeps"], "applies to momentum only with a temperature "
+                                                            "(underdamped Langevin)")
+        if out["noise_substeps"] > 1 and max(damps) - min(damps) > 1e-15:
+            v.fail("noise_substeps", out["noise_substeps"], f"coupled rungs need equal damp weights per step; "
+                                                            f"{resolved.method!r} has {damps} (use verlet or "
+                                                            f"symplectic_euler)")
 
 
 def check_velocity(velocity):

@@ -45,9 +45,10 @@ VARIABLES = {
     "drift": "|q(t) − q_law(t)| (Frobenius) per charge; q_law is the charge's exact law (coordinate charge_law)",
     "drift_max": "largest entry of |q(t) − q_law(t)|",
     "predicted": "gradient descent (also minibatch; Langevin with its noise terms): |q_pred(t) − q_law(t)|, the "
-                 "drift its exact one-step law predicts",
-    "residual": "gradient descent (also minibatch; Langevin): |q(t) − q_pred(t)|, drift the exact law does not "
-                "explain (round-off)",
+                 "drift its exact one-step law predicts; a stochastic momentum splitting run (underdamped Langevin, "
+                 "minibatches): |q_pred(t) − q_law(t)| of its exact per-sub-step law, model and isometric charges",
+    "residual": "gradient descent (also minibatch; Langevin; stochastic momentum splittings): |q(t) − q_pred(t)|, "
+                "drift the exact law does not explain (round-off)",
     "law_residual": "momentum dynamics, every model charge q (balance D, rescale r, scale S, translation T): "
                     "momentum flow |I(t) − I(0)|, I = τq̇ + q + 2λ∫q(θ)dt − 2τ∫q(θ̇)dt, the integrated exact law "
                     "τq̈ + q̇ + 2λq = 2τq(θ̇) (quadratic q; linear q: τq̈ + q̇ + λq = 0); heavy ball and Nesterov "
@@ -75,7 +76,8 @@ VARIABLES = {
     "n_retried_steps": "implicit methods: steps whose solve failed at h and were redone as 2, 4, … substeps",
     "charge_watch": "full charge vector of the watched seeds at every save time (model charges, data-symmetry "
                     "charges and energy, isometric charges: coordinate component_charge)",
-    "predicted_watch": "gradient descent: the exact law's prediction of charge_watch",
+    "predicted_watch": "gradient descent (and stochastic momentum splittings): the exact law's prediction of "
+                       "charge_watch",
     "ntk_change": "track_ntk: |Θ(t) − Θ(0)|_F/|Θ(0)|_F of the watched seeds' empirical NTK Θ = JJᵀ on the "
                   "training inputs (NaN otherwise)",
     "ntk_eigenvalues": "track_ntk: the largest eigenvalues of Θ(t), descending (coordinate ntk_rank)",
@@ -409,7 +411,8 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         absolute, like ``layer_lr`` (not relative to it). None: each bias with its layer's multiplier.
 
     batch_size : int, optional
-        gd, heavy_ball, nesterov, langevin and the optimizers: minibatch gradients of B points per step and seed (B = N is the
+        gd, heavy_ball, nesterov, langevin, the optimizers and momentum by a splitting method (every kick of a
+        step uses the step's batch): minibatch gradients of B points per step and seed (B = N is the
         full batch), drawn from the counter-based generator per (root_seed, seed id, step);
         ``minibatch_indices`` replays them.
     sampling : {"uniform", "epoch"}, optional
@@ -418,9 +421,13 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
         langevin: T >= 0 of ``dθ = −(∇L + λθ)dt + √(2T)dW`` (method ``euler_maruyama``, weak order 1, or
         ``stochastic_heun``, weak order 2; noise per seed and step). momentum with a splitting method:
         underdamped Langevin ``τθ̈ + θ̇ = −∇L − λθ + √(2T)Ẇ``, each damp sub-step the exact
-        Ornstein–Uhlenbeck step ``p ← e^{−s/τ}p + √((T/τ)(1 − e^{−2s/τ}))ξ`` (Verlet: OBABO).
+        Ornstein–Uhlenbeck step ``p ← e^{−s/τ}p + √((T/τ)(1 − e^{−2s/τ}))ξ`` (Verlet: OBABO; verlet or
+        symplectic_euler, whose damp steps run forward in time). A stochastic splitting run records the
+        splitting's exact per-trajectory law as ``predicted`` / ``residual`` (docs/guide/stochastic.md).
     noise_substeps : int, optional
         langevin: each step's noise is the normalised sum of this many finer steps' draws (coupled ladders).
+        momentum with a temperature: each OU sub-step's noise is the normalised OU-weighted sum of this many
+        finer OU steps' draws (equal damp weights needed: verlet, symplectic_euler).
     split_drift : bool, optional
         gd with a batch_size: on the watched seeds, accumulate the drift's expected parts, the
         discretisation ``η²q(Ḡ)`` and the minibatch noise ``η²c_B·q_Σ`` (per-sample gradients: N + 1
@@ -547,7 +554,7 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         method = Method(np.zeros((1, 1)), np.zeros(1), np.zeros(1), ops, weights)
     settings = MomentumSettings if momentum else GradientFlowSettings  # the dynamics, as a type (bundles.py)
     cfg = settings(
-        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd" or r.method == "euler_maruyama",
+        dyn=int(r.dyn), n_params=int(P), track_law=bool(p.track_law), track_gd_law=r.dynamics == "gd" or r.method == "euler_maruyama" or _splitting_law(r, opts, p.data.n_points),
         nesterov=r.dynamics == "nesterov", fsal=bool(tableau is not None and tableau.fsal),
         error_order=int(tableau.error_order or tableau.order) if tableau is not None else 1,
         max_steps=int(opts.get("max_steps", 0)), max_solve_iters=int(opts.get("max_solve_iters", 0)),
@@ -559,7 +566,11 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         temperature=float(opts.get("temperature") or 0.0), root_seed=int(p.root_seed),
         noise_substeps=int(opts.get("noise_substeps") or 1), split_drift=bool(opts.get("split_drift", False)),
         batch_factor=batch_factor(p.data.n_points, opts.get("batch_size") or p.data.n_points))
-    model_data = ModelData(ints, floats, data_a, data_b, *_points(kind, model, run_data, p.options))  # layer_lr: scaled
+    # momentum with no randomness to draw (T = 0, no batch or B = N) runs the deterministic kernel: bit for bit
+    # the run without those options
+    random_free = momentum and not _momentum_draws(opts, p.data.n_points)
+    model_data = ModelData(ints, floats, data_a, data_b,
+                           *_points(kind, model, run_data, {} if random_free else p.options))  # layer_lr: scaled
     groups, iso = model.charge_groups, _isometric_groups(model, r)
     group_off = np.array([g.offset for g in groups] + [nq], dtype=np.int64)
     group_degree = np.array([g.degree for g in groups], dtype=np.int64)
@@ -577,7 +588,9 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
         watch_slot[row_of[int(sid)]] = slot
     refs = ChargeRefs(group_off, group_degree, np.array([g.offset - nq for g in iso] + [nj], dtype=np.int64), q0, j0, i0, watch_slot,
                       gens, x0)
-    st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), q0.copy(), np.zeros(n_seeds, np.int64),
+    pred0 = _splitting_law_start(kind, y, P, q0, j0, group_off, group_degree, ints, floats) \
+        if _splitting_law(r, opts, p.data.n_points) else q0.copy()
+    st = SeedState(y, np.zeros(n_seeds), np.full(n_seeds, h), pred0, np.zeros(n_seeds, np.int64),
                    np.full(n_seeds, np.nan), *(np.zeros(n_seeds, np.int64) for _ in range(5)), np.zeros(n_seeds),
                    np.zeros(n_seeds, np.int64), np.ascontiguousarray(p.ids, dtype=np.int64),
                    np.zeros((n_seeds, 2 * nq if cfg.split_drift else 0)))
@@ -656,6 +669,31 @@ def _by_seeds(n_seeds: int, call):
             o[lo:hi] = a
         lo = hi
     return out if isinstance(part, tuple) else out[0]
+def _momentum_draws(opts, n_points) -> bool:
+    """Does a momentum run draw randomness per step (a temperature > 0, or a batch smaller than the data)?"""
+    B = opts.get("batch_size")
+    return (opts.get("temperature") or 0.0) > 0.0 or (B is not None and B < n_points)
+
+
+def _splitting_law(r, opts, n_points) -> bool:
+    """Does the run track the splitting's exact per-trajectory law (a momentum splitting run that draws
+    noise or minibatches; kernels/splitting.py ``_law_kick``)?"""
+    return r.dyn == DYN_MOMENTUM and r.splitting is not None and _momentum_draws(opts, n_points)
+
+
+def _splitting_law_start(kind, y, P, q0, j0, group_off, group_degree, ints, floats):
+    """The law's predictions at t = 0, per seed: [Q(q), V = B(q, p) (linear charges: Q(p)), J(q, p)];
+    B by polarisation, B(q, p) = (Q(q + p) − Q(q − p))/4."""
+    nq = q0.shape[1]
+    q, p = y[:, :P], y[:, P:2 * P]
+    plus = ensemble_charges(kind, np.ascontiguousarray(q + p), ints, floats, nq)
+    minus = ensemble_charges(kind, np.ascontiguousarray(q - p), ints, floats, nq)
+    linear = ensemble_charges(kind, np.ascontiguousarray(p), ints, floats, nq)
+    degree = np.repeat(group_degree, np.diff(group_off))
+    v0 = np.where(degree[None, :] == 2, 0.25 * (plus - minus), linear)
+    return np.ascontiguousarray(np.concatenate([q0, v0, j0], axis=1))
+
+
 def _kernel_batch_size(p) -> int:
     """B for the kernels; 0 (the precomputed full-batch data) when the batch is every point."""
     B = p.options.get("batch_size")

@@ -182,17 +182,21 @@ RESOLUTION = 1e-6  # uncertainty relative to the charge scale below which "conse
 
 
 def rung_options(kwargs: dict, step_sizes) -> tuple[dict, list[dict]]:
-    """(the ladder's options without ``coupled``, each rung's extra options). A Langevin ladder is coupled
-    unless ``coupled=False``: rung h draws each step's noise as the normalised sum of the finest rung's
-    h/h_min draws over the same interval (multilevel Monte Carlo), so rungs differ by discretisation,
-    not by independent noise. Coupling needs every h/h_min to be a whole number."""
+    """(the ladder's options without ``coupled``, each rung's extra options). A Langevin ladder, overdamped
+    or underdamped (momentum with a temperature), is coupled unless ``coupled=False``: rung h draws each
+    step's noise from the finest rung's h/h_min draws over the same interval (multilevel Monte Carlo):
+    their normalised sum (overdamped), or their normalised OU-weighted sum for each exact
+    Ornstein–Uhlenbeck sub-step (underdamped; kernels/stochastic.ou_noise), so rungs differ by
+    discretisation, not by independent noise. Coupling needs every h/h_min to be a whole number."""
     kwargs = dict(kwargs)
     coupled = kwargs.pop("coupled", None)
     if coupled is not None and not isinstance(coupled, (bool, np.bool_)):
         v.fail("coupled", coupled, "must be True or False")
-    langevin = kwargs.get("dynamics") == "langevin"
+    langevin = kwargs.get("dynamics") == "langevin" or (kwargs.get("dynamics") == "momentum"
+                                                        and kwargs.get("temperature") is not None)
     if coupled and not langevin:
-        v.fail("coupled", coupled, "coupled rungs share Langevin noise; only dynamics='langevin' has it")
+        v.fail("coupled", coupled, "coupled rungs share Langevin noise; only dynamics='langevin' and "
+                                   "dynamics='momentum' with a temperature have it")
     if not langevin or coupled is False:
         return kwargs, [{} for _ in step_sizes]
     if kwargs.get("noise_substeps") is not None:

@@ -149,7 +149,7 @@ def test_minibatch_indices_draw_what_they_promise():
     ({"dynamics": "gd", "batch_size": 4, "sampling": "shuffled"}, "sampling"),
     ({"dynamics": "gd", "sampling": "epoch"}, "sampling"),
     ({"dynamics": "gf", "method": "rk4", "batch_size": 4}, "batch_size"),
-    ({"dynamics": "momentum", "tau": 1.0, "batch_size": 4}, "batch_size"),
+    ({"dynamics": "momentum", "method": "rk4", "tau": 1.0, "batch_size": 4}, "batch_size"),  # splittings take it
     ({"dynamics": "gd", "temperature": 0.1}, "temperature"),
     ({"dynamics": "heavy_ball", "tau": 1.0, "temperature": 0.1}, "temperature"),
     ({"dynamics": "langevin", "temperature": -1.0}, "temperature"),
