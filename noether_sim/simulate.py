@@ -38,7 +38,7 @@ from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelDat
 from .kernels.entries import ensemble_charges, ensemble_extras, ensemble_loss_grad, ensemble_state_charges, integrate
 from .kernels.record import SCHEME_ALGORITHM, SCHEME_IMPLICIT, SCHEME_OPTIMIZER, state_size
 from .kernels.fields import DYN_MOMENTUM
-from .kernels.layout import MODEL_MLP
+from .kernels.layout import MODEL_MLP, MODEL_RESIDUAL
 
 VARIABLES = {
     "loss": "training loss L(θ(t))",
@@ -659,7 +659,7 @@ def _points(kind, model, data, options):
     make the kernels compile the stochastic code (driver.py); a deterministic run passes 1-D stand-ins."""
     if not is_stochastic(options):
         return np.zeros(0), np.zeros(0)
-    aug = kind != MODEL_MLP and model.bias  # deep linear moments of x̃ = [x; 1]
+    aug = kind not in (MODEL_MLP, MODEL_RESIDUAL) and model.bias  # deep linear moments of x̃ = [x; 1]
     X = np.vstack([data.X, np.ones((1, data.n_points))]) if aug else np.asarray(data.X, dtype=float)
     if options.get("batch_size") is None:
         return np.zeros((0, X.shape[0])), np.zeros((0, data.Y.shape[0]))
