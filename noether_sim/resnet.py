@@ -298,7 +298,7 @@ class ResidualMLP:
         return float(np.sum(data.Y.sum(axis=0) * lse - np.sum(data.Y * f, axis=0)) / data.n_points)
 
     def to_config(self) -> dict:
-        return {"kind": self.kind, "d_in": self.d_in, "width": self.width, "hidden": self.hidden,
-                "blocks": self.blocks, "d_out": self.d_out, "bias": self.bias, "activation": self.activation,
+        return {"kind": self.kind, "widths": [self.d_in, self.width, self.d_out], "hidden": self.hidden,
+                "blocks": self.blocks, "bias": self.bias, "activation": self.activation,
                 "loss": self.loss, "slope": self.slope, "power": self.power,
                 "input_projection": self.input_projection, "output_projection": self.output_projection}
