@@ -235,6 +235,8 @@ def _check_ntk(track_ntk, ntk_top, model, data, watch_seeds):
         v.fail("track_ntk", track_ntk, "needs watch_seeds: the NTK is recorded for the watched seeds")
     if getattr(model, "kind", "") == "lora":
         v.fail("track_ntk", track_ntk, "is not available for low-rank adapters yet")
+    if getattr(model, "kind", "") == "residual_mlp":
+        v.fail("track_ntk", track_ntk, "is not available for stacked residual blocks (ResidualMLP) yet")
     if model.n_layers < 2:
         v.fail("track_ntk", track_ntk, f"needs a hidden layer (widths {list(model.widths)}): a one-layer "
                                        "linear model's NTK does not change")

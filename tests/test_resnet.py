@@ -351,3 +351,13 @@ def test_data_that_does_not_fit_is_refused(small):
     with pytest.raises(ConfigError, match="layer_lr"):
         ns.simulate(model, ns.data.from_arrays(rng.standard_normal((3, 10)), rng.standard_normal((2, 10))),
                     dynamics="gd", h=0.1, t_end=0.1, layer_lr=[1.0] * model.n_layers)
+
+
+def test_what_residual_stacks_cannot_do_yet_is_refused(small):
+    model, data = small
+    with pytest.raises(ConfigError, match="track_ntk"):
+        ns.simulate(model, data, h=0.1, t_end=0.1, track_ntk=True, watch_seeds=[0])
+    with pytest.raises(ConfigError, match="teleportation"):
+        ns.teleport(model, data, np.zeros((1, model.n_params)))
+    with pytest.raises(ConfigError, match="layer_lr"):
+        ns.discover(model, layer_lr=[1.0] * model.n_layers)
