@@ -30,7 +30,7 @@ H, T_END, SEEDS = 0.02, 2.0, 8
 def draw():
     model = ns.MLP((4, 8, 2), activation="relu", bias=True, normalisation="layer")
     data = ns.teacher_regression(ns.MLP((4, 8, 2), activation="relu", bias=True), 64, noise=0.05, seed=0)
-    run = dict(t_end=T_END, save_every=T_END / 40, seeds=SEEDS, init=ns.init.Gaussian(bias_scale=0.3))
+    run = dict(t_end=T_END, save_every=T_END / 20, seeds=SEEDS, init=ns.init.Gaussian(bias_scale=0.3))
     gd = ns.simulate(model, data, dynamics="gd", h=H, **run)
     flows = {"gradient flow (RK4)": ns.simulate(model, data, dynamics="gf", method="rk4", h=H, **run),
              "gradient flow (Gauss–Legendre, gl2)": ns.simulate(model, data, dynamics="gf", method="gl2", h=H, **run)}
@@ -40,7 +40,7 @@ def draw():
     grow = gd.drift.sel(charge="N").median("seed").values[1:]
     pred = gd.predicted.sel(charge="N").median("seed").values[1:]
     ax.loglog(t, grow, color="C1", label="gradient descent: N(t) − N(0)", gid="gd:drift")
-    ax.loglog(t[::4], np.abs(pred[::4]), "o", color="C1", ms=4, mfc="none",
+    ax.loglog(t[::2], np.abs(pred[::2]), "o", color="C1", ms=4, mfc="none",
               label="gradient descent: Σ η²(‖G_1‖² + ‖g_b1‖²)", gid="gd:predicted")
     ax.loglog(t, np.maximum(gd.residual.sel(charge="N").median("seed").values[1:], 1e-17), color="C1", ls="--",
               label="gradient descent: residual of its exact law", gid="gd:residual")
