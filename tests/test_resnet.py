@@ -361,3 +361,15 @@ def test_what_residual_stacks_cannot_do_yet_is_refused(small):
         ns.teleport(model, data, np.zeros((1, model.n_params)))
     with pytest.raises(ConfigError, match="layer_lr"):
         ns.discover(model, layer_lr=[1.0] * model.n_layers)
+
+
+def test_a_sweep_over_the_number_of_blocks(tmp_path):
+    """examples/architectures/residual_sweep.toml: K = 1, 2, 4; each point records its own r<k> and C, and
+    gradient descent's exact law decides every one 'conserved by the flow'."""
+    res = ns.run_study("examples/architectures/residual_sweep.toml", tmp_path / "sweep")
+    verdict = res.verdict.load()
+    assert list(res["model.blocks"].values) == [1, 2, 4]
+    for K in (1, 2, 4):
+        for c in ["C"] + [f"r{k}" for k in range(1, 5)]:
+            got = set(verdict.sel({"model.blocks": K, "charge": c}).values.ravel())
+            assert got == ({ns.laws.CONSERVED} if c == "C" or int(c[1:]) <= K else {""}), (K, c, got)
