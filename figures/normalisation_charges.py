@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 import noether_sim as ns
 
@@ -58,6 +59,8 @@ def draw():
                   .drift.sel(charge="N").isel(time=-1).median("seed")) for eta in etas]
     ax2.loglog(etas, ends, "o-", color="C1", label=f"gradient descent: N(T) − N(0), T = {T_END:g}", gid="gd:ladder")
     ax2.loglog(etas, ends[0] * np.array(etas) / etas[0], color="0.5", ls=":", label="slope 1")
+    ax2.xaxis.set_minor_formatter(NullFormatter())
+    ax2.set_xticks(etas, [f"{eta:g}" for eta in etas])
     ax2.set_xlabel("learning rate η")
     ax2.set_title("gradient descent's growth vanishes as η → 0", fontsize=10)
     ax2.legend(fontsize=8)
