@@ -59,7 +59,7 @@ from .bundles import ModelData
 from .explicit import combine, within_bound
 from .fields import DYN_MOMENTUM, momentum_algorithm_step, rk_stages
 from .implicit import implicit_step
-from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_LORA, MODEL_MLP
+from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_LORA, MODEL_MLP, MODEL_RESIDUAL
 from .models import charges, charges_cross, loss_grad
 from .optimizers import optimizer_step
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_OPTIMIZER,
@@ -328,7 +328,8 @@ def _stochastic_setup(kind, s, model, cfg, st, refs, data_a, data_b, floats):
 
 
 def _stochastic_setup_impl(kind, s, model, cfg, st, refs, data_a, data_b, floats):
-    mlp = kind == MODEL_MLP or kind == MODEL_LORA or kind == MODEL_CUSTOM or kind == MODEL_ATTENTION  # models that read the data points (a batch of them)
+    mlp = (kind == MODEL_MLP or kind == MODEL_LORA or kind == MODEL_CUSTOM or kind == MODEL_ATTENTION
+           or kind == MODEL_RESIDUAL)  # models that read the data points (a batch of them)
     perm, swaps, held, idx, batch_a, batch_b, batch_floats = new_batch_arrays(
         model.points_x, model.points_y, cfg.batch_size, mlp, data_a, data_b, floats)
     one = new_batch_arrays(model.points_x[:0], model.points_y[:0], 1, mlp, data_a, data_b, floats)

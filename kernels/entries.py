@@ -15,7 +15,8 @@ from numba import njit
 from .driver import _integrate_seed
 from .extras import extra_values
 from .fields import DYN_MOMENTUM
-from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP
+from .layout import (MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP,
+                     MODEL_RESIDUAL)
 from .models import charges, loss_grad, n_isometric, work_size
 from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_IMPLICIT, SCHEME_OPTIMIZER,
                      SCHEME_SPLITTING, _velocity, state_charges)
@@ -275,6 +276,36 @@ def _integrate_lora_optimizer(*args):
     return _integrate(MODEL_LORA, SCHEME_OPTIMIZER, args)
 
 
+@njit(cache=True, nogil=True)
+def _integrate_residual_explicit(*args):
+    return _integrate(MODEL_RESIDUAL, SCHEME_EXPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_residual_adaptive(*args):
+    return _integrate(MODEL_RESIDUAL, SCHEME_ADAPTIVE, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_residual_implicit(*args):
+    return _integrate(MODEL_RESIDUAL, SCHEME_IMPLICIT, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_residual_splitting(*args):
+    return _integrate(MODEL_RESIDUAL, SCHEME_SPLITTING, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_residual_algorithm(*args):
+    return _integrate(MODEL_RESIDUAL, SCHEME_ALGORITHM, args)
+
+
+@njit(cache=True, nogil=True)
+def _integrate_residual_optimizer(*args):
+    return _integrate(MODEL_RESIDUAL, SCHEME_OPTIMIZER, args)
+
+
 _INTEGRATE = {
     (MODEL_DEEP_LINEAR, SCHEME_EXPLICIT): _integrate_deep_linear_explicit,
     (MODEL_DEEP_LINEAR, SCHEME_ADAPTIVE): _integrate_deep_linear_adaptive,
@@ -312,6 +343,12 @@ _INTEGRATE = {
     (MODEL_LORA, SCHEME_SPLITTING): _integrate_lora_splitting,
     (MODEL_LORA, SCHEME_ALGORITHM): _integrate_lora_algorithm,
     (MODEL_LORA, SCHEME_OPTIMIZER): _integrate_lora_optimizer,
+    (MODEL_RESIDUAL, SCHEME_EXPLICIT): _integrate_residual_explicit,
+    (MODEL_RESIDUAL, SCHEME_ADAPTIVE): _integrate_residual_adaptive,
+    (MODEL_RESIDUAL, SCHEME_IMPLICIT): _integrate_residual_implicit,
+    (MODEL_RESIDUAL, SCHEME_SPLITTING): _integrate_residual_splitting,
+    (MODEL_RESIDUAL, SCHEME_ALGORITHM): _integrate_residual_algorithm,
+    (MODEL_RESIDUAL, SCHEME_OPTIMIZER): _integrate_residual_optimizer,
 }
 
 
@@ -358,6 +395,11 @@ def _ensemble_state_charges_lora(*args):
     return _ensemble_state_charges(MODEL_LORA, args)
 
 
+@njit(cache=True)
+def _ensemble_state_charges_residual(*args):
+    return _ensemble_state_charges(MODEL_RESIDUAL, args)
+
+
 _ENSEMBLE_STATE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_state_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_state_charges_deep_linear_input_side,
@@ -365,6 +407,7 @@ _ENSEMBLE_STATE_CHARGES = {
     MODEL_CUSTOM: _ensemble_state_charges_custom,
     MODEL_ATTENTION: _ensemble_state_charges_attention,
     MODEL_LORA: _ensemble_state_charges_lora,
+    MODEL_RESIDUAL: _ensemble_state_charges_residual,
 }
 
 
@@ -403,6 +446,11 @@ def _ensemble_extras_lora(*args):
     return _ensemble_extras(MODEL_LORA, args)
 
 
+@njit(cache=True)
+def _ensemble_extras_residual(*args):
+    return _ensemble_extras(MODEL_RESIDUAL, args)
+
+
 _ENSEMBLE_EXTRAS = {
     MODEL_DEEP_LINEAR: _ensemble_extras_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_extras_deep_linear_input_side,
@@ -410,6 +458,7 @@ _ENSEMBLE_EXTRAS = {
     MODEL_CUSTOM: _ensemble_extras_custom,
     MODEL_ATTENTION: _ensemble_extras_attention,
     MODEL_LORA: _ensemble_extras_lora,
+    MODEL_RESIDUAL: _ensemble_extras_residual,
 }
 
 
@@ -449,6 +498,11 @@ def _ensemble_charges_lora(*args):
     return _ensemble_charges(MODEL_LORA, args)
 
 
+@njit(cache=True)
+def _ensemble_charges_residual(*args):
+    return _ensemble_charges(MODEL_RESIDUAL, args)
+
+
 _ENSEMBLE_CHARGES = {
     MODEL_DEEP_LINEAR: _ensemble_charges_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_charges_deep_linear_input_side,
@@ -456,6 +510,7 @@ _ENSEMBLE_CHARGES = {
     MODEL_CUSTOM: _ensemble_charges_custom,
     MODEL_ATTENTION: _ensemble_charges_attention,
     MODEL_LORA: _ensemble_charges_lora,
+    MODEL_RESIDUAL: _ensemble_charges_residual,
 }
 
 
@@ -494,6 +549,11 @@ def _ensemble_loss_grad_lora(*args):
     return _ensemble_loss_grad(MODEL_LORA, args)
 
 
+@njit(cache=True)
+def _ensemble_loss_grad_residual(*args):
+    return _ensemble_loss_grad(MODEL_RESIDUAL, args)
+
+
 _ENSEMBLE_LOSS_GRAD = {
     MODEL_DEEP_LINEAR: _ensemble_loss_grad_deep_linear,
     MODEL_DEEP_LINEAR_INPUT_SIDE: _ensemble_loss_grad_deep_linear_input_side,
@@ -501,6 +561,7 @@ _ENSEMBLE_LOSS_GRAD = {
     MODEL_CUSTOM: _ensemble_loss_grad_custom,
     MODEL_ATTENTION: _ensemble_loss_grad_attention,
     MODEL_LORA: _ensemble_loss_grad_lora,
+    MODEL_RESIDUAL: _ensemble_loss_grad_residual,
 }
 
 

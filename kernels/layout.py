@@ -16,7 +16,8 @@ Multilayer networks (MODEL_MLP, kernels/mlp.py) put five extras there, read by `
     extra 2  1 if the first layer's rows enter only through w/|w| (weight normalisation, no gain)
     extra 3  normalisation of the first hidden layer's pre-activations (NORM_* in kernels/mlp.py)
     extra 4  1 for a residual block f(x) = x + (the network), n_L = n_0
-Low-rank adapters (MODEL_LORA, kernels/lora.py) append theirs after these.
+Low-rank adapters (MODEL_LORA, kernels/lora.py) and stacked residual blocks (MODEL_RESIDUAL,
+kernels/residual.py) append theirs after these.
 """
 
 from numba import njit
@@ -35,6 +36,9 @@ MODEL_ATTENTION = 4
 # Low-rank adapters on a frozen MLP or deep linear base (kernels/lora.py): the base's MLP descriptor
 # with this kind, and the adapters after the MLP extras.
 MODEL_LORA = 5
+# Stacked residual blocks (kernels/residual.py): the MLP descriptor of the chain (W_in,) W1_1, W2_1, …
+# (, W_out) with this kind, and the block count and projections after the MLP extras.
+MODEL_RESIDUAL = 6
 
 
 @njit(cache=True)

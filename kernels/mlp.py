@@ -89,41 +89,55 @@ def _first_free(ints):
     return 2 if (extra(ints, 2) != 0 or extra(ints, 3) != NORM_NONE) else 1
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=_LANEWISE)
 def _normalise_columns(Z, inv_s, code):
     """Z ← (Z − mean) / rms (layer normalisation) or Z / rms (RMS normalisation) over the units, per
-    data point (column); inv_s ← 1/rms. No ε and no gain: the output is exactly scale-invariant."""
+    data point (column); inv_s ← 1/rms. No ε and no gain: the output is exactly scale-invariant.
+    Row by row (each loop over the data points is lane-wise): the column sums run over the units in order."""
     n, N = Z.shape
+    mu = np.zeros(N)
+    if code == NORM_LAYER:
+        for k in range(n):
+            z = Z[k]
+            for j in range(N):
+                mu[j] += z[j]
+        for j in range(N):
+            mu[j] /= n
+    ss = np.zeros(N)
+    for k in range(n):
+        z = Z[k]
+        for j in range(N):
+            c = z[j] - mu[j]
+            ss[j] += c * c
     for j in range(N):
-        mu = 0.0
-        if code == NORM_LAYER:
-            for k in range(n):
-                mu += Z[k, j]
-            mu /= n
-        ss = 0.0
-        for k in range(n):
-            c = Z[k, j] - mu
-            ss += c * c
-        inv = 1.0 / np.sqrt(ss / n)
-        inv_s[j] = inv
-        for k in range(n):
-            Z[k, j] = (Z[k, j] - mu) * inv
+        inv_s[j] = 1.0 / np.sqrt(ss[j] / n)
+    for k in range(n):
+        z = Z[k]
+        for j in range(N):
+            z[j] = (z[j] - mu[j]) * inv_s[j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, fastmath=_LANEWISE)
 def _normalise_backward(D, Zhat, inv_s, code):
-    """D ← ∂L/∂z from D = ∂L/∂ẑ: (D − ẑ·mean(D∘ẑ))/rms, also − mean(D) for layer normalisation."""
+    """D ← ∂L/∂z from D = ∂L/∂ẑ: (D − ẑ·mean(D∘ẑ))/rms, also − mean(D) for layer normalisation (row by row,
+    as ``_normalise_columns``)."""
     n, N = D.shape
+    m1 = np.zeros(N)
+    m2 = np.zeros(N)
+    for k in range(n):
+        d = D[k]
+        zh = Zhat[k]
+        for j in range(N):
+            m1[j] += d[j]
+            m2[j] += d[j] * zh[j]
     for j in range(N):
-        m1 = 0.0
-        m2 = 0.0
-        for k in range(n):
-            m1 += D[k, j]
-            m2 += D[k, j] * Zhat[k, j]
-        m1 = m1 / n if code == NORM_LAYER else 0.0
-        m2 /= n
-        for k in range(n):
-            D[k, j] = (D[k, j] - m1 - Zhat[k, j] * m2) * inv_s[j]
+        m1[j] = m1[j] / n if code == NORM_LAYER else 0.0
+        m2[j] /= n
+    for k in range(n):
+        d = D[k]
+        zh = Zhat[k]
+        for j in range(N):
+            d[j] = (d[j] - m1[j] - zh[j] * m2[j]) * inv_s[j]
 
 
 @njit(cache=True, inline="always")

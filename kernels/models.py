@@ -20,12 +20,15 @@ from numba.extending import overload
 from .attention import (attention_charge_scales, attention_charges, attention_isometric_charges,
                         attention_isometric_scales, attention_loss_grad, attention_n_isometric, attention_work_size)
 from .custom import custom_charge_scales, custom_charges, custom_loss_grad, custom_work_size
-from .layout import MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP
+from .layout import (MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP,
+                     MODEL_RESIDUAL)
 from .linear import (linear_charge_scales, linear_charges, linear_charges_cross, linear_loss_grad_input_side,
                      linear_loss_grad_output_side, linear_work_size)
 from .linear_isometric import linear_isometric_charges, linear_isometric_scales, linear_n_isometric
 from .lora import (lora_charge_scales, lora_charges, lora_isometric_charges, lora_isometric_scales, lora_loss_grad,
                    lora_n_isometric, lora_work_size)
+from .residual import (residual_charge_scales, residual_charges, residual_isometric_charges,
+                       residual_isometric_scales, residual_loss_grad, residual_n_isometric, residual_work_size)
 from .mlp import (mlp_charge_scales, mlp_charges, mlp_isometric_charges, mlp_isometric_scales, mlp_loss_grad,
                   mlp_n_isometric, mlp_work_size)
 
@@ -207,6 +210,34 @@ def _lora_isometric_scales(kind, theta, mom, scales, ints, floats):
     lora_isometric_scales(theta, mom, scales, ints, floats)
 
 
+def _residual_work_size(kind, ints, data_a):
+    return residual_work_size(ints, data_a.shape[1])
+
+
+def _residual_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
+    return residual_loss_grad(theta, grad, ints, floats, data_a, data_b, work)
+
+
+def _residual_charges(kind, theta, q, ints, floats):
+    residual_charges(theta, q, ints, floats)
+
+
+def _residual_charge_scales(kind, theta, scales, ints, floats):
+    residual_charge_scales(theta, scales, ints, floats)
+
+
+def _residual_n_isometric(kind, ints):
+    return residual_n_isometric(ints)
+
+
+def _residual_isometric_charges(kind, theta, mom, out, ints, floats):
+    residual_isometric_charges(theta, mom, out, ints, floats)
+
+
+def _residual_isometric_scales(kind, theta, mom, scales, ints, floats):
+    residual_isometric_scales(theta, mom, scales, ints, floats)
+
+
 def _no_isometric(kind, ints):
     return 0
 
@@ -254,6 +285,12 @@ _LORA = {work_size: _lora_work_size, loss_grad: _lora_loss_grad, charges: _lora_
          charges_cross: _polarised_charges_cross}
 for _fn, _impl in _LORA.items():
     _KERNELS[_fn][MODEL_LORA] = _impl
+_RESIDUAL = {work_size: _residual_work_size, loss_grad: _residual_loss_grad, charges: _residual_charges,
+             charge_scales: _residual_charge_scales, n_isometric: _residual_n_isometric,
+             isometric_charges: _residual_isometric_charges, isometric_scales: _residual_isometric_scales,
+             charges_cross: _polarised_charges_cross}
+for _fn, _impl in _RESIDUAL.items():
+    _KERNELS[_fn][MODEL_RESIDUAL] = _impl
 for _table in _KERNELS.values():  # the input-side deep linear kind differs only in its gradient
     _table.setdefault(MODEL_DEEP_LINEAR_INPUT_SIDE, _table[MODEL_DEEP_LINEAR])
 

@@ -19,6 +19,7 @@ _LAZY = {
     "DeepLinear": ".models",
     "LoRA": ".lora",
     "MLP": ".mlp",
+    "ResidualMLP": ".resnet",
     "SelfAttention": ".attention",
     "Stats": ".stats",  # simulate(..., keep=Stats(...))
     "TrainingData": ".data",

@@ -290,6 +290,8 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
         return _attention_weighted_gradient(model, theta, X, Y, weights)
     if getattr(model, "kind", "") == "lora":
         return _lora_gradient(model, theta, X, Y, weights)
+    if getattr(model, "kind", "") == "residual_mlp":
+        return _residual_gradient(model, theta, X, Y, weights)
     size = theta.size
     mlp = getattr(model, "kind", "") == "mlp"
     layers = _blocks(model, theta)
@@ -350,6 +352,69 @@ def weighted_gradient(model, theta: Jet, X, Y, weights):
                     proj = proj - (delta.sum(-2) * (1.0 / n1)).expand(-2)
                 delta = proj * r1.expand(-2)
     lead = theta.shape[:-1]
+    parts = []
+    for gW, gb in grads:
+        parts.append(gW.reshape(*lead, -1) if isinstance(gW, Jet) else gW.reshape(lead + (-1,)))
+        if gb is not None:
+            parts.append(gb)
+    return _concat(parts, size)
+
+
+def _output_delta(model, f, Y, weights):
+    """∂(Σ_j w_bj ℓ_j)/∂f for squared or softmax cross-entropy loss."""
+    w = np.asarray(weights, dtype=float)[..., None, :]  # (B, 1, N)
+    if model.loss == "softmax_ce":
+        shift = f.value.max(axis=-2, keepdims=True) if isinstance(f, Jet) else f.max(axis=-2, keepdims=True)
+        e = exp(f - shift)
+        soft = e * reciprocal(e.sum(-2).expand(-2))
+        return (soft * Y.sum(axis=0, keepdims=True) - Y) * w
+    return (f - Y) * w
+
+
+def _residual_gradient(model, theta, X, Y, weights):
+    """``weighted_gradient`` of stacked residual blocks (noether_sim.resnet; kernels/residual.py) over jets:
+    the stream's gradient ds runs down the skips and gains W1_kᵀ dz_k from each block."""
+    size, lead = theta.size, theta.shape[:-1]
+    layers = _blocks(model, theta)
+    L = len(layers)
+    X = np.asarray(X, dtype=float)
+
+    def T(A):
+        return A.swap() if isinstance(A, Jet) else np.swapaxes(A, -1, -2)
+
+    def dense(W, h, b):
+        z = W @ h
+        return z + b.expand(-1) if b is not None else z
+
+    s = dense(*layers[0][:1], X, layers[0][1]) if model.input_projection else X
+    streams, zs, hs = [s], [], []
+    for k in range(1, model.blocks + 1):
+        i1, i2 = model.block_layers(k)
+        (W1, b1), (W2, b2) = layers[i1 - 1], layers[i2 - 1]
+        z = dense(W1, s, b1)
+        h = _act(model, z, 0)
+        s = s + dense(W2, h, b2)
+        zs.append(z)
+        hs.append(h)
+        streams.append(s)
+    f = dense(layers[-1][0], s, layers[-1][1]) if model.output_projection else s
+    delta = _output_delta(model, f, Y, weights)
+    grads = [None] * L
+    if model.output_projection:
+        W, b = layers[-1]
+        grads[-1] = (delta @ T(s), delta.sum(-1) if b is not None else None)
+        ds = T(W) @ delta
+    else:
+        ds = delta
+    for k in range(model.blocks, 0, -1):
+        i1, i2 = model.block_layers(k)
+        (W1, b1), (W2, b2) = layers[i1 - 1], layers[i2 - 1]
+        grads[i2 - 1] = (ds @ T(hs[k - 1]), ds.sum(-1) if b2 is not None else None)
+        dz = (T(W2) @ ds) * _act(model, zs[k - 1], 1)
+        grads[i1 - 1] = (dz @ T(streams[k - 1]), dz.sum(-1) if b1 is not None else None)
+        ds = ds + T(W1) @ dz
+    if model.input_projection:
+        grads[0] = (ds @ X.T, ds.sum(-1) if layers[0][1] is not None else None)
     parts = []
     for gW, gb in grads:
         parts.append(gW.reshape(*lead, -1) if isinstance(gW, Jet) else gW.reshape(lead + (-1,)))

@@ -17,6 +17,13 @@ def build_model(cfg):
 
         return SelfAttention(m["d_model"], heads=m["heads"], d_k=m.get("d_k"), d_v=m.get("d_v"), tokens=m["tokens"],
                              causal=m["causal"], readout=m["readout"], d_out=m.get("d_out"))
+    if m["kind"] == "residual_mlp":
+        from .resnet import ResidualMLP
+
+        d_in, width, d_out = m["widths"]
+        return ResidualMLP(d_in, width, m["hidden"], m["blocks"], d_out, bias=m["bias"], activation=m["activation"],
+                           loss=m["loss"], slope=m["slope"], power=m["power"], input_projection=m["input_projection"],
+                           output_projection=m["output_projection"])
     if m["kind"] == "mlp":
         from .mlp import MLP
 

@@ -58,10 +58,14 @@ MODEL_KINDS = {
     "mlp": "multilayer network f(x) = W_L σ(…σ(W_1 x + b_1)…) + b_L; model.activation, model.loss "
            "(squared | softmax_ce), model.normalised_first_layer, model.normalisation (layer | rms); any kind "
            "takes low-rank adapters with model.lora_rank (model.lora_layers, model.lora_base_seed)",
+    "residual_mlp": "stacked residual blocks s ← s + W2σ(W1s + b1) + b2 (noether_sim.ResidualMLP): model.widths = "
+                    "[d_in, stream width, d_out], model.hidden, model.blocks, model.input_projection, "
+                    "model.output_projection (default true), model.activation, model.loss",
     "attention": "multi-head self-attention (noether_sim.SelfAttention): model.d_model, model.tokens, model.heads, "
                  "model.d_k, model.d_v, model.d_out, model.causal, model.readout; data.kind = 'sequences'",
 }
 ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out")
+RESIDUAL_KEYS = ("hidden", "blocks", "input_projection", "output_projection")
 MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation", "residual")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
@@ -161,6 +165,10 @@ MODEL = {
     "readout": (False, lambda k, v: v if isinstance(v, str) else _int(k, v, 0)),  # the model checks the rest
     "normalisation": (False, lambda k, v: _str(k, v, ["layer", "rms"])),
     "residual": (False, _bool),
+    "hidden": (False, lambda k, v: _int(k, v, 1)),
+    "blocks": (False, lambda k, v: _int(k, v, 1)),
+    "input_projection": (False, _bool),
+    "output_projection": (False, _bool),
     "lora_rank": (False, lambda k, v: _int(k, v, 1)),
     "lora_layers": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 1)),
     "lora_base_seed": (False, lambda k, v: _int(k, v, 0)),
@@ -313,6 +321,21 @@ def _check_attention(model_cfg, data, record):
         _fail("record.track_ntk", True, "is implemented for deep linear networks and MLPs, not attention")
 
 
+def _check_residual(model_cfg):
+    """model.kind = 'residual_mlp': widths [d_in, d, d_out], hidden and blocks required; MLP-only keys that
+    have no meaning for the blocks (normalisation, residual, adapters) refused."""
+    for key in ("normalised_first_layer", "normalisation", "residual", "lora_rank", "lora_layers", "lora_base_seed"):
+        if key in model_cfg:
+            _fail(f"model.{key}", model_cfg[key], "is not used with model.kind = 'residual_mlp'")
+    if len(model_cfg["widths"]) != 3:
+        _fail("model.widths", model_cfg["widths"], "must be [d_in, stream width, d_out] for model.kind = 'residual_mlp'")
+    for key in ("hidden", "blocks"):
+        if key not in model_cfg:
+            raise ConfigError(f"missing key 'model.{key}': it is required when model.kind = 'residual_mlp'")
+    return {"activation": "relu", "loss": "squared", "slope": 0.01, "power": 2.0, "input_projection": True,
+            "output_projection": True, **model_cfg}
+
+
 def parse_config(raw: dict) -> dict:
     """Validate a study configuration (a dict as tomllib gives it) and return it complete, normalised."""
     raw = copy.deepcopy(raw)
@@ -347,16 +370,22 @@ def parse_config(raw: dict) -> dict:
     model_cfg = cfg["model"]
     _check_attention(model_cfg, data, cfg["record"])
     widths = model_cfg.get("widths")
+    if model_cfg["kind"] != "residual_mlp":
+        for key in RESIDUAL_KEYS:
+            if key in model_cfg:
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'residual_mlp'")
     if model_cfg["kind"] == "mlp":
         model_cfg = cfg["model"] = {"activation": "relu", "loss": "squared", "slope": 0.01, "power": 2.0,
                                     "normalised_first_layer": False, **model_cfg}
+    elif model_cfg["kind"] == "residual_mlp":
+        model_cfg = cfg["model"] = _check_residual(model_cfg)
     else:
         for key in MLP_ONLY_KEYS:
             if key in model_cfg:
                 _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'mlp'")
     teacher = data["kind"].startswith("teacher_")
-    if teacher and model_cfg["kind"] != "mlp":
-        _fail("data.kind", data["kind"], "teacher data needs model.kind = 'mlp' (use synthetic_regression or whitened)")
+    if teacher and model_cfg["kind"] not in ("mlp", "residual_mlp"):
+        _fail("data.kind", data["kind"], "teacher data needs model.kind = 'mlp' or 'residual_mlp' (use synthetic_regression or whitened)")
     softmax = model_cfg.get("loss") == "softmax_ce"
     if softmax != (data["kind"] == "teacher_classification"):
         _fail("data.kind", data["kind"], "model.loss = 'softmax_ce' goes with data.kind = 'teacher_classification' "

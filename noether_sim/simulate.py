@@ -38,7 +38,7 @@ from .kernels.bundles import (ChargeRefs, GradientFlowSettings, Method, ModelDat
 from .kernels.entries import ensemble_charges, ensemble_extras, ensemble_loss_grad, ensemble_state_charges, integrate
 from .kernels.record import SCHEME_ALGORITHM, SCHEME_IMPLICIT, SCHEME_OPTIMIZER, state_size
 from .kernels.fields import DYN_MOMENTUM
-from .kernels.layout import MODEL_MLP
+from .kernels.layout import MODEL_MLP, MODEL_RESIDUAL
 
 VARIABLES = {
     "loss": "training loss L(θ(t))",
@@ -239,6 +239,8 @@ def _check_ntk(track_ntk, ntk_top, model, data, watch_seeds):
         v.fail("track_ntk", track_ntk, "needs watch_seeds: the NTK is recorded for the watched seeds")
     if getattr(model, "kind", "") == "lora":
         v.fail("track_ntk", track_ntk, "is not available for low-rank adapters yet")
+    if getattr(model, "kind", "") == "residual_mlp":
+        v.fail("track_ntk", track_ntk, "is not available for stacked residual blocks (ResidualMLP) yet")
     if model.n_layers < 2:
         v.fail("track_ntk", track_ntk, f"needs a hidden layer (widths {list(model.widths)}): a one-layer "
                                        "linear model's NTK does not change")
@@ -706,7 +708,7 @@ def _points(kind, model, data, options):
     make the kernels compile the stochastic code (driver.py); a deterministic run passes 1-D stand-ins."""
     if not is_stochastic(options):
         return np.zeros(0), np.zeros(0)
-    aug = kind != MODEL_MLP and model.bias  # deep linear moments of x̃ = [x; 1]
+    aug = kind not in (MODEL_MLP, MODEL_RESIDUAL) and model.bias  # deep linear moments of x̃ = [x; 1]
     X = np.vstack([data.X, np.ones((1, data.n_points))]) if aug else np.asarray(data.X, dtype=float)
     if options.get("batch_size") is None:
         return np.zeros((0, X.shape[0])), np.zeros((0, data.Y.shape[0]))

@@ -5,7 +5,7 @@
 - A softmax head under momentum keeps two laws per translation v: e^{t/τ}⟨v, θ̇⟩ (isometric charge JT)
   and ⟨v, θ + τθ̇⟩ = T + τ·JT.
 - ``catalogue.complete`` for every model discovery can run on, under both flows (deep linear, every MLP
-  variant, low-rank adapters).
+  variant, low-rank adapters, stacked residual blocks).
 
 Oracles: NumPy formulas of the charges; gradient descent's exact law (theory.md §3); Gauss–Legendre's
 exact conservation of quadratic charges; heavy ball's exact e^{−h/τ} decay of isometric charges (§4).
@@ -170,6 +170,14 @@ def _every_model():
     for act, bias in itertools.product(("relu", "tanh", "linear"), (False, True)):
         yield MLP((3, 4, 3), activation=act, bias=bias, residual=True)
     yield MLP((3, 4, 3), activation="relu", residual=True, normalisation="rms")
+    # stacked residual blocks (noether_sim.resnet): rescale charges per block, the stream's GL(d) balance C
+    # with both projections, block balance D<k> for the identity, softmax translations on W_out
+    yield ns.ResidualMLP(3, 3, 2, 2, 2)
+    yield ns.ResidualMLP(3, 3, 2, 2, 2, bias=True, activation="tanh")
+    yield ns.ResidualMLP(3, 3, 2, 2, 2, bias=True, activation="linear")
+    yield ns.ResidualMLP(2, 2, 2, 2, 2, activation="linear", input_projection=False, output_projection=False)
+    yield ns.ResidualMLP(3, 3, 2, 2, 3, activation="relu", input_projection=False)
+    yield ns.ResidualMLP(3, 2, 2, 1, 3, activation="relu", loss="softmax_ce", bias=True)
     # low-rank adapters (noether_sim.lora) on deep linear and MLP bases, squared and softmax losses
     yield ns.LoRA(ns.DeepLinear((3, 3, 2)), rank=1)
     yield ns.LoRA(ns.DeepLinear((3, 3, 2), bias=True), rank=2)

@@ -109,7 +109,7 @@ def catalogue_forms(model):
     if nq == 0:
         return []
     ints = model.descriptor()
-    floats = model.constants(None) if getattr(model, "kind", "") in ("mlp", "lora") else np.zeros(1)
+    floats = model.constants(None) if getattr(model, "kind", "") in ("mlp", "lora", "residual_mlp") else np.zeros(1)
 
     def charges(probes):
         return ensemble_charges(int(ints[0]), np.ascontiguousarray(probes), ints, floats, nq)
@@ -152,6 +152,11 @@ def _isometric_kernel(model):
 
         floats = model.constants(None)
         return lambda theta, mom, out: lora_isometric_charges(theta, mom, out, ints, floats)
+    if getattr(model, "kind", "") == "residual_mlp":
+        from ..kernels.residual import residual_isometric_charges
+
+        floats = model.constants(None)
+        return lambda theta, mom, out: residual_isometric_charges(theta, mom, out, ints, floats)
     if getattr(model, "kind", "") == "attention":
         from ..kernels.attention import attention_isometric_charges
 

@@ -60,6 +60,8 @@ class DiscoveryResult:
             (f"/{m['loss']}" if m.get("loss", "squared") != "squared" else "") + \
             ("/norm" if m.get("normalised_first_layer") else "") + (f"/{m['normalisation']}norm" if m.get("normalisation") else "") + \
             ("/residual" if m.get("residual") else "") + f" {list(m['widths'])}" + (" +bias" if m["bias"] else "") + \
+            (f" K={m['blocks']} m={m['hidden']}" + ("" if m["input_projection"] else " no-in")
+             + ("" if m["output_projection"] else " no-out") if m["kind"] == "residual_mlp" else "") + \
             (f" +LoRA r={m['lora_rank']} on {m['lora_layers']}" if m.get("lora") else "")
         return {"model": name, "flow": self.flow, "P": self.n_params,
                 "count": "?" if self.count is None else str(self.count),
@@ -177,13 +179,15 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     from ..attention import SelfAttention
     from ..lora import LoRA
     from ..models import DeepLinear
+    from ..resnet import ResidualMLP
 
     if getattr(model, "kind", None) == "custom":  # a user's model: from its gradient alone (discover/custom.py)
         from .custom import discover_custom
 
         return discover_custom(model, data, points=points, seed=seed, min_gap=min_gap, quadratic=quadratic)
-    if not isinstance(model, (DeepLinear, SelfAttention, LoRA)):
-        fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, SelfAttention, LoRA or CustomModel)")
+    if not isinstance(model, (DeepLinear, SelfAttention, LoRA, ResidualMLP)):
+        fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, ResidualMLP, SelfAttention, LoRA or "
+                             "CustomModel)")
     if flow not in FLOWS:
         fail("flow", flow, f"must be one of {', '.join(FLOWS)}")
     if quadratic not in STRUCTURES:
@@ -272,6 +276,8 @@ def _layer_scale(model, layer_lr, flow, bias_lr=None):
         fail("layer_lr", layer_lr, f"must be {model.n_layers} finite multipliers > 0, one per layer")
     if flow != "gradient":
         fail("layer_lr", layer_lr, "applies to flow='gradient'")
+    if getattr(model, "kind", "") == "residual_mlp":
+        fail("layer_lr", layer_lr, "is not available for residual blocks (their weighted charges are not catalogued)")
     mb = arr
     if bias_lr is not None:
         if not getattr(model, "bias", False):
