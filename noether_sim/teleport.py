@@ -85,9 +85,9 @@ def check_teleport_model(model, name="model"):
         v.fail(name, model, "must be a noether_sim model (DeepLinear, MLP)")
     if model.n_layers < 2:
         v.fail(name, model, "teleportation needs a hidden layer (widths of three or more)")
-    if model.kind == "residual_mlp":
-        v.fail(name, model, "teleportation moves along deep linear and MLP orbits; stacked residual blocks "
-                            "(ResidualMLP) are not supported yet")
+    if getattr(model, "kind", None) not in ("deep_linear", "mlp"):  # LoRA, attention, residual stacks, custom
+        v.fail(name, type(model).__name__, "teleportation moves along deep linear (DeepLinear) and MLP orbits; "
+                                           f"a {model.kind!r} model is not supported yet")
     if model.kind == "mlp":
         if model.activation not in HOMOGENEOUS:
             v.fail("activation", model.activation, f"teleportation needs a positively homogeneous activation "

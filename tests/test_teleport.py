@@ -159,6 +159,12 @@ def test_models_without_an_orbit_refused():
     tanh = MLP((3, 5, 1), activation="tanh")
     with pytest.raises(ns.ConfigError, match="activation='tanh'"):
         ns.teleport(tanh, data, np.ones(tanh.n_params))
+    # a LoRA model has widths and charge groups like a deep linear net, but not its orbit: refused by kind
+    lora = ns.LoRA(ns.DeepLinear((3, 5, 1)), 1)
+    with pytest.raises(ns.ConfigError, match="^model='LoRA' is invalid.*'lora' model is not supported"):
+        ns.teleport(lora, data, np.ones(lora.n_params))
+    with pytest.raises(ns.ConfigError, match="'lora' model is not supported"):
+        ns.simulate(lora, data, dynamics="gd", h=0.01, n_steps=4, teleport_every=0.02)
     with pytest.raises(ns.ConfigError, match="teleport_every"):
         ns.simulate(ns.DeepLinear((3, 3, 1)), data, dynamics="adam", h=0.01, n_steps=4, teleport_every=0.02)
     with pytest.raises(ns.ConfigError, match="teleport_every"):
