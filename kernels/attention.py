@@ -10,6 +10,14 @@ W_V ∈ R^{d_v×d} and W_O ∈ R^{d_out×d_v}:
 
 Loss L = (1/2N) Σ_n Σ_{t ∈ R} |F_t(X_n) − Y_{n,t}|², R every token ("sequence" readout) or one token.
 
+Transformer block (model_ints[A_MLP] = m > 0; d_out = d): attention with its residual, then a residual
+ReLU MLP on each token read,
+
+    U_t = X_t + Σ_h W_O^h Σ_s A^h[t, s] V^h_s,    F_t = U_t + W_2 relu(W_1 U_t + b_1)
+
+with W_1 (m × d), b_1 (m), W_2 (d × m) after the heads' parameters. Its charges follow the heads':
+    r      |W_1[j, :]|² + b_1[j]² − |W_2[:, j]|²   (m)   from ReLU's positive homogeneity (one per neuron)
+
 Data: data_a = X as columns, one sequence per column, token-major: row t·d + i is feature i of token t
 ((T·d) × N); data_b = Y likewise ((|R|·d_out) × N). Columns, so minibatches gather like an MLP's points,
 and every loop of the gradient runs along a row, over the N sequences (lane-wise, SIMD).
@@ -35,7 +43,7 @@ from numba import njit
 from . import FASTMATH
 
 # model_ints of MODEL_ATTENTION (ints[0] is the kind)
-A_HEADS, A_DMODEL, A_DK, A_DV, A_TOKENS, A_DOUT, A_CAUSAL, A_READOUT = 1, 2, 3, 4, 5, 6, 7, 8
+A_HEADS, A_DMODEL, A_DK, A_DV, A_TOKENS, A_DOUT, A_CAUSAL, A_READOUT, A_MLP = 1, 2, 3, 4, 5, 6, 7, 8, 9
 READOUT_SEQUENCE = -1
 
 
@@ -54,7 +62,8 @@ def head_size(ints):
 def attention_work_size(ints, n_points):
     H, d, dk, dv, T, do = _dims(ints)
     per_head = T * (2 * dk + 2 * dv) + T * T  # Q, K, V, Z, A of every sequence
-    return n_points * (H * per_head + T * do + dv + 3 * T + 2 + dk + T * dk + T * dv)
+    mlp = ints[A_MLP] * T + do * T  # the MLP block's pre-activations and output error, every token
+    return n_points * (H * per_head + T * do + dv + 3 * T + 2 + dk + T * dk + T * dv + mlp)
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -107,9 +116,21 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
     dK = work[pos: pos + T * dk * N].reshape((T * dk, N))
     pos += T * dk * N
     dV = work[pos: pos + T * dv * N].reshape((T * dv, N))
+    pos += T * dv * N
+    mh = ints[A_MLP]
+    Zh = work[pos: pos + T * mh * N].reshape((T * mh, N))  # W_1U_t + b_1, then dL/d(that)
+    pos += T * mh * N
+    dOut = work[pos: pos + T * do * N].reshape((T * do, N))  # F_t − Y_t (block), / N
+    oW1 = H * hs
+    ob1 = oW1 + mh * d
+    oW2 = ob1 + mh
     for j in range(grad.shape[0]):
         grad[j] = 0.0
     F[:, :] = 0.0
+    if mh > 0:  # the block's residual: U starts at X (d_out = d)
+        for t in range(t_lo, t_hi):
+            for o in range(do):
+                F[t * do + o, :] = X[t * d + o]
     # ---- forward, head by head ----
     for h in range(H):
         base = h * hs
@@ -174,16 +195,19 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
                     _axpy(F[t * do + o], theta[oO + o * dv + c], z)
     # ---- loss; F becomes dL/dF ----
     loss = 0.0
-    for t in range(t_lo, t_hi):
-        for o in range(do):
-            f = F[t * do + o]
-            y = Y[(t - t_lo) * do + o]
-            acc = 0.0
-            for n in range(N):
-                e = f[n] - y[n]
-                acc += e * e
-                f[n] = e * inv_n
-            loss += acc
+    if mh > 0:
+        loss = _mlp_block(theta, grad, F, Zh, dOut, Y, oW1, ob1, oW2, mh, do, t_lo, t_hi, inv_n)
+    else:
+        for t in range(t_lo, t_hi):
+            for o in range(do):
+                f = F[t * do + o]
+                y = Y[(t - t_lo) * do + o]
+                acc = 0.0
+                for n in range(N):
+                    e = f[n] - y[n]
+                    acc += e * e
+                    f[n] = e * inv_n
+                loss += acc
     # ---- backward, head by head ----
     for h in range(H):
         base = h * hs
@@ -246,6 +270,65 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _mlp_block(theta, grad, F, Zh, dOut, Y, oW1, ob1, oW2, mh, do, t_lo, t_hi, inv_n):
+    """The transformer block's MLP on the tokens read: forward from U (in F), the loss Σ|F_t − Y_t|², its
+    gradient into W_1, b_1, W_2, and F overwritten by dL/dU (= dL/dF_t + W_1ᵀ(relu'·W_2ᵀ dL/dF_t))."""
+    N = F.shape[1]
+    loss = 0.0
+    for t in range(t_lo, t_hi):
+        for j in range(mh):
+            z = Zh[t * mh + j]
+            b = theta[ob1 + j]
+            for n in range(N):
+                z[n] = b
+            for o in range(do):
+                _axpy(z, theta[oW1 + j * do + o], F[t * do + o])
+        for o in range(do):
+            e = dOut[t * do + o]
+            f = F[t * do + o]
+            y = Y[(t - t_lo) * do + o]
+            for n in range(N):
+                e[n] = f[n] - y[n]
+            for j in range(mh):
+                w = theta[oW2 + o * mh + j]
+                z = Zh[t * mh + j]
+                for n in range(N):
+                    e[n] += w * max(z[n], 0.0)
+            acc = 0.0
+            for n in range(N):
+                acc += e[n] * e[n]
+                e[n] *= inv_n
+            loss += acc
+        for j in range(mh):  # G_2 += dF relu(Z)ᵀ; Z becomes dZ = relu'(Z)·W_2ᵀdF
+            z = Zh[t * mh + j]
+            for o in range(do):
+                e = dOut[t * do + o]
+                acc = 0.0
+                for n in range(N):
+                    acc += e[n] * max(z[n], 0.0)
+                grad[oW2 + o * mh + j] += acc
+            for n in range(N):
+                acc = 0.0
+                for o in range(do):
+                    acc += theta[oW2 + o * mh + j] * dOut[t * do + o, n]
+                z[n] = acc if z[n] > 0.0 else 0.0
+            acc = 0.0
+            for n in range(N):
+                acc += z[n]
+            grad[ob1 + j] += acc
+            for o in range(do):
+                grad[oW1 + j * do + o] += _dot(z, F[t * do + o])
+        for o in range(do):  # dU = dF + W_1ᵀ dZ
+            f = F[t * do + o]
+            e = dOut[t * do + o]
+            for n in range(N):
+                f[n] = e[n]
+            for j in range(mh):
+                _axpy(f, theta[oW1 + j * do + o], Zh[t * mh + j])
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def _mul_add(y, a, b):
     """y += a ∘ b (elementwise, over sequences)."""
     for n in range(y.shape[0]):
@@ -279,6 +362,15 @@ def attention_charges(theta, q, ints):
                     acc -= theta[oO + o * dv + a] * theta[oO + o * dv + b]
                 q[pos + a * dv + b] = acc
         pos += dv * dv
+    mh = ints[A_MLP]
+    oW1 = H * hs
+    for j in range(mh):  # r_j = |W_1[j, :]|² + b_1[j]² − |W_2[:, j]|²
+        acc = theta[oW1 + mh * d + j] ** 2
+        for i in range(d):
+            acc += theta[oW1 + j * d + i] ** 2
+        for o in range(do):
+            acc -= theta[oW1 + mh * d + mh + o * mh + j] ** 2
+        q[pos + j] = acc
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -296,6 +388,12 @@ def attention_charge_scales(theta, scales, ints):
         for j in range(base + 2 * dk * d, base + hs):
             s += theta[j] * theta[j]
         scales[2 * h + 1] = s
+    mh = ints[A_MLP]
+    if mh > 0:  # |W_1|² + |b_1|² + |W_2|²
+        s = 0.0
+        for j in range(H * hs, H * hs + 2 * mh * d + mh):
+            s += theta[j] * theta[j]
+        scales[2 * H] = s
 
 
 @njit(cache=True)

@@ -59,9 +59,10 @@ MODEL_KINDS = {
            "(squared | softmax_ce), model.normalised_first_layer, model.normalisation (layer | rms); any kind "
            "takes low-rank adapters with model.lora_rank (model.lora_layers, model.lora_base_seed)",
     "attention": "multi-head self-attention (noether_sim.SelfAttention): model.d_model, model.tokens, model.heads, "
-                 "model.d_k, model.d_v, model.d_out, model.causal, model.readout; data.kind = 'sequences'",
+                 "model.d_k, model.d_v, model.d_out, model.causal, model.readout, model.mlp_hidden (a transformer "
+                 "block: attention and a ReLU MLP, each with its residual); data.kind = 'sequences'",
 }
-ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out")
+ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out", "mlp_hidden")
 MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation", "residual")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
@@ -156,7 +157,7 @@ MODEL = {
     "slope": (False, lambda k, v: _real(k, v, low=0)),
     "power": (False, lambda k, v: _real(k, v, low=1)),
     "normalised_first_layer": (False, _bool),
-    **{k: (False, lambda k, v: _int(k, v, 1)) for k in ("d_model", "heads", "d_k", "d_v", "tokens", "d_out")},
+    **{k: (False, lambda k, v: _int(k, v, 1)) for k in ("d_model", "heads", "d_k", "d_v", "tokens", "d_out", "mlp_hidden")},
     "causal": (False, _bool),
     "readout": (False, lambda k, v: v if isinstance(v, str) else _int(k, v, 0)),  # the model checks the rest
     "normalisation": (False, lambda k, v: _str(k, v, ["layer", "rms"])),
