@@ -49,9 +49,9 @@ class SelfAttention:
         U_t = X_t + Σ_h W_O^h Σ_s A^h[t, s] V^h_s,      F_t = U_t + W_2 relu(W_1 U_t + b_1),
 
     (W_1 m × d, b_1 ∈ R^m, W_2 d × m; d_out must equal d_model for the residuals) and the loss reads F. The
-    block adds the per-neuron rescale charges ``r`` = |W_1[j, :]|² + b_1[j]² − |W_2[:, j]|² (j = 0 … m−1;
+    block adds the per-neuron rescale charges ``r`` = ‖W_1[j, :]‖² + b_1[j]² − ‖W_2[:, j]‖² (j = 0 … m−1;
     ReLU is positively homogeneous), conserved by gradient flow, with gradient descent's law
-    η²(|G_1[j, :]|² + g_b[j]² − |G_2[:, j]|²); positive rescalings are not isometries, so they add no
+    η²(‖G_1[j, :]‖² + g_b[j]² − ‖G_2[:, j]‖²); positive rescalings are not isometries, so they add no
     momentum J charge.
 
     Parameters
@@ -150,7 +150,7 @@ class SelfAttention:
 
     @property
     def activation(self):
-        """"relu" for a transformer block (its MLP's hidden neurons), None for attention alone."""
+        """The activation, "relu", for a transformer block (its MLP's hidden neurons), None for attention alone."""
         return None if self.mlp_hidden is None else "relu"
 
     # ---- layout ----
@@ -331,7 +331,7 @@ class SelfAttention:
         return np.asarray(X, dtype=float).T.reshape(-1, self.tokens, self.d_model)
 
     def preactivations(self, theta: np.ndarray, X: np.ndarray) -> list:
-        """[W_1U_t + b_1 of every token read, as (m × N·|R|), then the outputs]: a transformer block's hidden
+        """[W_1U_t + b_1 of every token read, as (m × N·tokens read), then the outputs]: a transformer block's hidden
         pre-activations (discovery checks that each neuron changes sign over the data); [outputs] without."""
         U = self._attend(theta, X)
         out = self.forward(theta, X)
@@ -342,7 +342,7 @@ class SelfAttention:
         return [Z.reshape(-1, self.m).T, out]
 
     def _attend(self, theta, X):
-        """Attention's output U on the tokens read (N, |R|, d_out), with the block's residual X."""
+        """Attention's output U on the tokens read (N, tokens read, d_out), with the block's residual X."""
         Xs = self.tokens_of(X)
         T = self.tokens
         F = np.array(Xs) if self.m else np.zeros((Xs.shape[0], T, self.d_out))
