@@ -7,7 +7,7 @@ two-head causal attention with its residual, then a residual ReLU MLP; loss on t
 sequences, 16 seeds, b_1 drawn N(0, 3²)). Its charges are QK<h>, VO<h> per head and the MLP's per-neuron
 rescale charges r. Left: RK4 at t = 0.25 keeps every charge, its drift from the law falling with the step
 like h⁴ (seed median), with weight decay λ = 0.05 measured from e^{−2λt}q(0). Middle: weight decay breaks
-the charges, and the break is the law: |q(t) − q(0)| against |q(0)|(1 − e^{−2λt}) (seed 0, every
+the charges, and the break is the law: ‖q(t) − q(0)‖ against ‖q(0)‖(1 − e^{−2λt}) (seed 0, every
 component). Right: gradient descent (η = 1/32, λ = 0.05) moves them, and its exact one-step law
 (1 − ηλ)²q + η²q(g) explains the move to round-off (the residual, dotted).
 
