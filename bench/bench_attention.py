@@ -20,7 +20,7 @@ from noether_sim import init
 
 
 def problem():
-    model = ns.SelfAttention(16, heads=2, tokens=8)
+    model = ns.SelfAttention(16, heads=2, tokens=8)  # docs/guide/attention.md has the measured numbers
     data = ns.data.sequences(model, 256, noise=0.05, seed=0)
     return model, data
 

@@ -10,6 +10,14 @@ W_V ∈ R^{d_v×d} and W_O ∈ R^{d_out×d_v}:
 
 Loss L = (1/2N) Σ_n Σ_{t ∈ R} |F_t(X_n) − Y_{n,t}|², R every token ("sequence" readout) or one token.
 
+Transformer block (model_ints[A_MLP] = m > 0; d_out = d): attention with its residual, then a residual
+ReLU MLP on each token read,
+
+    U_t = X_t + Σ_h W_O^h Σ_s A^h[t, s] V^h_s,    F_t = U_t + W_2 relu(W_1 U_t + b_1)
+
+with W_1 (m × d), b_1 (m), W_2 (d × m) after the heads' parameters. Its charges follow the heads':
+    r      |W_1[j, :]|² + b_1[j]² − |W_2[:, j]|²   (m)   from ReLU's positive homogeneity (one per neuron)
+
 Data: data_a = X as columns, one sequence per column, token-major: row t·d + i is feature i of token t
 ((T·d) × N); data_b = Y likewise ((|R|·d_out) × N). Columns, so minibatches gather like an MLP's points,
 and every loop of the gradient runs along a row, over the N sequences (lane-wise, SIMD).
@@ -33,9 +41,10 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
+from .mlp import ACT_LINEAR, _backward_layer, _forward_layer, _weight_gradient
 
 # model_ints of MODEL_ATTENTION (ints[0] is the kind)
-A_HEADS, A_DMODEL, A_DK, A_DV, A_TOKENS, A_DOUT, A_CAUSAL, A_READOUT = 1, 2, 3, 4, 5, 6, 7, 8
+A_HEADS, A_DMODEL, A_DK, A_DV, A_TOKENS, A_DOUT, A_CAUSAL, A_READOUT, A_MLP = 1, 2, 3, 4, 5, 6, 7, 8, 9
 READOUT_SEQUENCE = -1
 
 
@@ -53,8 +62,12 @@ def head_size(ints):
 @njit(cache=True)
 def attention_work_size(ints, n_points):
     H, d, dk, dv, T, do = _dims(ints)
-    per_head = T * (2 * dk + 2 * dv) + T * T  # Q, K, V, Z, A of every sequence
-    return n_points * (H * per_head + T * do + dv + 3 * T + 2 + dk + T * dk + T * dv)
+    w = 2 * dk + dv
+    per_head = T * w + T * dv + T * T  # [Q; K; V] per token, Z, A of every sequence
+    mlp = ints[A_MLP] * T + do * T  # the MLP block's pre-activations and output error, every token
+    per_point = H * per_head + T * do + do + T * dv + 2 * T * T + 2 + T * w + mlp
+    small = max(w * d, do * dv) + max(w, do) + 8  # a weight-gradient tile, a zero bias
+    return n_points * per_point + small
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -72,11 +85,47 @@ def _dot(x, y):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def _sum_products(out, M1, o1, s1, M2, o2, s2, count):
+    """out[n] = Σ_{k < count} M1[o1 + k·s1, n] · M2[o2 + k·s2, n] (elementwise over sequences), four terms
+    per pass so that ``out`` is loaded and stored once per four products."""
+    N = out.shape[0]
+    k = 0
+    if count >= 4:
+        a0, a1, a2, a3 = M1[o1], M1[o1 + s1], M1[o1 + 2 * s1], M1[o1 + 3 * s1]
+        b0, b1, b2, b3 = M2[o2], M2[o2 + s2], M2[o2 + 2 * s2], M2[o2 + 3 * s2]
+        for n in range(N):
+            out[n] = a0[n] * b0[n] + a1[n] * b1[n] + a2[n] * b2[n] + a3[n] * b3[n]
+        k = 4
+    elif count >= 1:
+        a0, b0 = M1[o1], M2[o2]
+        for n in range(N):
+            out[n] = a0[n] * b0[n]
+        k = 1
+    else:
+        for n in range(N):
+            out[n] = 0.0
+    while k + 4 <= count:
+        a0, a1, a2, a3 = M1[o1 + k * s1], M1[o1 + (k + 1) * s1], M1[o1 + (k + 2) * s1], M1[o1 + (k + 3) * s1]
+        b0, b1, b2, b3 = M2[o2 + k * s2], M2[o2 + (k + 1) * s2], M2[o2 + (k + 2) * s2], M2[o2 + (k + 3) * s2]
+        for n in range(N):
+            out[n] += a0[n] * b0[n] + a1[n] * b1[n] + a2[n] * b2[n] + a3[n] * b3[n]
+        k += 4
+    while k < count:
+        a0, b0 = M1[o1 + k * s1], M2[o2 + k * s2]
+        for n in range(N):
+            out[n] += a0[n] * b0[n]
+        k += 1
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
     """Loss of one parameter row over the sequences (columns of X); its gradient into ``grad``.
 
-    Every intermediate is a (rows × N) array whose rows run over the N sequences, so each inner loop is
-    a contiguous, lane-wise loop over sequences (SIMD), as an MLP's loops run over its data points.
+    Every intermediate is a (rows × N) array whose rows run over the N sequences. The products with a
+    weight matrix (the Q/K/V and output projections, their weight gradients, W_Oᵀ dF) are small dense
+    layers, run by the MLP kernel's register tiles (kernels/mlp.py, kernels/simd.py) token by token; the
+    products between tokens (scores, A·V and their adjoints) are elementwise over sequences, four terms
+    per pass (``_sum_products``). Gradients of K and V are sums over queries, formed once per key.
     """
     H, d, dk, dv, T, do = _dims(ints)
     causal = ints[A_CAUSAL] != 0
@@ -87,63 +136,66 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
     inv_n = 1.0 / N
     scale = 1.0 / math.sqrt(dk)
     hs = head_size(ints)
-    per_head = T * (2 * dk + 2 * dv) + T * T
+    w = 2 * dk + dv
+    per_head = T * w + T * dv + T * T
     heads = work[: H * per_head * N].reshape((H, per_head, N))
     pos = H * per_head * N
     F = work[pos: pos + T * do * N].reshape((T * do, N))
     pos += T * do * N
-    dZ = work[pos: pos + dv * N].reshape((dv, N))
-    pos += dv * N
+    tmp = work[pos: pos + do * N].reshape((do, N))  # one head's W_O Z_t
+    pos += do * N
+    dZ = work[pos: pos + T * dv * N].reshape((T * dv, N))
+    pos += T * dv * N
     dA = work[pos: pos + T * N].reshape((T, N))
     pos += T * N
-    dS = work[pos: pos + T * N].reshape((T, N))
-    pos += T * N
+    dS = work[pos: pos + T * T * N].reshape((T * T, N))
+    pos += T * T * N
     m = work[pos: pos + N]
     pos += N
     tot = work[pos: pos + N]
     pos += N
-    dQ = work[pos: pos + dk * N].reshape((dk, N))
-    pos += dk * N
-    dK = work[pos: pos + T * dk * N].reshape((T * dk, N))
-    pos += T * dk * N
-    dV = work[pos: pos + T * dv * N].reshape((T * dv, N))
+    dP = work[pos: pos + T * w * N].reshape((T * w, N))  # d[Q; K; V] per token
+    pos += T * w * N
+    mh = ints[A_MLP]
+    Zh = work[pos: pos + T * mh * N].reshape((T * mh, N))  # W_1U_t + b_1, then dL/d(that)
+    pos += T * mh * N
+    dOut = work[pos: pos + T * do * N].reshape((T * do, N))  # F_t − Y_t (block), / N
+    pos += T * do * N
+    nG = max(w * d, do * dv)
+    Gt = work[pos: pos + nG]
+    pos += nG
+    zb = work[pos: pos + max(w, do)]  # a zero bias for the dense layers
+    zb[:] = 0.0
+    oW1 = H * hs
+    ob1 = oW1 + mh * d
+    oW2 = ob1 + mh
     for j in range(grad.shape[0]):
         grad[j] = 0.0
     F[:, :] = 0.0
+    if mh > 0:  # the block's residual: U starts at X (d_out = d)
+        for t in range(t_lo, t_hi):
+            for o in range(do):
+                F[t * do + o, :] = X[t * d + o]
     # ---- forward, head by head ----
     for h in range(H):
         base = h * hs
-        oK = base + dk * d
-        oV = base + 2 * dk * d
-        oO = oV + dv * d
-        Q = heads[h, 0: T * dk]
-        K = heads[h, T * dk: 2 * T * dk]
-        V = heads[h, 2 * T * dk: 2 * T * dk + T * dv]
-        Z = heads[h, 2 * T * dk + T * dv: 2 * T * dk + 2 * T * dv]
-        A = heads[h, 2 * T * dk + 2 * T * dv: per_head]
-        Q[:, :] = 0.0
-        K[:, :] = 0.0
-        V[:, :] = 0.0
-        for t in range(T):
-            for i in range(d):
-                x = X[t * d + i]
-                for a in range(dk):
-                    _axpy(K[t * dk + a], theta[oK + a * d + i], x)
-                    if t_lo <= t < t_hi:
-                        _axpy(Q[t * dk + a], theta[base + a * d + i], x)
-                for c in range(dv):
-                    _axpy(V[t * dv + c], theta[oV + c * d + i], x)
+        oO = base + 2 * dk * d + dv * d
+        P = heads[h, 0: T * w]
+        Z = heads[h, T * w: T * w + T * dv]
+        A = heads[h, T * w + T * dv: per_head]
+        W_qkv = theta[base: base + w * d].reshape((w, d))
+        W_kv = theta[base + dk * d: base + w * d].reshape((dk + dv, d))
+        W_o = theta[oO: oO + do * dv].reshape((do, dv))
+        for t in range(T):  # [Q; K; V]_t = [W_Q; W_K; W_V] X_t (queries only where read)
+            if t_lo <= t < t_hi:
+                _forward_layer(W_qkv, X[t * d: (t + 1) * d], zb, False, P[t * w: (t + 1) * w], False)
+            else:
+                _forward_layer(W_kv, X[t * d: (t + 1) * d], zb, False, P[t * w + dk: (t + 1) * w], False)
         for t in range(t_lo, t_hi):
             s_hi = t + 1 if causal else T
             for s in range(s_hi):
                 row = A[t * T + s]
-                for n in range(N):
-                    row[n] = 0.0
-                for a in range(dk):
-                    q = Q[t * dk + a]
-                    k = K[s * dk + a]
-                    for n in range(N):
-                        row[n] += q[n] * k[n]
+                _sum_products(row, P, t * w, 1, P, s * w + dk, 1, dk)
                 for n in range(N):
                     row[n] *= scale
             for n in range(N):
@@ -164,92 +216,137 @@ def attention_loss_grad(theta, grad, ints, floats, X, Y, work):
                 row = A[t * T + s]
                 for n in range(N):
                     row[n] *= tot[n]
-            for c in range(dv):
-                z = Z[t * dv + c]
+            for c in range(dv):  # Z_t = Σ_s A[t, s] V_s
+                _sum_products(Z[t * dv + c], A, t * T, 1, P, 2 * dk + c, w, s_hi)
+            _forward_layer(W_o, Z[t * dv: (t + 1) * dv], zb, False, tmp, False)  # F_t += W_O Z_t
+            for o in range(do):
+                f = F[t * do + o]
+                u = tmp[o]
                 for n in range(N):
-                    z[n] = 0.0
-                for s in range(s_hi):
-                    _mul_add(z, A[t * T + s], V[s * dv + c])
-                for o in range(do):
-                    _axpy(F[t * do + o], theta[oO + o * dv + c], z)
+                    f[n] += u[n]
     # ---- loss; F becomes dL/dF ----
     loss = 0.0
-    for t in range(t_lo, t_hi):
-        for o in range(do):
-            f = F[t * do + o]
-            y = Y[(t - t_lo) * do + o]
-            acc = 0.0
-            for n in range(N):
-                e = f[n] - y[n]
-                acc += e * e
-                f[n] = e * inv_n
-            loss += acc
+    if mh > 0:
+        loss = _mlp_block(theta, grad, F, Zh, dOut, Y, oW1, ob1, oW2, mh, do, t_lo, t_hi, inv_n)
+    else:
+        for t in range(t_lo, t_hi):
+            for o in range(do):
+                f = F[t * do + o]
+                y = Y[(t - t_lo) * do + o]
+                acc = 0.0
+                for n in range(N):
+                    e = f[n] - y[n]
+                    acc += e * e
+                    f[n] = e * inv_n
+                loss += acc
     # ---- backward, head by head ----
     for h in range(H):
         base = h * hs
-        oK = base + dk * d
-        oV = base + 2 * dk * d
-        oO = oV + dv * d
-        Q = heads[h, 0: T * dk]
-        K = heads[h, T * dk: 2 * T * dk]
-        V = heads[h, 2 * T * dk: 2 * T * dk + T * dv]
-        Z = heads[h, 2 * T * dk + T * dv: 2 * T * dk + 2 * T * dv]
-        A = heads[h, 2 * T * dk + 2 * T * dv: per_head]
-        dK[:, :] = 0.0
-        dV[:, :] = 0.0
-        for t in range(t_lo, t_hi):
+        oO = base + 2 * dk * d + dv * d
+        P = heads[h, 0: T * w]
+        Z = heads[h, T * w: T * w + T * dv]
+        A = heads[h, T * w + T * dv: per_head]
+        W_o = theta[oO: oO + do * dv].reshape((do, dv))
+        Go = Gt[: do * dv].reshape((do, dv))
+        for t in range(t_lo, t_hi):  # G_O += dF_t Z_tᵀ; dZ_t = W_Oᵀ dF_t
+            dF_t = F[t * do: (t + 1) * do]
+            _weight_gradient(dF_t, Z[t * dv: (t + 1) * dv], Go, zb, False)
+            for j in range(do * dv):
+                grad[oO + j] += Gt[j]
+            _backward_layer(W_o, dF_t, dZ[t * dv: (t + 1) * dv], dZ[t * dv: (t + 1) * dv], ACT_LINEAR, 0.0, 0.0)
+        for t in range(t_lo, t_hi):  # dA = dZ_t·V_s; dS = A(dA − Σ_s A dA)/√d_k
             s_hi = t + 1 if causal else T
-            for c in range(dv):  # G_O += dFᵀ Z; dZ = W_Oᵀ dF
-                z = Z[t * dv + c]
-                dz = dZ[c]
-                for n in range(N):
-                    dz[n] = 0.0
-                for o in range(do):
-                    grad[oO + o * dv + c] += _dot(F[t * do + o], z)
-                    _axpy(dz, theta[oO + o * dv + c], F[t * do + o])
             for n in range(N):
                 tot[n] = 0.0
-            for s in range(s_hi):  # dA = dZ·V_s; dV_s += A dZ; Σ_s A dA
+            for s in range(s_hi):
                 da = dA[s]
+                _sum_products(da, dZ, t * dv, 1, P, s * w + 2 * dk, 1, dv)
                 a_row = A[t * T + s]
                 for n in range(N):
-                    da[n] = 0.0
-                for c in range(dv):
-                    _mul_add(da, dZ[c], V[s * dv + c])
-                    _mul_add(dV[s * dv + c], a_row, dZ[c])
-                for n in range(N):
                     tot[n] += a_row[n] * da[n]
-            for s in range(s_hi):  # softmax backward and the 1/√d_k
-                ds = dS[s]
+            for s in range(s_hi):
+                ds = dS[t * T + s]
                 a_row = A[t * T + s]
                 da = dA[s]
                 for n in range(N):
                     ds[n] = a_row[n] * (da[n] - tot[n]) * scale
-            for a in range(dk):  # dQ = Σ_s dS K_s; dK_s += dS Q
-                dq = dQ[a]
-                for n in range(N):
-                    dq[n] = 0.0
-                q = Q[t * dk + a]
-                for s in range(s_hi):
-                    _mul_add(dq, dS[s], K[s * dk + a])
-                    _mul_add(dK[s * dk + a], dS[s], q)
-                for i in range(d):
-                    grad[base + a * d + i] += _dot(dq, X[t * d + i])
-        for t in range(T):  # G_K += dKᵀ X, G_V += dVᵀ X
-            for i in range(d):
-                x = X[t * d + i]
-                for a in range(dk):
-                    grad[oK + a * d + i] += _dot(dK[t * dk + a], x)
-                for c in range(dv):
-                    grad[oV + c * d + i] += _dot(dV[t * dv + c], x)
+            for a in range(dk):  # dQ_t = Σ_s dS[t, s] K_s
+                _sum_products(dP[t * w + a], dS, t * T, 1, P, dk + a, w, s_hi)
+        for t in range(T):
+            if not t_lo <= t < t_hi:
+                dP[t * w: t * w + dk] = 0.0
+        for s in range(T):  # per key s, sums over the queries t that see it
+            q_lo = max(t_lo, s) if causal else t_lo
+            n_q = max(t_hi - q_lo, 0)
+            for a in range(dk):  # dK_s = Σ_t dS[t, s] Q_t
+                _sum_products(dP[s * w + dk + a], dS, q_lo * T + s, T, P, q_lo * w + a, w, n_q)
+            for c in range(dv):  # dV_s = Σ_t A[t, s] dZ_t
+                _sum_products(dP[s * w + 2 * dk + c], A, q_lo * T + s, T, dZ, q_lo * dv + c, dv, n_q)
+        Gw = Gt[: w * d].reshape((w, d))
+        for t in range(T):  # [G_Q; G_K; G_V] += d[Q; K; V]_t X_tᵀ
+            _weight_gradient(dP[t * w: (t + 1) * w], X[t * d: (t + 1) * d], Gw, zb, False)
+            for j in range(w * d):
+                grad[base + j] += Gt[j]
     return 0.5 * loss * inv_n
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def _mul_add(y, a, b):
-    """y += a ∘ b (elementwise, over sequences)."""
-    for n in range(y.shape[0]):
-        y[n] += a[n] * b[n]
+def _mlp_block(theta, grad, F, Zh, dOut, Y, oW1, ob1, oW2, mh, do, t_lo, t_hi, inv_n):
+    """The transformer block's MLP on the tokens read: forward from U (in F), the loss Σ|F_t − Y_t|², its
+    gradient into W_1, b_1, W_2, and F overwritten by dL/dU (= dL/dF_t + W_1ᵀ(relu'·W_2ᵀ dL/dF_t))."""
+    N = F.shape[1]
+    loss = 0.0
+    for t in range(t_lo, t_hi):
+        for j in range(mh):
+            z = Zh[t * mh + j]
+            b = theta[ob1 + j]
+            for n in range(N):
+                z[n] = b
+            for o in range(do):
+                _axpy(z, theta[oW1 + j * do + o], F[t * do + o])
+        for o in range(do):
+            e = dOut[t * do + o]
+            f = F[t * do + o]
+            y = Y[(t - t_lo) * do + o]
+            for n in range(N):
+                e[n] = f[n] - y[n]
+            for j in range(mh):
+                w = theta[oW2 + o * mh + j]
+                z = Zh[t * mh + j]
+                for n in range(N):
+                    e[n] += w * max(z[n], 0.0)
+            acc = 0.0
+            for n in range(N):
+                acc += e[n] * e[n]
+                e[n] *= inv_n
+            loss += acc
+        for j in range(mh):  # G_2 += dF relu(Z)ᵀ; Z becomes dZ = relu'(Z)·W_2ᵀdF
+            z = Zh[t * mh + j]
+            for o in range(do):
+                e = dOut[t * do + o]
+                acc = 0.0
+                for n in range(N):
+                    acc += e[n] * max(z[n], 0.0)
+                grad[oW2 + o * mh + j] += acc
+            for n in range(N):
+                acc = 0.0
+                for o in range(do):
+                    acc += theta[oW2 + o * mh + j] * dOut[t * do + o, n]
+                z[n] = acc if z[n] > 0.0 else 0.0
+            acc = 0.0
+            for n in range(N):
+                acc += z[n]
+            grad[ob1 + j] += acc
+            for o in range(do):
+                grad[oW1 + j * do + o] += _dot(z, F[t * do + o])
+        for o in range(do):  # dU = dF + W_1ᵀ dZ
+            f = F[t * do + o]
+            e = dOut[t * do + o]
+            for n in range(N):
+                f[n] = e[n]
+            for j in range(mh):
+                _axpy(f, theta[oW1 + j * do + o], Zh[t * mh + j])
+    return loss
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -279,6 +376,15 @@ def attention_charges(theta, q, ints):
                     acc -= theta[oO + o * dv + a] * theta[oO + o * dv + b]
                 q[pos + a * dv + b] = acc
         pos += dv * dv
+    mh = ints[A_MLP]
+    oW1 = H * hs
+    for j in range(mh):  # r_j = |W_1[j, :]|² + b_1[j]² − |W_2[:, j]|²
+        acc = theta[oW1 + mh * d + j] ** 2
+        for i in range(d):
+            acc += theta[oW1 + j * d + i] ** 2
+        for o in range(do):
+            acc -= theta[oW1 + mh * d + mh + o * mh + j] ** 2
+        q[pos + j] = acc
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -296,6 +402,12 @@ def attention_charge_scales(theta, scales, ints):
         for j in range(base + 2 * dk * d, base + hs):
             s += theta[j] * theta[j]
         scales[2 * h + 1] = s
+    mh = ints[A_MLP]
+    if mh > 0:  # |W_1|² + |b_1|² + |W_2|²
+        s = 0.0
+        for j in range(H * hs, H * hs + 2 * mh * d + mh):
+            s += theta[j] * theta[j]
+        scales[2 * H] = s
 
 
 @njit(cache=True)

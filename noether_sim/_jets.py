@@ -439,11 +439,9 @@ def _attention_weighted_gradient(model, theta: Jet, X, Y, weights):
     mask = np.tril(np.ones((T, T))) if model.causal else np.ones((T, T))
     scale = 1.0 / math.sqrt(model.d_k)
     mats = []
-    pos = 0
-    for i in range(1, model.n_layers + 1):
+    for i, pos in enumerate(model.offsets[0], start=1):
         n_out, n_in = model.weight_shape(i)
         mats.append(theta[..., pos: pos + n_out * n_in].reshape(*lead, n_out, n_in).expand(-3))  # (…, 1, n, m)
-        pos += n_out * n_in
     cache, F = [], None
     for h in range(model.heads):
         WQ, WK, WV, WO = mats[4 * h: 4 * h + 4]
@@ -457,7 +455,21 @@ def _attention_weighted_gradient(model, theta: Jet, X, Y, weights):
         F = out if F is None else F + out
         cache.append((WO, Q, K, V, A, Z))
     w = np.asarray(weights, dtype=float)[..., :, None, None]  # (B, N, 1, 1)
-    dF = (F - Yfull) * (read * w)
+    block = []
+    if model.m:  # transformer block: U = X + attention, F = U + W_2 relu(W_1U + b_1) (noether_sim.attention)
+        W1, W2 = mats[4 * model.heads], mats[4 * model.heads + 1]
+        off = model.offsets[1][4 * model.heads]
+        b1 = theta[..., off: off + model.m].expand(-2).expand(-3)  # (…, 1, 1, m)
+        U = F + Xs
+        Zh = U @ W1.swap() + b1
+        Hh = apply(Zh, lambda v, m: [np.maximum(v, 0.0)] + [(v > 0).astype(float)] * min(m, 1) + [0.0 * v] * (m - 1))
+        step = apply(Zh, lambda v, m: [(v > 0).astype(float)] + [0.0 * v] * m)
+        dOut = (U + Hh @ W2.swap() - Yfull) * (read * w)
+        dH = (dOut @ W2) * step
+        block = [(dH.swap() @ U).sum(-3), dH.sum(-2).sum(-2), (dOut.swap() @ Hh).sum(-3)]
+        dF = dOut + dH @ W1
+    else:
+        dF = (F - Yfull) * (read * w)
     parts = []
     for WO, Q, K, V, A, Z in cache:
         gO = (dF.swap() @ Z).sum(-3)
@@ -468,6 +480,8 @@ def _attention_weighted_gradient(model, theta: Jet, X, Y, weights):
         dQ, dK = dS @ K, dS.swap() @ Q
         for G in ((dQ.swap() @ Xs).sum(-3), (dK.swap() @ Xs).sum(-3), (dV.swap() @ Xs).sum(-3), gO):
             parts.append(G.reshape(*lead, -1))
+    for G in block:
+        parts.append(G.reshape(*lead, -1))
     return _concat(parts, size)
 
 

@@ -3,7 +3,8 @@
 A sequence is T tokens of width d_model. Data columns are sequences laid out token-major (row t·d + i is
 feature i of token t), so a TrainingData of sequences is the same object as any other: X is (T·d) × N,
 Y is (T·d_out) × N for the sequence readout or d_out × N for one readout token. Parameters, head by head:
-W_Q (d_k × d), W_K (d_k × d), W_V (d_v × d), W_O (d_out × d_v), each row-major.
+W_Q (d_k × d), W_K (d_k × d), W_V (d_v × d), W_O (d_out × d_v), each row-major; with ``mlp_hidden = m``
+(a transformer block) then W_1 (m × d), b_1 (m), W_2 (d × m).
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ class SelfAttention:
     momentum dynamics the isometric charges ``J_QK<h>``, ``J_VO<h>`` (antisymmetric parts of
     W_QP_Qᵀ − P_KW_Kᵀ and W_VP_Vᵀ − P_OᵀW_O) obey J(t) = e^{−t/τ}J(0).
 
+    With ``mlp_hidden = m`` the layer is a transformer block (no normalisation): attention with its residual,
+    then a residual ReLU MLP applied to each token,
+
+        U_t = X_t + Σ_h W_O^h Σ_s A^h[t, s] V^h_s,      F_t = U_t + W_2 relu(W_1 U_t + b_1),
+
+    (W_1 m × d, b_1 ∈ R^m, W_2 d × m; d_out must equal d_model for the residuals) and the loss reads F. The
+    block adds the per-neuron rescale charges ``r`` = ‖W_1[j, :]‖² + b_1[j]² − ‖W_2[:, j]‖² (j = 0 … m−1;
+    ReLU is positively homogeneous), conserved by gradient flow, with gradient descent's law
+    η²(‖G_1[j, :]‖² + g_b[j]² − ‖G_2[:, j]‖²); positive rescalings are not isometries, so they add no
+    momentum J charge.
+
     Parameters
     ----------
     d_model : int
@@ -60,12 +72,15 @@ class SelfAttention:
         The loss on every token, or on one token (an index 0 … T−1, or "last" / "first").
     d_out : int, optional
         Output width per token (default d_model).
+    mlp_hidden : int, optional
+        Hidden width m >= 1 of the residual ReLU MLP block after attention (a transformer block, see
+        above); default None (attention alone).
 
     Raises
     ------
     ConfigError
         A size below 1 (``tokens=0`` included), heads not dividing d_model where d_k or d_v defaults to
-        d_model // heads, or a readout token that does not exist.
+        d_model // heads, a readout token that does not exist, or ``mlp_hidden`` with d_out ≠ d_model.
 
     Examples
     --------
@@ -77,6 +92,9 @@ class SelfAttention:
     Traceback (most recent call last):
     ...
     noether_sim._validate.ConfigError: heads=3 is invalid: must divide d_model = 8 ...
+    >>> block = ns.SelfAttention(8, heads=2, tokens=4, mlp_hidden=16)   # + W_1 (16 × 8), b_1, W_2 (8 × 16)
+    >>> block.n_params, [g.name for g in block.charge_groups]
+    (528, ['QK0', 'VO0', 'QK1', 'VO1', 'r'])
     """
 
     d_model: int
@@ -87,6 +105,7 @@ class SelfAttention:
     causal: bool = False
     readout: object = "sequence"
     d_out: int | None = None
+    mlp_hidden: int | None = None
     kind: str = field(default="attention", init=False)
 
     def __post_init__(self):
@@ -118,6 +137,21 @@ class SelfAttention:
             fail("readout", r, f"must be one of {', '.join(READOUTS)} or a token index 0 … {T - 1}")
         else:
             object.__setattr__(self, "readout", int(r))
+        if self.mlp_hidden is not None:
+            object.__setattr__(self, "mlp_hidden", _size("mlp_hidden", self.mlp_hidden))
+            if self.d_out != d:
+                fail("mlp_hidden", self.mlp_hidden, f"needs d_out = d_model (the block's residuals add the "
+                                                    f"input tokens); got d_out={self.d_out}, d_model={d}")
+
+    @property
+    def m(self) -> int:
+        """Hidden width of the MLP block (0 without one)."""
+        return 0 if self.mlp_hidden is None else self.mlp_hidden
+
+    @property
+    def activation(self):
+        """The activation, "relu", for a transformer block (its MLP's hidden neurons), None for attention alone."""
+        return None if self.mlp_hidden is None else "relu"
 
     # ---- layout ----
 
@@ -147,26 +181,49 @@ class SelfAttention:
 
     @property
     def n_layers(self) -> int:
-        """Weight matrices: four per head (W_Q, W_K, W_V, W_O), the "layers" of the initialisations."""
-        return 4 * self.heads
+        """Weight matrices: four per head (W_Q, W_K, W_V, W_O), then W_1, W_2 of a transformer block's MLP:
+        the "layers" of the initialisations."""
+        return 4 * self.heads + (2 if self.m else 0)
 
     def weight_shape(self, i: int) -> tuple:
-        """Shape of matrix i = 1 … 4·heads (head (i−1)//4; W_Q, W_K, W_V, W_O)."""
+        """Shape of matrix i = 1 … n_layers (head (i−1)//4; W_Q, W_K, W_V, W_O; then W_1, W_2)."""
         d, dk, dv, do = self.d_model, self.d_k, self.d_v, self.d_out
+        if i > 4 * self.heads:
+            return (self.m, d) if i == 4 * self.heads + 1 else (d, self.m)
         return ((dk, d), (dk, d), (dv, d), (do, dv))[(i - 1) % 4]
+
+    def _has_bias(self, i: int) -> bool:
+        return bool(self.m) and i == 4 * self.heads + 1  # b_1 of the MLP block, the only bias
 
     @property
     def offsets(self) -> tuple[list, list]:
-        """(offset of each weight matrix, −1 for its absent bias), in ``unflatten``'s order."""
-        w_off, pos = [], 0
+        """(offset of each weight matrix, offset of its bias or −1), in ``unflatten``'s order."""
+        w_off, b_off, pos = [], [], 0
         for i in range(1, self.n_layers + 1):
             w_off.append(pos)
             pos += int(np.prod(self.weight_shape(i)))
-        return w_off, [-1] * self.n_layers
+            b_off.append(pos if self._has_bias(i) else -1)
+            pos += self.m if self._has_bias(i) else 0
+        return w_off, b_off
 
     @property
     def n_params(self) -> int:
-        return sum(int(np.prod(self.weight_shape(i))) for i in range(1, self.n_layers + 1))
+        return (sum(int(np.prod(self.weight_shape(i))) for i in range(1, self.n_layers + 1))
+                + (self.m if self.m else 0))
+
+    def param_names(self) -> list:
+        """A name per parameter, in the flat order (discovery's law descriptions)."""
+        names = []
+        for i in range(1, self.n_layers + 1):
+            n_out, n_in = self.weight_shape(i)
+            if i <= 4 * self.heads:
+                label = f"{'QKVO'[(i - 1) % 4]}{(i - 1) // 4}"
+            else:
+                label = "W1" if i == 4 * self.heads + 1 else "W2"
+            names += [f"{label}[{a},{b}]" for a in range(n_out) for b in range(n_in)]
+            if self._has_bias(i):
+                names += [f"b1[{a}]" for a in range(n_out)]
+        return names
 
     @property
     def input_degree(self):
@@ -174,21 +231,34 @@ class SelfAttention:
         return None
 
     def unflatten(self, theta: np.ndarray) -> list:
-        """[(W, None)] views of one flat row (or rows (…, P)): W_Q, W_K, W_V, W_O of head 0, then head 1, …"""
+        """[(W, b)] views of one flat row (or rows (…, P)): W_Q, W_K, W_V, W_O of head 0, then head 1, …,
+        then (W_1, b_1), (W_2, None) of a transformer block; b is None where there is no bias."""
         out, pos = [], 0
         for i in range(1, self.n_layers + 1):
             n_out, n_in = self.weight_shape(i)
-            out.append((theta[..., pos: pos + n_out * n_in].reshape(theta.shape[:-1] + (n_out, n_in)), None))
+            W = theta[..., pos: pos + n_out * n_in].reshape(theta.shape[:-1] + (n_out, n_in))
             pos += n_out * n_in
+            b = None
+            if self._has_bias(i):
+                b = theta[..., pos: pos + n_out]
+                pos += n_out
+            out.append((W, b))
         return out
 
     def flatten(self, layers) -> np.ndarray:
-        """Inverse of ``unflatten``."""
+        """Inverse of ``unflatten`` (a missing b_1 is taken as zero)."""
         parts = []
-        for W, _b in layers:
+        for i, (W, b) in enumerate(layers, start=1):
             W = np.asarray(W, dtype=float)
             parts.append(W.reshape(W.shape[:-2] + (-1,)))
+            if self._has_bias(i):
+                parts.append(np.zeros(W.shape[:-1]) if b is None else np.asarray(b, dtype=float))
         return np.concatenate(parts, axis=-1)
+
+    def mlp_weights(self, theta: np.ndarray) -> tuple:
+        """(W_1, b_1, W_2) of the transformer block's MLP."""
+        (W1, b1), (W2, _) = self.unflatten(theta)[4 * self.heads:]
+        return W1, b1, W2
 
     def head_weights(self, theta: np.ndarray, h: int) -> tuple:
         """(W_Q, W_K, W_V, W_O) of head h."""
@@ -198,7 +268,7 @@ class SelfAttention:
     def descriptor(self) -> np.ndarray:
         """The int64 ``model_ints`` of kernels/attention.py."""
         return np.array([MODEL_ATTENTION, self.heads, self.d_model, self.d_k, self.d_v, self.tokens, self.d_out,
-                         int(self.causal), self.readout_token], dtype=np.int64)
+                         int(self.causal), self.readout_token, self.m], dtype=np.int64)
 
     def constants(self, data=None) -> np.ndarray:
         return np.zeros(1)
@@ -232,6 +302,9 @@ class SelfAttention:
             groups.append(ChargeGroup(f"VO{h}", pos, (self.d_v, self.d_v), 2,
                                       f"head {h}: W_VW_Vᵀ − W_OᵀW_O (GL(d_v) between values and output)"))
             pos += self.d_v ** 2
+        if self.m:
+            groups.append(ChargeGroup("r", pos, (self.m,), 2, "MLP block: per-neuron rescale "
+                                      "|W_1[j, :]|² + b_1[j]² − |W_2[:, j]|² (ReLU's positive homogeneity)"))
         return groups
 
     @property
@@ -257,11 +330,22 @@ class SelfAttention:
         """X ((T·d) × N) → (N, T, d)."""
         return np.asarray(X, dtype=float).T.reshape(-1, self.tokens, self.d_model)
 
-    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """Outputs of the tokens read, laid out like Y ((len(R)·d_out) × N)."""
+    def preactivations(self, theta: np.ndarray, X: np.ndarray) -> list:
+        """[W_1U_t + b_1 of every token read, as (m × N·tokens read), then the outputs]: a transformer block's hidden
+        pre-activations (discovery checks that each neuron changes sign over the data); [outputs] without."""
+        U = self._attend(theta, X)
+        out = self.forward(theta, X)
+        if not self.m:
+            return [out]
+        W1, b1, _ = self.mlp_weights(theta)
+        Z = U @ W1.T + b1  # (N, |R|, m)
+        return [Z.reshape(-1, self.m).T, out]
+
+    def _attend(self, theta, X):
+        """Attention's output U on the tokens read (N, tokens read, d_out), with the block's residual X."""
         Xs = self.tokens_of(X)
         T = self.tokens
-        F = np.zeros((Xs.shape[0], T, self.d_out))
+        F = np.array(Xs) if self.m else np.zeros((Xs.shape[0], T, self.d_out))
         mask = np.tril(np.ones((T, T), dtype=bool)) if self.causal else np.ones((T, T), dtype=bool)
         for h in range(self.heads):
             WQ, WK, WV, WO = self.head_weights(theta, h)
@@ -271,7 +355,14 @@ class SelfAttention:
             A /= A.sum(axis=-1, keepdims=True)
             F += (A @ (Xs @ WV.T)) @ WO.T
         r = self.readout_token
-        F = F if r == READOUT_SEQUENCE else F[:, r: r + 1]
+        return F if r == READOUT_SEQUENCE else F[:, r: r + 1]
+
+    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Outputs of the tokens read, laid out like Y ((len(R)·d_out) × N)."""
+        F = self._attend(theta, X)
+        if self.m:
+            W1, b1, W2 = self.mlp_weights(theta)
+            F = F + np.maximum(F @ W1.T + b1, 0.0) @ W2.T
         return F.reshape(F.shape[0], -1).T
 
     def loss_value(self, theta: np.ndarray, data: TrainingData) -> float:
@@ -279,4 +370,5 @@ class SelfAttention:
 
     def to_config(self) -> dict:
         return {"kind": self.kind, "d_model": self.d_model, "heads": self.heads, "d_k": self.d_k, "d_v": self.d_v,
-                "tokens": self.tokens, "causal": self.causal, "readout": self.readout, "d_out": self.d_out}
+                "tokens": self.tokens, "causal": self.causal, "readout": self.readout, "d_out": self.d_out,
+                **({"mlp_hidden": self.mlp_hidden} if self.m else {})}

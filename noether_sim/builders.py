@@ -16,7 +16,8 @@ def build_model(cfg):
         from .attention import SelfAttention
 
         return SelfAttention(m["d_model"], heads=m["heads"], d_k=m.get("d_k"), d_v=m.get("d_v"), tokens=m["tokens"],
-                             causal=m["causal"], readout=m["readout"], d_out=m.get("d_out"))
+                             causal=m["causal"], readout=m["readout"], d_out=m.get("d_out"),
+                             mlp_hidden=m.get("mlp_hidden"))
     if m["kind"] == "residual_mlp":
         from .resnet import ResidualMLP
 

@@ -62,9 +62,10 @@ MODEL_KINDS = {
                     "[d_in, stream width, d_out], model.hidden, model.blocks, model.input_projection, "
                     "model.output_projection (default true), model.activation, model.loss",
     "attention": "multi-head self-attention (noether_sim.SelfAttention): model.d_model, model.tokens, model.heads, "
-                 "model.d_k, model.d_v, model.d_out, model.causal, model.readout; data.kind = 'sequences'",
+                 "model.d_k, model.d_v, model.d_out, model.causal, model.readout, model.mlp_hidden (a transformer "
+                 "block: attention and a ReLU MLP, each with its residual); data.kind = 'sequences'",
 }
-ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out")
+ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out", "mlp_hidden")
 RESIDUAL_KEYS = ("hidden", "blocks", "input_projection", "output_projection")
 MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation", "residual")
 DATA_KINDS = {
@@ -160,7 +161,7 @@ MODEL = {
     "slope": (False, lambda k, v: _real(k, v, low=0)),
     "power": (False, lambda k, v: _real(k, v, low=1)),
     "normalised_first_layer": (False, _bool),
-    **{k: (False, lambda k, v: _int(k, v, 1)) for k in ("d_model", "heads", "d_k", "d_v", "tokens", "d_out")},
+    **{k: (False, lambda k, v: _int(k, v, 1)) for k in ("d_model", "heads", "d_k", "d_v", "tokens", "d_out", "mlp_hidden")},
     "causal": (False, _bool),
     "readout": (False, lambda k, v: v if isinstance(v, str) else _int(k, v, 0)),  # the model checks the rest
     "normalisation": (False, lambda k, v: _str(k, v, ["layer", "rms"])),

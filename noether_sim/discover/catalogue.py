@@ -43,6 +43,8 @@ class CatalogueCheck:
 
 
 def _param_names(model):
+    if hasattr(model, "param_names"):  # a model that names its own parameters (self-attention)
+        return model.param_names()
     if getattr(model, "kind", "") == "lora":  # factor layers A_l, B_l
         names = []
         for j, l in enumerate(model.layers):

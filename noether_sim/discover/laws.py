@@ -66,10 +66,11 @@ def _layer_blocks(model):
     out = []
     for i in range(1, model.n_layers + 1):
         n, m0 = model.weight_shape(i)
-        m = m0 + model.bias
+        has_bias = b_off[i - 1] >= 0  # attention: only a transformer block's b_1
+        m = m0 + has_bias
         idx = np.empty((n, m), dtype=np.int64)
         idx[:, :m0] = w_off[i - 1] + np.arange(n)[:, None] * m0 + np.arange(m0)[None, :]
-        if model.bias:
+        if has_bias:
             idx[:, m0] = b_off[i - 1] + np.arange(n)
         out.append((n, m, idx))
     return out

@@ -219,7 +219,7 @@ def _sample_theta(model, rng, n):
     for i in range(1, model.n_layers + 1):
         n_out, n_in = model.weight_shape(i)
         theta[:, w_off[i - 1]: w_off[i - 1] + n_out * n_in] = rng.standard_normal((n, n_out * n_in)) / math.sqrt(n_in)
-        if model.bias:
+        if b_off[i - 1] >= 0:  # this layer's bias (attention: only a transformer block's b_1)
             theta[:, b_off[i - 1]: b_off[i - 1] + n_out] = 0.5 * rng.standard_normal((n, n_out))
     return theta
 
