@@ -46,9 +46,16 @@ class Charge:
     ('balance', 2, 2.5)
     """
 
-    def __init__(self, name, degree, rows, cols, values, n, description, claim=None):
+    def __init__(self, name, degree, rows, cols, values, n, description, claim=None, fn=None, size=1):
         self.name, self.degree, self.description, self.claim = name, degree, description, claim
         self.rows, self.cols, self.values, self.n = rows, cols, values, n
+        self.fn, self.size = fn, size  # a function charge (degree 0): the user's q and its output's length
+        self._wrapper = None
+
+    @property
+    def shape(self) -> tuple:
+        """The charge's shape in the results: () for a quadratic or linear charge, (m,) for a function."""
+        return (self.size,) if self.degree == 0 else ()
 
     @staticmethod
     def _name(name):
@@ -167,8 +174,111 @@ class Charge:
         return cls(name, 1, rows.astype(np.int64), None, v[rows], v.shape[0],
                    description or "user linear charge ⟨v, θ⟩", cls._claim(claim))
 
-    def value(self, theta) -> float:
-        """q(θ) in plain NumPy (the kernels compute the same sums)."""
+    @classmethod
+    def function(cls, q, name, *, n_params, law=None, description=None):
+        """A user's charge q(θ) → R^m, any function compiled with ``numba.njit``.
+
+        The kernels call it through the address of a small C wrapper (as ``CustomModel`` calls
+        ``loss_grad``), at every save time, and record it like the catalogue's charges: one group of m
+        components. Without quadratic structure there is no exact discrete law (no GD one-step law,
+        heavy-ball or Langevin law; ``charge_degree`` 0): its drift from q(0) is recorded and a ladder
+        judges it (the order of that drift in η).
+
+        Parameters
+        ----------
+        q : numba.njit function
+            ``q(theta) -> 1-D float64 array`` of a fixed length m ≥ 1; it must not modify ``theta``.
+        name : str
+            The charge's name.
+        n_params : int
+            P, the length of θ (the model's number of parameters).
+        law : {None, "conserved"}, optional
+            "conserved": the user claims the flow conserves q; the model is refused (ConfigError, with the
+            measured value) when ⟨∇q_i, ∇L⟩ ≠ 0 by finite differences at random θ (per data point).
+        description : str, optional
+            Words for the results' ``charge_description``.
+
+        Returns
+        -------
+        Charge
+
+        Raises
+        ------
+        ConfigError
+            q is not compiled with numba.njit, does not compile for a float64 vector, returns something
+            other than a finite 1-D array, or returns arrays of different lengths at two random θ; a bad
+            name, n_params or law.
+
+        Examples
+        --------
+        >>> import numba, numpy as np
+        >>> import noether_sim as ns
+        >>> @numba.njit
+        ... def radii(theta):                       # (|θ₀θ₁|, θ₂²): a vector charge
+        ...     return np.array([abs(theta[0] * theta[1]), theta[2] ** 2])
+        >>> c = ns.Charge.function(radii, "radii", n_params=3)
+        >>> c.shape, c.value(np.array([2.0, -3.0, 0.5]))
+        ((2,), array([6.  , 0.25]))
+        """
+        name = cls._name(name)
+        P = positive_int("n_params", n_params)
+        if not _is_njit(q):
+            fail("q", q, "must be a function compiled with numba.njit: q(theta: float64[:]) -> float64[:] "
+                         "(a fixed-length 1-D array)")
+        qname = getattr(q, "__name__", repr(q))
+        rng = np.random.default_rng(2024)
+        shape = None
+        for _ in range(2):
+            theta = rng.standard_normal(P)
+            try:
+                out = q(theta.copy())
+            except Exception as exc:
+                fail("q", qname, f"does not run on a float64 vector of length n_params = {P}: "
+                                 f"{type(exc).__name__}: {_first_line(exc)}")
+            if not isinstance(out, np.ndarray) or out.ndim != 1 or out.size < 1 or np.iscomplexobj(out):
+                fail("q", qname, f"must return a non-empty real 1-D array (got {type(out).__name__} "
+                                 f"{getattr(out, 'shape', '')})")
+            if shape is not None and out.shape != shape:
+                fail("q", qname, f"must return arrays of one fixed length: got {shape[0]} then {out.shape[0]} at "
+                                 "two random θ")
+            if not np.all(np.isfinite(out)):
+                fail("q", qname, f"returned a non-finite value {out} at a random θ")
+            shape = out.shape
+        if law not in (None, "conserved"):
+            fail("law", law, "must be None (a ladder judges it) or 'conserved' (checked: ⟨∇q, ∇L⟩ ≡ 0)")
+        c = cls(name, 0, None, None, None, P, description or f"user function charge {qname}(θ) ∈ R^{shape[0]}",
+                law, fn=q, size=int(shape[0]))
+        c.wrapper()
+        return c
+
+    def wrapper(self):
+        """A function charge's compiled C wrapper (kernels/custom.py ``function_wrapper``), made once, cached
+        on disk where numba can; None for the other charges."""
+        if self.degree != 0:
+            return None
+        if self._wrapper is None:
+            from .kernels.custom import function_wrapper
+
+            try:
+                self._wrapper = function_wrapper(self.fn, cache=True)
+            except Exception as exc:
+                if _is_typing_error(exc):
+                    fail("q", self.fn.__name__, "does not compile for q(theta: float64[:]) -> float64[:]: "
+                                                + _first_line(exc))
+                self._wrapper = function_wrapper(self.fn, cache=False)  # not cacheable (defined interactively)
+        return self._wrapper
+
+    def table_entry(self):
+        """(degree, rows, cols, values) for the kernels' charge table (kernels/custom.py): a function
+        charge is (0, m, its wrapper's address, P)."""
+        if self.degree == 0:
+            return (0, self.size, self.wrapper().address, self.n)
+        return (self.degree, self.rows, self.cols, self.values)
+
+    def value(self, theta):
+        """q(θ) in plain NumPy (the kernels compute the same sums); a function charge's vector."""
+        if self.degree == 0:
+            return np.asarray(self.fn(np.array(theta, dtype=float)), dtype=float)
         theta = np.asarray(theta, dtype=float)
         if self.degree == 2:
             return float(0.5 * np.sum(self.values * theta[..., self.rows] * theta[..., self.cols], axis=-1))
@@ -187,7 +297,7 @@ class Charge:
         return float(np.sum(np.abs(self.values * g[self.rows])))
 
     def __repr__(self):
-        kind = "quadratic ½θᵀSθ" if self.degree == 2 else "linear ⟨v, θ⟩"
+        kind = {2: "quadratic ½θᵀSθ", 1: "linear ⟨v, θ⟩"}.get(self.degree, f"function q(θ) ∈ R^{self.size}")
         return f"Charge({self.name!r}, {kind}, P={self.n})"
 
 
@@ -290,10 +400,12 @@ class CustomModel:
         seen = set()
         for i, c in enumerate(charges):
             if not isinstance(c, Charge):
-                fail(f"charges[{i}]", c, "must be a noether_sim.Charge (Charge.quadratic, Charge.linear)")
+                fail(f"charges[{i}]", c, "must be a noether_sim.Charge (Charge.quadratic, Charge.linear, "
+                                         "Charge.function)")
             if c.n != self.n_params:
                 fail(f"charges[{i}]", c, f"has size {c.n} but the model has n_params = {self.n_params}: "
-                                         f"S must be {self.n_params} × {self.n_params}, v of length {self.n_params}")
+                                         f"S must be {self.n_params} × {self.n_params}, v of length {self.n_params}, "
+                                         f"a function's n_params {self.n_params}")
             if c.name in seen:
                 fail(f"charges[{i}]", c, f"repeats the name {c.name!r}")
             seen.add(c.name)
@@ -354,11 +466,11 @@ class CustomModel:
 
     @property
     def charge_groups(self) -> list[ChargeGroup]:
-        return [ChargeGroup(c.name, k, (), c.degree, c.description) for k, c in enumerate(self.charges)]
+        return user_groups(self.charges, 0)
 
     @property
     def n_charges(self) -> int:
-        return len(self.charges)
+        return sum(c.size for c in self.charges)
 
     def isometric_groups(self) -> list:
         return []
@@ -372,8 +484,7 @@ class CustomModel:
     def _descriptor(self):
         from .kernels.custom import descriptor
 
-        return descriptor(self.wrapper().address, self.n_params,
-                          [(c.degree, c.rows, c.cols, c.values) for c in self.charges])
+        return descriptor(self.wrapper().address, self.n_params, [c.table_entry() for c in self.charges])
 
     def kernel_data(self, data) -> tuple[np.ndarray, np.ndarray]:
         """(X, Y) as C-contiguous float64, or ``prepare(X, Y)``."""
@@ -550,8 +661,9 @@ class CustomModel:
                                     f"(|difference| {err[worst]:.3g} > tolerance {tol[worst]:.3g})")
 
     def check_symmetries(self, data, *, n_points=3, seed=12345) -> list[dict]:
-        """Does the symmetry behind each charge hold? θᵀS∇L_n(θ) (quadratic) or ⟨v, ∇L_n(θ)⟩ (linear) at
-        random θ and for each data point's loss L_n alone (the whole data set's with ``prepare``).
+        """Does the symmetry behind each charge hold? θᵀS∇L_n(θ) (quadratic), ⟨v, ∇L_n(θ)⟩ (linear) or
+        ⟨∇q_i, ∇L_n(θ)⟩ (function charges, by central differences) at random θ and for each data point's
+        loss L_n alone (the whole data set's with ``prepare``).
 
         Parameters
         ----------
@@ -566,7 +678,8 @@ class CustomModel:
         -------
         list of dict
             Per charge: ``charge``, ``max_abs`` (the largest |θᵀS∇L_n|), ``scale`` (the size of its terms),
-            ``holds`` (max_abs within SYMMETRY_FACTOR·ε·scale) and ``message``.
+            ``holds`` (max_abs within SYMMETRY_FACTOR·ε·scale; for a function charge within
+            FUNCTION_RTOL·scale plus the differences' round-off) and ``message``.
 
         Examples
         --------
@@ -585,7 +698,6 @@ class CustomModel:
         >>> [(r["charge"], r["holds"]) for r in model.check_symmetries(ns.data.synthetic_regression(1, 1, 5))]
         [('balance', True), ('norm', False)]
         """
-        rng = np.random.default_rng(seed + 1)
         if self.prepare is None:
             X, Y = np.asarray(data.X, dtype=float), np.asarray(data.Y, dtype=float)
             parts = [(np.ascontiguousarray(X[:, n:n + 1]), np.ascontiguousarray(Y[:, n:n + 1]))
@@ -594,27 +706,81 @@ class CustomModel:
         else:
             parts = [self.kernel_data(data)]
             per = "on the whole data set (prepare: no per-point check)"
-        worst = {c.name: (0.0, 0.0) for c in self.charges}
-        if not self.charges:
-            return []
-        for _ in range(n_points):
-            theta = (self.init_scale or 1.0) * rng.standard_normal(self.n_params)
-            for a, b in parts:
-                _, g = self._call(theta, a, b)
-                for c in self.charges:
-                    v, s = abs(c.bilinear(theta, g)), c.terms(theta, g)
-                    if v / max(s, 1e-300) >= worst[c.name][0] / max(worst[c.name][1], 1e-300):
-                        worst[c.name] = (v, s)
-        out = []
-        eps = np.finfo(float).eps
-        for c in self.charges:
-            v, s = worst[c.name]
-            holds = v <= SYMMETRY_FACTOR * eps * s
-            what = "θᵀS∇L" if c.degree == 2 else "⟨v, ∇L⟩"
-            msg = (f"symmetry {what} ≡ 0 {'holds' if holds else 'FAILS'} ({per}, {n_points} random θ): "
-                   f"largest |{what}| = {v:.3g}, size of its terms {s:.3g}")
-            out.append({"charge": c.name, "max_abs": v, "scale": s, "holds": bool(holds), "message": msg})
-        return out
+        return symmetry_report(self.charges, lambda theta, part: self._call(theta, *part)[1], parts, self.n_params,
+                               self.init_scale or 1.0, n_points, seed, per)
+
+
+def user_groups(charges, offset, n_groups_before=0) -> list[ChargeGroup]:
+    """The charge groups of user charges laid out from component ``offset`` on."""
+    groups, pos = [], offset
+    for c in charges:
+        groups.append(ChargeGroup(c.name, pos, c.shape, c.degree, c.description))
+        pos += c.size
+    return groups
+
+
+FUNCTION_RTOL = 1e-6
+"""A function charge's symmetry holds when |⟨∇q_i, ∇L⟩| ≤ FUNCTION_RTOL·‖∇q_i‖·‖∇L‖ (+ the differences'
+round-off): central differences with a step ε^(1/3) are good to ~1e-10 relative for smooth q."""
+
+
+def _function_symmetry(c, theta, g, rng):
+    """(|⟨∇q_i, g⟩| largest over i, ‖∇q_i‖·‖g‖ for that i, tolerance) by central differences of c's q:
+    along g (one pair of evaluations gives every component) and along up to 64 coordinates (‖∇q_i‖)."""
+    eps = np.finfo(float).eps
+    P = theta.shape[0]
+    gn = float(np.linalg.norm(g))
+    d = np.cbrt(eps) * max(1.0, float(np.max(np.abs(theta))))
+    q0 = c.value(theta)
+    if gn == 0.0:
+        return 0.0, 0.0, 0.0
+    u = g / gn
+    along = (c.value(theta + d * u) - c.value(theta - d * u)) / (2 * d) * gn
+    coords = np.arange(P) if P <= MAX_CHECKED_COORDINATES else rng.choice(P, MAX_CHECKED_COORDINATES, replace=False)
+    sq = np.zeros(c.size)
+    for j in coords:
+        e = np.zeros(P)
+        e[j] = d
+        sq += ((c.value(theta + e) - c.value(theta - e)) / (2 * d)) ** 2
+    grad_norm = np.sqrt(sq * P / len(coords))
+    roundoff = 1e3 * eps * np.maximum(np.abs(q0), 1e-300) / d * gn
+    excess = np.abs(along) - (FUNCTION_RTOL * grad_norm * gn + roundoff)
+    i = int(np.argmax(excess))
+    return float(abs(along[i])), float(grad_norm[i] * gn), float(FUNCTION_RTOL * grad_norm[i] * gn + roundoff[i])
+
+
+def symmetry_report(charges, grad, parts, n_params, scale, n_points, seed, per) -> list[dict]:
+    """Does the symmetry behind each charge hold? θᵀS∇L_n(θ) (quadratic), ⟨v, ∇L_n(θ)⟩ (linear) or
+    ⟨∇q_i, ∇L_n(θ)⟩ (function, by central differences) at ``n_points`` random θ ~ N(0, scale²) and for each
+    part of the data's loss L_n; ``grad(theta, part)`` is ∇L_n(θ). One dict per charge (``check_symmetries``)."""
+    if not charges:
+        return []
+    rng = np.random.default_rng(seed + 1)
+    worst = {c.name: None for c in charges}  # the (|value|, size of its terms, tolerance) farthest above tolerance
+    eps = np.finfo(float).eps
+    for _ in range(n_points):
+        theta = scale * rng.standard_normal(n_params)
+        for part in parts:
+            g = np.asarray(grad(theta, part), dtype=float)
+            for c in charges:
+                if c.degree == 0:
+                    v, sz, tol = _function_symmetry(c, theta, g, rng)
+                else:
+                    v, sz = abs(c.bilinear(theta, g)), c.terms(theta, g)
+                    tol = SYMMETRY_FACTOR * eps * sz
+                w = worst[c.name]
+                if w is None or v - tol >= w[0] - w[2]:
+                    worst[c.name] = (v, sz, tol)
+    out = []
+    for c in charges:
+        v, sz, tol = worst[c.name]
+        holds = v <= tol
+        what = {2: "θᵀS∇L", 1: "⟨v, ∇L⟩", 0: "⟨∇q, ∇L⟩"}[c.degree]
+        how = " by central differences" if c.degree == 0 else ""
+        msg = (f"symmetry {what} ≡ 0 {'holds' if holds else 'FAILS'} ({per}, {n_points} random θ{how}): "
+               f"largest |{what}| = {v:.3g}, size of its terms {sz:.3g}")
+        out.append({"charge": c.name, "max_abs": v, "scale": sz, "holds": bool(holds), "message": msg})
+    return out
 
 
 def _is_typing_error(exc) -> bool:

@@ -18,7 +18,7 @@ class ChargeGroup:
     name: str
     offset: int
     shape: tuple
-    degree: int  # 1: linear charge, 2: quadratic charge
+    degree: int  # 1: linear charge, 2: quadratic charge, 0: a user's function charge (no exact law)
     description: str
 
     @property

@@ -1,0 +1,130 @@
+"""User charges beyond the quadratic and linear ones (issue 20): ``Charge.function`` (a compiled q(θ) → R^m)
+on a CustomModel.
+
+Oracles: the user's own function evaluated in NumPy on the recorded θ (the kernels call the same compiled
+code, so the values agree bit for bit), the catalogue (a D entry written as a function is conserved by
+gradient flow, |θ|² is not: the ladder must tell them apart), and claims the finite-difference check must
+refute.
+"""
+
+import pathlib
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import noether_sim as ns
+from noether_sim.laws import NEEDS_LADDER
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "custom_models"))
+import deep_linear_reference as ref  # noqa: E402
+
+N0, N1, N2, P = ref.N0, ref.N1, ref.N2, ref.P
+
+
+@numba.njit(cache=True)
+def _balance_entries(theta):  # (D[0, 1], D[2, 2]) of D = W_2ᵀW_2 − W_1W_1ᵀ: conserved by gradient flow
+    W1 = theta[:N1 * N0].reshape((N1, N0))
+    W2 = theta[N1 * N0:].reshape((N2, N1))
+    D = W2.T @ W2 - W1 @ W1.T
+    return np.array([D[0, 1], D[2, 2]])
+
+
+@numba.njit(cache=True)
+def _norm2(theta):  # |θ|²: not conserved
+    return np.array([np.sum(theta * theta)])
+
+
+@numba.njit(cache=True)
+def _scalar(theta):
+    return np.sum(theta)
+
+
+@numba.njit(cache=True)
+def _ragged(theta):
+    return np.zeros(1 + int(abs(theta[0]) * 1e6) % 7)  # a length that depends on θ
+
+
+@numba.njit(cache=True)
+def _nan(theta):
+    return np.array([np.nan])
+
+
+@pytest.fixture(scope="module")
+def data():
+    return ns.data.synthetic_regression(N0, N2, 16, noise=0.1, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ns.CustomModel(P, ref.loss_grad, init_scale=0.7, charges=[
+        ns.Charge.function(_balance_entries, "fD", n_params=P, law="conserved"),
+        ns.Charge.function(_norm2, "norm", n_params=P)])
+
+
+def test_function_charge_recorded_as_the_users_function(model, data):
+    """Every recorded component is the user's q at the recorded θ (the same compiled code: bit for bit);
+    a function charge has no exact law: charge_degree 0, predicted/residual NaN, ladder decides."""
+    ds = ns.simulate(model, data, dynamics="gd", h=0.05, n_steps=30, seeds=3, watch_seeds=[0, 1, 2])
+    assert list(ds.charge.values) == ["fD", "norm"] and list(ds.charge_degree.values) == [0, 0]
+    for s in range(3):
+        th = ds.theta_final.values[s]
+        want = np.concatenate([_balance_entries(th), _norm2(th)])
+        np.testing.assert_array_equal(ds.charge_watch.isel(watched_seed=s, time=-1).values, want)
+        np.testing.assert_array_equal(ds.charge_final.values[s], want)
+    after = dict(time=slice(1, None))  # (at t = 0 the law is q(0) itself)
+    assert np.all(np.isnan(ds.predicted.isel(after).values)) and np.all(np.isnan(ds.residual.isel(after).values))
+    v = ns.judge(ds)
+    assert list(v.step_law.values) == ["none: a ladder decides"] * 2
+    assert set(v.verdict.values.ravel()) == {NEEDS_LADDER}
+
+
+def test_ladder_judges_function_charges(model, data):
+    """The ladder: the D entries (conserved by gradient flow) are 'conserved by the flow', |θ|² 'broken';
+    both drifts first order in η (GD is a first-order method)."""
+    L = ns.run_ladder(model, data, dynamics="gd", step_sizes=[0.02, 0.01, 0.005, 0.0025], t_end=0.5, seeds=3)
+    A = ns.analyse_ladder(L)
+    assert list(A.verdict.sel(charge="fD").values) == ["conserved by the flow"] * 3
+    assert list(A.verdict.sel(charge="norm").values) == ["broken by the flow"] * 3
+    assert np.all(np.abs(A.fitted_order.values - 1.0) < 0.1)
+
+
+def test_heavy_ball_with_a_function_charge(model, data):
+    """Heavy ball with the law tracked: a function charge has no discrete law (NaN), the run stays finite."""
+    ds = ns.simulate(model, data, dynamics="heavy_ball", learning_rate=0.01, beta=0.9, n_steps=50, seeds=2,
+                     track_law=True)
+    assert np.all(ds.status.values == 0)
+    assert np.all(np.isnan(ds.law_final.values[:, :3]))
+    assert np.all(np.isfinite(ds.charge_final.values))
+
+
+def test_refuted_claim_is_a_config_error(data):
+    """|θ|² claimed conserved: refused before any work, with the measured ⟨∇q, ∇L⟩."""
+    m = ns.CustomModel(P, ref.loss_grad, charges=[ns.Charge.function(_norm2, "norm", n_params=P, law="conserved")])
+    with pytest.raises(ns.ConfigError, match=r"refutes it.*largest \|⟨∇q, ∇L⟩\| = [0-9.e+-]+"):
+        ns.simulate(m, data, dynamics="gd", h=0.05, n_steps=2)
+
+
+def test_symmetry_check_can_tell(model, data):
+    report = {r["charge"]: r for r in model.check_symmetries(data)}
+    assert report["fD"]["holds"] and not report["norm"]["holds"]
+    assert report["fD"]["max_abs"] < 1e-9 * report["fD"]["scale"]
+
+
+@pytest.mark.parametrize("q, match", [
+    (lambda theta: np.zeros(1), "numba.njit"),
+    (_scalar, "1-D array"),
+    (_ragged, "fixed length"),
+    (_nan, "non-finite"),
+])
+def test_function_charge_contract(q, match):
+    with pytest.raises(ns.ConfigError, match=match):
+        ns.Charge.function(q, "q", n_params=P)
+
+
+def test_bad_law_and_size():
+    with pytest.raises(ns.ConfigError, match="law"):
+        ns.Charge.function(_norm2, "q", n_params=P, law="kept")
+    with pytest.raises(ns.ConfigError, match="n_params"):
+        ns.CustomModel(P, ref.loss_grad, charges=[ns.Charge.function(_norm2, "q", n_params=P + 1)])
