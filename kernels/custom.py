@@ -26,8 +26,8 @@ readers of that header (the energy's round-off scale in extras.py) stay inside �
 
 The same table (from its count m at ints[t]: ``table_charges``) follows a built-in model's descriptor when
 the user adds charges to it (``model.with_charges``): ints[-1] is then ``USER_TRAILER_TAG``, ints[-2] = t,
-ints[-3] and ints[-4] the catalogue's numbers of groups and of components (where the user's go in q), and
-the quadratic/linear values follow the model's own floats. The built-in models' charge kernels
+ints[-3] and ints[-4] the catalogue's numbers of groups and of components (where the user's go in q),
+ints[-5] the number of the quadratic/linear values, which are the last entries of the model's floats. The built-in models' charge kernels
 (kernels/models.py) call ``trailer_charges`` after their own.
 
 So a quadratic charge evaluated on a gradient g is ½gᵀSg = q(g), the η² term of gradient descent's exact
@@ -238,13 +238,16 @@ def custom_charge_scales(theta, scales, ints, floats):
 
 USER_TRAILER_TAG = 0x4E53_5553_4552_5131  # "NSUSERQ1": the last entry of a descriptor that has user charges
 """ints[-1] of a built-in model's descriptor with user charges; then ints[-2] = t (where the table is),
-ints[-3] = the number of catalogue groups, ints[-4] = the number of catalogue charge components. No
+ints[-3] and ints[-4] the numbers of catalogue groups and of catalogue charge components (where the
+user's go), ints[-5] = F, the number of the user charges' values, the last F entries of the floats (the
+table's float offsets count from there, so the descriptor does not depend on the model's constants). No
 built-in descriptor ends in this value (its last entry is a width, an offset or a small code)."""
 
 
 @njit(cache=True, inline="always")
-def has_user_charges(ints):
-    return ints[ints.shape[0] - 1] == USER_TRAILER_TAG
+def _user_floats(ints, floats):
+    f = ints[ints.shape[0] - 5]
+    return floats[floats.shape[0] - f:]
 
 
 @njit(cache=True)
@@ -252,21 +255,21 @@ def trailer_charges(theta, q, ints, floats):
     """The user charges after the catalogue's in q, when the descriptor has them."""
     n = ints.shape[0]
     if ints[n - 1] == USER_TRAILER_TAG:
-        table_charges(theta, q, ints, floats, ints[n - 2], ints[n - 4])
+        table_charges(theta, q, ints, _user_floats(ints, floats), ints[n - 2], ints[n - 4])
 
 
 @njit(cache=True)
 def trailer_scales(theta, scales, ints, floats):
     n = ints.shape[0]
     if ints[n - 1] == USER_TRAILER_TAG:
-        table_scales(theta, scales, ints, floats, ints[n - 2], ints[n - 3])
+        table_scales(theta, scales, ints, _user_floats(ints, floats), ints[n - 2], ints[n - 3])
 
 
 @njit(cache=True)
 def trailer_cross(a, b, q, ints, floats):
     n = ints.shape[0]
     if ints[n - 1] == USER_TRAILER_TAG:
-        table_cross(a, b, q, ints, floats, ints[n - 2], ints[n - 4])
+        table_cross(a, b, q, ints, _user_floats(ints, floats), ints[n - 2], ints[n - 4])
 
 
 def charge_table(charges, int_pos, float_pos):
@@ -289,15 +292,14 @@ def charge_table(charges, int_pos, float_pos):
     return table, idx, vals
 
 
-def with_trailer(ints, floats, charges, n_catalogue, n_catalogue_groups):
-    """A built-in model's (ints, floats) with the user charges appended (see ``USER_TRAILER_TAG``)."""
+def with_trailer(ints, charges, n_catalogue, n_catalogue_groups):
+    """(a built-in model's ints with the user charges' table appended (``USER_TRAILER_TAG``), the values to
+    append to its floats)."""
     t = len(ints)
-    table_len = 1 + 4 * len(charges)
-    table, idx, vals = charge_table(charges, t + table_len, len(floats))
+    table, idx, vals = charge_table(charges, t + 1 + 4 * len(charges), 0)
     ints = np.concatenate([np.asarray(ints, np.int64), np.array(table + idx, dtype=np.int64),
-                           np.array([n_catalogue, n_catalogue_groups, t, USER_TRAILER_TAG], dtype=np.int64)])
-    floats = np.concatenate([np.asarray(floats, np.float64), np.array(vals, dtype=np.float64)])
-    return ints, floats
+                           np.array([len(vals), n_catalogue, n_catalogue_groups, t, USER_TRAILER_TAG], dtype=np.int64)])
+    return ints, np.array(vals, dtype=np.float64)
 
 
 def descriptor(address: int, n_params: int, charges) -> tuple[np.ndarray, np.ndarray]:

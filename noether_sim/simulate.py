@@ -142,6 +142,8 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         _check_custom(model, data, options, track_ntk, layer_lr)
     else:
         data.check_fits(model)
+        if getattr(model, "user_charges", None):  # model.with_charges: claimed laws checked (noether_sim.charges)
+            model.check(data, layer_lr=layer_lr)
     batch_size = options.get("batch_size")
     if batch_size is not None and batch_size > data.n_points:
         v.fail("batch_size", batch_size, f"must be <= the number of data points N = {data.n_points}")
