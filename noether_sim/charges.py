@@ -38,6 +38,38 @@ class ChargeGroup:
 
 
 
+def _from_blocks(blocks, n_params):
+    """A block description [(rows, cols, block)] as a scipy.sparse P × P matrix (never dense)."""
+    import scipy.sparse as sp
+
+    if n_params is None:
+        fail("n_params", None, "is required with a block description of S (P, the model's number of parameters)")
+    P = positive_int("n_params", n_params)
+    where = np.arange(P)
+    r_all, c_all, v_all = [], [], []
+    for k, (rows, cols, block) in enumerate(blocks):
+        if not isinstance(rows, slice) or not isinstance(cols, slice):
+            fail(f"S[{k}]", (rows, cols), "a block's rows and cols must be slices of θ, e.g. slice(0, 12)")
+        r, c = where[rows], where[cols]
+        if np.iscomplexobj(block):
+            fail(f"S[{k}]", "block", "must be real")
+        block = np.asarray(block, dtype=float)
+        if block.shape != (len(r), len(c)) or rows.stop is not None and rows.stop > P or cols.stop is not None and cols.stop > P:
+            fail(f"S[{k}]", f"block of shape {block.shape} at rows {rows}, cols {cols}",
+                 f"must fit its slices ({len(r)} × {len(c)}) inside θ of length n_params = {P}")
+        if not np.all(np.isfinite(block)):
+            fail(f"S[{k}]", "block", "must contain only finite numbers")
+        i, j = np.nonzero(block)
+        r_all.append(r[i])
+        c_all.append(c[j])
+        v_all.append(block[i, j])
+    cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+    S = sp.coo_matrix((cat(v_all, float), (cat(r_all, np.int64), cat(c_all, np.int64))), shape=(P, P)).tocsr()
+    S.sum_duplicates()
+    S.eliminate_zeros()
+    return S
+
+
 class Charge:
     """A user's charge: q = ½θᵀSθ (``Charge.quadratic``) or q = ⟨v, θ⟩ (``Charge.linear``).
 
@@ -77,13 +109,21 @@ class Charge:
         return claim
 
     @classmethod
-    def quadratic(cls, S, name, *, description=None, claim=None):
-        """q(θ) = ½θᵀSθ for a symmetric P × P matrix S (dense array or scipy.sparse).
+    def quadratic(cls, S, name, *, description=None, claim=None, n_params=None):
+        """q(θ) = ½θᵀSθ for a symmetric P × P matrix S: dense, scipy.sparse, or a list of blocks.
+
+        The kernels read S as its nonzero entries (row, column, value), whatever the form it is given in:
+        a block description never becomes a dense P × P matrix.
 
         Parameters
         ----------
-        S : array_like or scipy.sparse matrix
-            Symmetric, real, finite, P × P (P = the model's number of parameters).
+        S : array_like, scipy.sparse matrix, or list of (rows, cols, block)
+            Symmetric, real, finite, P × P (P = the model's number of parameters). A block description
+            is a list of ``(rows, cols, block)`` with ``rows``, ``cols`` slices of θ (``slice(0, 12)``) and
+            ``block`` a 2-D array of their lengths: S[rows, cols] = block (blocks that overlap add up). S
+            must come out symmetric: an off-diagonal block needs its transpose at (cols, rows).
+        n_params : int, optional
+            P; required with a block description (the blocks do not say it), else taken from S.
         name : str
             The charge's name in results and verdicts.
         description : str, optional
@@ -108,13 +148,22 @@ class Charge:
         Traceback (most recent call last):
         ...
         noether_sim._validate.ConfigError: S=... is invalid: must be symmetric (largest |S − Sᵀ| = 1)
+
+        The balance |a|² − |b|² of θ = (a, b), a and b of length 3, by blocks:
+
+        >>> blocks = [(slice(0, 3), slice(0, 3), 2 * np.eye(3)), (slice(3, 6), slice(3, 6), -2 * np.eye(3))]
+        >>> q = ns.Charge.quadratic(blocks, "balance", n_params=6)
+        >>> q.value(np.array([1.0, 2.0, 2.0, 0.0, 1.0, 0.0]))     # 9 − 1
+        8.0
         """
+        import scipy.sparse as sp
+
         name = cls._name(name)
-        try:
-            import scipy.sparse as sp
-            sparse = sp.issparse(S)
-        except ImportError:  # pragma: no cover
-            sparse = False
+        if isinstance(S, (list, tuple)) and len(S) and all(isinstance(b, tuple) and len(b) == 3 for b in S):
+            S = _from_blocks(S, n_params)
+        elif n_params is not None and np.shape(S)[:1] != (positive_int("n_params", n_params),):
+            fail("n_params", n_params, f"must be the size of S (S is {np.shape(S)})")
+        sparse = sp.issparse(S)
         if sparse:
             C = S.tocoo()
             if C.shape[0] != C.shape[1]:
@@ -122,7 +171,8 @@ class Charge:
             rows, cols, vals = np.asarray(C.row, np.int64), np.asarray(C.col, np.int64), np.asarray(C.data, float)
             asym = abs(S - S.T)
             if asym.nnz and asym.max() > 0:
-                fail("S", C.shape, f"must be symmetric (largest |S − Sᵀ| = {asym.max():.3g})")
+                fail("S", C.shape, f"must be symmetric (largest |S − Sᵀ| = {asym.max():.3g}; in a block "
+                                   "description an off-diagonal block needs its transpose at (cols, rows))")
         else:
             if np.iscomplexobj(S):
                 fail("S", np.asarray(S), "must be real")

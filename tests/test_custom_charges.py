@@ -222,3 +222,51 @@ def test_with_charges_refusals(data):
     with pytest.raises(ns.ConfigError, match="layer_lr"):
         ns.simulate(base.with_charges(ns.Charge.linear(np.ones(P), "v")), data, dynamics="gd", h=0.05, n_steps=2,
                     layer_lr=[1.0, 2.0])
+
+
+# ---- block-described S ----
+
+def _d1_blocks(a, b):
+    """D1[a, b] of the 3-4-2 network by blocks: W_2's columns a, b and W_1's rows a, b, each entry pair
+    described as a 1 × 1 or identity block (never a P × P matrix)."""
+    blocks = []
+    for c in range(N2):  # +1 at (W_2[c, a], W_2[c, b]) and its mirror
+        i, j = N1 * N0 + c * N1 + a, N1 * N0 + c * N1 + b
+        blocks += [(slice(i, i + 1), slice(j, j + 1), np.ones((1, 1))), (slice(j, j + 1), slice(i, i + 1), np.ones((1, 1)))]
+    ra, rb = slice(a * N0, (a + 1) * N0), slice(b * N0, (b + 1) * N0)  # −1 on (W_1[a, k], W_1[b, k])
+    blocks += [(ra, rb, -np.eye(N0)), (rb, ra, -np.eye(N0))]
+    return blocks
+
+
+def test_block_described_s_equals_dense(data):
+    """Every D1 entry by blocks and densely (the example's S): the same triplets up to order, so the same
+    recorded charges and GD law to round-off, on a CustomModel and on the built-in DeepLinear."""
+    dense = _d1_as_user_charges()
+    pairs = [(a, b) for a in range(N1) for b in range(a, N1)]
+    blocks = [ns.Charge.quadratic(_d1_blocks(a, b), f"B_{a}{b}", n_params=P) for a, b in pairs]
+    rng = np.random.default_rng(5)
+    for c_dense, c_block in zip(dense, blocks):
+        for _ in range(3):
+            th = rng.standard_normal(P)
+            assert np.isclose(c_block.value(th), c_dense.value(th), rtol=1e-14, atol=1e-14)
+    theta0 = rng.standard_normal((2, P)) * 0.7
+    run = dict(dynamics="gd", h=0.05, n_steps=30, weight_decay=0.1, seeds=2, init=ns.init.Given(theta0),
+               watch_seeds=[0, 1])
+    for base in (ns.CustomModel(P, ref.loss_grad), ns.DeepLinear((N0, N1, N2))):
+        ds = ns.simulate(base.with_charges(*dense, *blocks), data, **run)
+        scale = np.max(np.abs(ds.charge_final.values))
+        for (a, b), c in zip(pairs, dense):
+            for var in ("charge_watch", "predicted_watch"):
+                np.testing.assert_allclose(_by_name(ds, f"B_{a}{b}", var), _by_name(ds, c.name, var), rtol=0,
+                                           atol=1e-13 * scale)
+
+
+def test_block_description_refusals():
+    with pytest.raises(ns.ConfigError, match="n_params"):
+        ns.Charge.quadratic([(slice(0, 2), slice(0, 2), np.eye(2))], "q")
+    with pytest.raises(ns.ConfigError, match="transpose"):
+        ns.Charge.quadratic([(slice(0, 2), slice(2, 4), np.eye(2))], "q", n_params=4)
+    with pytest.raises(ns.ConfigError, match="inside θ"):
+        ns.Charge.quadratic([(slice(0, 2), slice(3, 5), np.eye(2))], "q", n_params=4)
+    with pytest.raises(ns.ConfigError, match="fit its slices"):
+        ns.Charge.quadratic([(slice(0, 2), slice(0, 2), np.eye(3))], "q", n_params=4)
