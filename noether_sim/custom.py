@@ -61,6 +61,13 @@ class CustomModel:
         ``loss_grad`` is a plain Python function (NumPy, JAX, PyTorch via NumPy arrays): the kernels call
         back into the interpreter for every gradient (numba object mode), which is much slower and runs
         one seed at a time (bench/README.md measures it); every check, dynamics and law is the same.
+    vectorised : bool, optional
+        ``loss_grad`` is a plain Python (NumPy, JAX) function vectorised over seeds: ``loss_grad(Theta, X, Y)
+        -> (losses, gradients)`` with Theta of shape (S, P), losses (S,) and gradients (S, P). Checked like
+        the others, and that a call on several rows gives each row's single-row result (to 1e-12). The
+        engine integrates every seed on its own, so it calls the function one row (S = 1) at a time through
+        the ``plain_python`` route: the same front door and results, at that route's speed
+        (docs/guide/custom_models.md measures it).
 
     Raises
     ------
@@ -90,8 +97,17 @@ class CustomModel:
     input_degree = None
 
     def __init__(self, n_params, loss_grad, *, charges=(), init_scale=1.0, name="custom", prepare=None,
-                 plain_python=False):
+                 plain_python=False, vectorised=False):
         self.n_params = positive_int("n_params", n_params)
+        self.vectorised = bool(vectorised)
+        self.batch_function = None
+        if self.vectorised:  # (Θ (S, P), X, Y) -> (losses (S,), gradients (S, P)), called a row at a time
+            if not callable(loss_grad) or _is_njit(loss_grad):
+                fail("loss_grad", loss_grad, "with vectorised=True must be a plain Python (NumPy/JAX) function "
+                                             "loss_grad(Theta (S, P), X, Y) -> (losses (S,), gradients (S, P))")
+            self.batch_function = loss_grad
+            loss_grad = _row_adapter(loss_grad, self.n_params)
+            plain_python = True
         self.plain_python = bool(plain_python)
         if self.plain_python:
             if not callable(loss_grad) or _is_njit(loss_grad):
@@ -158,9 +174,9 @@ class CustomModel:
         >>> [g.name for g in m.charge_groups]
         ['first']
         """
-        out = CustomModel(self.n_params, self.loss_grad, charges=self.charges + tuple(charges),
+        out = CustomModel(self.n_params, self.batch_function or self.loss_grad, charges=self.charges + tuple(charges),
                           init_scale=self.init_scale, name=self.name, prepare=self.prepare,
-                          plain_python=self.plain_python)
+                          plain_python=self.plain_python, vectorised=self.vectorised)
         out._wrapper, out.compile_seconds = self._wrapper, self.compile_seconds
         return out
 
@@ -319,9 +335,13 @@ class CustomModel:
         a, b = self.kernel_data(data)
         rng = np.random.default_rng(seed)
         P = self.n_params
+        rows = []
         for _ in range(n_points):
             theta = self.init_scale * rng.standard_normal(P) if self.init_scale > 0 else rng.standard_normal(P)
             self._check_at(theta, a, b, rng)
+            rows.append(theta)
+        if self.vectorised:
+            self._check_rows(np.array(rows), a, b)
         report = self.check_symmetries(data, n_points=n_points, seed=seed)
         from .ensemble import log
 
@@ -343,6 +363,8 @@ class CustomModel:
         if self.plain_python:  # directly: an exception of the user's code surfaces as itself
             try:
                 return float(self.loss_grad(theta.copy(), a, b, grad)), grad
+            except ConfigError:  # the vectorised adapter's own (shapes)
+                raise
             except Exception as exc:
                 fail("loss_grad", getattr(self.loss_grad, "__name__", self.loss_grad),
                      f"raised {type(exc).__name__}: {exc} (the contract: loss_grad(theta, X, Y, grad_out) -> loss)")
@@ -351,6 +373,20 @@ class CustomModel:
                                      grad.ctypes.data_as(dp), self.n_params, a.shape[0], a.shape[1], b.shape[0],
                                      b.shape[1])
         return float(loss), grad
+
+    def _check_rows(self, thetas, a, b):
+        """A vectorised function: the rows of one call (S = n_points) are the single-row calls' (no mixing of
+        seeds), to VECTOR_RTOL."""
+        name = getattr(self.batch_function, "__name__", repr(self.batch_function))
+        losses, grads = _call_batch(self.batch_function, thetas, a, b, self.n_params)
+        for i, theta in enumerate(thetas):
+            loss, grad = self._call(theta, a, b)
+            size = max(abs(loss), np.max(np.abs(grad)), 1e-300)
+            dev = max(abs(losses[i] - loss), np.max(np.abs(grads[i] - grad)))
+            if not dev <= VECTOR_RTOL * size:
+                fail("loss_grad", name, f"row {i} of a call on {len(thetas)} rows differs from the call on that row "
+                                        f"alone by {dev:.3g} (size {size:.3g}): each row's loss and gradient must "
+                                        "depend on that row of Theta only")
 
     def _check_at(self, theta, a, b, rng):
         name = self.loss_grad.__name__
@@ -431,6 +467,41 @@ class CustomModel:
             per = "on the whole data set (prepare: no per-point check)"
         return symmetry_report(self.charges, lambda theta, part: self._call(theta, *part)[1], parts, self.n_params,
                                self.init_scale or 1.0, n_points, seed, per)
+
+
+VECTOR_RTOL = 1e-12  # a vectorised function's rows against single-row calls (BLAS may block them differently)
+
+
+def _call_batch(f, thetas, a, b, P):
+    """(losses (S,), gradients (S, P)) of a vectorised user function, as float64 NumPy arrays (JAX and
+    PyTorch arrays convert); ConfigError on a wrong shape or an exception of the user's code."""
+    name = getattr(f, "__name__", repr(f))
+    try:
+        losses, grads = f(thetas, a, b)
+        losses = np.asarray(losses, dtype=float).reshape(-1)
+        grads = np.asarray(grads, dtype=float)
+    except Exception as exc:
+        fail("loss_grad", name, f"raised {type(exc).__name__}: {exc} (the vectorised contract: "
+                                "loss_grad(Theta (S, P), X, Y) -> (losses (S,), gradients (S, P)))")
+    S = thetas.shape[0]
+    if losses.shape != (S,) or grads.shape != (S, P):
+        fail("loss_grad", name, f"returned losses of shape {losses.shape} and gradients of shape {grads.shape} for "
+                                f"Theta of shape {thetas.shape}: they must be ({S},) and ({S}, {P})")
+    return losses, grads
+
+
+def _row_adapter(f, P):
+    """The per-row contract loss_grad(theta, X, Y, grad_out) -> loss around a vectorised function (one row,
+    S = 1, per call: the engine integrates each seed on its own)."""
+
+    def one_row(theta, X, Y, grad_out):
+        losses, grads = _call_batch(f, theta.reshape(1, -1), X, Y, P)
+        grad_out[:] = grads[0]
+        return losses[0]
+
+    one_row.__name__ = getattr(f, "__name__", "loss_grad")
+    one_row.__module__ = getattr(f, "__module__", None)
+    return one_row
 
 
 __all__ = ["Charge", "CustomModel", "ConfigError"]

@@ -270,3 +270,35 @@ def test_block_description_refusals():
         ns.Charge.quadratic([(slice(0, 2), slice(3, 5), np.eye(2))], "q", n_params=4)
     with pytest.raises(ns.ConfigError, match="fit its slices"):
         ns.Charge.quadratic([(slice(0, 2), slice(0, 2), np.eye(3))], "q", n_params=4)
+
+
+# ---- a function vectorised over seeds (NumPy), through the same front door ----
+
+def _mixes_seeds(Theta, X, Y):  # each row's gradient depends on the mean over rows: refused
+    g = Theta - Theta.mean(axis=0) + 0.5 * Theta
+    return 0.5 * np.sum(Theta * Theta, axis=1), Theta + 0.0 * g if Theta.shape[0] == 1 else g
+
+
+@pytest.mark.parametrize("kw", [dict(dynamics="gd", h=0.05, n_steps=30, weight_decay=0.1),
+                                dict(method="rk4", h=0.05, t_end=1.0)], ids=["gd", "rk4"])
+def test_vectorised_numpy_agrees_with_compiled(data, kw):
+    """The deep linear reference written in NumPy over (S, P) rows runs the compiled path's trajectory and
+    charges to ~1e-12 (the same arithmetic in another order)."""
+    theta0 = np.random.default_rng(2).standard_normal((3, P)) * 0.7
+    run = dict(seeds=3, init=ns.init.Given(theta0), **kw)
+    fast = ns.simulate(ref.model(), data, **run)
+    vec = ns.simulate(ns.CustomModel(P, ref.loss_grad_vectorised, vectorised=True, charges=ref.model().charges),
+                      data, **run)
+    np.testing.assert_allclose(vec.theta_final.values, fast.theta_final.values, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(vec.charge_final.values, fast.charge_final.values, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(vec.loss.values, fast.loss.values, rtol=1e-12, atol=0)
+
+
+def test_vectorised_contract(data):
+    with pytest.raises(ns.ConfigError, match="depend on that row of Theta only"):
+        ns.simulate(ns.CustomModel(P, _mixes_seeds, vectorised=True), data, dynamics="gd", h=0.1, n_steps=2)
+    with pytest.raises(ns.ConfigError, match=rf"must be \(1,\) and \(1, {P}\)"):
+        ns.simulate(ns.CustomModel(P, lambda T, X, Y: (T.sum(axis=1), T[:, :3]), vectorised=True), data,
+                    dynamics="gd", h=0.1, n_steps=2)
+    with pytest.raises(ns.ConfigError, match="vectorised=True"):
+        ns.CustomModel(P, ref.loss_grad, vectorised=True)
