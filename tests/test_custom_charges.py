@@ -150,11 +150,13 @@ def _upper(D):  # (…, N1·N1) row-major D1 → its upper triangle, in the orde
     dict(dynamics="gd", h=0.05, n_steps=40, weight_decay=0.2),
     dict(dynamics="heavy_ball", learning_rate=0.02, beta=0.9, n_steps=40, weight_decay=0.1, track_law=True),
     dict(dynamics="momentum", method="rk4", h=0.05, t_end=1.0, tau=0.5),
-], ids=["gd_wd", "heavy_ball", "momentum"])
+    dict(dynamics="langevin", temperature=0.01, h=0.01, n_steps=40, weight_decay=0.1),
+], ids=["gd_wd", "heavy_ball", "momentum", "langevin"])
 def test_user_quadratic_equals_catalogue_entry(data, kw):
     """D1's entries written as the user's ½θᵀSθ on the built-in DeepLinear: the same values, GD law
-    predictions (with weight decay's factor), heavy ball's law invariant and verdicts as the catalogue's, to
-    round-off; the isometric charges (momentum) move behind the user's and keep their values."""
+    predictions (with weight decay's factor; Langevin's with its noise term, through the user charges'
+    bilinear form ½aᵀSb), heavy ball's law invariant and verdicts as the catalogue's, to round-off; the
+    isometric charges (momentum) move behind the user's and keep their values."""
     base = ns.DeepLinear((N0, N1, N2))
     model = base.with_charges(*_d1_as_user_charges())
     theta0 = np.random.default_rng(1).standard_normal((3, P)) * 0.7
@@ -168,9 +170,11 @@ def test_user_quadratic_equals_catalogue_entry(data, kw):
         mine = np.stack([_by_name(ours, n, var)[..., 0] for n in user], axis=-1)
         assert np.array_equal(np.isnan(cat), np.isnan(mine)), var
         np.testing.assert_allclose(mine, cat, rtol=0, atol=1e-13 * scale, equal_nan=True, err_msg=var)
+        if var == "predicted_watch" and kw["dynamics"] in ("gd", "langevin"):  # the law is really compared
+            assert np.all(np.isfinite(mine))
     if "J1" in plain.charge.values:
         np.testing.assert_array_equal(_by_name(ours, "J1"), _by_name(plain, "J1"))
-    if kw["dynamics"] != "momentum":
+    if kw["dynamics"] in ("gd", "heavy_ball"):
         v_ours, v_plain = ns.judge(ours), ns.judge(plain)
         for n in user:
             assert list(v_ours.verdict.sel(charge=n).values) == list(v_plain.verdict.sel(charge="D1").values)
