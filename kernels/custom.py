@@ -20,6 +20,15 @@ readers of that header (the energy's round-off scale in extras.py) stay inside �
                           degree 2: q_k = ½ Σ_e S_e θ_{i_e} θ_{j_e}  (rows i at ints[off : off + nnz],
                                     columns j at ints[off + nnz : off + 2nnz], values S_e at floats[foff:])
                           degree 1: q_k = Σ_e v_e θ_{i_e}           (indices at ints[off:], values at floats[foff:])
+                          degree 0: a function charge q_k(θ) ∈ R^m, the user's compiled q (``Charge.function``):
+                                    (0, m, off, P), the address of its C wrapper (``function_wrapper``) at
+                                    ints[off]; it fills m components of q (the others one each)
+
+The same table (from its count m at ints[t]: ``table_charges``) follows a built-in model's descriptor when
+the user adds charges to it (``model.with_charges``): ints[-1] is then ``USER_TRAILER_TAG``, ints[-2] = t,
+ints[-3] and ints[-4] the catalogue's numbers of groups and of components (where the user's go in q),
+ints[-5] the number of the quadratic/linear values, which are the last entries of the model's floats. The built-in models' charge kernels
+(kernels/models.py) call ``trailer_charges`` after their own.
 
 So a quadratic charge evaluated on a gradient g is ½gᵀSg = q(g), the η² term of gradient descent's exact
 law, and the driver's laws (kernels/driver.py) apply to user charges as to the catalogue's.
@@ -115,56 +124,207 @@ def custom_loss_grad(theta, grad, ints, floats, data_a, data_b, work):
     return loss
 
 
+@intrinsic
+def _call_charge_address(typingctx, addr, p_theta, n_p, p_out, m):
+    """Call the C function ``void q(double *theta, int64 P, double *out, int64 m)`` at address ``addr``."""
+    sig = types.void(types.int64, types.uintp, types.int64, types.uintp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        dptr = ir.DoubleType().as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [dptr, i64, dptr, i64])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(fn, [builder.inttoptr(args[1], dptr), args[2], builder.inttoptr(args[3], dptr), args[4]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True)
-def custom_charges(theta, q, ints, floats):
-    """Every user charge at θ (½θᵀSθ, ⟨v, θ⟩)."""
-    for k in range(ints[BASE + 2]):
-        c = BASE + 3 + 4 * k
+def _function_charge(addr, P, theta, out, pos, m):
+    """The user's compiled q(θ[:P]) (m values) into out[pos : pos + m], through its wrapper's address."""
+    t = np.empty(P)
+    for j in range(P):
+        t[j] = theta[j]
+    v = np.empty(m)
+    _call_charge_address(addr, t.ctypes.data, P, v.ctypes.data, m)
+    for i in range(m):
+        out[pos + i] = v[i]
+
+
+@njit(cache=True)
+def table_charges(theta, q, ints, floats, t, q0):
+    """Every charge of the user-charge table at ints[t] (module docstring) at θ, into q[q0:], in order."""
+    pos = q0
+    for k in range(ints[t]):
+        c = t + 1 + 4 * k
         degree, nnz, io, fo = ints[c], ints[c + 1], ints[c + 2], ints[c + 3]
         s = 0.0
         if degree == 2:
             for e in range(nnz):
                 s += floats[fo + e] * theta[ints[io + e]] * theta[ints[io + nnz + e]]
-            s *= 0.5
-        else:
+            q[pos] = 0.5 * s
+            pos += 1
+        elif degree == 1:
             for e in range(nnz):
                 s += floats[fo + e] * theta[ints[io + e]]
-        q[k] = s
+            q[pos] = s
+            pos += 1
+        else:  # a function charge: nnz = its size m, ints[io] its wrapper's address, fo = P
+            _function_charge(ints[io], fo, theta, q, pos, nnz)
+            pos += nnz
 
 
 @njit(cache=True)
-def custom_charge_scales(theta, scales, ints, floats):
-    """Per charge the size of the terms that cancel: ½Σ|S_e θ_i θ_j|, Σ|v_e θ_i|."""
-    for k in range(ints[BASE + 2]):
-        c = BASE + 3 + 4 * k
+def table_scales(theta, scales, ints, floats, t, g0):
+    """Per charge of the table at ints[t] the size of the terms that cancel, into scales[g0:] (one group
+    each): ½Σ|S_e θ_i θ_j|, Σ|v_e θ_i|, and Σ_i |q_i(θ)| for a function charge."""
+    for k in range(ints[t]):
+        c = t + 1 + 4 * k
         degree, nnz, io, fo = ints[c], ints[c + 1], ints[c + 2], ints[c + 3]
         s = 0.0
         if degree == 2:
             for e in range(nnz):
                 s += abs(floats[fo + e] * theta[ints[io + e]] * theta[ints[io + nnz + e]])
             s *= 0.5
-        else:
+        elif degree == 1:
             for e in range(nnz):
                 s += abs(floats[fo + e] * theta[ints[io + e]])
-        scales[k] = s
+        else:
+            v = np.empty(nnz)
+            _function_charge(ints[io], fo, theta, v, 0, nnz)
+            for i in range(nnz):
+                s += abs(v[i])
+        scales[g0 + k] = s
 
 
-def descriptor(address: int, n_params: int, charges) -> tuple[np.ndarray, np.ndarray]:
-    """(ints, floats) of MODEL_CUSTOM for a wrapper address and charges [(degree, rows, cols, values)]
-    (cols None for linear charges); see the module docstring."""
-    from .layout import MODEL_CUSTOM
+@njit(cache=True)
+def table_cross(a, b, q, ints, floats, t, q0):
+    """The bilinear form B(a, b) = ½aᵀSb of each quadratic charge of the table (q(a + b) = q(a) + 2B + q(b)),
+    into q[q0:]; linear and function charges get NaN (their laws do not use it)."""
+    pos = q0
+    for k in range(ints[t]):
+        c = t + 1 + 4 * k
+        degree, nnz, io, fo = ints[c], ints[c + 1], ints[c + 2], ints[c + 3]
+        if degree == 2:
+            s = 0.0
+            for e in range(nnz):
+                s += floats[fo + e] * a[ints[io + e]] * b[ints[io + nnz + e]]
+            q[pos] = 0.5 * s
+            pos += 1
+        elif degree == 1:
+            q[pos] = np.nan
+            pos += 1
+        else:
+            for i in range(nnz):
+                q[pos + i] = np.nan
+            pos += nnz
 
-    head = [MODEL_CUSTOM, 1, 0, 1, int(n_params), 0, -1, int(address), int(n_params), len(charges)]
-    table, idx, vals = [], [], []
-    int_pos = BASE + 3 + 4 * len(charges)
-    float_pos = 0
+
+@njit(cache=True)
+def custom_charges(theta, q, ints, floats):
+    """Every user charge at θ (½θᵀSθ, ⟨v, θ⟩, q(θ))."""
+    table_charges(theta, q, ints, floats, BASE + 2, 0)
+
+
+@njit(cache=True)
+def custom_charge_scales(theta, scales, ints, floats):
+    """Per charge the size of the terms that cancel: ½Σ|S_e θ_i θ_j|, Σ|v_e θ_i|, Σ|q_i(θ)|."""
+    table_scales(theta, scales, ints, floats, BASE + 2, 0)
+
+
+# ---- user charges beside a built-in model's catalogue (``model.with_charges``): a trailer of the
+# built-in descriptor, found by its tag in the last entry ----
+
+USER_TRAILER_TAG = 0x4E53_5553_4552_5131  # "NSUSERQ1": the last entry of a descriptor that has user charges
+"""ints[-1] of a built-in model's descriptor with user charges; then ints[-2] = t (where the table is),
+ints[-3] and ints[-4] the numbers of catalogue groups and of catalogue charge components (where the
+user's go), ints[-5] = F, the number of the user charges' values, the last F entries of the floats (the
+table's float offsets count from there, so the descriptor does not depend on the model's constants). No
+built-in descriptor ends in this value (its last entry is a width, an offset or a small code)."""
+
+
+@njit(cache=True, inline="always")
+def _user_floats(ints, floats):
+    f = ints[ints.shape[0] - 5]
+    return floats[floats.shape[0] - f:]
+
+
+@njit(cache=True)
+def trailer_charges(theta, q, ints, floats):
+    """The user charges after the catalogue's in q, when the descriptor has them."""
+    n = ints.shape[0]
+    if ints[n - 1] == USER_TRAILER_TAG:
+        table_charges(theta, q, ints, _user_floats(ints, floats), ints[n - 2], ints[n - 4])
+
+
+@njit(cache=True)
+def trailer_scales(theta, scales, ints, floats):
+    n = ints.shape[0]
+    if ints[n - 1] == USER_TRAILER_TAG:
+        table_scales(theta, scales, ints, _user_floats(ints, floats), ints[n - 2], ints[n - 3])
+
+
+@njit(cache=True)
+def trailer_cross(a, b, q, ints, floats):
+    n = ints.shape[0]
+    if ints[n - 1] == USER_TRAILER_TAG:
+        table_cross(a, b, q, ints, _user_floats(ints, floats), ints[n - 2], ints[n - 4])
+
+
+def charge_table(charges, int_pos, float_pos):
+    """(table, indices, values) of the user charges [(degree, rows, cols, values)] — degree 0 entries are
+    (0, size m, address, P) function charges — with the table's index and value offsets starting at
+    ``int_pos`` (where the indices will go) and ``float_pos``."""
+    table, idx, vals = [len(charges)], [], []
     for degree, rows, cols, values in charges:
+        if degree == 0:  # rows = size m, cols = address, values = P
+            table += [0, int(rows), int_pos, int(values)]
+            idx.append(int(cols))
+            int_pos += 1
+            continue
         nnz = len(values)
         table += [degree, nnz, int_pos, float_pos]
         idx += list(rows) + (list(cols) if degree == 2 else [])
         vals += list(values)
         int_pos += nnz * (2 if degree == 2 else 1)
         float_pos += nnz
+    return table, idx, vals
+
+
+def with_trailer(ints, charges, n_catalogue, n_catalogue_groups):
+    """(a built-in model's ints with the user charges' table appended (``USER_TRAILER_TAG``), the values to
+    append to its floats)."""
+    t = len(ints)
+    table, idx, vals = charge_table(charges, t + 1 + 4 * len(charges), 0)
+    ints = np.concatenate([np.asarray(ints, np.int64), np.array(table + idx, dtype=np.int64),
+                           np.array([len(vals), n_catalogue, n_catalogue_groups, t, USER_TRAILER_TAG], dtype=np.int64)])
+    return ints, np.array(vals, dtype=np.float64)
+
+
+def descriptor(address: int, n_params: int, charges) -> tuple[np.ndarray, np.ndarray]:
+    """(ints, floats) of MODEL_CUSTOM for a wrapper address and charges [(degree, rows, cols, values)]
+    (cols None for linear charges; (0, m, address, P) for function charges); see the module docstring."""
+    from .layout import MODEL_CUSTOM
+
+    head = [MODEL_CUSTOM, 1, 0, 1, int(n_params), 0, -1, int(address), int(n_params)]
+    table, idx, vals = charge_table(charges, BASE + 3 + 4 * len(charges), 0)
     ints = np.array(head + table + idx, dtype=np.int64)
     floats = np.array(vals, dtype=np.float64) if vals else np.zeros(1)
     return ints, floats
+
+
+FUNCTION_SIGNATURE = types.void(types.CPointer(types.float64), types.int64, types.CPointer(types.float64), types.int64)
+"""A function charge's wrapper: (θ, P, out, m): writes q(θ) (m values) into out."""
+
+
+def function_wrapper(user, cache=True):
+    """A C-callable wrapper (``numba.cfunc``) of the user's compiled charge ``q(theta) -> 1-D array``."""
+
+    def wrapper(p_theta, n_p, p_out, m):
+        r = user(carray(p_theta, (n_p,)))
+        out = carray(p_out, (m,))
+        for i in range(m):
+            out[i] = r[i]
+
+    return cfunc(FUNCTION_SIGNATURE, cache=cache)(wrapper)

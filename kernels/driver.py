@@ -82,8 +82,10 @@ def _accumulate_gd_law(kind, pred, g, qg, h, weight_decay, ints, floats, group_o
         for k in range(group_off[grp], group_off[grp + 1]):
             if group_degree[grp] == 2:
                 pred[k] = (pred[k] - c2 * pred[k]) + h * h * qg[k]
-            else:
+            elif group_degree[grp] == 1:
                 pred[k] = (pred[k] - c1 * pred[k]) - h * qg[k]
+            else:  # a user's function charge (degree 0): no exact law
+                pred[k] = np.nan
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -105,8 +107,10 @@ def _accumulate_noisy_law(kind, pred, y, g, noise, U, qa, qc, h, weight_decay, i
             if group_degree[grp] == 2:
                 cross = 2.0 * qa[k]
                 pred[k] = (pred[k] - c2 * pred[k]) + (cross - c1 * cross) + qc[k]
-            else:
+            elif group_degree[grp] == 1:
                 pred[k] = (pred[k] - c1 * pred[k]) + qc[k]
+            else:
+                pred[k] = np.nan
 
 
 @njit(cache=True, fastmath=FASTMATH)
@@ -142,9 +146,12 @@ def _accumulate_split(kind, y, split, model, one_a, one_b, one_floats, one_idx, 
             if group_degree[grp] == 2:
                 split[k] = (split[k] - c2 * split[k]) + h * h * qa[k]
                 split[nq + k] = (split[nq + k] - c2 * split[nq + k]) + h * h * c_batch * qb[k]
-            else:
+            elif group_degree[grp] == 1:
                 split[k] = (split[k] - c1 * split[k]) - h * qa[k]
                 split[nq + k] = split[nq + k] - c1 * split[nq + k]
+            else:
+                split[k] = np.nan
+                split[nq + k] = np.nan
 
 
 # ---- one step attempt per scheme, from y into new. Each returns (error norm, cache valid, gradient evaluations):
@@ -264,8 +271,10 @@ def _algorithm_law(kind, y, new, cfg, group_off, group_degree, ints, floats, tmp
                     rhs += 2.0 * el * beta * dq - (1.0 - 2.0 * el) * (beta + beta * beta) * k_k[k] - k_next[k]
                 else:
                     rhs -= beta * k_k[k] + k_next[k]
-            else:
+            elif group_degree[grp] == 1:
                 rhs = el * q_k[k] + (el * beta * dq if cfg.nesterov else 0.0)
+            else:  # a user's function charge (degree 0): no discrete law (0 keeps the state finite;
+                rhs = 0.0  # the recorded invariant is NaN, record.py)
             new[2 * P + k] = y[2 * P + k] + rhs
 
 

@@ -19,7 +19,8 @@ from numba.extending import overload
 
 from .attention import (attention_charge_scales, attention_charges, attention_isometric_charges,
                         attention_isometric_scales, attention_loss_grad, attention_n_isometric, attention_work_size)
-from .custom import custom_charge_scales, custom_charges, custom_loss_grad, custom_work_size
+from .custom import (custom_charge_scales, custom_charges, custom_loss_grad, custom_work_size, trailer_charges,
+                     trailer_cross, trailer_scales)
 from .layout import (MODEL_ATTENTION, MODEL_CUSTOM, MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE, MODEL_LORA, MODEL_MLP,
                      MODEL_RESIDUAL)
 from .linear import (linear_charge_scales, linear_charges, linear_charges_cross, linear_loss_grad_input_side,
@@ -132,16 +133,22 @@ def _custom_charge_scales(kind, theta, scales, ints, floats):
     custom_charge_scales(theta, scales, ints, floats)
 
 
+# deep linear and MLP charges: the catalogue's, then the user's added by ``model.with_charges`` (a tagged
+# trailer of the descriptor, kernels/custom.py; one comparison when there is none)
+
 def _linear_charges(kind, theta, q, ints, floats):
     linear_charges(theta, q, ints)
+    trailer_charges(theta, q, ints, floats)
 
 
 def _mlp_charges(kind, theta, q, ints, floats):
     mlp_charges(theta, q, ints, floats)
+    trailer_charges(theta, q, ints, floats)
 
 
 def _linear_charges_cross(kind, a, b, q, ints, floats):
     linear_charges_cross(a, b, q, ints)
+    trailer_cross(a, b, q, ints, floats)
 
 
 def _polarised_charges_cross(kind, a, b, q, ints, floats):  # any model: (q(a + b) − q(a − b))/4, two evaluations
@@ -160,10 +167,12 @@ def _polarised_charges_cross(kind, a, b, q, ints, floats):  # any model: (q(a + 
 
 def _linear_charge_scales(kind, theta, scales, ints, floats):
     linear_charge_scales(theta, scales, ints)
+    trailer_scales(theta, scales, ints, floats)
 
 
 def _mlp_charge_scales(kind, theta, scales, ints, floats):
     mlp_charge_scales(theta, scales, ints, floats)
+    trailer_scales(theta, scales, ints, floats)
 
 
 def _linear_n_isometric(kind, ints):

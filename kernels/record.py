@@ -76,12 +76,15 @@ def _momentum_charges_impl(cfg, kind, y, algorithm, group_off, group_degree, int
                 qdot = 0.5 * (qa[k] - qb[k])
                 if quadratic:
                     iv[k] = cfg.tau * qdot + qv[k] + 2.0 * cfg.weight_decay * y[2 * P + nq + k] - 2.0 * cfg.tau * y[2 * P + k]
-                else:
+                elif group_degree[grp] == 1:
                     iv[k] = cfg.tau * qdot + qv[k] + cfg.weight_decay * y[2 * P + nq + k]
+                else:  # a user's function charge (degree 0): no law
+                    iv[k] = np.nan
     elif cfg.track_law:  # heavy ball / Nesterov on y = [θ_k, θ_{k−1}, a]: J = q(θ_k) − β q(θ_{k−1}) + a
         charges(kind, y[P:2 * P], qa, ints, floats)
-        for k in range(nq):
-            iv[k] = qv[k] - cfg.beta * qa[k] + y[2 * P + k]
+        for grp in range(group_degree.shape[0]):
+            for k in range(group_off[grp], group_off[grp + 1]):
+                iv[k] = qv[k] - cfg.beta * qa[k] + y[2 * P + k] if group_degree[grp] != 0 else np.nan
     else:
         for k in range(nq):
             iv[k] = np.nan

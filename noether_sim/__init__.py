@@ -13,7 +13,7 @@ refresh_stale_kernel_cache()  # before any kernel is imported: numba's cache mis
 
 # public name -> the module that defines it (a module name alone: the submodule itself)
 _LAZY = {
-    "Charge": ".custom",
+    "Charge": ".charges",
     "ConfigError": "._validate",
     "CustomModel": ".custom",
     "DeepLinear": ".models",

@@ -7,11 +7,53 @@ from __future__ import annotations
 
 from . import data as data_mod
 from . import init as init_mod
+from ._validate import ConfigError
 from .models import DeepLinear
+
+
+_FACTORY_MODELS = {}  # (factory, path) → the model it made: one per process (its compiled functions too)
+
+
+def build_custom_model(factory, path=None):
+    """The model ``factory`` = 'module:function' returns, the module searched first in ``path`` (a
+    directory); made once per process. ConfigError when the import or the call fails, or it returns no
+    CustomModel (or built-in model with user charges)."""
+    import importlib
+    import sys
+
+    key = (factory, path)
+    if key in _FACTORY_MODELS:
+        return _FACTORY_MODELS[key]
+    module_name, func_name = factory.split(":")
+    added = path is not None and path not in sys.path
+    if added:
+        sys.path.insert(0, path)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ConfigError(f"model.factory={factory!r} is invalid: importing {module_name!r} failed "
+                          f"({type(exc).__name__}: {exc}); searched {path or 'sys.path'} first, then sys.path") from None
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise ConfigError(f"model.factory={factory!r} is invalid: module {module_name!r} "
+                          f"({getattr(module, '__file__', '?')}) has no function {func_name!r}")
+    try:
+        model = fn()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"model.factory={factory!r} is invalid: calling it raised {type(exc).__name__}: {exc}") from None
+    if getattr(model, "kind", None) != "custom" and not getattr(model, "user_charges", None):
+        raise ConfigError(f"model.factory={factory!r} is invalid: it must return a noether_sim.CustomModel (or a "
+                          f"built-in model.with_charges(...)), not {type(model).__name__}")
+    _FACTORY_MODELS[key] = model
+    return model
 
 
 def build_model(cfg):
     m = cfg["model"]
+    if m["kind"] == "custom":
+        return build_custom_model(m["factory"], m.get("factory_path"))
     if m["kind"] == "attention":
         from .attention import SelfAttention
 
@@ -54,7 +96,8 @@ def build_data(cfg):
 
 
 def _build_base_data(cfg):
-    d, widths = cfg["data"], cfg["model"].get("widths")
+    d, m = cfg["data"], cfg["model"]
+    widths = [m["n_in"], m["n_out"]] if m["kind"] == "custom" else m.get("widths")
     if d["kind"] == "sequences":
         return data_mod.sequences(build_model(cfg), d["n_points"], noise=d["noise"], seed=d["seed"],
                          teacher_scale=d["teacher_scale"])

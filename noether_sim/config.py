@@ -64,9 +64,13 @@ MODEL_KINDS = {
     "attention": "multi-head self-attention (noether_sim.SelfAttention): model.d_model, model.tokens, model.heads, "
                  "model.d_k, model.d_v, model.d_out, model.causal, model.readout, model.mlp_hidden (a transformer "
                  "block: attention and a ReLU MLP, each with its residual); data.kind = 'sequences'",
+    "custom": "your own model (noether_sim.CustomModel, or a built-in model.with_charges(...)): model.factory = "
+              "'module:function' returns it (the module is searched in model.factory_path, default the TOML's "
+              "directory, then on sys.path); model.n_in, model.n_out size the data",
 }
 ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out", "mlp_hidden")
 RESIDUAL_KEYS = ("hidden", "blocks", "input_projection", "output_projection")
+CUSTOM_KEYS = ("factory", "factory_path", "n_in", "n_out")
 MLP_ONLY_KEYS = ("activation", "loss", "slope", "power", "normalised_first_layer", "normalisation", "residual")
 DATA_KINDS = {
     "synthetic_regression": "Gaussian inputs, random linear teacher (entries N(0, teacher_scale²/n_in)), "
@@ -173,6 +177,10 @@ MODEL = {
     "lora_rank": (False, lambda k, v: _int(k, v, 1)),
     "lora_layers": (False, lambda k, v: _list(k, v, lambda kk, x: _int(kk, x, 1), 1)),
     "lora_base_seed": (False, lambda k, v: _int(k, v, 0)),
+    "factory": (False, lambda k, v: _factory(k, v)),
+    "factory_path": (False, _str),
+    "n_in": (False, lambda k, v: _int(k, v, 1)),
+    "n_out": (False, lambda k, v: _int(k, v, 1)),
 }
 LORA_KEYS = ("lora_layers", "lora_base_seed")
 DATA = {
@@ -240,6 +248,37 @@ def _keep(key, value):
     except ConfigError as e:
         raise ConfigError(f"record.{e}") from None
     return value
+
+
+def _factory(key, value):
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", value):
+        _fail(key, value, "must be 'module:function' (e.g. 'quadratic_net:model'): an importable module and the "
+                          "function in it that returns the model")
+    return value
+
+
+def _check_custom(model_cfg, data, raw):
+    """model.kind = 'custom': its keys (factory, n_in, n_out; no layer keys), and the others' absence."""
+    if model_cfg["kind"] != "custom":
+        for key in CUSTOM_KEYS:
+            if key in model_cfg:
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'custom'")
+        return
+    for key in ("widths", "lora_rank", *ATTENTION_KEYS, *MLP_ONLY_KEYS):
+        if key in model_cfg:
+            _fail(f"model.{key}", model_cfg[key], "is not used with model.kind = 'custom' (the factory's model "
+                                                  "is the whole model; model.n_in, model.n_out size the data)")
+    if model_cfg.get("bias"):
+        _fail("model.bias", True, "is not used with model.kind = 'custom'")
+    for key in ("factory", "n_in", "n_out"):
+        if key not in model_cfg:
+            raise ConfigError(f"missing key 'model.{key}': it is required when model.kind = 'custom'")
+    if data["kind"] not in ("synthetic_regression", "whitened"):
+        _fail("data.kind", data["kind"], "model.kind = 'custom' takes synthetic_regression or whitened data")
+    init = raw.get("init") or {}
+    if init.get("kind", "gaussian") != "gaussian":
+        _fail("init.kind", init.get("kind"), "model.kind = 'custom' takes gaussian (entries N(0, scale²); "
+                                             "default scale: the model's init_scale)")
 
 
 def _label(key, value):
@@ -369,8 +408,11 @@ def parse_config(raw: dict) -> dict:
 
     data = cfg["data"]
     model_cfg = cfg["model"]
-    _check_attention(model_cfg, data, cfg["record"])
-    widths = model_cfg.get("widths")
+    _check_custom(model_cfg, data, raw)
+    custom = model_cfg["kind"] == "custom"
+    if not custom:
+        _check_attention(model_cfg, data, cfg["record"])
+    widths = [model_cfg["n_in"], model_cfg["n_out"]] if custom else model_cfg.get("widths")
     if model_cfg["kind"] != "residual_mlp":
         for key in RESIDUAL_KEYS:
             if key in model_cfg:
@@ -422,9 +464,12 @@ def parse_config(raw: dict) -> dict:
         data["augment"] = _check_augment(data["augment"], widths[0], raw)
 
     try:
-        charge_names = [g.name for g in build_model(cfg).charge_groups]
+        built = build_model(cfg)
+        charge_names = [g.name for g in built.charge_groups]
     except ConfigError as err:
         raise ConfigError(f"model.{err}") from None
+    if custom and "scale" not in (raw.get("init") or {}):  # the model's own initial scale
+        cfg["init"]["scale"] = float(getattr(built, "init_scale", 1.0))
     charge_names += augment_charge_names(data) + (["energy"] if any(
         isinstance(m, dict) and m.get("track_energy") is True for m in (raw.get("methods") or {}).values()) else [])
     charges = cfg["record"]["charges"]
@@ -595,10 +640,18 @@ def default_config() -> dict:
 
 
 def read_toml(path) -> dict:
+    """The TOML file as a dict; a custom model's ``model.factory_path`` is made absolute (default: the file's
+    directory), so its factory imports wherever the study runs."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            raw = tomllib.load(f)
+        model = raw.get("model")
+        if isinstance(model, dict) and model.get("kind") == "custom":
+            where = model.get("factory_path", ".")
+            if isinstance(where, str):
+                model["factory_path"] = str((path.resolve().parent / where).resolve())
+        return raw
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as err:

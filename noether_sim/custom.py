@@ -21,180 +21,13 @@ import time
 import numpy as np
 
 from ._validate import ConfigError, fail, positive_int
-from .models import ChargeGroup
+from .charges import (MAX_CHECKED_COORDINATES, Charge, ChargeGroup, _first_line, _is_njit, _is_typing_error,  # noqa: F401
+                      symmetry_report, user_groups)
 
 # The gradient check: central differences with a step of ε^(1/3)·max(1, |θ_i|) have truncation error
 # ~h²|∂³L| and round-off ~ε|L|/h, both ~1e-11 relative for smooth losses of size 1; a gradient entry
 # is refused when it differs from its difference quotient by more than GRAD_RTOL of the gradient's size.
 GRAD_RTOL = 1e-5
-MAX_CHECKED_COORDINATES = 64
-SYMMETRY_FACTOR = 1e3  # |θᵀS∇L| within this many ε of its terms' size: the symmetry holds
-
-
-class Charge:
-    """A user's charge: q = ½θᵀSθ (``Charge.quadratic``) or q = ⟨v, θ⟩ (``Charge.linear``).
-
-    Build it with the class methods; give it to ``CustomModel(..., charges=[...])``. ``claim`` =
-    "conserved" asks the package to refuse a model whose symmetry check refutes the charge.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import noether_sim as ns
-    >>> q = ns.Charge.quadratic(np.diag([1.0, -1.0]), "balance")
-    >>> q.name, q.degree, q.value(np.array([3.0, 2.0]))      # ½(9 − 4)
-    ('balance', 2, 2.5)
-    """
-
-    def __init__(self, name, degree, rows, cols, values, n, description, claim=None):
-        self.name, self.degree, self.description, self.claim = name, degree, description, claim
-        self.rows, self.cols, self.values, self.n = rows, cols, values, n
-
-    @staticmethod
-    def _name(name):
-        if not isinstance(name, str) or not name.isidentifier():
-            fail("name", name, "must be a non-empty identifier-like string, e.g. 'balance'")
-        return name
-
-    @staticmethod
-    def _claim(claim):
-        if claim not in (None, "conserved"):
-            fail("claim", claim, "must be None or 'conserved'")
-        return claim
-
-    @classmethod
-    def quadratic(cls, S, name, *, description=None, claim=None):
-        """q(θ) = ½θᵀSθ for a symmetric P × P matrix S (dense array or scipy.sparse).
-
-        Parameters
-        ----------
-        S : array_like or scipy.sparse matrix
-            Symmetric, real, finite, P × P (P = the model's number of parameters).
-        name : str
-            The charge's name in results and verdicts.
-        description : str, optional
-            Words for the results' ``charge_description``.
-        claim : {None, "conserved"}, optional
-            "conserved": the model is refused (ConfigError) when the symmetry θᵀS∇L ≡ 0 fails.
-
-        Returns
-        -------
-        Charge
-
-        Raises
-        ------
-        ConfigError
-            S is not square, not symmetric, complex or not finite; a bad name or claim.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import noether_sim as ns
-        >>> ns.Charge.quadratic(np.array([[0.0, 1.0], [2.0, 0.0]]), "q")   # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        noether_sim._validate.ConfigError: S=... is invalid: must be symmetric (largest |S − Sᵀ| = 1)
-        """
-        name = cls._name(name)
-        try:
-            import scipy.sparse as sp
-            sparse = sp.issparse(S)
-        except ImportError:  # pragma: no cover
-            sparse = False
-        if sparse:
-            C = S.tocoo()
-            if C.shape[0] != C.shape[1]:
-                fail("S", C.shape, "must be a square P × P matrix")
-            rows, cols, vals = np.asarray(C.row, np.int64), np.asarray(C.col, np.int64), np.asarray(C.data, float)
-            asym = abs(S - S.T)
-            if asym.nnz and asym.max() > 0:
-                fail("S", C.shape, f"must be symmetric (largest |S − Sᵀ| = {asym.max():.3g})")
-        else:
-            if np.iscomplexobj(S):
-                fail("S", np.asarray(S), "must be real")
-            S = np.array(S, dtype=float)
-            if S.ndim != 2 or S.shape[0] != S.shape[1]:
-                fail("S", S, "must be a square P × P matrix")
-            if not np.all(np.isfinite(S)):
-                fail("S", S, "must contain only finite numbers")
-            if not np.array_equal(S, S.T):
-                fail("S", S, f"must be symmetric (largest |S − Sᵀ| = {np.max(np.abs(S - S.T)):.3g})")
-            rows, cols = np.nonzero(S)
-            vals = S[rows, cols]
-        if not np.all(np.isfinite(vals)):
-            fail("S", S.shape, "must contain only finite numbers")
-        return cls(name, 2, np.asarray(rows, np.int64), np.asarray(cols, np.int64), np.asarray(vals, float), S.shape[0],
-                   description or f"user quadratic charge ½θᵀSθ ({len(vals)} nonzeros of S)", cls._claim(claim))
-
-    @classmethod
-    def linear(cls, v, name, *, description=None, claim=None):
-        """q(θ) = ⟨v, θ⟩ for a vector v of length P.
-
-        Parameters
-        ----------
-        v : array_like
-            Real, finite, length P.
-        name : str
-            The charge's name.
-        description : str, optional
-            Words for the results' ``charge_description``.
-        claim : {None, "conserved"}, optional
-            "conserved": the model is refused when ⟨v, ∇L⟩ ≡ 0 fails.
-
-        Returns
-        -------
-        Charge
-
-        Raises
-        ------
-        ConfigError
-            v is not a finite real vector; a bad name or claim.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import noether_sim as ns
-        >>> ns.Charge.linear([1.0, 1.0, 0.0], "total").value(np.array([1.0, 2.0, 5.0]))
-        3.0
-        """
-        name = cls._name(name)
-        if np.iscomplexobj(v):
-            fail("v", np.asarray(v), "must be real")
-        v = np.array(v, dtype=float)
-        if v.ndim != 1 or not np.all(np.isfinite(v)):
-            fail("v", v, "must be a 1-D vector of finite numbers (length P)")
-        rows = np.nonzero(v)[0]
-        return cls(name, 1, rows.astype(np.int64), None, v[rows], v.shape[0],
-                   description or "user linear charge ⟨v, θ⟩", cls._claim(claim))
-
-    def value(self, theta) -> float:
-        """q(θ) in plain NumPy (the kernels compute the same sums)."""
-        theta = np.asarray(theta, dtype=float)
-        if self.degree == 2:
-            return float(0.5 * np.sum(self.values * theta[..., self.rows] * theta[..., self.cols], axis=-1))
-        return float(np.sum(self.values * theta[..., self.rows], axis=-1))
-
-    def bilinear(self, theta, g) -> float:
-        """θᵀSg (quadratic) or ⟨v, g⟩ (linear): the first-order change of q along g, what the symmetry zeroes."""
-        if self.degree == 2:
-            return float(np.sum(self.values * theta[self.rows] * g[self.cols]))
-        return float(np.sum(self.values * g[self.rows]))
-
-    def terms(self, theta, g) -> float:
-        """The size of the terms of ``bilinear`` (its round-off reference)."""
-        if self.degree == 2:
-            return float(np.sum(np.abs(self.values * theta[self.rows] * g[self.cols])))
-        return float(np.sum(np.abs(self.values * g[self.rows])))
-
-    def __repr__(self):
-        kind = "quadratic ½θᵀSθ" if self.degree == 2 else "linear ⟨v, θ⟩"
-        return f"Charge({self.name!r}, {kind}, P={self.n})"
-
-
-def _is_njit(f) -> bool:
-    from numba.core.registry import CPUDispatcher
-
-    return isinstance(f, CPUDispatcher)
 
 
 class CustomModel:
@@ -228,6 +61,13 @@ class CustomModel:
         ``loss_grad`` is a plain Python function (NumPy, JAX, PyTorch via NumPy arrays): the kernels call
         back into the interpreter for every gradient (numba object mode), which is much slower and runs
         one seed at a time (bench/README.md measures it); every check, dynamics and law is the same.
+    vectorised : bool, optional
+        ``loss_grad`` is a plain Python (NumPy, JAX) function vectorised over seeds: ``loss_grad(Theta, X, Y)
+        -> (losses, gradients)`` with Theta of shape (S, P), losses (S,) and gradients (S, P). Checked like
+        the others, and that a call on several rows gives each row's single-row result (to 1e-12). The
+        engine integrates every seed on its own, so it calls the function one row (S = 1) at a time through
+        the ``plain_python`` route: the same front door and results, at that route's speed
+        (docs/guide/custom_models.md measures it).
 
     Raises
     ------
@@ -257,8 +97,17 @@ class CustomModel:
     input_degree = None
 
     def __init__(self, n_params, loss_grad, *, charges=(), init_scale=1.0, name="custom", prepare=None,
-                 plain_python=False):
+                 plain_python=False, vectorised=False):
         self.n_params = positive_int("n_params", n_params)
+        self.vectorised = bool(vectorised)
+        self.batch_function = None
+        if self.vectorised:  # (Θ (S, P), X, Y) -> (losses (S,), gradients (S, P)), called a row at a time
+            if not callable(loss_grad) or _is_njit(loss_grad):
+                fail("loss_grad", loss_grad, "with vectorised=True must be a plain Python (NumPy/JAX) function "
+                                             "loss_grad(Theta (S, P), X, Y) -> (losses (S,), gradients (S, P))")
+            self.batch_function = loss_grad
+            loss_grad = _row_adapter(loss_grad, self.n_params)
+            plain_python = True
         self.plain_python = bool(plain_python)
         if self.plain_python:
             if not callable(loss_grad) or _is_njit(loss_grad):
@@ -290,10 +139,12 @@ class CustomModel:
         seen = set()
         for i, c in enumerate(charges):
             if not isinstance(c, Charge):
-                fail(f"charges[{i}]", c, "must be a noether_sim.Charge (Charge.quadratic, Charge.linear)")
+                fail(f"charges[{i}]", c, "must be a noether_sim.Charge (Charge.quadratic, Charge.linear, "
+                                         "Charge.function)")
             if c.n != self.n_params:
                 fail(f"charges[{i}]", c, f"has size {c.n} but the model has n_params = {self.n_params}: "
-                                         f"S must be {self.n_params} × {self.n_params}, v of length {self.n_params}")
+                                         f"S must be {self.n_params} × {self.n_params}, v of length {self.n_params}, "
+                                         f"a function's n_params {self.n_params}")
             if c.name in seen:
                 fail(f"charges[{i}]", c, f"repeats the name {c.name!r}")
             seen.add(c.name)
@@ -323,9 +174,9 @@ class CustomModel:
         >>> [g.name for g in m.charge_groups]
         ['first']
         """
-        out = CustomModel(self.n_params, self.loss_grad, charges=self.charges + tuple(charges),
+        out = CustomModel(self.n_params, self.batch_function or self.loss_grad, charges=self.charges + tuple(charges),
                           init_scale=self.init_scale, name=self.name, prepare=self.prepare,
-                          plain_python=self.plain_python)
+                          plain_python=self.plain_python, vectorised=self.vectorised)
         out._wrapper, out.compile_seconds = self._wrapper, self.compile_seconds
         return out
 
@@ -354,11 +205,11 @@ class CustomModel:
 
     @property
     def charge_groups(self) -> list[ChargeGroup]:
-        return [ChargeGroup(c.name, k, (), c.degree, c.description) for k, c in enumerate(self.charges)]
+        return user_groups(self.charges, 0)
 
     @property
     def n_charges(self) -> int:
-        return len(self.charges)
+        return sum(c.size for c in self.charges)
 
     def isometric_groups(self) -> list:
         return []
@@ -372,8 +223,7 @@ class CustomModel:
     def _descriptor(self):
         from .kernels.custom import descriptor
 
-        return descriptor(self.wrapper().address, self.n_params,
-                          [(c.degree, c.rows, c.cols, c.values) for c in self.charges])
+        return descriptor(self.wrapper().address, self.n_params, [c.table_entry() for c in self.charges])
 
     def kernel_data(self, data) -> tuple[np.ndarray, np.ndarray]:
         """(X, Y) as C-contiguous float64, or ``prepare(X, Y)``."""
@@ -485,9 +335,13 @@ class CustomModel:
         a, b = self.kernel_data(data)
         rng = np.random.default_rng(seed)
         P = self.n_params
+        rows = []
         for _ in range(n_points):
             theta = self.init_scale * rng.standard_normal(P) if self.init_scale > 0 else rng.standard_normal(P)
             self._check_at(theta, a, b, rng)
+            rows.append(theta)
+        if self.vectorised:
+            self._check_rows(np.array(rows), a, b)
         report = self.check_symmetries(data, n_points=n_points, seed=seed)
         from .ensemble import log
 
@@ -509,6 +363,8 @@ class CustomModel:
         if self.plain_python:  # directly: an exception of the user's code surfaces as itself
             try:
                 return float(self.loss_grad(theta.copy(), a, b, grad)), grad
+            except ConfigError:  # the vectorised adapter's own (shapes)
+                raise
             except Exception as exc:
                 fail("loss_grad", getattr(self.loss_grad, "__name__", self.loss_grad),
                      f"raised {type(exc).__name__}: {exc} (the contract: loss_grad(theta, X, Y, grad_out) -> loss)")
@@ -517,6 +373,20 @@ class CustomModel:
                                      grad.ctypes.data_as(dp), self.n_params, a.shape[0], a.shape[1], b.shape[0],
                                      b.shape[1])
         return float(loss), grad
+
+    def _check_rows(self, thetas, a, b):
+        """A vectorised function: the rows of one call (S = n_points) are the single-row calls' (no mixing of
+        seeds), to VECTOR_RTOL."""
+        name = getattr(self.batch_function, "__name__", repr(self.batch_function))
+        losses, grads = _call_batch(self.batch_function, thetas, a, b, self.n_params)
+        for i, theta in enumerate(thetas):
+            loss, grad = self._call(theta, a, b)
+            size = max(abs(loss), np.max(np.abs(grad)), 1e-300)
+            dev = max(abs(losses[i] - loss), np.max(np.abs(grads[i] - grad)))
+            if not dev <= VECTOR_RTOL * size:
+                fail("loss_grad", name, f"row {i} of a call on {len(thetas)} rows differs from the call on that row "
+                                        f"alone by {dev:.3g} (size {size:.3g}): each row's loss and gradient must "
+                                        "depend on that row of Theta only")
 
     def _check_at(self, theta, a, b, rng):
         name = self.loss_grad.__name__
@@ -550,8 +420,9 @@ class CustomModel:
                                     f"(|difference| {err[worst]:.3g} > tolerance {tol[worst]:.3g})")
 
     def check_symmetries(self, data, *, n_points=3, seed=12345) -> list[dict]:
-        """Does the symmetry behind each charge hold? θᵀS∇L_n(θ) (quadratic) or ⟨v, ∇L_n(θ)⟩ (linear) at
-        random θ and for each data point's loss L_n alone (the whole data set's with ``prepare``).
+        """Does the symmetry behind each charge hold? θᵀS∇L_n(θ) (quadratic), ⟨v, ∇L_n(θ)⟩ (linear) or
+        ⟨∇q_i, ∇L_n(θ)⟩ (function charges, by central differences) at random θ and for each data point's
+        loss L_n alone (the whole data set's with ``prepare``).
 
         Parameters
         ----------
@@ -566,7 +437,8 @@ class CustomModel:
         -------
         list of dict
             Per charge: ``charge``, ``max_abs`` (the largest |θᵀS∇L_n|), ``scale`` (the size of its terms),
-            ``holds`` (max_abs within SYMMETRY_FACTOR·ε·scale) and ``message``.
+            ``holds`` (max_abs within SYMMETRY_FACTOR·ε·scale; for a function charge within
+            FUNCTION_RTOL·scale plus the differences' round-off) and ``message``.
 
         Examples
         --------
@@ -585,7 +457,6 @@ class CustomModel:
         >>> [(r["charge"], r["holds"]) for r in model.check_symmetries(ns.data.synthetic_regression(1, 1, 5))]
         [('balance', True), ('norm', False)]
         """
-        rng = np.random.default_rng(seed + 1)
         if self.prepare is None:
             X, Y = np.asarray(data.X, dtype=float), np.asarray(data.Y, dtype=float)
             parts = [(np.ascontiguousarray(X[:, n:n + 1]), np.ascontiguousarray(Y[:, n:n + 1]))
@@ -594,38 +465,43 @@ class CustomModel:
         else:
             parts = [self.kernel_data(data)]
             per = "on the whole data set (prepare: no per-point check)"
-        worst = {c.name: (0.0, 0.0) for c in self.charges}
-        if not self.charges:
-            return []
-        for _ in range(n_points):
-            theta = (self.init_scale or 1.0) * rng.standard_normal(self.n_params)
-            for a, b in parts:
-                _, g = self._call(theta, a, b)
-                for c in self.charges:
-                    v, s = abs(c.bilinear(theta, g)), c.terms(theta, g)
-                    if v / max(s, 1e-300) >= worst[c.name][0] / max(worst[c.name][1], 1e-300):
-                        worst[c.name] = (v, s)
-        out = []
-        eps = np.finfo(float).eps
-        for c in self.charges:
-            v, s = worst[c.name]
-            holds = v <= SYMMETRY_FACTOR * eps * s
-            what = "θᵀS∇L" if c.degree == 2 else "⟨v, ∇L⟩"
-            msg = (f"symmetry {what} ≡ 0 {'holds' if holds else 'FAILS'} ({per}, {n_points} random θ): "
-                   f"largest |{what}| = {v:.3g}, size of its terms {s:.3g}")
-            out.append({"charge": c.name, "max_abs": v, "scale": s, "holds": bool(holds), "message": msg})
-        return out
+        return symmetry_report(self.charges, lambda theta, part: self._call(theta, *part)[1], parts, self.n_params,
+                               self.init_scale or 1.0, n_points, seed, per)
 
 
-def _is_typing_error(exc) -> bool:
-    from numba.core.errors import TypingError
-
-    return isinstance(exc, TypingError)
+VECTOR_RTOL = 1e-12  # a vectorised function's rows against single-row calls (BLAS may block them differently)
 
 
-def _first_line(exc) -> str:
-    text = str(exc).strip().splitlines()
-    return " ".join(line.strip() for line in text[:4])[:400]
+def _call_batch(f, thetas, a, b, P):
+    """(losses (S,), gradients (S, P)) of a vectorised user function, as float64 NumPy arrays (JAX and
+    PyTorch arrays convert); ConfigError on a wrong shape or an exception of the user's code."""
+    name = getattr(f, "__name__", repr(f))
+    try:
+        losses, grads = f(thetas, a, b)
+        losses = np.asarray(losses, dtype=float).reshape(-1)
+        grads = np.asarray(grads, dtype=float)
+    except Exception as exc:
+        fail("loss_grad", name, f"raised {type(exc).__name__}: {exc} (the vectorised contract: "
+                                "loss_grad(Theta (S, P), X, Y) -> (losses (S,), gradients (S, P)))")
+    S = thetas.shape[0]
+    if losses.shape != (S,) or grads.shape != (S, P):
+        fail("loss_grad", name, f"returned losses of shape {losses.shape} and gradients of shape {grads.shape} for "
+                                f"Theta of shape {thetas.shape}: they must be ({S},) and ({S}, {P})")
+    return losses, grads
+
+
+def _row_adapter(f, P):
+    """The per-row contract loss_grad(theta, X, Y, grad_out) -> loss around a vectorised function (one row,
+    S = 1, per call: the engine integrates each seed on its own)."""
+
+    def one_row(theta, X, Y, grad_out):
+        losses, grads = _call_batch(f, theta.reshape(1, -1), X, Y, P)
+        grad_out[:] = grads[0]
+        return losses[0]
+
+    one_row.__name__ = getattr(f, "__name__", "loss_grad")
+    one_row.__module__ = getattr(f, "__module__", None)
+    return one_row
 
 
 __all__ = ["Charge", "CustomModel", "ConfigError"]

@@ -84,7 +84,8 @@ def step_law(dynamics: str, method: str, charge_kind: str, degree: int = 2) -> S
         "model", "data", "energy" or "isometric".
     degree : int, optional
         The charge's degree (``charge_degree``): gradient descent's one-step law of a linear (degree-1)
-        charge is an identity, so its drift itself decides.
+        charge is an identity, so its drift itself decides; a user's function charge (degree 0,
+        ``Charge.function``) has no exact law at any step, so a ladder decides.
 
     Returns
     -------
@@ -99,6 +100,8 @@ def step_law(dynamics: str, method: str, charge_kind: str, degree: int = 2) -> S
     >>> step_law("gf", "rk4", "model") is None                   # gradient flow by RK4: a ladder decides
     True
     """
+    if degree == 0:  # a user's function charge (Charge.function): no exact law at any step
+        return None
     if dynamics == "gd":
         if charge_kind == "model" and degree == 1:
             return _GD_LINEAR

@@ -9,21 +9,7 @@ import numpy as np
 from .kernels.layout import MODEL_DEEP_LINEAR, MODEL_DEEP_LINEAR_INPUT_SIDE
 
 from ._validate import fail
-
-
-@dataclass(frozen=True)
-class ChargeGroup:
-    """A named block of the flat charge vector q: q[offset : offset + size] reshaped to ``shape``."""
-
-    name: str
-    offset: int
-    shape: tuple
-    degree: int  # 1: linear charge, 2: quadratic charge
-    description: str
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
+from .charges import ChargeGroup  # noqa: F401 (defined there; imported from here by the models)
 
 
 @dataclass(frozen=True)
@@ -174,3 +160,37 @@ class DeepLinear:
 
     def to_config(self) -> dict:
         return {"kind": self.kind, "widths": list(self.widths), "bias": self.bias}
+
+    def with_charges(self, *charges):
+        """This model with the user's charges recorded beside the catalogue's (``ChargedModel``).
+
+        Quadratic and linear charges (``Charge.quadratic``, ``Charge.linear``) get the catalogue's exact
+        laws and verdicts (gradient descent's one-step law with weight decay's factor, heavy ball's and
+        Nesterov's); function charges (``Charge.function``) a ladder's. A charge claimed conserved is
+        checked before the run (θᵀS∇L ≡ 0 per data point).
+
+        Parameters
+        ----------
+        *charges : Charge
+            Each of size P = ``n_params``, named apart from the catalogue's charges.
+
+        Returns
+        -------
+        ChargedModel
+
+        Raises
+        ------
+        ConfigError
+            A charge of the wrong size or a repeated name.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import noether_sim as ns
+        >>> model = ns.DeepLinear((2, 2, 1)).with_charges(ns.Charge.linear(np.ones(6), "total"))
+        >>> [g.name for g in model.charge_groups]
+        ['D1', 'total']
+        """
+        from .charges import ChargedModel
+
+        return ChargedModel(self, charges)

@@ -145,6 +145,8 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         _check_custom(model, data, options, track_ntk, layer_lr if bias_lr is None else bias_lr)
     else:
         data.check_fits(model)
+        if getattr(model, "user_charges", None):  # model.with_charges: claimed laws checked (noether_sim.charges)
+            model.check(data, layer_lr=layer_lr)
     batch_size = options.get("batch_size")
     if batch_size is not None and batch_size > data.n_points:
         v.fail("batch_size", batch_size, f"must be <= the number of data points N = {data.n_points}")
@@ -778,7 +780,8 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
                 "law_residual: I = τq̇ + q + 2λ∫q − 2τ∫q(θ̇) constant") if p.track_law else "not tracked"
         laws = [f"moves: drift = q(t) − q(0); its law {kept}"] * len(groups)
     else:
-        laws = [f"e^(-{g.degree}λt)·q(0)" if p.weight_decay else "constant" for g in groups]
+        laws = [("constant (a function charge: no decay law)" if g.degree == 0 else f"e^(-{g.degree}λt)·q(0)")
+                if p.weight_decay else "constant" for g in groups]
     laws += [("constant: E(0)" if g.name == "energy" else "e^(-t/τ)·c(0)" if momentum else "zero: ⟨θ̇_1, W_1K⟩ = 0")
              for g in extras]
     laws += ["e^(-t/τ)·J(0)"] * len(iso)

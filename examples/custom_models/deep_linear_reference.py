@@ -57,3 +57,16 @@ if __name__ == "__main__":
           float(np.max(np.abs(ours.theta_final.values - builtin.theta_final.values))))
     for row in ns.summarise_verdicts(ns.judge(ours))[:3]:
         print(row["charge"], row["verdict"], row["basis"])
+
+
+def loss_grad_vectorised(Theta, X, Y):
+    """The same loss and gradient in plain NumPy, vectorised over seeds: Theta (S, P) → ((S,), (S, P)), for
+    ``CustomModel(P, loss_grad_vectorised, vectorised=True)``."""
+    S, N = Theta.shape[0], X.shape[1]
+    W1 = Theta[:, :N1 * N0].reshape(S, N1, N0)
+    W2 = Theta[:, N1 * N0:].reshape(S, N2, N1)
+    H = W1 @ X
+    R = W2 @ H - Y
+    g1 = np.transpose(W2, (0, 2, 1)) @ R @ X.T / N
+    g2 = R @ np.transpose(H, (0, 2, 1)) / N
+    return 0.5 * np.sum(R * R, axis=(1, 2)) / N, np.concatenate([g1.reshape(S, -1), g2.reshape(S, -1)], axis=1)
