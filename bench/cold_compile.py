@@ -4,7 +4,8 @@ in a new process with an empty kernel cache.
     .venv/bin/python bench/cold_compile.py
 
 Prints the import time, the time to the first result, and the compile time of the 12 costliest
-functions, inclusive (a function's time includes compiling the callees it compiles first).
+functions, inclusive (a function's time includes compiling the callees it compiles first), then every
+compiled signature of the recording and charge functions (how often the recording is compiled).
 """
 
 import os
@@ -44,14 +45,25 @@ print("| compile, inclusive | seconds |")
 print("|---|---|")
 for dt, name in sorted(listener.done, reverse=True)[:12]:
     print(f"| {name} | {dt:.2f} |")
+rec = [(dt, name) for dt, name in listener.done if "record" in name.lower() or "charges" in name.lower()]
+print("\nrecording and charge functions, one line per compiled signature (inclusive seconds):")
+for dt, name in rec:
+    print(f"  {name}: {dt:.2f}")
+print(f"all compiles: {len(listener.done)} signatures")
 """
 
 
 def main():
+    import resource
+    import time
+
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         out = subprocess.run([sys.executable, "-c", _SCRIPT], env=dict(os.environ, NUMBA_CACHE_DIR=cache),
                              capture_output=True, text=True, check=True)
-    print(f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; whole process {time.perf_counter() - t0:.1f} s "
+          f"wall, {ru.ru_utime + ru.ru_stime:.1f} s CPU (user + system)")
     print(out.stdout)
 
 

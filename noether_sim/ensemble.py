@@ -56,9 +56,64 @@ def check_whole_steps(times, h, save_every, save_times):
                             f"times must be a whole number >= 1 of steps")
 
 
-def seed_ids(seeds) -> np.ndarray:
+class SeedRange:
+    """The seed ids 0 … n − 1 without storing them: a statistics run (``keep="stats"``) of ``seeds=n`` lists
+    its ids chunk by chunk, so that nothing it holds grows with the number of seeds.
+
+    Slicing gives the ids as an int64 array (``ids[lo:hi]``), an index one id; ``np.asarray(ids)`` lists them all.
+
+    Parameters
+    ----------
+    n : int
+        Number of seeds (>= 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from noether_sim.ensemble import SeedRange
+    >>> ids = SeedRange(10 ** 7)
+    >>> len(ids), ids[0], ids[-1], ids[4:7].tolist()
+    (10000000, 0, 9999999, [4, 5, 6])
+    >>> ids.contains(np.array([3, 10 ** 7])).tolist()
+    [True, False]
+    """
+
+    __slots__ = ("n",)
+    dtype = np.dtype(np.int64)
+    ndim = 1
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __len__(self):
+        return self.n
+
+    @property
+    def shape(self):
+        return (self.n,)
+
+    def __getitem__(self, k):
+        r = range(self.n)[k]
+        return np.arange(r.start, r.stop, r.step, dtype=np.int64) if isinstance(r, range) else int(r)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.arange(self.n, dtype=dtype or np.int64)
+
+    def contains(self, ids) -> np.ndarray:
+        """Which of ``ids`` are seeds of the range (as ``np.isin(ids, self)``, without listing them)."""
+        ids = np.asarray(ids)
+        return (ids >= 0) & (ids < self.n)
+
+    def __repr__(self):
+        return f"SeedRange({self.n})"
+
+
+def seed_ids(seeds, lazy: bool = False):
+    """The seed ids of ``seeds`` (a count n: 0 … n − 1; or a list of distinct ids >= 0) as int64; with
+    ``lazy`` a count gives a ``SeedRange`` (nothing stored)."""
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        return np.arange(v.positive_int("seeds", seeds), dtype=np.int64)
+        n = v.positive_int("seeds", seeds)
+        return SeedRange(n) if lazy else np.arange(n, dtype=np.int64)
     ids = np.asarray(seeds)
     if ids.ndim != 1 or len(ids) == 0 or ids.dtype.kind not in "iu" or np.any(ids < 0) or len(np.unique(ids)) != len(ids):
         v.fail("seeds", seeds, "must be a number of seeds >= 1 or a non-empty list of distinct seed ids >= 0")

@@ -24,7 +24,7 @@ from .dynamics import LANGEVIN_METHODS, OPTIMIZERS, optimizer_state_labels, opti
 from ._threads import off_main_thread
 from ._xr import numpy_only
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
-                       progress_bar, provenance, save_grid, seed_ids)
+                       progress_bar, provenance, save_grid, seed_ids, SeedRange)
 from .init import Gaussian, Given, to_config
 from .laws import limit_flow
 from .layer_lr import check_bias_lr, check_layer_lr, param_scale, scaled_data, weighted_constants
@@ -183,14 +183,14 @@ def plan(model, data, *, dynamics="gf", method=None, h=None, t_end=None, n_steps
         check_memory(memory_needed(model, resolved, bool(options.get("track_law")), held, len(times),
                                    len(np.atleast_1d(watch_seeds)), _extra_groups(data, track_energy), ntk),
                      memory_limit)
-    ids = seed_ids(seeds)
+    ids = seed_ids(seeds, lazy=keep is not None)  # statistics: a SeedRange, listed chunk by chunk
     given = np.atleast_1d(np.asarray(watch_seeds, dtype=object))
     if given.ndim != 1 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in given):
         v.fail("watch_seeds", list(given.ravel()), "must be integer seed ids (e.g. [0, 3])")
     watch = given.astype(np.int64)
     if is_stochastic(options) and len(watch) == 0:
         watch = np.asarray(ids, dtype=np.int64)  # seed means and their standard errors need every seed's charges
-    missing = watch[~np.isin(watch, ids)]
+    missing = watch[~(ids.contains(watch) if isinstance(ids, SeedRange) else np.isin(watch, ids))]
     if len(missing):
         v.fail("watch_seeds", watch.tolist(), f"every watched seed must be among the seeds run (missing {missing.tolist()[:5]})")
     init = (getattr(model, "default_init", None) or Gaussian()) if init is None else init

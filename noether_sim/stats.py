@@ -3,7 +3,10 @@
 A stats-mode run is the per-seed run cut into chunks of ``Stats.chunk`` seeds: each chunk goes through the
 one ``simulate.execute`` (same initial rows, same driver, same per-seed records), and its records are
 folded into per-(save time, charge) accumulators before the next chunk runs. Memory is the chunk's, not
-the ensemble's (plus 8 bytes per seed for the seed ids).
+the ensemble's: with ``seeds=n`` the seed ids are a ``ensemble.SeedRange`` listed chunk by chunk, the initial
+weights are drawn per chunk from the counter-based generator (seed i's row depends only on (root_seed, i)),
+and no per-seed array is kept — diverged seeds are counted (per save time) and the first
+``DIVERGED_LISTED`` of them, in seed order, are listed with their divergence times.
 
 The fold, per value (a save time × charge of a record, or a component of a charge):
 
@@ -37,6 +40,7 @@ from ._xr import numpy_only
 from . import _validate as v
 
 FOLD_BLOCK = 256  # seeds per Welford block: fixes the order of the floating-point fold
+DIVERGED_LISTED = 10  # diverged seeds listed by id and time in a statistics result (the rest only counted)
 KEEP_CHOICES = ("seeds", "stats")
 
 # per-seed records (seed, time[, charge]): full statistics and a histogram
@@ -276,6 +280,7 @@ class Fold:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.max_solve_iters = 0
         self.t_diverged_first = np.inf
+        self.diverged_listed = []  # (seed id, divergence time) of the first DIVERGED_LISTED diverged seeds
         self.wall = 0.0
 
     def add(self, ds):
@@ -297,6 +302,10 @@ class Fold:
         t_div = ds["t_diverged"].values
         if np.any(np.isfinite(t_div)):
             self.t_diverged_first = min(self.t_diverged_first, float(np.nanmin(t_div)))
+        room = DIVERGED_LISTED - len(self.diverged_listed)
+        if room > 0:
+            rows = np.flatnonzero(status == STATUS_DIVERGED)[:room]
+            self.diverged_listed += [(int(s), float(t)) for s, t in zip(ds["seed"].values[rows], t_div[rows])]
         self.wall += float(ds.attrs["wall_seconds"])
         S = len(status)
         masks = {"all": np.ones((S, 1), bool), "ok": ok[:, None]}
@@ -368,6 +377,12 @@ class Fold:
             # the first save time by which more than half of the diverged seeds had diverged: an upper bound
             # on their median divergence time, at the save grid's resolution
             t_diverged_median_by=float(first["time"].values[half[0]]) if len(half) else np.nan,
+            # no per-seed divergence records in a statistics result: counts, and the first few by id
+            diverged_seeds=json.dumps([s for s, _ in self.diverged_listed]),
+            diverged_times=json.dumps([t for _, t in self.diverged_listed]),
+            diverged_note=(f"statistics keep no per-seed records: n_diverged counts the diverged seeds (per save "
+                           f"time: the variable n_diverged); diverged_seeds / diverged_times list the first "
+                           f"{DIVERGED_LISTED} of them in seed order, with their divergence times"),
             wall_seconds=self.wall, elapsed_seconds=elapsed,
         )
         return ds
@@ -746,4 +761,4 @@ def extrapolate_means(ladder, order: int | None = None, name: str = "drift"):
                                             "step_sizes": json.dumps([float(h) for h in hs])})
 
 
-__all__ = ["Stats", "FOLD_BLOCK", "check_keep", "execute_stats", "extrapolate_means", "quantile", "scheme_ladder", "Fold"]
+__all__ = ["Stats", "FOLD_BLOCK", "DIVERGED_LISTED", "check_keep", "execute_stats", "extrapolate_means", "quantile", "scheme_ladder", "Fold"]

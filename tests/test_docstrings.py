@@ -10,7 +10,8 @@ MODULES = ["noether_sim.simulate", "noether_sim.ladder", "noether_sim.data", "no
            "noether_sim.methods", "noether_sim.stochastic", "noether_sim.stats",
            "noether_sim.results", "noether_sim.tables", "noether_sim.execute", "noether_sim.diagnostics", "noether_sim.plots",
            "noether_sim.ntk", "noether_sim._validate", "noether_sim.teleport",
-           "noether_sim.discover.discovery", "noether_sim.custom", "noether_sim.lora", "noether_sim.resnet", "noether_sim.attention"]
+           "noether_sim.discover.discovery", "noether_sim.custom", "noether_sim.lora", "noether_sim.resnet", "noether_sim.attention",
+           "noether_sim.ensemble"]
 
 
 @pytest.mark.parametrize("name", MODULES)

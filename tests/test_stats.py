@@ -2,12 +2,14 @@
 seeds, its bit-identity claim (any chunk size that is a multiple of FOLD_BLOCK, any thread count), failed
 seeds excluded and counted, histograms, and bad input."""
 
+import json
+
 import numba
 import numpy as np
 import pytest
 
 import noether_sim as ns
-from noether_sim.stats import FOLD_BLOCK, Stats, quantile
+from noether_sim.stats import DIVERGED_LISTED, FOLD_BLOCK, Stats, quantile
 
 EPS = np.finfo(float).eps
 MODEL = ns.DeepLinear((3, 4, 2))
@@ -122,6 +124,30 @@ def test_failed_seeds_are_excluded_and_counted(wild):
     assert np.median(t_div[diverged]) <= by and (t_div[diverged] <= by).sum() > diverged.sum() // 2
     assert (t_div[diverged] <= times[k - 1]).sum() <= diverged.sum() // 2
     assert np.array_equal(st.loss_hist.values.sum(axis=-1), st.loss_count.values)
+    # no per-seed divergence record: the first DIVERGED_LISTED diverged seeds by id, with their times
+    rows = np.flatnonzero(diverged)[:DIVERGED_LISTED]
+    assert diverged.sum() > DIVERGED_LISTED  # the list is cut: the check that it keeps the first ones can fail
+    assert json.loads(st.attrs["diverged_seeds"]) == per.seed.values[rows].tolist()
+    assert json.loads(st.attrs["diverged_times"]) == t_div[rows].tolist()
+    assert "n_diverged" in st.attrs["diverged_note"]
+
+
+def test_bit_identical_across_chunkings_and_threads_with_failures(wild):
+    """The same claim where seeds diverge (masks, counts, the listed diverged seeds), and with a chunk
+    size that does not divide the number of seeds."""
+    _, ref = wild
+    threads = numba.get_num_threads()
+    try:
+        for chunk, t in ((3 * FOLD_BLOCK, 2), (16 * FOLD_BLOCK, 1)):
+            numba.set_num_threads(min(t, numba.config.NUMBA_NUM_THREADS))
+            ds = ns.simulate(MODEL, DATA, keep=Stats(chunk=chunk), **WILD)
+            for name in ref.data_vars:
+                assert np.array_equal(ds[name].values, ref[name].values, equal_nan=True), (chunk, name)
+            for key in ("diverged_seeds", "diverged_times", "n_diverged", "n_failed", "status_counts",
+                        "t_diverged_first"):
+                assert ds.attrs[key] == ref.attrs[key], key
+    finally:
+        numba.set_num_threads(threads)
 
 
 def test_watched_seeds_and_ladder_in_stats_mode():
@@ -150,11 +176,19 @@ def test_bad_keep_is_refused_before_any_work(keep, match):
 
 
 def test_stats_mode_holds_one_chunk(calm):
-    """The memory check counts one chunk, not the ensemble (the seed ids are kept: 8 bytes a seed)."""
+    """The memory check counts one chunk, not the ensemble, and the plan lists no seed ids (a SeedRange)."""
+    from noether_sim.ensemble import SeedRange
     from noether_sim.simulate import plan
 
-    p = plan(MODEL, DATA, method="rk4", h=0.05, n_steps=40, seeds=10 ** 7, keep="stats", memory_limit=2 ** 30)
+    p = plan(MODEL, DATA, method="rk4", h=0.05, n_steps=40, seeds=10 ** 7, keep="stats", memory_limit=2 ** 30,
+             watch_seeds=[10 ** 7 - 1])
     assert sum(p.memory.values()) < 2 ** 27
+    assert isinstance(p.ids, SeedRange) and len(p.ids) == 10 ** 7 and p.ids[-2:].tolist() == [10 ** 7 - 2, 10 ** 7 - 1]
+    with pytest.raises(ns.ConfigError, match="watch_seeds"):
+        plan(MODEL, DATA, method="rk4", h=0.05, n_steps=40, seeds=10 ** 7, keep="stats", watch_seeds=[10 ** 7])
+    # per-seed mode still lists its ids; a list of ids stays a list in stats mode
+    assert isinstance(plan(MODEL, DATA, method="rk4", h=0.05, n_steps=40, seeds=8).ids, np.ndarray)
+    assert isinstance(plan(MODEL, DATA, method="rk4", h=0.05, n_steps=40, seeds=[3, 1], keep="stats").ids, np.ndarray)
     with pytest.raises(ns.ConfigError, match="memory_limit"):
         plan(MODEL, DATA, method="rk4", h=0.05, n_steps=40, seeds=10 ** 7, memory_limit=2 ** 30)
 
