@@ -67,13 +67,14 @@ if compiles.done:
     print("|---|---|---|")
     for ex, inc, name in sorted(compiles.done, reverse=True)[:TOP]:
         print(f"| {name} | {ex:.2f} | {inc:.2f} |")
-if loads:
+if any(hit for *_, hit in loads):  # a cold run's loads are all misses
     print(f"\n{len(loads)} cache loads, {sum(x[0] for x in loads):.3f} s wall, {sum(x[1] for x in loads):.3f} CPU s "
           f"(the first includes numba's target start-up)\n")
     print("| loaded function | wall s | CPU s | hit |")
     print("|---|---|---|---|")
     for wall, cpu, name, hit in loads:
-        print(f"| {name.split(' ')[0]} | {wall:.3f} | {cpu:.3f} | {hit} |")
+        label = name.split(" ")[1] if name.startswith("<function ") else name
+        print(f"| {label} | {wall:.3f} | {cpu:.3f} | {hit} |")
 """
 
 
