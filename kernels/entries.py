@@ -22,6 +22,11 @@ from .record import (SCHEME_ADAPTIVE, SCHEME_ALGORITHM, SCHEME_EXPLICIT, SCHEME_
                      SCHEME_SPLITTING, _velocity, state_charges)
 
 
+# record.state_charges inlined into the per-kind entries below (same source, neither has fastmath flags):
+# no compiled function of its own for LLVM to optimise and emit again inside each entry (cold start)
+_state_charges_inline = njit(cache=True, inline="always")(state_charges.py_func)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _integrate(kind, scheme, args):  # inlined into each entry (saves a compile level)
     """Advance seeds seed_lo … seed_hi − 1 through save_times[first:last]; see the module docstring.
@@ -46,8 +51,8 @@ def _ensemble_state_charges(kind, args):  # inlined into each per-kind entry (sa
     J = np.full((n, nj), np.nan)
     I = np.full((n, nq), np.nan)
     for s in range(n):
-        state_charges(kind, y[s], algorithm, cfg, group_off, group_degree, ints, floats, q[s], J[s], I[s], np.empty(P),
-                      np.empty(P), np.empty(nq), np.empty(nq))
+        _state_charges_inline(kind, y[s], algorithm, cfg, group_off, group_degree, ints, floats, q[s], J[s], I[s],
+                              np.empty(P), np.empty(P), np.empty(nq), np.empty(nq))
     return q, J, I
 
 
@@ -464,7 +469,10 @@ _ENSEMBLE_EXTRAS = {
 
 def ensemble_extras(kind, *args):
     """Extra quantities per seed, compiled for model ``kind``:
-    ``(y, algorithm, settings, gens, nx, ints, floats, data_a, data_b)``."""
+    ``(y, algorithm, settings, gens, nx, ints, floats, data_a, data_b)``. With none to record (``nx`` 0,
+    most runs) the empty result is made here: nothing is compiled or loaded for it."""
+    if args[4] == 0:
+        return np.empty((args[0].shape[0], 0))
     return _ENSEMBLE_EXTRAS[kind](*args)
 
 

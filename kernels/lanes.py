@@ -27,7 +27,7 @@ import os
 import numpy as np
 from numba import njit
 
-from . import FASTMATH, STATUS_OK
+from . import STATUS_OK
 from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, Records, SeedState
 from .record import SCHEME_EXPLICIT, _record, new_work
 from .fields import DYN_GF
@@ -124,12 +124,17 @@ def lanes_integrate(args, general):
                 general(seed_lo + int(lo), seed_lo + int(hi), st, save_times, js, js + 1, *args[6:])
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, inline="always")
 def lane_gradient_field(theta, out, ints, lam, sxx, syx, work):
     """out = −∇L(θ) − λθ for a block of interleaved seeds (deep linear, no biases, L ≥ 2), products
     from the output side exactly as ``linear.linear_loss_grad_output_side`` (the loss is not needed
     by a step). Transposed operands are read through strides instead of being copied, and each block
-of the gradient is stored as the field's −g − λθ straight from the registers."""
+    of the gradient is stored as the field's −g − λθ straight from the registers.
+
+    Inlined into ``_advance_lanes`` (one call site), with the products (``lanes_gemm``): the fast path's
+    step is one compiled function. No fastmath flags: the arithmetic is the products' explicit fused
+    multiply-adds and one subtraction per entry of E, which no flag could change, and a flag would reach
+    the inlined products' IR."""
     L = n_layers(ints)
     n0 = width(ints, 0)
     na = n0
@@ -245,10 +250,18 @@ def _advance_lanes(seed_lo, seed_hi, ys, ts, status, n_grads, n_accepted, t_end,
             n_accepted[s] += n_steps_done
 
 
+# The driver's own recording code (record.py), inlined into ``_record_seeds`` (numba's untyped IR) rather
+# than called: the same source and arithmetic (neither has fastmath flags), without a compiled function of
+# its own that LLVM would optimise and emit a second time inside ``_record_seeds`` (cold start).
+_record_inline = njit(cache=True, inline="always")(_record.py_func)
+_new_work_inline = njit(cache=True, inline="always")(new_work.py_func)
+
+
 @njit(cache=True, nogil=True)
 def _record_seeds(seed_lo, seed_hi, js, st, model, cfg, refs, rec, redo):
     """Record save ``js`` of every seed of the range not flagged in ``redo``, with the driver's ``_record``."""
-    w = new_work(MODEL_DEEP_LINEAR, model, cfg, refs, 1, 1)
+    w = _new_work_inline(MODEL_DEEP_LINEAR, model, cfg, refs, 1, 1)
     for s in range(seed_lo, seed_hi):
         if not redo[s - seed_lo]:
-            _record(MODEL_DEEP_LINEAR, False, s, js, st.y[s], st.t[s], model, cfg, refs, rec, w, st.predicted[s])
+            _record_inline(MODEL_DEEP_LINEAR, False, s, js, st.y[s], st.t[s], model, cfg, refs, rec, w,
+                           st.predicted[s])

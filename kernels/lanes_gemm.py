@@ -256,32 +256,34 @@ def _lane_combine_ir(typingctx, y, h, weights, K, out, bound):
 
     return sig, codegen
 
-_F = "float64[::1]"
-_I = "int64"
-_SIG = f"void({_F}, {_I}, {_I}, {_I}, {_F}, {_I}, {_I}, {_I}, {_F}, {_I}, {_I}, {_I}, {_I}, {_I}, {_I})"
+# The products are inlined where they are called (numba's untyped IR; ``lanes.lane_gradient_field``, which
+# is itself inlined into ``lanes._advance_lanes``): no compiled function and no cache file of their own, so
+# a cold start compiles the fast path once and a warm start loads one function for it. Neither caller has
+# fastmath flags, so the IR written here keeps exactly its own arithmetic (explicit fma calls). Called from
+# Python they compile as ordinary functions. The intrinsics accept only C-contiguous float64 arrays.
 
 
-@njit(_SIG, cache=True)
+@njit(cache=True, inline="always")
 def lane_gemm(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K):
     """Per-lane C = A B (see the module docstring); A, B, C are lane arrays."""
     _lane_gemm_ir(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K)
 
 
-@njit(_SIG.replace(")", f", {_F}, float64)"), cache=True)
+@njit(cache=True, inline="always")
 def lane_gemm_field(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam):
     """Per-lane C = −A B − λX (X at C's positions): a product that is the last step of the gradient
     flow field −∇L − λθ, stored negated as the field is (``fields._gradient_flow_field``)."""
     _lane_gemm_field_ir(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K, X, lam)
 
 
-@njit(f"int64({_F}, float64, {_F}, float64[:, ::1], {_F}, float64)", cache=True)
+@njit(cache=True)
 def lane_combine(y, h, weights, K, out, bound):
     """out = y + h Σ_i weights[i] K[i] in one pass over lane arrays (length a multiple of LANES,
     at most 16 stages); returns the number of entries of out outside ±bound or not finite."""
     return _lane_combine_ir(y, h, weights, K, out, bound)
 
 
-@njit(_SIG, cache=True)
+@njit(cache=True, inline="always")
 def lane_gemm_shared(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K):
     """Per-lane C = A B with B one plain matrix shared by every lane (offsets into B count doubles)."""
     _lane_gemm_shared_ir(C, co, c_rs, c_cs, A, ao, a_rs, a_cs, B, bo, b_rs, b_cs, m, n, K)
