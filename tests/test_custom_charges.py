@@ -306,3 +306,13 @@ def test_vectorised_contract(data):
                     dynamics="gd", h=0.1, n_steps=2)
     with pytest.raises(ns.ConfigError, match="vectorised=True"):
         ns.CustomModel(P, ref.loss_grad, vectorised=True)
+
+
+def test_discover_checks_function_charges(model, data):
+    """Discovery checks a function charge against every per-point field: the D entries written as q(θ) are
+    laws (⟨∇q, ∇ℓ_n⟩ at finite-difference round-off), |θ|² is not (O(1) relative)."""
+    res = ns.discover(model, data, points=1)
+    found = {c["charge"]: c for c in res.charges}
+    assert found["fD"]["in_span"] and found["fD"]["distance"] < 1e-7, str(res)
+    assert not found["norm"]["in_span"] and found["norm"]["distance"] > 1e-2, str(res)
+    assert "⟨∇q, ∇ℓ_n⟩" in str(res)

@@ -54,7 +54,7 @@ class CustomDiscovery:
                  f"  precision: {self.precision}"]
         for c in self.charges:
             lines.append(f"  your charge {c['charge']!r}: {'a law' if c['in_span'] else 'NOT among the laws found'} "
-                         f"(distance to the span {c['distance']:.2g})")
+                         f"({c.get('measure', 'distance to the span')} {c['distance']:.2g})")
         return "\n".join(lines)
 
 
@@ -139,6 +139,9 @@ def discover_custom(model, data, *, points=2, seed=0, min_gap=1e4, quadratic="au
     # ---- the user's charges against the laws found ----
     checks = []
     for ch in model.charges:
+        if ch.degree == 0:  # a function charge: a law of every per-point flow iff ⟨∇q_i, ∇ℓ_n⟩ ≡ 0
+            checks.append(_function_charge_check(ch, grads, theta_rows[:max(points, 2)], rng))
+            continue
         if ch.degree == 1:
             vec = np.zeros(P)
             np.add.at(vec, ch.rows, ch.values)
@@ -156,6 +159,22 @@ def discover_custom(model, data, *, points=2, seed=0, min_gap=1e4, quadratic="au
                                      f"about {HVP_RELATIVE_ERROR[2]:g} at depth 2 and {HVP_RELATIVE_ERROR[3]:g} at "
                                      f"depth 3; rank gaps required ×{min_gap:g}; "
                                      "law bases from gradients only (exact up to round-off)")
+
+
+def _function_charge_check(ch, grads, thetas, rng):
+    """A function charge q against the per-point fields: the largest |⟨∇q_i, ∇ℓ_n⟩| / (‖∇q_i‖‖∇ℓ_n‖) over
+    the points θ and the data points n, by central differences of q (charges._function_symmetry); it is a
+    law when every one is within that function's tolerance."""
+    from ..charges import _function_symmetry
+
+    worst, holds = 0.0, True
+    for theta in thetas:
+        for g in grads(theta):
+            value, size, tol = _function_symmetry(ch, theta, g, rng)
+            holds &= value <= tol
+            worst = max(worst, value / size if size > 0 else 0.0)
+    return {"charge": ch.name, "in_span": bool(holds), "distance": worst,
+            "measure": "largest ⟨∇q, ∇ℓ_n⟩ / (‖∇q‖·‖∇ℓ_n‖)"}
 
 
 def _jvp(field, theta, u):
