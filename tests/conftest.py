@@ -1,7 +1,16 @@
+import signal
+
 import numpy as np
 import pytest
 
 import noether_sim as ns
+
+# A shell starts background jobs with SIGINT ignored (no job control: `bash .ci/run &`), the ignore is
+# inherited across exec, and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would
+# test the shell, not the package. Restore the default here; a handled signal is reset to the default in
+# the children these tests start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

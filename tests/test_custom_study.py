@@ -22,7 +22,11 @@ STUDY = EXAMPLES / "custom_study.toml"
 
 @pytest.fixture(autouse=True)
 def _quiet():
-    logging.getLogger("noether_sim").setLevel(logging.WARNING)
+    log = logging.getLogger("noether_sim")
+    level = log.level
+    log.setLevel(logging.WARNING)
+    yield
+    log.setLevel(level)  # later tests in this process read the package's INFO lines (test_messages.py)
 
 
 def test_custom_study_runs_and_agrees_with_simulate(tmp_path):
