@@ -6,7 +6,7 @@ Three residual ReLU blocks s ← s + W2_k ReLU(W1_k s + b1_k) + b2_k on a width-
 an output projection (``ns.ResidualMLP(5, 4, 6, 3, 2, bias=True)``, 64 teacher points; theory.md §8,
 docs/guide/architectures.md). Left: block 1's per-neuron rescale charges r1; right: the stream's GL(4)
 balance C = W_outᵀW_out + Σ W1_kᵀW1_k − W_inW_inᵀ − b_inb_inᵀ − Σ (W2_kW2_kᵀ + b2_kb2_kᵀ), a charge for any
-activation. Median over 8 seeds of |Q(t) − Q(0)| (Frobenius). Gradient flow (RK4) moves them only by its
+activation. Median over 8 seeds of ‖Q(t) − Q(0)‖ (Frobenius). Gradient flow (RK4) moves them only by its
 truncation error; gradient descent by its exact one-step law (η² per step), whose residual (dashed) is
 round-off; Adam's coordinate-wise preconditioner breaks both symmetries.
 
