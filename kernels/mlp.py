@@ -324,6 +324,55 @@ def _backward_layer(W, D, out, Zprev, act, slope, power):
 
 
 @njit(cache=True, fastmath=FASTMATH)
+def output_loss(F, Y, loss_code):
+    """The loss of outputs F (n_out, N) against Y, squared or softmax cross-entropy; dL/dF written over F."""
+    nL, N = F.shape
+    inv_n = 1.0 / N
+    loss = 0.0
+    if loss_code == LOSS_SQUARED:
+        for c in range(nL):
+            f, y = F[c], Y[c]
+            acc = 0.0
+            for j in range(N):
+                e = f[j] - y[j]
+                acc += e * e
+                f[j] = e * inv_n
+            loss += 0.5 * acc
+    else:
+        for j in range(N):
+            mx = F[0, j]
+            for c in range(1, nL):
+                mx = max(mx, F[c, j])
+            ssum = 0.0
+            ysum = 0.0
+            yf = 0.0
+            for c in range(nL):
+                ssum += np.exp(F[c, j] - mx)
+                ysum += Y[c, j]
+                yf += Y[c, j] * F[c, j]
+            lse = mx + np.log(ssum)
+            loss += ysum * lse - yf
+            for c in range(nL):
+                F[c, j] = (np.exp(F[c, j] - lse) * ysum - Y[c, j]) * inv_n
+    loss *= inv_n
+    return loss
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def layer_abs_sum(v, ints, i):
+    """Σ|entries| of layer i's weights and bias in v (θ or a momentum): the softmax-shift charges' size."""
+    s = 0.0
+    wo = weight_offset(ints, i)
+    for k in range(wo, wo + width(ints, i) * width(ints, i - 1)):
+        s += abs(v[k])
+    if ints[2] != 0:
+        bo = bias_offset(ints, i)
+        for k in range(bo, bo + width(ints, i)):
+            s += abs(v[k])
+    return s
+
+
+@njit(cache=True, fastmath=FASTMATH)
 def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     """Loss of one parameter row; its gradient is written into ``grad``."""
     L = n_layers(ints)
@@ -397,34 +446,7 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     nL = width(ints, L)
     zo = _z_offset(ints, L, N)
     F = work[zo: zo + nL * N].reshape((nL, N))
-    inv_n = 1.0 / N
-    loss = 0.0
-    if loss_code == LOSS_SQUARED:
-        for c in range(nL):
-            f, y = F[c], Y[c]
-            acc = 0.0
-            for j in range(N):
-                e = f[j] - y[j]
-                acc += e * e
-                f[j] = e * inv_n
-            loss += 0.5 * acc
-    else:
-        for j in range(N):
-            mx = F[0, j]
-            for c in range(1, nL):
-                mx = max(mx, F[c, j])
-            ssum = 0.0
-            ysum = 0.0
-            yf = 0.0
-            for c in range(nL):
-                ssum += np.exp(F[c, j] - mx)
-                ysum += Y[c, j]
-                yf += Y[c, j] * F[c, j]
-            lse = mx + np.log(ssum)
-            loss += ysum * lse - yf
-            for c in range(nL):
-                F[c, j] = (np.exp(F[c, j] - lse) * ysum - Y[c, j]) * inv_n
-    loss *= inv_n
+    loss = output_loss(F, Y, loss_code)
 
     # ---- backward: G_i = Δ_i H_{i−1}ᵀ, g_b = Δ_i 1, Δ_{i−1} = (W_iᵀ Δ_i) ∘ σ'(Z_{i−1}) ----
     delta = F
@@ -586,15 +608,7 @@ def mlp_charge_scales(theta, scales, ints, floats):
         scales[grp] = s
         grp += 1
     if extra(ints, 1) == LOSS_SOFTMAX_CE:
-        s = 0.0
-        wo = weight_offset(ints, L)
-        for k in range(wo, wo + width(ints, L) * width(ints, L - 1)):
-            s += abs(theta[k])
-        if has_bias:
-            bo = bias_offset(ints, L)
-            for k in range(bo, bo + width(ints, L)):
-                s += abs(theta[k])
-        scales[grp] = s
+        scales[grp] = layer_abs_sum(theta, ints, L)
         grp += 1
     if normalised:
         s = 0.0
@@ -703,15 +717,7 @@ def mlp_isometric_scales(theta, mom, scales, ints, floats):
             scales[grp] = layer_isometric_scale(theta, mom, ints, i)
             grp += 1
     if extra(ints, 1) == LOSS_SOFTMAX_CE:
-        s = 0.0
-        wo = weight_offset(ints, L)
-        for k in range(wo, wo + width(ints, L) * width(ints, L - 1)):
-            s += abs(mom[k])
-        if ints[2] != 0:
-            bo = bias_offset(ints, L)
-            for k in range(bo, bo + width(ints, L)):
-                s += abs(mom[k])
-        scales[grp] = s
+        scales[grp] = layer_abs_sum(mom, ints, L)
         grp += 1
     if extra(ints, 3) == NORM_LAYER:
         s = 0.0

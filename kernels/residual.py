@@ -41,8 +41,8 @@ from numba import njit
 from . import FASTMATH
 from .layout import bias_offset, extra, n_layers, weight_offset, widest_layer, width
 from .linear_isometric import layer_isometric, layer_isometric_scale
-from .mlp import (ACT_LINEAR, ACT_RELU, F_CHARGE_DEGREE, F_POWER, F_SLOPE, LOSS_SOFTMAX_CE, LOSS_SQUARED,
-                  MLP_EXTRAS, _activate, _backward_layer, _balance, _forward_layer, _weight_gradient)
+from .mlp import (ACT_LINEAR, ACT_RELU, F_CHARGE_DEGREE, F_POWER, F_SLOPE, LOSS_SOFTMAX_CE, MLP_EXTRAS,
+                  _activate, _backward_layer, _balance, _forward_layer, _weight_gradient, layer_abs_sum, output_loss)
 
 
 @njit(cache=True, inline="always")
@@ -159,34 +159,7 @@ def residual_loss_grad(theta, grad, ints, floats, X, Y, work):
         F = S
 
     # ---- loss and E = dL/df, written over f ----
-    inv_n = 1.0 / N
-    loss = 0.0
-    if loss_code == LOSS_SQUARED:
-        for c in range(nL):
-            f, y = F[c], Y[c]
-            acc = 0.0
-            for j in range(N):
-                e = f[j] - y[j]
-                acc += e * e
-                f[j] = e * inv_n
-            loss += 0.5 * acc
-    else:
-        for j in range(N):
-            mx = F[0, j]
-            for c in range(1, nL):
-                mx = max(mx, F[c, j])
-            ssum = 0.0
-            ysum = 0.0
-            yf = 0.0
-            for c in range(nL):
-                ssum += np.exp(F[c, j] - mx)
-                ysum += Y[c, j]
-                yf += Y[c, j] * F[c, j]
-            lse = mx + np.log(ssum)
-            loss += ysum * lse - yf
-            for c in range(nL):
-                F[c, j] = (np.exp(F[c, j] - lse) * ysum - Y[c, j]) * inv_n
-    loss *= inv_n
+    loss = output_loss(F, Y, loss_code)
 
     # ---- backward: ds = ∂L/∂s_k carried down the stream, plus each block's branch ----
     if p_out:
@@ -355,15 +328,7 @@ def residual_charge_scales(theta, scales, ints, floats):
         scales[grp] = _sq(theta, ints, i1, True) + alpha * _sq(theta, ints, i1 + 1, False)
         grp += 1
     if extra(ints, 1) == LOSS_SOFTMAX_CE:
-        s = 0.0
-        wo = weight_offset(ints, L)
-        for k in range(wo, wo + width(ints, L) * width(ints, L - 1)):
-            s += abs(theta[k])
-        if ints[2] != 0:
-            bo = bias_offset(ints, L)
-            for k in range(bo, bo + width(ints, L)):
-                s += abs(theta[k])
-        scales[grp] = s
+        scales[grp] = layer_abs_sum(theta, ints, L)
         grp += 1
     if _stream_charged(ints):
         s = _sq(theta, ints, 1, True) + _sq(theta, ints, L, False)
@@ -500,12 +465,4 @@ def residual_isometric_scales(theta, mom, scales, ints, floats):
         scales[grp] = s
         grp += 1
     if extra(ints, 1) == LOSS_SOFTMAX_CE:
-        s = 0.0
-        wo = weight_offset(ints, L)
-        for k in range(wo, wo + width(ints, L) * width(ints, L - 1)):
-            s += abs(mom[k])
-        if ints[2] != 0:
-            bo = bias_offset(ints, L)
-            for k in range(bo, bo + width(ints, L)):
-                s += abs(mom[k])
-        scales[grp] = s
+        scales[grp] = layer_abs_sum(mom, ints, L)
