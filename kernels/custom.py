@@ -41,6 +41,8 @@ from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
+from .layout import USER_TRAILER_TAG
+
 BASE = 7  # where the custom fields start, after the one-layer header
 
 USER_SIGNATURE = types.float64(types.CPointer(types.float64), types.CPointer(types.float64),
@@ -236,12 +238,13 @@ def custom_charge_scales(theta, scales, ints, floats):
 # ---- user charges beside a built-in model's catalogue (``model.with_charges``): a trailer of the
 # built-in descriptor, found by its tag in the last entry ----
 
-USER_TRAILER_TAG = 0x4E53_5553_4552_5131  # "NSUSERQ1": the last entry of a descriptor that has user charges
-"""ints[-1] of a built-in model's descriptor with user charges; then ints[-2] = t (where the table is),
-ints[-3] and ints[-4] the numbers of catalogue groups and of catalogue charge components (where the
-user's go), ints[-5] = F, the number of the user charges' values, the last F entries of the floats (the
-table's float offsets count from there, so the descriptor does not depend on the model's constants). No
-built-in descriptor ends in this value (its last entry is a width, an offset or a small code)."""
+# USER_TRAILER_TAG ("NSUSERQ1", kernels/layout.py) is ints[-1] of a built-in model's descriptor with user
+# charges; then ints[-2] = t (where the table is), ints[-3] and ints[-4] the numbers of catalogue groups and
+# of catalogue charge components (where the user's go), ints[-5] = F, the number of the user charges'
+# values, the last F entries of the floats (the table's float offsets count from there, so the descriptor
+# does not depend on the model's constants; kernels that read optional floats by the length ask
+# ``layout.model_floats_length``). No built-in descriptor ends in this value (its last entry is a width,
+# an offset or a small code).
 
 
 @njit(cache=True, inline="always")

@@ -40,6 +40,20 @@ MODEL_LORA = 5
 # (, W_out) with this kind, and the block count and projections after the MLP extras.
 MODEL_RESIDUAL = 6
 
+# A built-in model's descriptor with user charges (``model.with_charges``, kernels/custom.py) ends in this
+# tag; ints[-5] is then the number of the user charges' values appended to the model's floats.
+USER_TRAILER_TAG = 0x4E53_5553_4552_5131  # "NSUSERQ1"
+
+
+@njit(cache=True)
+def model_floats_length(ints, floats):
+    """The length of the model's own floats: ``floats`` less the user charges' values a trailer appended
+    (kernels/custom.py). Kernels that read optional floats by the length (bias rates, LoRA+ factors) ask this."""
+    n = ints.shape[0]
+    if ints[n - 1] == USER_TRAILER_TAG:
+        return floats.shape[0] - ints[n - 5]
+    return floats.shape[0]
+
 
 @njit(cache=True)
 def model_kind(ints):

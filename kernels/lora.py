@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
-from .layout import extra, n_layers, width
+from .layout import extra, model_floats_length, n_layers, width
 from .mlp import LOSS_SOFTMAX_CE, MLP_EXTRAS, mlp_loss_grad, mlp_work_size
 
 F_BASE = 3  # θ₀ starts here in model_floats
@@ -88,7 +88,7 @@ def lora_loss_grad(theta, grad, ints, floats, X, Y, work):
     gfull = work[ws + P0: ws + 2 * P0]
     for k in range(P0):
         full[k] = floats[F_BASE + k]
-    scaled = floats.shape[0] > F_BASE + P0  # per-adapter factors κ_j (LoRA+ rates)
+    scaled = model_floats_length(ints, floats) > F_BASE + P0  # per-adapter factors κ_j (LoRA+ rates; not user charges' values)
     for j in range(n_adapters(ints)):
         layer, ao, bo = adapter(ints, j)
         n, m = width(ints, layer), width(ints, layer - 1)

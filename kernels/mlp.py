@@ -46,7 +46,7 @@ import numpy as np
 from numba import njit
 
 from . import FASTMATH
-from .layout import MODEL_MLP, bias_offset, extra, n_layers, weight_offset, widest_layer, width
+from .layout import MODEL_MLP, bias_offset, extra, model_floats_length, n_layers, weight_offset, widest_layer, width
 from .linear_isometric import layer_isometric, layer_isometric_scale
 from .simd import TILE_POINTS, dense_tile_1, dense_tile_1x64, dense_tile_8, dot_tile_1x4, dot_tile_4x4
 
@@ -389,7 +389,7 @@ def mlp_loss_grad(theta, grad, ints, floats, X, Y, work):
     bufs = (work[buf_pos: buf_pos + widest * N], work[buf_pos + widest * N: buf_pos + 2 * widest * N])
     nv_pos = buf_pos + 2 * widest * N
     # layer_lr with bias rates (a plain MLP only: adapters append θ₀ to the same floats, kernels/lora.py)
-    bias_factors = has_bias and ints[0] == MODEL_MLP and floats.shape[0] > F_CHARGE_DEGREE + 1
+    bias_factors = has_bias and ints[0] == MODEL_MLP and model_floats_length(ints, floats) > F_CHARGE_DEGREE + 1
 
     # ---- forward ----
     n0, n1 = width(ints, 0), width(ints, 1)

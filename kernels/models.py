@@ -87,10 +87,12 @@ def _attention_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
 
 def _attention_charges(kind, theta, q, ints, floats):
     attention_charges(theta, q, ints)
+    trailer_charges(theta, q, ints, floats)
 
 
 def _attention_charge_scales(kind, theta, scales, ints, floats):
     attention_charge_scales(theta, scales, ints)
+    trailer_scales(theta, scales, ints, floats)
 
 
 def _attention_n_isometric(kind, ints):
@@ -133,8 +135,9 @@ def _custom_charge_scales(kind, theta, scales, ints, floats):
     custom_charge_scales(theta, scales, ints, floats)
 
 
-# deep linear and MLP charges: the catalogue's, then the user's added by ``model.with_charges`` (a tagged
-# trailer of the descriptor, kernels/custom.py; one comparison when there is none)
+# every built-in model's charges: the catalogue's, then the user's added by ``model.with_charges`` (a tagged
+# trailer of the descriptor, kernels/custom.py; one comparison when there is none). The models whose
+# bilinear form is polarised (_polarised_charges_cross) get the user's through ``charges``.
 
 def _linear_charges(kind, theta, q, ints, floats):
     linear_charges(theta, q, ints)
@@ -201,10 +204,12 @@ def _lora_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
 
 def _lora_charges(kind, theta, q, ints, floats):
     lora_charges(theta, q, ints, floats)
+    trailer_charges(theta, q, ints, floats)
 
 
 def _lora_charge_scales(kind, theta, scales, ints, floats):
     lora_charge_scales(theta, scales, ints, floats)
+    trailer_scales(theta, scales, ints, floats)
 
 
 def _lora_n_isometric(kind, ints):
@@ -229,10 +234,12 @@ def _residual_loss_grad(kind, theta, grad, ints, floats, data_a, data_b, work):
 
 def _residual_charges(kind, theta, q, ints, floats):
     residual_charges(theta, q, ints, floats)
+    trailer_charges(theta, q, ints, floats)
 
 
 def _residual_charge_scales(kind, theta, scales, ints, floats):
     residual_charge_scales(theta, scales, ints, floats)
+    trailer_scales(theta, scales, ints, floats)
 
 
 def _residual_n_isometric(kind, ints):

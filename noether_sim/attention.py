@@ -372,3 +372,38 @@ class SelfAttention:
         return {"kind": self.kind, "d_model": self.d_model, "heads": self.heads, "d_k": self.d_k, "d_v": self.d_v,
                 "tokens": self.tokens, "causal": self.causal, "readout": self.readout, "d_out": self.d_out,
                 **({"mlp_hidden": self.mlp_hidden} if self.m else {})}
+
+    def with_charges(self, *charges):
+        """This layer (or block) with the user's charges recorded after the catalogue's (``ChargedModel``),
+        with the same exact laws and verdicts as ``DeepLinear.with_charges`` (quadratic and linear charges)
+        or a ladder's (function charges); a charge claimed conserved is checked before the run.
+
+        Parameters
+        ----------
+        *charges : Charge
+            Each of size P = ``n_params``, named apart from the catalogue's charges.
+
+        Returns
+        -------
+        ChargedModel
+
+        Raises
+        ------
+        ConfigError
+            A charge of the wrong size (naming ``n_params``) or a repeated name.
+
+        Examples
+        --------
+        The head-0 entry QK0[0, 0] = |W_Q[0, :]|² − |W_K[0, :]|² written by hand as ½θᵀSθ:
+
+        >>> import numpy as np
+        >>> import noether_sim as ns
+        >>> base = ns.SelfAttention(2, heads=1, tokens=3)     # θ = (W_Q, W_K, W_V, W_O), each 2 × 2
+        >>> S = np.diag([2.0, 2.0, 0, 0, -2.0, -2.0] + [0.0] * 10)
+        >>> model = base.with_charges(ns.Charge.quadratic(S, "qk00"))
+        >>> [g.name for g in model.charge_groups], model.n_params
+        (['QK0', 'VO0', 'qk00'], 16)
+        """
+        from .charges import ChargedModel
+
+        return ChargedModel(self, charges)

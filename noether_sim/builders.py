@@ -14,29 +14,36 @@ from .models import DeepLinear
 _FACTORY_MODELS = {}  # (factory, path) → the model it made: one per process (its compiled functions too)
 
 
-def build_custom_model(factory, path=None):
-    """The model ``factory`` = 'module:function' returns, the module searched first in ``path`` (a
-    directory); made once per process. ConfigError when the import or the call fails, or it returns no
-    CustomModel (or built-in model with user charges)."""
+def _import_function(key, spec, path):
+    """The function ``spec`` = 'module:function' names, its module searched first in ``path`` (a directory);
+    ConfigError (naming ``key``) when the import or the lookup fails."""
     import importlib
     import sys
 
-    key = (factory, path)
-    if key in _FACTORY_MODELS:
-        return _FACTORY_MODELS[key]
-    module_name, func_name = factory.split(":")
+    module_name, func_name = spec.split(":")
     added = path is not None and path not in sys.path
     if added:
         sys.path.insert(0, path)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ConfigError(f"model.factory={factory!r} is invalid: importing {module_name!r} failed "
+        raise ConfigError(f"{key}={spec!r} is invalid: importing {module_name!r} failed "
                           f"({type(exc).__name__}: {exc}); searched {path or 'sys.path'} first, then sys.path") from None
     fn = getattr(module, func_name, None)
     if not callable(fn):
-        raise ConfigError(f"model.factory={factory!r} is invalid: module {module_name!r} "
+        raise ConfigError(f"{key}={spec!r} is invalid: module {module_name!r} "
                           f"({getattr(module, '__file__', '?')}) has no function {func_name!r}")
+    return fn
+
+
+def build_custom_model(factory, path=None):
+    """The model ``factory`` = 'module:function' returns, the module searched first in ``path`` (a
+    directory); made once per process. ConfigError when the import or the call fails, or it returns no
+    CustomModel (or built-in model with user charges)."""
+    key = (factory, path)
+    if key in _FACTORY_MODELS:
+        return _FACTORY_MODELS[key]
+    fn = _import_function("model.factory", factory, path)
     try:
         model = fn()
     except ConfigError:
@@ -50,7 +57,47 @@ def build_custom_model(factory, path=None):
     return model
 
 
+_CHARGED_MODELS = {}  # (charges factory, path, the model's config) → the model with its charges: one per process
+
+
+def with_user_charges(model, spec, path=None):
+    """``model.with_charges(*charges)``, the charges returned by ``spec`` = 'module:function' called with the
+    built model (``model.charges`` in a study); made once per process and model. ConfigError when the import
+    or the call fails or it returns anything but a Charge or a list of them (the message names
+    ``model.charges``)."""
+    import json
+
+    from .charges import Charge
+
+    key = (spec, path, json.dumps(model.to_config(), sort_keys=True, default=str))
+    if key in _CHARGED_MODELS:
+        return _CHARGED_MODELS[key]
+    fn = _import_function("model.charges", spec, path)
+    try:
+        charges = fn(model)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"model.charges={spec!r} is invalid: calling it with the model raised "
+                          f"{type(exc).__name__}: {exc}") from None
+    if isinstance(charges, Charge):
+        charges = [charges]
+    if not isinstance(charges, (list, tuple)) or not charges or not all(isinstance(c, Charge) for c in charges):
+        raise ConfigError(f"model.charges={spec!r} is invalid: it must return a noether_sim.Charge or a non-empty "
+                          f"list of them (Charge.quadratic, Charge.linear, Charge.function), not {charges!r:.200}")
+    out = model.with_charges(*charges)
+    _CHARGED_MODELS[key] = out
+    return out
+
+
 def build_model(cfg):
+    """The study's model (``cfg["model"]``), with the user's charges when ``model.charges`` names a factory."""
+    model = _build_model(cfg)
+    spec = cfg["model"].get("charges")
+    return model if spec is None else with_user_charges(model, spec, cfg["model"].get("factory_path"))
+
+
+def _build_model(cfg):
     m = cfg["model"]
     if m["kind"] == "custom":
         return build_custom_model(m["factory"], m.get("factory_path"))

@@ -451,14 +451,17 @@ def _first_line(exc) -> str:
 
 
 
+CHARGEABLE_KINDS = ("deep_linear", "mlp", "lora", "attention", "residual_mlp")
+"""The built-in model kinds whose kernels evaluate a user-charge trailer (kernels/models.py)."""
+
 MAX_CHECKED_POINTS = 64
 """The symmetry check of a built-in model with user charges takes at most this many data points (drawn
 at random), each point's loss alone."""
 
 
 class ChargedModel:
-    """A built-in model (DeepLinear, MLP) with user charges recorded beside its catalogue's:
-    ``model.with_charges(...)`` makes one.
+    """A built-in model (DeepLinear, MLP, LoRA, SelfAttention, ResidualMLP) with user charges recorded beside
+    its catalogue's: ``model.with_charges(...)`` makes one.
 
     Everything but the charges is the model's own (attributes are read through). The user's charges follow
     the catalogue's in the results (``charge``, ``component``, ``charge_watch``); quadratic and linear ones
@@ -468,7 +471,7 @@ class ChargedModel:
 
     Parameters
     ----------
-    base : DeepLinear or MLP
+    base : DeepLinear, MLP, LoRA, SelfAttention or ResidualMLP
         The built-in model.
     charges : sequence of Charge
         The user's charges, each of the model's size P; names must differ from each other and from the
@@ -499,9 +502,9 @@ class ChargedModel:
         if isinstance(base, ChargedModel):
             charges = tuple(base.user_charges) + tuple(charges)
             base = base.base
-        if getattr(base, "kind", None) not in ("deep_linear", "mlp"):
-            fail("model", base, "user charges are added to DeepLinear and MLP models (a CustomModel takes them "
-                                "as charges=[...])")
+        if getattr(base, "kind", None) not in CHARGEABLE_KINDS:
+            fail("model", base, "user charges are added to the built-in models (DeepLinear, MLP, LoRA, "
+                                "SelfAttention, ResidualMLP; a CustomModel takes them as charges=[...])")
         object.__setattr__(self, "base", base)
         if isinstance(charges, Charge):
             charges = [charges]

@@ -66,7 +66,9 @@ MODEL_KINDS = {
                  "block: attention and a ReLU MLP, each with its residual); data.kind = 'sequences'",
     "custom": "your own model (noether_sim.CustomModel, or a built-in model.with_charges(...)): model.factory = "
               "'module:function' returns it (the module is searched in model.factory_path, default the TOML's "
-              "directory, then on sys.path); model.n_in, model.n_out size the data",
+              "directory, then on sys.path); model.n_in, model.n_out size the data. Every other kind takes your "
+              "charges with model.charges = 'module:function' (called with the built model, it returns a list of "
+              "noether_sim.Charge; searched in model.factory_path as well)",
 }
 ATTENTION_KEYS = ("d_model", "heads", "d_k", "d_v", "tokens", "causal", "readout", "d_out", "mlp_hidden")
 RESIDUAL_KEYS = ("hidden", "blocks", "input_projection", "output_projection")
@@ -179,6 +181,7 @@ MODEL = {
     "lora_base_seed": (False, lambda k, v: _int(k, v, 0)),
     "factory": (False, lambda k, v: _factory(k, v)),
     "factory_path": (False, _str),
+    "charges": (False, lambda k, v: _factory(k, v)),
     "n_in": (False, lambda k, v: _int(k, v, 1)),
     "n_out": (False, lambda k, v: _int(k, v, 1)),
 }
@@ -252,8 +255,10 @@ def _keep(key, value):
 
 def _factory(key, value):
     if not isinstance(value, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", value):
-        _fail(key, value, "must be 'module:function' (e.g. 'quadratic_net:model'): an importable module and the "
-                          "function in it that returns the model")
+        what = ("that takes the built model and returns its charges (a list of noether_sim.Charge)"
+                if key.endswith("charges") else "that returns the model")
+        _fail(key, value, f"must be 'module:function' (e.g. 'quadratic_net:model'): an importable module and the "
+                          f"function in it {what}")
     return value
 
 
@@ -261,9 +266,13 @@ def _check_custom(model_cfg, data, raw):
     """model.kind = 'custom': its keys (factory, n_in, n_out; no layer keys), and the others' absence."""
     if model_cfg["kind"] != "custom":
         for key in CUSTOM_KEYS:
-            if key in model_cfg:
-                _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'custom'")
+            if key in model_cfg and not (key == "factory_path" and "charges" in model_cfg):
+                _fail(f"model.{key}", model_cfg[key], "is only used with model.kind = 'custom'"
+                      + (" (or, for factory_path, with model.charges)" if key == "factory_path" else ""))
         return
+    if "charges" in model_cfg:
+        _fail("model.charges", model_cfg["charges"], "is for the built-in kinds: a custom model's factory returns "
+                                                     "it with its charges (CustomModel(..., charges=[...]))")
     for key in ("widths", "lora_rank", *ATTENTION_KEYS, *MLP_ONLY_KEYS):
         if key in model_cfg:
             _fail(f"model.{key}", model_cfg[key], "is not used with model.kind = 'custom' (the factory's model "
@@ -466,8 +475,8 @@ def parse_config(raw: dict) -> dict:
     try:
         built = build_model(cfg)
         charge_names = [g.name for g in built.charge_groups]
-    except ConfigError as err:
-        raise ConfigError(f"model.{err}") from None
+    except ConfigError as err:  # the model's own messages name its parameter: model.<it>
+        raise ConfigError(str(err) if str(err).startswith("model.") else f"model.{err}") from None
     if custom and "scale" not in (raw.get("init") or {}):  # the model's own initial scale
         cfg["init"]["scale"] = float(getattr(built, "init_scale", 1.0))
     charge_names += augment_charge_names(data) + (["energy"] if any(
@@ -640,14 +649,14 @@ def default_config() -> dict:
 
 
 def read_toml(path) -> dict:
-    """The TOML file as a dict; a custom model's ``model.factory_path`` is made absolute (default: the file's
-    directory), so its factory imports wherever the study runs."""
+    """The TOML file as a dict; a custom model's (or ``model.charges``') ``model.factory_path`` is made
+    absolute (default: the file's directory), so its factory imports wherever the study runs."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
         model = raw.get("model")
-        if isinstance(model, dict) and model.get("kind") == "custom":
+        if isinstance(model, dict) and (model.get("kind") == "custom" or "charges" in model):
             where = model.get("factory_path", ".")
             if isinstance(where, str):
                 model["factory_path"] = str((path.resolve().parent / where).resolve())

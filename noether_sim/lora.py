@@ -276,3 +276,38 @@ class LoRA:
     def to_config(self) -> dict:
         return {**self.base.to_config(), "lora_rank": self.rank, "lora_layers": list(self.layers),
                 "lora_base_seed": self.base_seed, "lora": True}
+
+    def with_charges(self, *charges):
+        """These adapters with the user's charges recorded after the catalogue's (``ChargedModel``), with
+        the same exact laws and verdicts as ``DeepLinear.with_charges`` (quadratic and linear charges) or a
+        ladder's (function charges); a charge claimed conserved is checked before the run.
+
+        Parameters
+        ----------
+        *charges : Charge
+            Each of size P = ``n_params``, named apart from the catalogue's charges.
+
+        Returns
+        -------
+        ChargedModel
+
+        Raises
+        ------
+        ConfigError
+            A charge of the wrong size (naming ``n_params``) or a repeated name.
+
+        Examples
+        --------
+        The adapter balance D1[0, 0] = |B_1[:, 0]|² − |A_1[0, :]|² written by hand as ½θᵀSθ:
+
+        >>> import numpy as np
+        >>> import noether_sim as ns
+        >>> base = ns.LoRA(ns.DeepLinear((3, 4, 2)), rank=1, layers=(1,))   # θ = (A_1 (1 × 3), B_1 (4 × 1))
+        >>> S = np.diag([-2.0] * 3 + [2.0] * 4)
+        >>> model = base.with_charges(ns.Charge.quadratic(S, "d00"))
+        >>> [g.name for g in model.charge_groups], model.n_charges
+        (['D1', 'd00'], 2)
+        """
+        from .charges import ChargedModel
+
+        return ChargedModel(self, charges)

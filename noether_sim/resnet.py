@@ -302,3 +302,39 @@ class ResidualMLP:
                 "blocks": self.blocks, "bias": self.bias, "activation": self.activation,
                 "loss": self.loss, "slope": self.slope, "power": self.power,
                 "input_projection": self.input_projection, "output_projection": self.output_projection}
+
+    def with_charges(self, *charges):
+        """This stack with the user's charges recorded after the catalogue's (``ChargedModel``), with the
+        same exact laws and verdicts as ``DeepLinear.with_charges`` (quadratic and linear charges) or a
+        ladder's (function charges); a charge claimed conserved is checked before the run.
+
+        Parameters
+        ----------
+        *charges : Charge
+            Each of size P = ``n_params``, named apart from the catalogue's charges.
+
+        Returns
+        -------
+        ChargedModel
+
+        Raises
+        ------
+        ConfigError
+            A charge of the wrong size (naming ``n_params``) or a repeated name.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import noether_sim as ns
+        >>> base = ns.ResidualMLP(2, width=2, hidden=3, blocks=1, d_out=1)
+        >>> model = base.with_charges(ns.Charge.quadratic(np.eye(base.n_params), "norm"))
+        >>> [g.name for g in model.charge_groups]
+        ['r1', 'C', 'norm']
+        >>> base.with_charges(ns.Charge.linear(np.ones(3), "v"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        noether_sim._validate.ConfigError: charges[0]=... is invalid: has size 3 but the model has n_params = 18
+        """
+        from .charges import ChargedModel
+
+        return ChargedModel(self, charges)

@@ -11,7 +11,7 @@ MODULES = ["noether_sim.simulate", "noether_sim.ladder", "noether_sim.data", "no
            "noether_sim.results", "noether_sim.tables", "noether_sim.execute", "noether_sim.diagnostics", "noether_sim.plots",
            "noether_sim.ntk", "noether_sim._validate", "noether_sim.teleport",
            "noether_sim.discover.discovery", "noether_sim.custom", "noether_sim.lora", "noether_sim.resnet", "noether_sim.attention",
-           "noether_sim.ensemble"]
+           "noether_sim.ensemble", "noether_sim.charges"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -221,9 +221,58 @@ def _missing(found, catalogue_vectors, min_gap):
     return u[:, keep]
 
 
+def user_forms(model, momentum):
+    """A built-in model's user charges (``model.with_charges``) as forms beside the catalogue's: (group, 0,
+    'quadratic', S) or (group, 0, 'linear', v), S and v read off the ``Charge`` itself (not the kernel);
+    then the function charges, and notes on what a momentum flow does not check. The forms are not
+    weighted by layer-wise rates: each is checked as the quantity the user wrote."""
+    charges = getattr(model, "user_charges", ()) or ()
+    P = model.n_params
+    by_name = {g.name: g for g in model.charge_groups}
+    forms, functions, notes = [], [], []
+    for c in charges:
+        grp = by_name[c.name]
+        if c.degree == 1:
+            v = np.zeros(P)
+            np.add.at(v, c.rows, c.values)
+            forms.append((grp, 0, "linear", v))
+        elif momentum:
+            notes.append(f"your charge {c.name} is not checked under flow='momentum' (momentum flows conserve "
+                         "isometric charges ⟨p, Kθ⟩ and linear ones, not a quadratic or function q(θ)); use "
+                         "flow='gradient'")
+        elif c.degree == 2:
+            S = np.zeros((P, P))
+            np.add.at(S, (c.rows, c.cols), c.values)
+            forms.append((grp, 0, "quadratic", S))
+        else:
+            functions.append((grp, c))
+    return forms, functions, notes
+
+
+def _check_function_charges(functions, theta, g, rng):
+    """Per function charge, the catalogue's entry: conserved iff ⟨∇q_i, g⟩ is within the central
+    differences' tolerance at every sampled (θ, g) (charges._function_symmetry); the residual is the
+    largest |⟨∇q_i, g⟩| / (‖∇q_i‖‖g‖)."""
+    from ..charges import _function_symmetry
+
+    out = []
+    for grp, c in functions:
+        worst, holds = 0.0, True
+        for th, gg in zip(theta, g):
+            value, size, tol = _function_symmetry(c, th, gg, rng)
+            holds &= value <= tol
+            worst = max(worst, value / size if size > 0 else 0.0)
+        out.append({"name": grp.name, "degree": "function", "description": grp.description, "components": grp.size,
+                    "residual": worst, "conserved": bool(holds), "user": True})
+    return out
+
+
 def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
     P = model.n_params
     momentum = fields.flow == "momentum"
+    charged = model if getattr(model, "user_charges", None) else None  # model.with_charges(...)
+    if charged is not None:
+        model = charged.base
     forms = catalogue_forms(model)
     m = getattr(fields, "scale", None)
     if m is not None:  # layer-wise rates: the weighted charges, v/m (linear) and ½θᵀM^{-1/2}SM^{-1/2}θ
@@ -231,8 +280,14 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
         forms = [(g, c, kind, M / m if kind == "linear" else M * r[:, None] * r[None, :]) for g, c, kind, M in forms]
     if momentum:  # what momentum runs record as conserved: the isometric charges e^{t/τ}⟨p, Kq⟩
         forms = catalogue_momentum_forms(model)
+    functions, notes = [], []
+    user_names = set()
+    if charged is not None:  # the user's charges, checked the same way (flagged "user" in the groups)
+        extra, functions, notes = user_forms(charged, momentum)
+        forms = forms + extra
+        user_names = {c.name for c in charged.user_charges}
     theta, g = _sample_rows(model, fields, rng, 24)
-    groups, grads, notes = {}, [], []
+    groups, grads = {}, []
     th0 = _sample_theta(model, rng, 1)[0]
     p0 = rng.standard_normal(P)
     for grp, comp, kind, M in forms:
@@ -248,7 +303,8 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
         res = float(np.max(np.abs(np.sum(d * g, axis=1)) /
                            np.maximum(np.linalg.norm(d, axis=1) * np.linalg.norm(g, axis=1), 1e-300)))
         entry = groups.setdefault(grp.name, {"name": grp.name, "degree": kind, "description": grp.description,
-                                             "components": 0, "residual": 0.0, "forms": []})
+                                             "components": 0, "residual": 0.0, "forms": [],
+                                             **({"user": True} if grp.name in user_names else {})})
         entry["components"] += 1
         entry["residual"] = max(entry["residual"], res)
         entry["forms"].append((M, gz))
@@ -256,13 +312,18 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
             entry.setdefault("second", []).append(np.concatenate([M, fields.tau * M, [0.0]]))
     for entry in groups.values():
         entry["conserved"] = entry["residual"] <= CONSERVED_TOL
+        if entry.get("user"):
+            if not entry["conserved"]:
+                notes.append(f"your charge {entry['name']} is not conserved by this flow (residual "
+                             f"{entry['residual']:.1e})")
+            continue
         if entry["conserved"]:
             grads += [gz for _, gz in entry["forms"]] + entry.get("second", [])
         else:
             notes.append(f"{entry['name']} is not conserved by this flow (residual {entry['residual']:.1e}): "
                          f"not counted")
     independent = decide_rank(np.array(grads), min_gap).rank if grads else 0
-    kept = [e for e in groups.values() if e["conserved"]]
+    kept = [e for e in groups.values() if e["conserved"] and not e.get("user")]  # the catalogue's own share
     cat_lin = np.array([M for e in kept if e["degree"] == "linear" for M, _ in e["forms"]]).reshape(-1, P).T
     anti = momentum
     coords = antisym_coords if anti else sym_coords
@@ -289,4 +350,9 @@ def _check_catalogue(model, fields, lin, quad, count, rng, min_gap):
                      f"{quad.structure} quadratic forms")
     complete = count is not None and independent == count and not text
     public = [{k: v for k, v in e.items() if k not in ("forms", "second")} for e in groups.values()]
+    for entry in _check_function_charges(functions, theta, g, rng):
+        public.append(entry)
+        if not entry["conserved"]:
+            notes.append(f"your charge {entry['name']} is not conserved by this flow (largest ⟨∇q, ∇ℓ⟩ / "
+                         f"(‖∇q‖‖∇ℓ‖) = {entry['residual']:.1e}, by central differences)")
     return CatalogueCheck(public, independent, complete, missing_lin, missing_quad, text, notes)

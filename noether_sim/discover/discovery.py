@@ -80,8 +80,11 @@ class DiscoveryResult:
         lines.append(f"  {self.quadratic.form} [{self.quadratic.structure}]: {self.quadratic.dim} "
                      f"({self.quadratic.decision.message})")
         for g in self.catalogue.groups:
-            lines.append(f"  catalogue {g['name']}: {g['components']} components, "
-                         f"{'conserved' if g['conserved'] else 'NOT conserved'} (residual {g['residual']:.1e}): "
+            what = "your charge" if g.get("user") else "catalogue"
+            measure = " by ⟨∇q, ∇ℓ_n⟩, central differences" if g["degree"] == "function" else ""
+            lines.append(f"  {what} {g['name']}: {g['components']} components, "
+                         f"{'conserved' if g['conserved'] else 'NOT conserved'} (residual {g['residual']:.1e}"
+                         f"{measure}): "
                          f"{g['description']}")
         for text in self.catalogue.missing:
             lines.append(f"  missing from the catalogue: {text}")
@@ -120,8 +123,14 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
 
     Parameters
     ----------
-    model : DeepLinear or MLP
-        The network whose laws are sought.
+    model : DeepLinear, MLP, ResidualMLP, SelfAttention, LoRA or CustomModel
+        The network whose laws are sought. A built-in model with user charges (``model.with_charges``)
+        is searched as the model itself, and its user charges are checked as the catalogue is: a
+        quadratic or linear charge is conserved when θᵀS∇ℓ (⟨v, ∇ℓ⟩) vanishes, relative to its terms,
+        at sampled θ and random combinations ℓ of the data's losses; a function charge when ⟨∇q, ∇ℓ⟩
+        does (central differences of q, ``Charge.function``). They are reported among
+        ``catalogue.groups`` flagged ``"user": True`` and do not enter the catalogue's own count,
+        ``complete`` or ``missing``. Under ``flow="momentum"`` only linear user charges are checked.
     data : TrainingData, optional
         The data points whose per-sample gradient fields generate the dynamics; laws found hold for
         every data set made of these points. None: ``n_data`` generic points (Gaussian inputs, Gaussian
@@ -175,6 +184,15 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     6
     >>> ns.discover(ns.DeepLinear((4, 3, 3)), flow="momentum").count   # r(r − 1)/2 rotations
     3
+
+    User charges: the entry D1[0, 0] written by hand as ½θᵀSθ, and |θ|²:
+
+    >>> import numpy as np
+    >>> S = np.diag([-2.0, -2.0, 0.0, 0.0, 2.0, 0.0])                   # W_2[0,0]² − |W_1[0,:]|²
+    >>> model = ns.DeepLinear((2, 2, 1)).with_charges(ns.Charge.quadratic(S, "d00"),
+    ...                                               ns.Charge.quadratic(np.eye(6), "norm"))
+    >>> [(g["name"], g["conserved"], g.get("user", False)) for g in ns.discover(model).catalogue.groups]
+    [('D1', True, False), ('d00', True, True), ('norm', False, True)]
     """
     from ..attention import SelfAttention
     from ..lora import LoRA
@@ -185,6 +203,9 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
         from .custom import discover_custom
 
         return discover_custom(model, data, points=points, seed=seed, min_gap=min_gap, quadratic=quadratic)
+    charged = model if getattr(model, "user_charges", None) and hasattr(model, "base") else None
+    if charged is not None:  # model.with_charges(...): discover on the model, check the user's charges too
+        model = charged.base
     if not isinstance(model, (DeepLinear, SelfAttention, LoRA, ResidualMLP)):
         fail("model", model, "must be a noether_sim model (DeepLinear, mlp.MLP, ResidualMLP, SelfAttention, LoRA or "
                              "CustomModel)")
@@ -251,14 +272,14 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     quad = LawBasis(quad.form, quad.basis, quad.decision, quad.structure, quad.n_rows,
                     _products_in(quad, lin, P, flow == "momentum"))
     stamps.append(time.perf_counter())
-    cat = _check_catalogue(model, fields, lin, quad, count, rng, min_gap) if catalogue else \
+    cat = _check_catalogue(charged or model, fields, lin, quad, count, rng, min_gap) if catalogue else \
         CatalogueCheck([], 0, False, [], [], [], ["catalogue not checked"])
     stamps.append(time.perf_counter())
     timings = dict(zip(("lie", "linear", "quadratic", "catalogue"), np.diff(stamps).round(4).tolist()))
     if notes:
         cat = CatalogueCheck(cat.groups, cat.independent, cat.complete, cat.missing_linear, cat.missing_quadratic,
                              cat.missing, cat.notes + notes[:1])
-    return DiscoveryResult(model.to_config(), flow, tau if flow == "momentum" else None, P, fields.dim, count,
+    return DiscoveryResult((charged or model).to_config(), flow, tau if flow == "momentum" else None, P, fields.dim, count,
                            decided, message, results, lin, quad, cat, fields.N, time.perf_counter() - started,
                            {"points": points, "seed": seed, "max_depth": max_depth, "min_gap": min_gap,
                             "quadratic": quadratic, "seconds_by_stage": timings})
