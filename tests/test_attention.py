@@ -12,6 +12,7 @@ import pytest
 import noether_sim as ns
 from noether_sim import init
 from noether_sim._validate import ConfigError
+from noether_sim.kernels.attention import CHUNK
 from noether_sim.kernels.entries import ensemble_charges, ensemble_loss_grad
 from noether_sim.ladder import CONSERVED, analyse_ladder, run_ladder, summarise_verdicts
 from noether_sim.laws import BASIS_LAW
@@ -73,6 +74,26 @@ def numpy_loss_grad(model, data, theta):
 
 
 # ---------------------------------------------------------------- gradients
+
+@pytest.mark.parametrize("n", [CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 6, 3 * CHUNK])
+@pytest.mark.parametrize("kw", CASES[1:] + [dict(heads=1, tokens=5, mlp_hidden=4)],
+                         ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
+def test_gradient_in_chunks_of_sequences_matches_the_numpy_backward(kw, n):
+    """More sequences than one chunk of the kernel (CHUNK): the chunks' sums, a ragged last chunk."""
+    model = make(**kw)
+    data = ns.data.sequences(model, n, seed=5, noise=0.1)
+    theta = 0.5 * np.random.default_rng(n).standard_normal(model.n_params)
+    loss, g = kernel_grad(model, data, theta)
+    if model.m:  # the transformer block: the model's own forward for the loss, finite differences for g
+        assert loss[0] == pytest.approx(model.loss_value(theta, data), rel=1e-13)
+        step = 1e-6
+        fd = np.array([(model.loss_value(theta + e, data) - model.loss_value(theta - e, data)) / (2 * step)
+                       for e in step * np.eye(model.n_params)])
+        assert np.abs(fd - g[0]).max() < 1e-6 * np.abs(g[0]).max()
+        return
+    ref_loss, ref_g = numpy_loss_grad(model, data, theta)
+    assert loss[0] == pytest.approx(ref_loss, rel=1e-13)
+    np.testing.assert_allclose(g[0], ref_g, rtol=1e-11, atol=1e-13 * np.abs(ref_g).max())
 
 @pytest.mark.parametrize("kw", CASES, ids=lambda kw: "-".join(f"{k}={v}" for k, v in kw.items()))
 def test_gradient_matches_finite_differences_and_an_independent_numpy_backward(kw):
