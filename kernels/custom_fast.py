@@ -29,12 +29,13 @@ switch it off (the general driver then runs these calls: the bench's comparison)
 import os
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit
 
 from . import STATUS_DIVERGED, STATUS_OK
 from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, Records, SeedState
 from .driver import _accumulate_gd_law
 from .fields import DYN_GF, field
+from .custom import USER_SIGNATURE
 from .layout import MODEL_CUSTOM
 from .record import SCHEME_EXPLICIT, _mark_unrecorded, _record, new_work
 
@@ -51,6 +52,12 @@ def custom_fast_applicable(kind, scheme, args) -> bool:
     """Can the custom fast path run this driver call (``entries.integrate``'s arguments)?"""
     if os.environ.get("NOETHER_SIM_CUSTOM_FAST", "1") == "0":
         return False
+    return fixed_explicit_gradient_run(kind, scheme, args)
+
+
+def fixed_explicit_gradient_run(kind, scheme, args) -> bool:
+    """Is this driver call a custom model's deterministic gradient flow or descent by an explicit tableau at
+    a fixed step, with no energy record (what this path, and noether_sim.custom_lockstep, run)?"""
     if kind != MODEL_CUSTOM or scheme != SCHEME_EXPLICIT or len(args) != 11:
         return False
     (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
@@ -199,3 +206,63 @@ def _advance_custom(seed_lo, seed_hi, st, save_times, first, last, model, method
         st.t[s] = t
         st.n_grad[s] += n_grad
         st.n_accepted[s] += n_accepted
+
+
+# ---- recording for seeds stepped elsewhere (noether_sim.custom_lockstep: a vectorised user function
+# called once per stage for a block of seeds): the driver's own ``_record``, with the loss and gradient at
+# each seed's state computed beforehand by one vectorised call and handed to ``_record``'s gradient call
+# through a "staged" wrapper that returns them ----
+
+def _staged(p_theta, p_a, p_b, p_grad, n_p, a0, a1, b0, b1):
+    """A gradient call that returns the loss staged in A[0, 0] and the gradient staged in B[0, :P]."""
+    b = carray(p_b, (b0, b1))
+    g = carray(p_grad, (n_p,))
+    for j in range(n_p):
+        g[j] = b[0, j]
+    return carray(p_a, (a0, a1))[0, 0]
+
+
+_STAGED = []
+
+
+def staged_address() -> int:
+    """The address of the staged gradient wrapper (compiled once per process, cached on disk)."""
+    if not _STAGED:
+        _STAGED.append(cfunc(USER_SIGNATURE, cache=True)(_staged))
+    return _STAGED[0].address
+
+
+@njit(cache=True)
+def record_staged(lo, hi, js, ys, ts, live, losses, grads, staged, st, model, cfg, refs, rec):
+    """``record._record`` of save ``js`` for every live seed s = lo + i (``live[i]``) at θ = ys[i], t = ts[i],
+    its loss and gradient there being losses[i] and grads[i] (``staged``: the descriptor with the staged
+    wrapper's address)."""
+    P = cfg.n_params
+    w = _new_work_inline(MODEL_CUSTOM, model, cfg, refs, 1, 1)
+    a = np.empty((1, 1))
+    b = np.empty((1, P))
+    for i in range(hi - lo):
+        if not live[i]:
+            continue
+        a[0, 0] = losses[i]
+        for j in range(P):
+            b[0, j] = grads[i, j]
+        md = ModelData(staged, model.floats, a, b, model.points_x, model.points_y)
+        _record(MODEL_CUSTOM, False, lo + i, js, ys[i], ts[i], md, cfg, refs, rec, w, st.predicted[lo + i])
+
+
+@njit(cache=True)
+def accumulate_gd_law_rows(lo, live, pred, G, h, lam, ints, floats, group_off, group_degree):
+    """Gradient descent's exact law (``driver._accumulate_gd_law``) for every live seed lo + i with its
+    step's gradient G[i] (g = ∇L + λθ, as the driver forms it)."""
+    qg = np.empty(pred.shape[1])
+    for i in range(live.shape[0]):
+        if live[i]:
+            _accumulate_gd_law(MODEL_CUSTOM, pred[lo + i], G[i], qg, h, lam, ints, floats, group_off, group_degree)
+
+
+@njit(cache=True)
+def mark_unrecorded_rows(seeds, first, last, refs, rec):
+    """``record._mark_unrecorded`` for each seed of ``seeds``."""
+    for s in seeds:
+        _mark_unrecorded(s, first, last, refs, rec)
