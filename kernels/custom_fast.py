@@ -32,12 +32,12 @@ import numpy as np
 from numba import carray, cfunc, njit
 
 from . import STATUS_DIVERGED, STATUS_OK
-from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, Records, SeedState
-from .driver import _accumulate_gd_law
-from .fields import DYN_GF, field
+from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records, SeedState
+from .driver import _accumulate_gd_law, _algorithm_law
+from .fields import DYN_GF, DYN_MOMENTUM, field
 from .custom import USER_SIGNATURE
 from .layout import MODEL_CUSTOM
-from .record import SCHEME_EXPLICIT, _mark_unrecorded, _record, new_work
+from .record import SCHEME_ALGORITHM, SCHEME_EXPLICIT, _mark_unrecorded, _record, new_work
 
 _SETTINGS_KNOWN = {
     "dyn", "n_params", "track_law", "track_gd_law", "nesterov", "fsal", "error_order", "max_steps",
@@ -74,6 +74,22 @@ def fixed_explicit_gradient_run(kind, scheme, args) -> bool:
     if A.ndim != 2 or A.shape != (b.shape[0], b.shape[0]) or np.any(np.triu(A) != 0.0):
         return False
     return True
+
+
+def algorithm_run(kind, scheme, args) -> bool:
+    """Is this driver call a custom model's deterministic heavy ball or Nesterov run with no energy record
+    (what noether_sim.custom_lockstep also steps in lockstep)?"""
+    if kind != MODEL_CUSTOM or scheme != SCHEME_ALGORITHM or len(args) != 11:
+        return False
+    (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
+    for bundle in (st, model, refs, rec):
+        if _KNOWN.get(type(bundle)) != set(bundle._fields):
+            return False
+    if type(cfg) is not MomentumSettings or set(cfg._fields) != _SETTINGS_KNOWN or cfg.dyn != DYN_MOMENTUM:
+        return False
+    if cfg.energy_slot >= 0 or cfg.batch_size != 0 or cfg.temperature != 0.0 or cfg.split_drift or cfg.track_gd_law:
+        return False
+    return model.points_x.ndim == 1 and st.split.shape[1] == 0 and refs.iso_off.shape[0] == 1
 
 
 def custom_fast_integrate(args):
@@ -233,8 +249,9 @@ def staged_address() -> int:
 
 
 @njit(cache=True)
-def record_staged(lo, hi, js, ys, ts, live, losses, grads, staged, st, model, cfg, refs, rec):
-    """``record._record`` of save ``js`` for every live seed s = lo + i (``live[i]``) at θ = ys[i], t = ts[i],
+def record_staged(lo, hi, js, algorithm, ys, ts, live, losses, grads, staged, st, model, cfg, refs, rec):
+    """``record._record`` of save ``js`` for every live seed s = lo + i (``live[i]``) at the state ys[i], t = ts[i]
+    (``algorithm``: heavy ball / Nesterov's state [θ_k, θ_{k−1}, a]),
     its loss and gradient there being losses[i] and grads[i] (``staged``: the descriptor with the staged
     wrapper's address)."""
     P = cfg.n_params
@@ -248,7 +265,7 @@ def record_staged(lo, hi, js, ys, ts, live, losses, grads, staged, st, model, cf
         for j in range(P):
             b[0, j] = grads[i, j]
         md = ModelData(staged, model.floats, a, b, model.points_x, model.points_y)
-        _record(MODEL_CUSTOM, False, lo + i, js, ys[i], ts[i], md, cfg, refs, rec, w, st.predicted[lo + i])
+        _record(MODEL_CUSTOM, algorithm, lo + i, js, ys[i], ts[i], md, cfg, refs, rec, w, st.predicted[lo + i])
 
 
 @njit(cache=True)
@@ -266,3 +283,17 @@ def mark_unrecorded_rows(seeds, first, last, refs, rec):
     """``record._mark_unrecorded`` for each seed of ``seeds``."""
     for s in seeds:
         _mark_unrecorded(s, first, last, refs, rec)
+
+
+@njit(cache=True)
+def algorithm_law_rows(lo, live, ys, news, cfg, group_off, group_degree, ints, floats):
+    """Heavy ball's / Nesterov's discrete law (``driver._algorithm_law``) for every live row i: the
+    accumulator of news[i] = [θ_{k+1}, θ_k, a] advanced from ys[i] = [θ_k, θ_{k−1}, a]."""
+    P = cfg.n_params
+    nq = group_off[group_off.shape[0] - 1]
+    tmp = np.empty(P)
+    q_k, q_prev, k_k, k_next = np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq)
+    for i in range(live.shape[0]):
+        if live[i]:
+            _algorithm_law(MODEL_CUSTOM, ys[i], news[i], cfg, group_off, group_degree, ints, floats, tmp, q_k, q_prev,
+                           k_k, k_next)

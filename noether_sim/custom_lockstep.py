@@ -21,19 +21,25 @@ kernels call the function on one row (S = 1) per gradient, through numba's objec
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .kernels import STATUS_DIVERGED, STATUS_OK
 from .kernels.custom import BASE
-from .kernels.custom_fast import (accumulate_gd_law_rows, fixed_explicit_gradient_run, mark_unrecorded_rows,
-                                  record_staged, staged_address)
+from .kernels.custom_fast import (accumulate_gd_law_rows, algorithm_law_rows, algorithm_run, fixed_explicit_gradient_run,
+                                  mark_unrecorded_rows, record_staged, staged_address)
+from .kernels.fields import DYN_MOMENTUM
 from .kernels.layout import MODEL_CUSTOM
 
 
 def lockstep_runs(model, kind, scheme, args) -> bool:
-    """Does this driver call of a vectorised CustomModel run in lockstep (see the module docstring)?"""
-    return getattr(model, "vectorised", False) and kind == MODEL_CUSTOM and fixed_explicit_gradient_run(kind, scheme,
-                                                                                                        args)
+    """Does this driver call of a vectorised CustomModel run in lockstep (see the module docstring)?
+    ``NOETHER_SIM_LOCKSTEP=0`` switches it off (every run then takes the row-at-a-time route)."""
+    if os.environ.get("NOETHER_SIM_LOCKSTEP", "1") == "0":
+        return False
+    return getattr(model, "vectorised", False) and kind == MODEL_CUSTOM and (
+        fixed_explicit_gradient_run(kind, scheme, args) or algorithm_run(kind, scheme, args))
 
 
 def integrate_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md, method, cfg, refs, rec):
@@ -41,7 +47,10 @@ def integrate_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md,
     driver's arguments (kernels/driver.py) and the same effect on them. A seed that overflows is reported by
     its status (diverged), not by NumPy's warnings."""
     with np.errstate(over="ignore", invalid="ignore"):
-        _integrate_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md, method, cfg, refs, rec)
+        if cfg.dyn == DYN_MOMENTUM:
+            _algorithm_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md, cfg, refs, rec)
+        else:
+            _integrate_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md, method, cfg, refs, rec)
 
 
 def _integrate_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md, method, cfg, refs, rec):
@@ -129,8 +138,85 @@ def _integrate_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md
         L[idx] = losses
         G = np.zeros((n, P))
         G[idx] = grads
-        record_staged(seed_lo, seed_hi, js, ys, ts, rows, L, np.ascontiguousarray(G), staged, st, md, cfg, refs, rec)
+        record_staged(seed_lo, seed_hi, js, False, ys, ts, rows, L, np.ascontiguousarray(G), staged, st, md, cfg, refs, rec)
     st.y[seed_lo + idx, :P] = y
     st.t[seed_lo + idx] = t
     st.n_grad[seed_lo:seed_hi] += n_grad
     st.n_accepted[seed_lo:seed_hi] += n_accepted
+
+
+def _algorithm_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md, cfg, refs, rec):
+    """Heavy ball / Nesterov (``fields.momentum_algorithm_step``) on the states [θ_k, θ_{k−1}(, a)] of the live
+    seeds, one call of the user's function per step; the discrete law's accumulator a by the driver's
+    ``_algorithm_law``."""
+    from .custom import _call_batch
+
+    f, P = model.batch_function, cfg.n_params
+    a, b = md.data_a, md.data_b
+    h, lam, bound, eta, beta = cfg.h, cfg.weight_decay, cfg.divergence_bound, cfg.eta, cfg.beta
+    staged = md.ints.copy()
+    staged[BASE] = staged_address()
+    n = seed_hi - seed_lo
+    seeds = np.arange(seed_lo, seed_hi)
+    live = st.status[seed_lo:seed_hi] == STATUS_OK
+    if not live.all():
+        mark_unrecorded_rows(seeds[~live], first, last, refs, rec)
+    idx = np.flatnonzero(live)
+    y = np.ascontiguousarray(st.y[seed_lo:seed_hi][idx])
+    t = st.t[seed_lo:seed_hi][idx].copy()
+    n_steps = np.zeros(n, np.int64)
+    for js in range(first, last):
+        if not len(idx):
+            break
+        t_end = save_times[js]
+        steps_left = int(np.round((t_end - t[0]) / h))
+        while steps_left > 0:
+            theta, prev = y[:, :P], y[:, P:2 * P]
+            look = theta + beta * (theta - prev) if cfg.nesterov else theta
+            g = _call_batch(f, np.ascontiguousarray(look), a, b, P)[1]
+            new = y.copy()
+            new[:, P:2 * P] = theta
+            if cfg.nesterov:
+                new[:, :P] = look - eta * (g + lam * look)
+            else:
+                new[:, :P] = theta + beta * (theta - prev) - eta * (g + lam * theta)
+            if cfg.track_law:
+                algorithm_law_rows(0, np.ones(len(idx), np.bool_), y, new, cfg, refs.group_off, refs.group_degree,
+                                   md.ints, md.floats)
+            n_steps[idx] += 1  # one gradient per step (counted for the diverging step too, as the driver does)
+            ok = np.all(np.abs(new) <= bound, axis=1)
+            if not ok.all():
+                gone = idx[~ok]
+                st.status[seed_lo + gone] = STATUS_DIVERGED
+                st.t_diverged[seed_lo + gone] = t[~ok] + h
+                st.y[seed_lo + gone] = y[~ok]
+                st.t[seed_lo + gone] = t[~ok]
+                st.n_grad[seed_lo + gone] += n_steps[gone]
+                st.n_accepted[seed_lo + gone] += n_steps[gone] - 1
+                n_steps[gone] = 0
+                mark_unrecorded_rows(seed_lo + gone, js, last, refs, rec)
+                idx, y, new, t = idx[ok], y[ok], new[ok], t[ok]
+                if not len(idx):
+                    break
+            y = np.ascontiguousarray(new)
+            t = t + h
+            steps_left -= 1
+        if not len(idx):
+            break
+        t[:] = t_end
+        losses, grads = _call_batch(f, np.ascontiguousarray(y[:, :P]), a, b, P)
+        rows = np.zeros(n, np.bool_)
+        rows[idx] = True
+        ys = np.zeros((n, y.shape[1]))
+        ys[idx] = y
+        ts = np.zeros(n)
+        ts[idx] = t
+        L = np.zeros(n)
+        L[idx] = losses
+        G = np.zeros((n, P))
+        G[idx] = grads
+        record_staged(seed_lo, seed_hi, js, True, ys, ts, rows, L, G, staged, st, md, cfg, refs, rec)
+    st.y[seed_lo + idx] = y
+    st.t[seed_lo + idx] = t
+    st.n_grad[seed_lo + idx] += n_steps[idx]
+    st.n_accepted[seed_lo + idx] += n_steps[idx]

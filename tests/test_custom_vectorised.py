@@ -66,6 +66,10 @@ def _agree(vec, fast):
         x, y = a.values, b.values
         np.testing.assert_array_equal(np.isnan(x), np.isnan(y), err_msg=v)
         ok = ~np.isnan(y)
+        if v in ("residual", "law_residual"):  # round-off themselves: two orders of arithmetic differ by it
+            floor = fast.roundoff_floor.broadcast_like(b).transpose(*b.dims).values
+            assert np.all(np.abs(x[ok] - y[ok]) <= floor[ok]), v
+            continue
         scale = max(np.max(np.abs(y[ok]), initial=0.0), 1.0) if v in ("theta_final", "theta_initial") else None
         if scale is not None:
             np.testing.assert_allclose(x[ok], y[ok], rtol=0, atol=1e-12 * scale, err_msg=v)
@@ -78,7 +82,10 @@ def _agree(vec, fast):
     dict(dynamics="gd", h=0.05, n_steps=40, save_every=0.25, weight_decay=0.05),
     dict(method="heun", h=0.05, n_steps=30),
     dict(method="dp5", h=0.05, n_steps=30, save_every=0.5),
-], ids=["rk4_wd", "gd_wd", "heun", "dp5_fsal"])
+    dict(dynamics="heavy_ball", learning_rate=0.01, n_steps=100, beta=0.9, velocity="gradient"),
+    dict(dynamics="nesterov", learning_rate=0.01, n_steps=100, beta=0.9, velocity="gradient", weight_decay=0.1),
+    dict(dynamics="heavy_ball", learning_rate=0.01, n_steps=50, beta=0.9, track_law=False),
+], ids=["rk4_wd", "gd_wd", "heun", "dp5_fsal", "heavy_ball", "nesterov_wd", "heavy_ball_untracked"])
 def test_lockstep_agrees_with_compiled(data, theta0, kw):
     """Records, laws, verdict inputs, watched charges, a diverging seed (its status and time exactly)."""
     run = dict(seeds=5, init=ns.init.Given(theta0), watch_seeds=[0, 4], progress=False, **kw)
@@ -89,6 +96,7 @@ def test_lockstep_agrees_with_compiled(data, theta0, kw):
     # a GD law's residual is round-off for the balance charges and not for ½|W_1|²: the records carry it
     if kw.get("dynamics") == "gd":
         assert np.all(vec.residual.sel(charge="D_00").isel(seed=slice(0, 4)).values < 1e-12)
+        assert np.all(vec.residual.sel(charge="W1_norm").isel(seed=slice(0, 4), time=-1).values > 1e-6)
 
 
 def test_one_call_per_stage_for_all_seeds(data, theta0):
@@ -115,8 +123,8 @@ def test_seeding_is_the_package_seeding(data):
 
 
 @pytest.mark.parametrize("kw", [dict(method="gl2", h=0.1, n_steps=5),
-                                dict(dynamics="heavy_ball", learning_rate=0.01, n_steps=20, beta=0.9)],
-                         ids=["gl2", "heavy_ball"])
+                                dict(method="dopri5", t_end=0.5, rtol=1e-8, atol=1e-10)],
+                         ids=["gl2", "dopri5_adaptive"])
 def test_other_methods_run_row_at_a_time(data, theta0, kw):
     """Runs that cannot step in lockstep keep the row-at-a-time route (calls on one row) and its results."""
     f = _Counted()
