@@ -27,8 +27,8 @@ import numpy as np
 
 from .kernels import STATUS_DIVERGED, STATUS_OK
 from .kernels.custom import BASE
-from .kernels.custom_fast import (accumulate_gd_law_rows, algorithm_law_rows, algorithm_run, fixed_explicit_gradient_run,
-                                  mark_unrecorded_rows, record_staged, staged_address)
+from .kernels.custom_fast import (accumulate_gd_law_rows, algorithm_law_rows, algorithm_run,
+                                  fixed_explicit_gradient_run, mark_unrecorded_rows, record_staged, staged_address)
 from .kernels.fields import DYN_MOMENTUM
 from .kernels.layout import MODEL_CUSTOM
 
@@ -138,7 +138,7 @@ def _integrate_lockstep(model, seed_lo, seed_hi, st, save_times, first, last, md
         L[idx] = losses
         G = np.zeros((n, P))
         G[idx] = grads
-        record_staged(seed_lo, seed_hi, js, False, ys, ts, rows, L, np.ascontiguousarray(G), staged, st, md, cfg, refs, rec)
+        record_staged(seed_lo, seed_hi, js, False, ys, ts, rows, L, G, staged, st, md, cfg, refs, rec)
     st.y[seed_lo + idx, :P] = y
     st.t[seed_lo + idx] = t
     st.n_grad[seed_lo:seed_hi] += n_grad

@@ -44,14 +44,14 @@ class _Counted:
         return ref.loss_grad_vectorised(Theta, X, Y)
 
 
-def _vectorised(f=ref.loss_grad_vectorised):
-    return ns.CustomModel(P, f, vectorised=True, charges=ref.model().with_charges(
-        ns.Charge.quadratic(np.diag(np.r_[np.ones(ref.N1 * ref.N0), np.zeros(P - ref.N1 * ref.N0)]), "W1_norm")).charges)
-
-
 def _compiled():
-    return ref.model().with_charges(
-        ns.Charge.quadratic(np.diag(np.r_[np.ones(ref.N1 * ref.N0), np.zeros(P - ref.N1 * ref.N0)]), "W1_norm"))
+    """The reference with a charge whose symmetry fails: ½|W_1|² (its law is broken)."""
+    w1 = np.r_[np.ones(ref.N1 * ref.N0), np.zeros(P - ref.N1 * ref.N0)]
+    return ref.model().with_charges(ns.Charge.quadratic(np.diag(w1), "W1_norm"))
+
+
+def _vectorised(f=ref.loss_grad_vectorised):
+    return ns.CustomModel(P, f, vectorised=True, charges=_compiled().charges)
 
 
 def _agree(vec, fast):
@@ -97,6 +97,10 @@ def test_lockstep_agrees_with_compiled(data, theta0, kw):
     if kw.get("dynamics") == "gd":
         assert np.all(vec.residual.sel(charge="D_00").isel(seed=slice(0, 4)).values < 1e-12)
         assert np.all(vec.residual.sel(charge="W1_norm").isel(seed=slice(0, 4), time=-1).values > 1e-6)
+        verdicts = [{r["charge"]: (r["verdict"], r["basis"])
+                     for r in ns.summarise_verdicts(ns.judge(ds.isel(seed=slice(0, 4))))} for ds in (vec, fast)]
+        assert verdicts[0] == verdicts[1]
+        assert verdicts[0]["D_00"][0] == "conserved by the flow" and verdicts[0]["W1_norm"][0] == "broken by the flow"
 
 
 def test_one_call_per_stage_for_all_seeds(data, theta0):
