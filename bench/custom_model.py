@@ -1,22 +1,29 @@
-"""CustomModel throughput against the built-in deep linear kernel (issue 20), one run.
+"""CustomModel throughput against the built-in deep linear kernel (issue 20).
 
 The reference problem of bench/README.md, smaller (deep linear 10-16-16-5 without biases, N = 64,
-classic RK4, h = 0.01) run three ways from the same θ₀, each warm (compiled and cached first):
+classic RK4, h = 0.01, a save every 10 steps) run from the same θ₀ by every path, each warm (compiled
+and cached first):
 
-    built-in     ns.DeepLinear((10, 16, 16, 5)): its kernel, and the seed-interleaved fast path (lanes)
-    built-in/driver  the same with NOETHER_SIM_LANES=0: the general driver the custom model also runs in
-    custom @     a CustomModel whose loss_grad a user writes with @ on the second moments (prepare)
-    custom loops the same gradient written with loops (no temporaries but its own)
+    built-in         ns.DeepLinear((10, 16, 16, 5)): its kernel on the seed-interleaved fast path (lanes.py)
+    built-in/driver  the same with NOETHER_SIM_LANES=0: the general per-seed driver
     custom kernel    a CustomModel whose loss_grad calls the package's own deep linear gradient kernel
-                     (kernels/linear.py): the same arithmetic as the built-in, so the difference is what
-                     the CustomModel path itself costs (the indirect call, no inlining, a work buffer per call)
+                     (kernels/linear.py) with the descriptor compiled in as constants: the built-in's
+                     arithmetic through the custom path, on the custom fast path (kernels/custom_fast.py)
+    custom kernel/general  the same with NOETHER_SIM_CUSTOM_FAST=0: through the general driver
+    custom @         a CustomModel whose loss_grad a user writes with @ on the second moments (prepare)
+    custom loops     the same gradient written with loops (no temporaries but its own)
 
-Each path is timed twice; the table shows the faster (the machine is shared).
+The paths are interleaved: each round runs every path once, in the same process, and the table gives
+the median over the rounds of the wall time and of the kernels' CPU time (``time.thread_time`` summed
+over the kernel calls on the pool's threads: what the machine's other load inflates least). The load
+average is printed before and after.
 
-Usage: .venv/bin/python bench/custom_model.py [n_seeds] [n_steps]   (defaults 256, 500)
+Usage: .venv/bin/python bench/custom_model.py [n_seeds] [n_steps] [rounds]   (defaults 256, 500, 5)
 """
+import importlib
 import os
 import sys
+import threading
 import time
 
 import numba
@@ -121,17 +128,60 @@ def loss_grad_numpy(theta, A, B, grad):
     return 0.5 * np.sum(MS * M3) - np.sum(M3 * Syx) + 0.5 * B[0, N0]
 
 
-def run(model, data, theta0, n_steps):
-    t = time.perf_counter()
-    ds = ns.simulate(model, data, method="rk4", h=0.01, n_steps=n_steps, save_every=0.01 * 10, seeds=len(theta0),
-                     init=ns.init.Given(theta0))
-    return time.perf_counter() - t, ds
+_CPU = [0.0]
+_LOCK = threading.Lock()
+
+
+def _timed_integrate(integrate):
+    """simulate's kernel call, its thread's CPU time added to _CPU."""
+    def call(*args):
+        t0 = time.thread_time()
+        try:
+            return integrate(*args)
+        finally:
+            with _LOCK:
+                _CPU[0] += time.thread_time() - t0
+    return call
+
+
+def run(model, data, theta0, n_steps, env=None):
+    """(wall seconds, kernel CPU seconds, result) of one run, with the environment flags ``env`` set."""
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        _CPU[0] = 0.0
+        t = time.perf_counter()
+        ds = ns.simulate(model, data, method="rk4", h=0.01, n_steps=n_steps, save_every=0.01 * 10, seeds=len(theta0),
+                         init=ns.init.Given(theta0), progress=False)
+        return time.perf_counter() - t, _CPU[0], ds
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def interleaved(paths, data, theta0, n_steps, rounds):
+    """{name: (median wall, median CPU, result)} over ``rounds`` rounds, each running every path once."""
+    times = {name: [] for name in paths}
+    last = {}
+    for _ in range(rounds):
+        for name, (model, env) in paths.items():
+            wall, cpu, ds = run(model, data, theta0, n_steps, env)
+            times[name].append((wall, cpu))
+            last[name] = ds
+    return {name: (float(np.median([w for w, _ in v])), float(np.median([c for _, c in v])), last[name])
+            for name, v in times.items()}
 
 
 def main():
     n_seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 256
     n_steps = int(sys.argv[2]) if len(sys.argv) > 2 else 500
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     global INTS, FLOATS, WORK
+    sim = importlib.import_module("noether_sim.simulate")
+    sim.integrate = _timed_integrate(sim.integrate)
     data = ns.data.synthetic_regression(N0, N3, 64, noise=0.1, seed=0)
     builtin = ns.DeepLinear((N0, N1, N2, N3))
     from noether_sim.kernels.linear import linear_work_size
@@ -139,36 +189,40 @@ def main():
     INTS, FLOATS = builtin.descriptor(), builtin.constants(data)
     WORK = int(linear_work_size(INTS))
     theta0 = ns.init.Gaussian().rows(builtin, 0, np.arange(n_seeds))
-    models = {"custom @": ns.CustomModel(P, loss_grad_matmul, prepare=moments, name="dl_matmul"),
-              "custom loops": ns.CustomModel(P, loss_grad_loops, prepare=moments, name="dl_loops"),
-              "custom kernel": ns.CustomModel(P, loss_grad_kernel, prepare=lambda X, Y: builtin.kernel_data(ns.data.from_arrays(X, Y)),
-                                            name="dl_kernel"),
-              "built-in": builtin}
-    rows = {}
-    for name, model in models.items():
-        run(model, data, theta0[:2], 20)  # warm: compile (or load) every kernel
-    for name, model in models.items():
-        rows[name] = min((run(model, data, theta0, n_steps) for _ in range(2)), key=lambda r: r[0])
-    os.environ["NOETHER_SIM_LANES"] = "0"
-    run(builtin, data, theta0[:2], 20)
-    rows["built-in/driver"] = min((run(builtin, data, theta0, n_steps) for _ in range(2)), key=lambda r: r[0])
-    ref = rows["built-in"][1].theta_final.values
-    print(f"deep linear 10-16-16-5, N=64, RK4 h=0.01, {n_seeds} seeds × {n_steps} steps, "
-          f"{numba.get_num_threads()} threads")
-    print(f"{'path':<18}{'seconds':>9}{'seed-steps/s':>14}{'× built-in':>12}{'× driver':>10}{'max|Δθ|':>10}")
-    for name, (sec, ds) in rows.items():
+    kernel = ns.CustomModel(P, loss_grad_kernel, prepare=lambda X, Y: builtin.kernel_data(ns.data.from_arrays(X, Y)),
+                            name="dl_kernel")
+    paths = {"built-in": (builtin, None),
+             "built-in/driver": (builtin, {"NOETHER_SIM_LANES": "0"}),
+             "custom kernel": (kernel, None),
+             "custom kernel/general": (kernel, {"NOETHER_SIM_CUSTOM_FAST": "0"}),
+             "custom @": (ns.CustomModel(P, loss_grad_matmul, prepare=moments, name="dl_matmul"), None),
+             "custom loops": (ns.CustomModel(P, loss_grad_loops, prepare=moments, name="dl_loops"), None)}
+    for name, (model, env) in paths.items():
+        run(model, data, theta0[:2], 20, env)  # warm: compile (or load) every kernel
+    load0 = os.getloadavg()
+    rows = interleaved(paths, data, theta0, n_steps, rounds)
+    load1 = os.getloadavg()
+    ref = rows["built-in"][2].theta_final.values
+    print(f"deep linear 10-16-16-5, N=64, RK4 h=0.01, {n_seeds} seeds × {n_steps} steps, save every 10 steps, "
+          f"{numba.get_num_threads()} threads, median of {rounds} interleaved rounds; "
+          f"load average {load0[0]:.1f} before, {load1[0]:.1f} after")
+    print(f"{'path':<22}{'wall s':>8}{'seed-steps/s':>14}{'× built-in':>12}{'× driver':>10}"
+          f"{'CPU s':>8}{'CPU × b-in':>12}{'CPU × drv':>11}{'max|Δθ|':>10}")
+    b_wall, b_cpu = rows["built-in"][:2]
+    d_wall, d_cpu = rows["built-in/driver"][:2]
+    for name, (sec, cpu, ds) in rows.items():
         dev = float(np.max(np.abs(ds.theta_final.values - ref)))
-        print(f"{name:<18}{sec:9.3f}{n_seeds * n_steps / sec:14.3g}{sec / rows['built-in'][0]:12.2f}"
-              f"{sec / rows['built-in/driver'][0]:10.2f}{dev:10.1e}")
+        print(f"{name:<22}{sec:8.3f}{n_seeds * n_steps / sec:14.3g}{sec / b_wall:12.2f}{sec / d_wall:10.2f}"
+              f"{cpu:8.3f}{cpu / b_cpu:12.2f}{cpu / d_cpu:11.2f}{dev:10.1e}")
     # the plain-Python path, on fewer seed-steps (it is slow), against the compiled @ path on the same
-    small = {"compiled @": models["custom @"],
-             "plain NumPy": ns.CustomModel(P, loss_grad_numpy, prepare=moments, plain_python=True, name="dl_numpy")}
+    small = {"compiled @": (paths["custom @"][0], None),
+             "plain NumPy": (ns.CustomModel(P, loss_grad_numpy, prepare=moments, plain_python=True, name="dl_numpy"),
+                             None)}
     s_seeds, s_steps = 16, 100
-    res = {name: min((run(m, data, theta0[:s_seeds], s_steps) for _ in range(2)), key=lambda r: r[0])
-           for name, m in small.items()}
+    res = interleaved(small, data, theta0[:s_seeds], s_steps, 2)
     print(f"\nplain_python=True, {s_seeds} seeds × {s_steps} steps")
-    for name, (sec, ds) in res.items():
-        dev = float(np.max(np.abs(ds.theta_final.values - res["compiled @"][1].theta_final.values)))
+    for name, (sec, cpu, ds) in res.items():
+        dev = float(np.max(np.abs(ds.theta_final.values - res["compiled @"][2].theta_final.values)))
         print(f"{name:<18}{sec:9.3f}{s_seeds * s_steps / sec:14.3g}{sec / res['compiled @'][0]:12.1f}× compiled"
               f"{dev:10.1e}")
 

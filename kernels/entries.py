@@ -359,7 +359,7 @@ _INTEGRATE = {
 
 def integrate(kind, scheme, *args):
     """Run ``_integrate`` compiled for model ``kind`` and ``scheme`` (plain ints from the Python side),
-    or the seed-interleaved fast path (lanes.py) where it applies."""
+    or the seed-interleaved fast path (lanes.py) or the custom model's (custom_fast.py) where it applies."""
     general = _INTEGRATE[(kind, scheme)]
     # lanes.lanes_applicable decides; this gate only keeps other runs from importing (and compiling) it
     if kind == MODEL_DEEP_LINEAR and scheme == SCHEME_EXPLICIT and os.environ.get("NOETHER_SIM_LANES") != "0":
@@ -367,6 +367,11 @@ def integrate(kind, scheme, *args):
 
         if lanes_applicable(kind, scheme, args):
             return lanes_integrate(args, general)
+    if kind == MODEL_CUSTOM and scheme == SCHEME_EXPLICIT and os.environ.get("NOETHER_SIM_CUSTOM_FAST") != "0":
+        from .custom_fast import custom_fast_applicable, custom_fast_integrate
+
+        if custom_fast_applicable(kind, scheme, args):
+            return custom_fast_integrate(args)
     return general(*args)
 
 

@@ -64,10 +64,12 @@ class CustomModel:
     vectorised : bool, optional
         ``loss_grad`` is a plain Python (NumPy, JAX) function vectorised over seeds: ``loss_grad(Theta, X, Y)
         -> (losses, gradients)`` with Theta of shape (S, P), losses (S,) and gradients (S, P). Checked like
-        the others, and that a call on several rows gives each row's single-row result (to 1e-12). The
-        engine integrates every seed on its own, so it calls the function one row (S = 1) at a time through
-        the ``plain_python`` route: the same front door and results, at that route's speed
-        (docs/guide/custom_models.md measures it).
+        the others, and that a call on several rows gives each row's single-row result (to 1e-12). Gradient
+        flow by an explicit tableau at a fixed step, gradient descent, heavy ball and Nesterov (deterministic,
+        without the energy record) step the seeds in lockstep: ONE call per stage for all seeds of a round
+        (noether_sim/custom_lockstep.py); every other run calls it one row (S = 1) at a time through the
+        ``plain_python`` route. Same front door and results either way (docs/guide/custom_models.md
+        measures both).
 
     Raises
     ------
@@ -492,7 +494,7 @@ def _call_batch(f, thetas, a, b, P):
 
 def _row_adapter(f, P):
     """The per-row contract loss_grad(theta, X, Y, grad_out) -> loss around a vectorised function (one row,
-    S = 1, per call: the engine integrates each seed on its own)."""
+    S = 1, per call): the contract check, and the runs that do not step in lockstep (custom_lockstep.py)."""
 
     def one_row(theta, X, Y, grad_out):
         losses, grads = _call_batch(f, theta.reshape(1, -1), X, Y, P)

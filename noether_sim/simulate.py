@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from . import _validate as v
+from .custom_lockstep import integrate_lockstep, lockstep_runs
 from .data import TrainingData
 from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_options, heavy_ball_from_flow,
                        initial_velocity, resolve, step_and_time_constant)
@@ -609,16 +610,23 @@ def _execute(p: Plan, progress: bool) -> xr.Dataset:
     started = _time.perf_counter()
     bar = progress_bar(progress, p.t_end, f"{r.dynamics}/{r.method}")
     batch = _Batch(n_seeds)
+    # a CustomModel vectorised over seeds: a round's seeds step together, one call of its function per stage
+    lockstep = lockstep_runs(model, kind, r.scheme, (0, n_seeds, st, p.times, 0, n_saves, model_data, method, cfg,
+                                                     refs, rec))
     try:
         for chunk in chunks:
             lo = 0
             while lo < n_seeds:
                 hi = min(n_seeds, lo + batch.size)
                 t0 = _time.perf_counter()
-                # (each seed's arithmetic is independent of the range it runs in: same bits in any rounds)
-                over_seed_ranges(hi - lo, lambda a, b, lo=lo: integrate(
-                    kind, r.scheme, lo + a, lo + b, st, p.times, chunk[0], chunk[-1] + 1, model_data, method,
-                    cfg, refs, rec))
+                if lockstep:
+                    off_main_thread(integrate_lockstep, model, lo, hi, st, p.times, chunk[0], chunk[-1] + 1,
+                                    model_data, method, cfg, refs, rec)
+                else:
+                    # (each seed's arithmetic is independent of the range it runs in: same bits in any rounds)
+                    over_seed_ranges(hi - lo, lambda a, b, lo=lo: integrate(
+                        kind, r.scheme, lo + a, lo + b, st, p.times, chunk[0], chunk[-1] + 1, model_data, method,
+                        cfg, refs, rec))
                 batch.took(hi - lo, _time.perf_counter() - t0)
                 lo = hi
             if bar is not None:

@@ -1,0 +1,299 @@
+"""A fast path of the driver for a user's model (MODEL_CUSTOM): fixed explicit steps of gradient flow and
+gradient descent, one seed at a time, in one compiled loop.
+
+The user's function is scalar code for one θ, so seeds cannot share vector lanes as the built-in deep
+linear kernel's do (lanes.py); what this path removes is the general driver's cost around each gradient:
+
+    - a Runge–Kutta stage sum θ + h Σ_m A[i, m] K[m] in one pass over θ (``explicit.combine`` makes one pass
+      per nonzero weight), the step's final sum likewise, with the divergence check in the same pass;
+    - no copy of the new state into the old (the two buffers swap);
+    - the scratch arrays (stages, the recording's work space) allocated once per call, not once per seed
+      and call; the step's weights h·A[i, m] and their nonzero pattern computed once per call.
+
+Everything else is the driver's own code: the vector field (``fields.field``: the user's gradient through
+its wrapper's address, then −g − λθ), gradient descent's exact law (``driver._accumulate_gd_law``), the
+recording (``record._record``) and what happens to a seed that leaves the divergence bound (status,
+time, no records after it). Bit-identity with the general driver: the sums accumulate in the same order
+as ``combine`` (y, then + w·K[m] for each nonzero w in increasing m, each a fused multiply-add as
+``combine``'s FMA-contracted loop makes it); ``_stage_sum`` is compiled with FMA contraction only (no
+reassociation, so the order is kept) and the loop that calls it with no fastmath flags at all (flags
+there changed the recording's exp() in the last bit). tests/test_custom_model.py checks every record, θ
+and counter against the general driver bit for bit.
+
+What it runs (``custom_fast_applicable`` decides, and declines anything it does not know): a custom model,
+an explicit tableau at a fixed step, gradient flow (any weight decay) or gradient descent (its exact law
+tracked), deterministic (no minibatches, no noise), no energy record. Set ``NOETHER_SIM_CUSTOM_FAST=0`` to
+switch it off (the general driver then runs these calls: the bench's comparison).
+"""
+
+import os
+
+import numpy as np
+from numba import carray, cfunc, njit
+
+from . import STATUS_DIVERGED, STATUS_OK
+from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records, SeedState
+from .driver import _accumulate_gd_law, _algorithm_law
+from .fields import DYN_GF, DYN_MOMENTUM, field
+from .custom import USER_SIGNATURE
+from .layout import MODEL_CUSTOM
+from .record import SCHEME_ALGORITHM, SCHEME_EXPLICIT, _mark_unrecorded, _record, new_work
+
+_SETTINGS_KNOWN = {
+    "dyn", "n_params", "track_law", "track_gd_law", "nesterov", "fsal", "error_order", "max_steps",
+    "max_solve_iters", "max_halvings", "h", "rtol", "atol", "weight_decay", "tau", "eta", "beta",
+    "divergence_bound", "solve_tol", "energy_slot", "batch_size", "sampling", "temperature", "root_seed",
+    "noise_substeps", "split_drift", "batch_factor"}
+_KNOWN = {ModelData: set(ModelData._fields), Method: set(Method._fields), SeedState: set(SeedState._fields),
+          Records: set(Records._fields), ChargeRefs: set(ChargeRefs._fields), GradientFlowSettings: _SETTINGS_KNOWN}
+
+
+def custom_fast_applicable(kind, scheme, args) -> bool:
+    """Can the custom fast path run this driver call (``entries.integrate``'s arguments)?"""
+    if os.environ.get("NOETHER_SIM_CUSTOM_FAST", "1") == "0":
+        return False
+    return fixed_explicit_gradient_run(kind, scheme, args)
+
+
+def fixed_explicit_gradient_run(kind, scheme, args) -> bool:
+    """Is this driver call a custom model's deterministic gradient flow or descent by an explicit tableau at
+    a fixed step, with no energy record (what this path, and noether_sim.custom_lockstep, run)?"""
+    if kind != MODEL_CUSTOM or scheme != SCHEME_EXPLICIT or len(args) != 11:
+        return False
+    (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
+    for bundle in (st, model, method, cfg, refs, rec):  # a field added later: decline until it is known here
+        if _KNOWN.get(type(bundle)) != set(bundle._fields):
+            return False
+    if cfg.dyn != DYN_GF or cfg.energy_slot >= 0 or cfg.batch_size != 0 or cfg.temperature != 0.0 or cfg.split_drift:
+        return False
+    if not (cfg.h > 0.0 and np.isfinite(cfg.h)) or model.points_x.ndim != 1:  # deterministic runs only
+        return False
+    if st.y.ndim != 2 or st.y.shape[1] != cfg.n_params or st.split.shape[1] != 0:
+        return False
+    A, b = method.A, method.b
+    if A.ndim != 2 or A.shape != (b.shape[0], b.shape[0]) or np.any(np.triu(A) != 0.0):
+        return False
+    return True
+
+
+def algorithm_run(kind, scheme, args) -> bool:
+    """Is this driver call a custom model's deterministic heavy ball or Nesterov run with no energy record
+    (what noether_sim.custom_lockstep also steps in lockstep)?"""
+    if kind != MODEL_CUSTOM or scheme != SCHEME_ALGORITHM or len(args) != 11:
+        return False
+    (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
+    for bundle in (st, model, refs, rec):
+        if _KNOWN.get(type(bundle)) != set(bundle._fields):
+            return False
+    if type(cfg) is not MomentumSettings or set(cfg._fields) != _SETTINGS_KNOWN or cfg.dyn != DYN_MOMENTUM:
+        return False
+    if cfg.energy_slot >= 0 or cfg.batch_size != 0 or cfg.temperature != 0.0 or cfg.split_drift or cfg.track_gd_law:
+        return False
+    return model.points_x.ndim == 1 and st.split.shape[1] == 0 and refs.iso_off.shape[0] == 1
+
+
+def custom_fast_integrate(args):
+    """Run ``args`` (a driver call) on the fast path."""
+    _advance_custom(*args)
+
+
+_new_work_inline = njit(cache=True, inline="always")(new_work.py_func)
+
+
+@njit(cache=True, fastmath={"contract"})
+def _stage_sum(y, hw, hm, n, K, out, bound):
+    """out = y + Σ_e hw[e]·K[hm[e]], each term a fused multiply-add in increasing e (the order and
+    arithmetic of ``explicit.combine``; FMA contraction only, no reassociation), in one vectorised pass
+    for up to 4 terms; returns the number of entries outside ±bound or not finite."""
+    P = y.shape[0]
+    outside = 0
+    if n == 0:
+        for j in range(P):
+            out[j] = y[j]
+    elif n == 1:
+        w0, k0 = hw[0], K[hm[0]]
+        for j in range(P):
+            out[j] = y[j] + w0 * k0[j]
+    elif n == 2:
+        w0, k0, w1, k1 = hw[0], K[hm[0]], hw[1], K[hm[1]]
+        for j in range(P):
+            out[j] = (y[j] + w0 * k0[j]) + w1 * k1[j]
+    elif n == 3:
+        w0, k0, w1, k1, w2, k2 = hw[0], K[hm[0]], hw[1], K[hm[1]], hw[2], K[hm[2]]
+        for j in range(P):
+            out[j] = ((y[j] + w0 * k0[j]) + w1 * k1[j]) + w2 * k2[j]
+    elif n == 4:
+        w0, k0, w1, k1, w2, k2, w3, k3 = hw[0], K[hm[0]], hw[1], K[hm[1]], hw[2], K[hm[2]], hw[3], K[hm[3]]
+        for j in range(P):
+            out[j] = (((y[j] + w0 * k0[j]) + w1 * k1[j]) + w2 * k2[j]) + w3 * k3[j]
+    else:  # more terms: term by term, as combine
+        for j in range(P):
+            out[j] = y[j]
+        for e in range(n):
+            w, k = hw[e], K[hm[e]]
+            for j in range(P):
+                out[j] += w * k[j]
+    if bound < np.inf:
+        for j in range(P):
+            outside += 0 if abs(out[j]) <= bound else 1  # NaN compares False
+    return outside
+
+
+@njit(cache=True, nogil=True)
+def _advance_custom(seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec):
+    """``driver._integrate_seed`` for the runs ``custom_fast_applicable`` accepts, seeds ``seed_lo`` …
+    ``seed_hi − 1`` through ``save_times[first:last]``."""
+    P = cfg.n_params
+    nq = refs.q0.shape[1]
+    A, b = method.A, method.b
+    n_stages = b.shape[0]
+    h = cfg.h
+    lam = cfg.weight_decay
+    bound = cfg.divergence_bound
+    track_gd_law = cfg.track_gd_law
+    ints, floats, data_a, data_b = model.ints, model.floats, model.data_a, model.data_b
+    group_off, group_degree = refs.group_off, refs.group_degree
+    # the nonzero weights h·A[i, m] of each stage (in increasing m) and h·b[m], as combine skips zeros
+    hw = np.zeros((n_stages + 1, n_stages))
+    hm = np.zeros((n_stages + 1, n_stages), np.int64)
+    nnz = np.zeros(n_stages + 1, np.int64)
+    for i in range(n_stages + 1):
+        for m in range(n_stages):
+            w = h * (b[m] if i == n_stages else A[i, m])
+            if w != 0.0:
+                hw[i, nnz[i]] = w
+                hm[i, nnz[i]] = m
+                nnz[i] += 1
+    K = np.empty((n_stages, P))
+    stage = np.empty(P)
+    ya = np.empty(P)
+    yb = np.empty(P)
+    g = np.empty(P)
+    qg = np.empty(nq)
+    w = _new_work_inline(MODEL_CUSTOM, model, cfg, refs, 1, 1)  # the recording's scratch (and the field's)
+    work = w.work
+    for s in range(seed_lo, seed_hi):
+        if st.status[s] != STATUS_OK:
+            _mark_unrecorded(s, first, last, refs, rec)
+            continue
+        y, new = ya, yb
+        for j in range(P):
+            y[j] = st.y[s, j]
+        pred = st.predicted[s]
+        t = st.t[s]
+        n_grad = 0
+        n_accepted = 0
+        cached = False
+        for js in range(first, last):
+            t_end = save_times[js]
+            steps_left = int(np.round((t_end - t) / h))
+            while steps_left > 0:
+                for i in range(1 if cached else 0, n_stages):
+                    x = y
+                    if i > 0:
+                        _stage_sum(y, hw[i], hm[i], nnz[i], K, stage, np.inf)
+                        x = stage
+                    field(cfg, MODEL_CUSTOM, x, K[i], nq, ints, floats, data_a, data_b, work)
+                n_grad += n_stages - (1 if cached else 0)
+                outside = _stage_sum(y, hw[n_stages], hm[n_stages], nnz[n_stages], K, new, bound)
+                if track_gd_law:  # gradient descent: g = −K[0] − λθ at the step's start
+                    for j in range(P):
+                        g[j] = -K[0, j] - lam * y[j]
+                    _accumulate_gd_law(MODEL_CUSTOM, pred, g, qg, h, lam, ints, floats, group_off, group_degree)
+                if outside != 0:
+                    st.status[s] = STATUS_DIVERGED
+                    st.t_diverged[s] = t + h
+                    break
+                y, new = new, y
+                t += h
+                steps_left -= 1
+                n_accepted += 1
+                if cfg.fsal:  # the last stage was evaluated at the new y, bit for bit (A[-1] = b)
+                    for j in range(P):
+                        K[0, j] = K[n_stages - 1, j]
+                cached = cfg.fsal
+            if st.status[s] != STATUS_OK:
+                _mark_unrecorded(s, js, last, refs, rec)
+                break
+            t = t_end
+            _record(MODEL_CUSTOM, False, s, js, y, t, model, cfg, refs, rec, w, pred)
+        for j in range(P):
+            st.y[s, j] = y[j]
+        st.t[s] = t
+        st.n_grad[s] += n_grad
+        st.n_accepted[s] += n_accepted
+
+
+# ---- recording for seeds stepped elsewhere (noether_sim.custom_lockstep: a vectorised user function
+# called once per stage for a block of seeds): the driver's own ``_record``, with the loss and gradient at
+# each seed's state computed beforehand by one vectorised call and handed to ``_record``'s gradient call
+# through a "staged" wrapper that returns them ----
+
+def _staged(p_theta, p_a, p_b, p_grad, n_p, a0, a1, b0, b1):
+    """A gradient call that returns the loss staged in A[0, 0] and the gradient staged in B[0, :P]."""
+    b = carray(p_b, (b0, b1))
+    g = carray(p_grad, (n_p,))
+    for j in range(n_p):
+        g[j] = b[0, j]
+    return carray(p_a, (a0, a1))[0, 0]
+
+
+_STAGED = []
+
+
+def staged_address() -> int:
+    """The address of the staged gradient wrapper (compiled once per process, cached on disk)."""
+    if not _STAGED:
+        _STAGED.append(cfunc(USER_SIGNATURE, cache=True)(_staged))
+    return _STAGED[0].address
+
+
+@njit(cache=True)
+def record_staged(lo, hi, js, algorithm, ys, ts, live, losses, grads, staged, st, model, cfg, refs, rec):
+    """``record._record`` of save ``js`` for every live seed s = lo + i (``live[i]``) at the state ys[i], t = ts[i]
+    (``algorithm``: heavy ball / Nesterov's state [θ_k, θ_{k−1}, a]),
+    its loss and gradient there being losses[i] and grads[i] (``staged``: the descriptor with the staged
+    wrapper's address)."""
+    P = cfg.n_params
+    w = _new_work_inline(MODEL_CUSTOM, model, cfg, refs, 1, 1)
+    a = np.empty((1, 1))
+    b = np.empty((1, P))
+    for i in range(hi - lo):
+        if not live[i]:
+            continue
+        a[0, 0] = losses[i]
+        for j in range(P):
+            b[0, j] = grads[i, j]
+        md = ModelData(staged, model.floats, a, b, model.points_x, model.points_y)
+        _record(MODEL_CUSTOM, algorithm, lo + i, js, ys[i], ts[i], md, cfg, refs, rec, w, st.predicted[lo + i])
+
+
+@njit(cache=True)
+def accumulate_gd_law_rows(lo, live, pred, G, h, lam, ints, floats, group_off, group_degree):
+    """Gradient descent's exact law (``driver._accumulate_gd_law``) for every live seed lo + i with its
+    step's gradient G[i] (g = ∇L + λθ, as the driver forms it)."""
+    qg = np.empty(pred.shape[1])
+    for i in range(live.shape[0]):
+        if live[i]:
+            _accumulate_gd_law(MODEL_CUSTOM, pred[lo + i], G[i], qg, h, lam, ints, floats, group_off, group_degree)
+
+
+@njit(cache=True)
+def mark_unrecorded_rows(seeds, first, last, refs, rec):
+    """``record._mark_unrecorded`` for each seed of ``seeds``."""
+    for s in seeds:
+        _mark_unrecorded(s, first, last, refs, rec)
+
+
+@njit(cache=True)
+def algorithm_law_rows(lo, live, ys, news, cfg, group_off, group_degree, ints, floats):
+    """Heavy ball's / Nesterov's discrete law (``driver._algorithm_law``) for every live row i: the
+    accumulator of news[i] = [θ_{k+1}, θ_k, a] advanced from ys[i] = [θ_k, θ_{k−1}, a]."""
+    P = cfg.n_params
+    nq = group_off[group_off.shape[0] - 1]
+    tmp = np.empty(P)
+    q_k, q_prev, k_k, k_next = np.empty(nq), np.empty(nq), np.empty(nq), np.empty(nq)
+    for i in range(live.shape[0]):
+        if live[i]:
+            _algorithm_law(MODEL_CUSTOM, ys[i], news[i], cfg, group_off, group_degree, ints, floats, tmp, q_k, q_prev,
+                           k_k, k_next)
