@@ -3,7 +3,9 @@ cover (issue 24, item 3), all measured in one process:
 
     mlp_rk4     ReLU MLP 16-16-16-1 with biases, N = 256 teacher points, gradient flow, RK4
     gl2         deep linear reference 10-16-16-5, gradient flow, Gauss–Legendre s = 2 (fixed-point sweeps)
-    verlet      deep linear reference, momentum flow τ = 0.5, conformal Störmer–Verlet (track_law=False)
+    verlet      deep linear reference, momentum flow τ = 0.5, conformal Störmer–Verlet (track_law=False):
+                the seed-interleaved fast path; verlet_general the same on the general driver
+                (NOETHER_SIM_LANES=0), bit-identical
     gd          deep linear reference, gradient descent (its exact one-step law tracked, as always)
     langevin16  deep linear reference, overdamped Langevin T = 0.01, minibatches of B = 16 (uniform),
                 Euler–Maruyama (its exact noisy law tracked, as always)
@@ -109,7 +111,7 @@ def per_step_flops(case: str, stats: dict) -> float:
         # the change δ (s·P·(3s + 2)), K ← K_new; the update s FMAs of P
         evals, sweeps = stats["grads_per_step"], stats["sweeps_per_step"]
         return evals * g + sweeps * (s * s * 2 * P + s * P * (3 * s + 2)) + s * 2 * P + rec
-    if case == "verlet":
+    if case in ("verlet", "verlet_general"):
         # one gradient (+ λq: 2P), two damps (P each), two kicks (2P each), a drift (2P)
         return g + 2 * P + 2 * P + 4 * P + 2 * P + rec
     if case == "gd":
@@ -134,6 +136,7 @@ def setup(case: str):
         kw = dict(method="rk4")
     else:
         model, data = REFERENCE.model, REFERENCE.data
+        case = case.removesuffix("_general")
         kw = {"gl2": dict(method="gl2"),
               "verlet": dict(dynamics="momentum", tau=TAU, method="verlet", track_law=False),
               "gd": dict(dynamics="gd"),
@@ -149,12 +152,18 @@ def theta0_for(model, seeds):
 
 
 def run_ours(case, model, data, kw, theta0, n_steps):
-    return ns.simulate(model, data, seeds=theta0.shape[0], init=Given(theta0), n_steps=n_steps, **kw)
+    if case.endswith("_general"):
+        os.environ["NOETHER_SIM_LANES"] = "0"
+    try:
+        return ns.simulate(model, data, seeds=theta0.shape[0], init=Given(theta0), n_steps=n_steps, **kw)
+    finally:
+        os.environ.pop("NOETHER_SIM_LANES", None)
 
 
 # ---------------------------------------------------------------- JAX, the same algorithms
 
 def jax_case(case, model, data, n_seeds, n_steps, batch=BATCH, temperature=TEMPERATURE):
+    case = case.removesuffix("_general")
     """A compiled JAX integrator of ``case``: run(theta0) -> final θ (n_seeds, P); compiled here, ahead
     of time, for (n_seeds, P) and n_steps (a multiple of RECORD_EVERY), so that run() is execution only."""
     import jax
@@ -366,6 +375,7 @@ SIZES = {
     "mlp_rk4": ((256, 100), (256, 20)),
     "gl2": ((1024, 100), (1024, 20)),
     "verlet": ((1024, 500), (1024, 100)),
+    "verlet_general": ((1024, 500), (1024, 100)),
     "gd": ((1024, 500), (1024, 100)),
     "langevin16": ((1024, 300), (1024, 50)),
 }

@@ -7,7 +7,9 @@ loop. The public layout stays ``(seed, param)``: a block is gathered at the star
 and scattered back at its end.
 
 What it runs: deep linear networks without biases (gradient by products from the output side),
-gradient flow (weight decay allowed), any explicit Runge–Kutta tableau at a fixed step. Everything
+gradient flow (weight decay allowed), any explicit Runge–Kutta tableau at a fixed step; and momentum
+flow by a damp/kick/drift splitting (``_advance_lanes_split``: deterministic, full batch,
+``track_law=False``, one save per driver call), the lane gradient reused between kicks. Everything
 else goes to the general driver; ``lanes_applicable`` is the one place that decides, and it declines
 whatever it does not know (an unknown field in a bundle, a setting outside the table below).
 
