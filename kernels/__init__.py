@@ -36,7 +36,8 @@ The kernel contract
    numba types field by field): ``SeedState``, ``ModelData``, ``Method``, ``Settings``, ``ChargeRefs``,
    ``Records``.
    A fast path (``lanes.py``) runs blocks of 8 seeds interleaved, one seed per vector lane, for the
-   runs it knows (deep linear without biases, gradient flow, fixed-step explicit tableaus; everything
+   runs it knows (deep linear without biases, gradient flow, fixed-step explicit tableaus, and momentum
+   splittings without the law integrals; everything
    else, and ``NOETHER_SIM_LANES=0``, goes to the driver). Each lane does the driver's arithmetic in the
    driver's order, so the bit-identity above holds across the two paths too (tests/test_lanes.py).
    Both record a seed with the same code (``record.py``: what is recorded at a save time, the scheme

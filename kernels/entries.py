@@ -362,7 +362,8 @@ def integrate(kind, scheme, *args):
     or the seed-interleaved fast path (lanes.py) or the custom model's (custom_fast.py) where it applies."""
     general = _INTEGRATE[(kind, scheme)]
     # lanes.lanes_applicable decides; this gate only keeps other runs from importing (and compiling) it
-    if kind == MODEL_DEEP_LINEAR and scheme == SCHEME_EXPLICIT and os.environ.get("NOETHER_SIM_LANES") != "0":
+    if (kind == MODEL_DEEP_LINEAR and scheme in (SCHEME_EXPLICIT, SCHEME_SPLITTING)
+            and os.environ.get("NOETHER_SIM_LANES") != "0"):
         from .lanes import lanes_applicable, lanes_integrate
 
         if lanes_applicable(kind, scheme, args):

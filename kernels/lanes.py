@@ -7,7 +7,9 @@ loop. The public layout stays ``(seed, param)``: a block is gathered at the star
 and scattered back at its end.
 
 What it runs: deep linear networks without biases (gradient by products from the output side),
-gradient flow (weight decay allowed), any explicit Runge–Kutta tableau at a fixed step. Everything
+gradient flow (weight decay allowed), any explicit Runge–Kutta tableau at a fixed step; and momentum
+flow by a damp/kick/drift splitting (``_advance_lanes_split``: deterministic, full batch,
+``track_law=False``, one save per driver call), the lane gradient reused between kicks. Everything
 else goes to the general driver; ``lanes_applicable`` is the one place that decides, and it declines
 whatever it does not know (an unknown field in a bundle, a setting outside the table below).
 
@@ -27,10 +29,11 @@ import os
 import numpy as np
 from numba import njit
 
-from . import STATUS_OK
-from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, Records, SeedState
-from .record import SCHEME_EXPLICIT, _record, new_work
-from .fields import DYN_GF
+from . import FASTMATH, STATUS_OK
+from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records, SeedState
+from .record import SCHEME_EXPLICIT, SCHEME_SPLITTING, _record, new_work
+from .fields import DYN_GF, DYN_MOMENTUM
+from .splitting import OP_DAMP, OP_DRIFT, OP_KICK
 from .lanes_gemm import LANES, lane_combine, lane_gemm, lane_gemm_field, lane_gemm_shared
 from .layout import MODEL_DEEP_LINEAR, n_layers, weight_offset, widest_layer, width
 from .linear import _r_offset, linear_work_size
@@ -52,6 +55,10 @@ _SETTINGS_OK = {
     "batch_size": lambda v: v == 0, "sampling": _any, "temperature": lambda v: v == 0.0, "root_seed": _any,
     "noise_substeps": _any, "split_drift": lambda v: not v, "batch_factor": _any,  # full-batch, noise-free only
 }
+# Momentum flow by a splitting (damp, kick, drift: verlet, symplectic Euler, Yoshida), deterministic, full
+# batch, without the balance-law integrals (track_law=False: the state is [q, p]).
+_SPLIT_SETTINGS_OK = dict(_SETTINGS_OK, dyn=lambda v: v == DYN_MOMENTUM, track_law=lambda v: not v,
+                          fsal=lambda v: not v, tau=lambda v: v > 0.0 and np.isfinite(v))
 _REFS_OK = {
     "group_off": _any, "group_degree": _any, "iso_off": _any, "q0": _any, "j0": _any, "i0": _any,
     "watch_slot": _any,
@@ -74,10 +81,13 @@ def lanes_applicable(kind, scheme, args) -> bool:
     """Can the seed-interleaved fast path run this driver call (``entries.integrate``'s arguments)?"""
     if os.environ.get("NOETHER_SIM_LANES", "1") == "0":
         return False
-    if kind != MODEL_DEEP_LINEAR or scheme != SCHEME_EXPLICIT or len(args) != 11:
+    if kind != MODEL_DEEP_LINEAR or scheme not in (SCHEME_EXPLICIT, SCHEME_SPLITTING) or len(args) != 11:
         return False
     (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
-    if type(cfg) is not GradientFlowSettings or not _fields_ok(cfg, _SETTINGS_OK):
+    if scheme == SCHEME_SPLITTING:
+        if type(cfg) is not MomentumSettings or not _fields_ok(cfg, _SPLIT_SETTINGS_OK):
+            return False
+    elif type(cfg) is not GradientFlowSettings or not _fields_ok(cfg, _SETTINGS_OK):
         return False
     if type(refs) is not ChargeRefs or not _fields_ok(refs, _REFS_OK):
         return False
@@ -92,6 +102,12 @@ def lanes_applicable(kind, scheme, args) -> bool:
         return False
     if not all(a.dtype == np.float64 and a.flags.c_contiguous for a in (st.y, model.data_a, model.data_b)):
         return False
+    if scheme == SCHEME_SPLITTING:
+        # the general driver carries the last kick's gradient across the saves of one call (recomputed at
+        # the start of each call): one save per call here keeps the gradient counts identical
+        ops = method.ops
+        return (st.y.ndim == 2 and st.y.shape[1] == 2 * cfg.n_params and last - first == 1 and ops.ndim == 1
+                and ops.shape == method.weights.shape and bool(np.all((ops >= OP_DAMP) & (ops <= OP_DRIFT))))
     if st.y.ndim != 2 or st.y.shape[1] != cfg.n_params:
         return False
     A, b = method.A, method.b
@@ -110,11 +126,17 @@ def lanes_integrate(args, general):
     neither compiles the other's code (a cold start compiles each once)."""
     (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
     n = seed_hi - seed_lo
+    split = type(cfg) is MomentumSettings
     for js in range(first, last):
         redo = np.zeros(n, np.bool_)
-        _advance_lanes(seed_lo, seed_hi, st.y, st.t, st.status, st.n_grad, st.n_accepted, save_times[js], model.ints,
-                       model.data_a, model.data_b, method.A, method.b, cfg.weight_decay, cfg.h, cfg.fsal,
-                       cfg.divergence_bound, redo)
+        if split:
+            _advance_lanes_split(seed_lo, seed_hi, st.y, st.t, st.status, st.n_grad, st.n_accepted, save_times[js],
+                                 model.ints, model.data_a, model.data_b, method.ops, method.weights, cfg.n_params,
+                                 cfg.tau, cfg.weight_decay, cfg.h, cfg.divergence_bound, redo)
+        else:
+            _advance_lanes(seed_lo, seed_hi, st.y, st.t, st.status, st.n_grad, st.n_accepted, save_times[js],
+                           model.ints, model.data_a, model.data_b, method.A, method.b, cfg.weight_decay, cfg.h,
+                           cfg.fsal, cfg.divergence_bound, redo)
         _record_seeds(seed_lo, seed_hi, js, st, model, cfg, refs, rec, redo)
         if redo.any():
             idx = np.flatnonzero(redo)
@@ -244,6 +266,109 @@ def _advance_lanes(seed_lo, seed_hi, ys, ts, status, n_grads, n_accepted, t_end,
         for l in range(bhi - blo):  # scatter
             s = blo + l
             for e in range(P):
+                ys[s, e] = y[e * LANES + l]
+            ts[s] = t_end
+            n_grads[s] += n_grad
+            n_accepted[s] += n_steps_done
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _lane_damp(p, e):
+    """p ← e·p (``splitting._damp_plain``; its flags, its loop)."""
+    for j in range(p.shape[0]):
+        p[j] *= e
+
+
+@njit(cache=True)
+def _lane_kick(p, c, field):
+    """p ← p − c·(∇L + λq) with field = −(∇L + λq) as the lane gradient stores it: fl(∇L + λq) is
+    −fl(−∇L − λq) bit for bit (round to nearest is symmetric), so fl(c·field) = −fl(c·g). No flags:
+    ``splitting_step``'s compiled kick rounds the product and the difference separately (LLVM does not
+    contract it there; measured: contracting it here changed the last bits), and so must this loop."""
+    for j in range(p.shape[0]):
+        p[j] += c * field[j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _lane_drift(q, p, s):
+    """q ← q + s·p (``splitting_step``'s drift, same flags)."""
+    for j in range(q.shape[0]):
+        q[j] += s * p[j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _lane_outside(y, bound):
+    """Entries of y outside ±bound or not finite (``explicit.within_bound``'s test)."""
+    outside = 0
+    for j in range(y.shape[0]):
+        outside += 0 if abs(y[j]) <= bound else 1
+    return outside
+
+
+@njit(cache=True, nogil=True)
+def _advance_lanes_split(seed_lo, seed_hi, ys, ts, status, n_grads, n_accepted, t_end, ints, sxx, syx, ops, weights,
+                         P, tau, lam, h, bound, redo):
+    """``driver._integrate_seed``'s splitting steps of momentum flow (``splitting.splitting_step``, no law
+    integrals, no noise) up to ``t_end``, a block of seeds at a time; y = [q, p] per seed. The gradient is
+    reused between kicks while q has not moved, and recomputed at the start of the call, as there.
+    Seeds of a block it cannot advance are flagged in ``redo`` and their state left untouched."""
+    PL = P * LANES
+    y = np.empty(2 * PL)
+    new = np.empty(2 * PL)
+    field = np.empty(PL)
+    work = np.empty(linear_work_size(ints) * LANES)
+    for blo in range(seed_lo, seed_hi, LANES):
+        bhi = min(blo + LANES, seed_hi)
+        t = ts[blo]
+        usable = True
+        for s in range(blo, bhi):
+            if status[s] != STATUS_OK or ts[s] != t:
+                usable = False
+        if not usable:
+            for s in range(blo, bhi):
+                redo[s - seed_lo] = True
+            continue
+        for l in range(LANES):  # gather: q then p, each interleaved
+            s = min(blo + l, bhi - 1)
+            for e in range(2 * P):
+                y[e * LANES + l] = ys[s, e]
+        n_steps_done = 0
+        n_grad = 0
+        cached = False
+        steps_left = int(np.round((t_end - t) / h))
+        while steps_left > 0:
+            for j in range(2 * PL):
+                new[j] = y[j]
+            q = new[:PL]
+            p = new[PL:]
+            for k in range(ops.shape[0]):
+                sub = h * weights[k]
+                op = ops[k]
+                if op == OP_DAMP:
+                    _lane_damp(p, np.exp(-sub / tau))
+                elif op == OP_KICK:
+                    if not cached:
+                        lane_gradient_field(q, field, ints, lam, sxx, syx, work)  # one call site
+                        n_grad += 1
+                        cached = True
+                    _lane_kick(p, sub / tau, field)
+                else:
+                    _lane_drift(q, p, sub)
+                    cached = False
+            if _lane_outside(new, bound) != 0:
+                usable = False
+                break
+            y, new = new, y
+            t += h
+            steps_left -= 1
+            n_steps_done += 1
+        if not usable:
+            for s in range(blo, bhi):
+                redo[s - seed_lo] = True
+            continue
+        for l in range(bhi - blo):  # scatter
+            s = blo + l
+            for e in range(2 * P):
                 ys[s, e] = y[e * LANES + l]
             ts[s] = t_end
             n_grads[s] += n_grad

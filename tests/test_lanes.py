@@ -34,6 +34,13 @@ def counted(monkeypatch):
         return inner(*args)
 
     monkeypatch.setattr(lanes, "_advance_lanes", wrapped)
+    split = lanes._advance_lanes_split
+
+    def wrapped_split(*args):
+        calls.append(args[1] - args[0])
+        return split(*args)
+
+    monkeypatch.setattr(lanes, "_advance_lanes_split", wrapped_split)
     return calls
 
 
@@ -91,6 +98,50 @@ def test_diverging_seeds_fall_back_and_match(reference_problem, monkeypatch, cou
               divergence_bound=1e4)
     fast, slow = _both(monkeypatch, model, data, **kw)
     assert fast.diverged.values.sum() >= 1
+    _all_equal(fast, slow)
+
+
+MOMENTUM = dict(dynamics="momentum", tau=0.5, track_law=False, h=0.05, n_steps=40, save_every=0.5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("seeds", [1, 8, 13])
+def test_momentum_splitting_fast_path_is_bit_identical(reference_problem, monkeypatch, counted, seeds, threads):
+    """Momentum flow by conformal Störmer–Verlet (track_law=False) on the fast path: every variable of the
+    result, the gradient counts included, equal to the general driver's."""
+    model, data = reference_problem
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        fast, slow = _both(monkeypatch, model, data, seeds=seeds, watch_seeds=[0], method="verlet",
+                           velocity=0.1, **MOMENTUM)
+    finally:
+        numba.set_num_threads(before)
+    assert counted, "the fast path was not taken"
+    _all_equal(fast, slow)
+    # one gradient per step plus one at the start of each save interval (the driver's count, kept)
+    assert fast.n_grad_evals.values[0] == 40 + 4
+
+
+@pytest.mark.parametrize("widths, method, decay", [
+    ((4, 6, 5, 3), "symplectic_euler", 0.0), ((10, 16, 16, 5), "yoshida4", 0.05), ((3, 5, 4, 6, 2), "verlet", 0.1)])
+def test_other_splittings_and_weight_decay_are_bit_identical(widths, method, decay, monkeypatch, counted):
+    model = ns.DeepLinear(widths)
+    data = ns.data.synthetic_regression(widths[0], widths[-1], 20, noise=0.1, seed=2)
+    fast, slow = _both(monkeypatch, model, data, seeds=11, method=method, weight_decay=decay,
+                       **{**MOMENTUM, "h": 0.02, "n_steps": 30, "save_every": 0.2})
+    assert counted
+    _all_equal(fast, slow)
+
+
+def test_momentum_diverging_seeds_fall_back_and_match(reference_problem, monkeypatch, counted):
+    model, data = reference_problem
+    theta = ns.simulate(model, data, seeds=20, n_steps=1, h=0.01).theta_initial.values
+    theta[[3, 17]] *= 6.0
+    kw = dict(MOMENTUM, seeds=20, method="verlet", h=0.1, n_steps=60, save_every=1.0, init=ns.init.Given(theta),
+              divergence_bound=1e4)
+    fast, slow = _both(monkeypatch, model, data, **kw)
+    assert fast.diverged.values.sum() >= 1 and counted
     _all_equal(fast, slow)
 
 
@@ -164,7 +215,8 @@ def test_applicability_declines_what_it_does_not_know(reference_problem, monkeyp
     assert not lanes.lanes_applicable(kind, 0, tuple(args))
 
 
-@pytest.mark.parametrize("case", ["bias", "momentum", "adaptive", "implicit", "mlp", "gd", "input_side"])
+@pytest.mark.parametrize("case", ["bias", "momentum", "adaptive", "implicit", "mlp", "gd", "input_side",
+                                  "verlet_law", "verlet_noise", "verlet_batch", "verlet_bias"])
 def test_fast_path_is_not_taken_where_it_does_not_apply(case, monkeypatch, counted):
     widths = (4, 6, 3)
     model = ns.DeepLinear(widths)
@@ -185,6 +237,16 @@ def test_fast_path_is_not_taken_where_it_does_not_apply(case, monkeypatch, count
     elif case == "gd":
         kw.pop("method")
         kw.update(dynamics="gd")
+    elif case.startswith("verlet"):  # the splitting fast path: no law integrals, no noise, full batch, no bias
+        kw.update(dynamics="momentum", tau=1.0, method="verlet", track_law=False)
+        if case == "verlet_law":
+            kw["track_law"] = True
+        elif case == "verlet_noise":
+            kw["temperature"] = 0.01
+        elif case == "verlet_batch":
+            kw["batch_size"] = 5
+        else:
+            model = ns.DeepLinear(widths, bias=True)
     elif case == "input_side":
         model = ns.DeepLinear((2, 8, 8, 40))
         data = ns.data.synthetic_regression(2, 40, 20, noise=0.1, seed=1)
