@@ -60,9 +60,10 @@ def test_xarray_still_recognises_dask_arrays_after_a_numpy_only_block():
 def test_numba_start_up_does_not_import_scipy_linalg_and_blas_still_works():
     code = r"""
 import sys, json, numpy as np, numba
-import noether_sim.kernels.counter_rng
-from numba.np import arraymath, linalg
+from noether_sim.kernels import counter_rng as c
+c.uniform_rows(np.uint64(1), np.uint64(2), 0, np.arange(3, dtype=np.int64), np.empty((3, 4)))  # loaded or compiled
 before = "scipy.linalg" in sys.modules
+from numba.np import arraymath, linalg
 @numba.njit
 def f(a, b):
     return np.dot(a, b)
@@ -71,3 +72,48 @@ print(json.dumps([before, bool(arraymath._HAVE_BLAS), linalg.ensure_blas.__name_
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, "ensure_blas", 3.0, True]
+
+
+_BACKGROUND = r"""
+import json, sys, threading
+import noether_sim as ns
+from noether_sim import _xr
+import noether_sim.simulate as S
+assert "xarray" not in sys.modules
+ds = ns.simulate(ns.DeepLinear((3, 2)), ns.data.synthetic_regression(3, 2, 8), method='rk4', h=0.01, n_steps=4,
+                 save_every=0.02, seeds=3)
+late = [t.name for t in threading.enumerate() if t.name.startswith("noether_sim-import")]
+print(json.dumps([sorted(_xr.BACKGROUND), late, type(ds).__module__.split(".")[0],
+                  {v: ds[v].values.tobytes().hex() for v in ("loss", "drift", "theta_final")}]))
+"""
+
+
+def test_xarray_is_imported_on_a_thread_during_the_run_and_the_result_is_the_same():
+    """noether_sim/_xr.importing_xarray: the run starts importing xarray on a thread, labels its result
+    with the same module, and the numbers are those of a process that imported xarray first."""
+    out = subprocess.run([sys.executable, "-c", _BACKGROUND], capture_output=True, text=True, check=True)
+    keys, late, module, values = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"start", "end", "cpu", "waited"} <= set(keys) and "failed" not in keys
+    assert late == []  # the thread has finished once the result exists
+    assert module == "xarray"
+    first = _BACKGROUND.replace('assert "xarray" not in sys.modules', "import xarray")  # no thread: imported before
+    out = subprocess.run([sys.executable, "-c", first], capture_output=True, text=True, check=True)
+    keys2, _, _, values2 = json.loads(out.stdout.strip().splitlines()[-1])
+    assert keys2 == [] and values2 == values  # the check can fail: no thread there, same bytes
+
+
+def test_a_failing_xarray_import_is_raised_by_the_run_not_lost_on_the_thread():
+    code = ("import sys\n"
+            "class Broken:\n"  # `import xarray` raises ImportError, on any thread
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'xarray':\n"
+            "            raise ImportError('no xarray here')\n"
+            "sys.meta_path.insert(0, Broken())\n"
+            "import noether_sim as ns\n"
+            "try:\n"
+            "    ns.simulate(ns.DeepLinear((3, 2)), ns.data.synthetic_regression(3, 2, 8), method='euler', h=0.01,"
+            " n_steps=2, save_every=0.02, seeds=2)\n"
+            "except ImportError as e:\n"
+            "    from noether_sim import _xr; print('raised', _xr.BACKGROUND.get('failed'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "raised True"
