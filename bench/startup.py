@@ -43,7 +43,7 @@ go()
 t4 = time.perf_counter(); c4 = time.process_time()
 {again}
 from noether_sim import _xr
-bg = {{k: v - t3 if k in ("start", "end") else v for k, v in _xr.BACKGROUND.items()}}
+bg = {{k: v - t3 if k in ("start", "end") else v for k, v in getattr(_xr, "BACKGROUND", {{}}).items()}}  # (older versions: none)
 print(json.dumps(dict(t0=t0, t1=t1, t3=t3, t4=t4, c0=c0, c1=c1, c3=c3, c4=c4, bg=bg, now=time.time(),
                       cpu=time.process_time(), **stages)))
 """
