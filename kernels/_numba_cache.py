@@ -69,7 +69,7 @@ def _locator_class():
 
         def __init__(self, py_func, py_file, cache_path):
             self._py_file = py_file
-            self._lineno = py_func.__code__.co_firstlineno
+            self._lineno = py_func.__code__.co_firstlineno if py_func is not None else 0
             self._cache_path = cache_path
 
         def get_cache_path(self):
@@ -83,19 +83,26 @@ def _locator_class():
 
         @classmethod
         def from_function(cls, py_func, py_file):
+            path = cls._path_for(py_file, config.CACHE_DIR)
+            return None if path is None else cls(py_func, py_file, path)
+
+        @classmethod
+        @functools.lru_cache(maxsize=None)
+        def _path_for(cls, py_file, cache_dir):
+            """The cache folder of a kernel file (None for files elsewhere): worked out, created and tested
+            for writing once per source file and process, not once per function (217 at import)."""
             if Path(py_file).resolve().parent != FOLDER:
                 return None
             sub = cls.get_suitable_cache_subpath(py_file)
-            candidates = ([os.path.join(config.CACHE_DIR, sub)] if config.CACHE_DIR else
+            candidates = ([os.path.join(cache_dir, sub)] if cache_dir else
                           [str(FOLDER / "__pycache__"),
                            os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, sub)])
             for path in candidates:
-                self = cls(py_func, py_file, path)
                 try:
-                    self.ensure_cache_path()
+                    cls(None, py_file, path).ensure_cache_path()
                 except OSError:
                     continue
-                return self
+                return path
             return None
 
     return KernelCacheLocator
