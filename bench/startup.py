@@ -1,6 +1,6 @@
 """Start-up of the reference run, whole process: `import noether_sim`, the warm run, the cold run.
 
-    .venv/bin/python bench/startup.py [--repeats 5] [--cold 3] [--seeds 1024] [--steps 100] [--ab-background]
+    .venv/bin/python bench/startup.py [--repeats 5] [--cold 3] [--seeds 1024] [--steps 100]
 
 The reference run: deep linear 10-16-16-5, N = 64, 1024 seeds, RK4, h = 0.01, 100 steps, loss and
 charges saved every 10 steps. Each number is the median over ``--repeats`` new interpreters, timed
@@ -11,12 +11,8 @@ removed from the children's environment (a user's interpreter writes .pyc files;
 start re-compiles the Python sources). The per-stage table is the median of the warm runs' own
 clocks: imports of numpy, numba and xarray, the rest of ``noether_sim.simulate``'s imports, the
 first call (which loads the cached kernels and runs), and a second identical call (the run alone). The
-staged runs import xarray before the call (to time it), so the background import of xarray that a run
-starts (``noether_sim/_xr.importing_xarray``) shows in the plain runs only: their own clocks give when that
-import started and finished against the call, and how long the run waited for it; ``--ab-background``
-alternates them with runs that import xarray in the run's own thread. The interpreter's exit (after the
-script's last line: the final garbage collections and teardown) is timed as the parent's clock at the
-child's exit minus the child's clock at its last line.
+interpreter's exit (after the script's last line: the final garbage collections and teardown) is timed
+as the parent's clock at the child's exit minus the child's clock at its last line.
 """
 
 import argparse
@@ -42,15 +38,8 @@ t3 = time.perf_counter(); c3 = time.process_time()
 go()
 t4 = time.perf_counter(); c4 = time.process_time()
 {again}
-from noether_sim import _xr
-bg = {{k: v - t3 if k in ("start", "end") else v for k, v in getattr(_xr, "BACKGROUND", {{}}).items()}}  # (older versions: none)
-print(json.dumps(dict(t0=t0, t1=t1, t3=t3, t4=t4, c0=c0, c1=c1, c3=c3, c4=c4, bg=bg, now=time.time(),
+print(json.dumps(dict(t0=t0, t1=t1, t3=t3, t4=t4, c0=c0, c1=c1, c3=c3, c4=c4, now=time.time(),
                       cpu=time.process_time(), **stages)))
-"""
-
-NO_BACKGROUND = """
-import contextlib, sys, noether_sim.simulate
-sys.modules["noether_sim.simulate"].importing_xarray = contextlib.nullcontext  # A/B: xarray in the run's thread
 """
 
 STAGES = r"""
@@ -87,21 +76,14 @@ def main(argv=None):
     ap.add_argument("--cold", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--ab-background", action="store_true",
-                    help="also warm runs with xarray imported in the run's own thread, alternated with the default")
     a = ap.parse_args(argv)
     plain = RUN.format(stages="stages = {}", again="", steps=a.steps, seeds=a.seeds)
-    plain_nobg = RUN.format(stages=NO_BACKGROUND + "stages = {}", again="", steps=a.steps, seeds=a.seeds)
     staged = RUN.format(stages=STAGES, steps=a.steps, seeds=a.seeds,
                         again="t5 = time.perf_counter(); c5 = time.process_time(); go(); "
                               "stages['t6'] = time.perf_counter() - t5; stages['c6'] = time.process_time() - c5")
     _whole(plain, _env())  # fills the .pyc files and the kernel cache
     imp = [_whole("import noether_sim", _env()) for _ in range(a.repeats)]
-    warm, nobg = [], []
-    for _ in range(a.repeats):
-        warm.append(_whole(plain, _env()))
-        if a.ab_background:
-            nobg.append(_whole(plain_nobg, _env()))
+    warm = [_whole(plain, _env()) for _ in range(a.repeats)]
     rows = [json.loads(_whole(staged, _env())[1].strip().splitlines()[-1]) for _ in range(a.repeats)]
     cold = []
     for _ in range(a.cold):
@@ -113,8 +95,7 @@ def main(argv=None):
           f"{a.steps} steps, medians (runs)\n")
     print("| whole process | median wall s | runs (wall s) | median CPU s |")
     print("|---|---|---|---|")
-    for name, xs in (("import noether_sim", imp), ("warm reference run", warm),
-                     ("warm, xarray imported in the run's thread (A/B)", nobg), ("cold reference run", cold)):
+    for name, xs in (("import noether_sim", imp), ("warm reference run", warm), ("cold reference run", cold)):
         if xs:
             print(f"| {name} | {med(x[0] for x in xs):.2f} | {' '.join(f'{x[0]:.2f}' for x in xs)} "
                   f"| {med(x[2] for x in xs):.2f} |")
@@ -127,20 +108,11 @@ def main(argv=None):
         print(f"| {name} | {med(r['t' + b_] - r['t' + a_] for r in rows):.3f} "
               f"| {med(r['c' + b_] - r['c' + a_] for r in rows):.3f} |")
     print(f"| second simulate (run alone) | {med(r['t6'] for r in rows):.3f} | {med(r['c6'] for r in rows):.3f} |")
-    for name, xs in (("warm reference run", warm), ("xarray in the run's thread (A/B)", nobg)):
-        if not xs:
-            continue
-        js = [json.loads(x[1].strip().splitlines()[-1]) for x in xs]
-        print(f"\n{name}, whole process (medians of {len(xs)}): script (import to result) "
-              f"{med(j['t4'] - j['t0'] for j in js):.3f} s wall; first simulate {med(j['t4'] - j['t3'] for j in js):.3f} "
-              f"s wall, {med(j['c4'] - j['c3'] for j in js):.3f} s CPU; interpreter exit after the last line "
-              f"{med(x[3] - j['now'] for x, j in zip(xs, js)):.3f} s wall, {med(x[2] - j['cpu'] for x, j in zip(xs, js)):.3f} s CPU")
-        bg = [j["bg"] for j in js if j["bg"]]
-        if bg:
-            print(f"background xarray import (from the simulate call's start): started at {med(b['start'] for b in bg):.3f} s, "
-                  f"finished at {med(b['end'] for b in bg):.3f} s, {med(b['cpu'] for b in bg):.3f} s CPU on its thread; "
-                  f"the call returned at {med(j['t4'] - j['t3'] for j in js):.3f} s; the run waited for it "
-                  f"{med(b.get('waited', 0.0) for b in bg):.3f} s; failed {sum('failed' in b for b in bg)} of {len(bg)}")
+    js = [json.loads(x[1].strip().splitlines()[-1]) for x in warm]
+    print(f"\nwarm reference run, whole process (medians of {len(warm)}): script (import to result) "
+          f"{med(j['t4'] - j['t0'] for j in js):.3f} s wall; first simulate {med(j['t4'] - j['t3'] for j in js):.3f} "
+          f"s wall, {med(j['c4'] - j['c3'] for j in js):.3f} s CPU; interpreter exit after the last line "
+          f"{med(x[3] - j['now'] for x, j in zip(warm, js)):.3f} s wall, {med(x[2] - j['cpu'] for x, j in zip(warm, js)):.3f} s CPU")
     print("\nCPU s: time.process_time() of the process, all its threads; on a busy machine it shows the work "
           "a stage does where the wall time shows the wait too.")
 

@@ -12,6 +12,7 @@ import threading
 import time
 
 import numpy as np
+import xarray as xr
 
 from . import _validate as v
 from ._threads import kernels_running, over_seed_ranges  # noqa: F401 (simulate.py and the CLI use them)
@@ -257,7 +258,6 @@ def compile_notice(what: str):
 
 def provenance() -> dict:
     import numba
-    import xarray as xr
 
     from . import __version__
 

@@ -31,12 +31,9 @@ result, column of ``summarise_verdicts``) names it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import xarray as xr
+import xarray as xr
 
 from ._validate import fail
 from .dynamics import MOMENTUM_DYNAMICS, OPTIMIZERS
@@ -257,8 +254,6 @@ def judge(ds: xr.Dataset) -> xr.Dataset:
     for k, name in enumerate(names):
         if none[ds.component_charge.values == name].all():
             verdict[:, k] = NO_SUCH
-    import xarray as xr
-
     return xr.Dataset(
         {"verdict": (("seed", "charge"), verdict.astype(str)), "basis": (("seed", "charge"), basis.astype(str)),
          "law_verdict": (("seed", "charge"), law_verdict.astype(str)),

@@ -12,12 +12,9 @@ import json
 import numbers
 import time as _time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import xarray as xr
+import xarray as xr
 
 from . import _validate as v
 from .data import TrainingData
@@ -25,7 +22,7 @@ from .dynamics import (MOMENTUM_DYNAMICS, OPTION_DEFAULTS, Resolved, check_optio
                        initial_velocity, resolve, step_and_time_constant)
 from .dynamics import LANGEVIN_METHODS, OPTIMIZERS, optimizer_state_labels, optimizer_state_size
 from ._threads import off_main_thread
-from ._xr import importing_xarray, numpy_only, xarray_module
+from ._xr import numpy_only
 from .ensemble import (EPS, check_memory, check_whole_steps, compile_notice, initial_weights, over_seed_ranges,
                        progress_bar, provenance, save_grid, seed_ids, SeedRange)
 from .init import Gaussian, Given, to_config
@@ -500,13 +497,12 @@ def simulate(model, data: TrainingData, *, dynamics: str = "gf", method: str | N
 
 def execute(p: Plan, progress: bool = False) -> xr.Dataset:
     """Run a validated plan (see ``plan``) and label its result (saying so when kernels compile)."""
-    with importing_xarray():  # xarray, needed to label the result, imported while the kernels load and run
-        if p.keep is not None:  # streaming statistics: this function per chunk of seeds, folded
-            return execute_stats(p, execute, progress)
-        r = p.resolved
-        what = r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}"  # heavy_ball: its own method
-        with compile_notice(f"{p.model.kind} models under {what}"):
-            return _execute(p, progress)
+    if p.keep is not None:  # streaming statistics: this function per chunk of seeds, folded
+        return execute_stats(p, execute, progress)
+    r = p.resolved
+    what = r.dynamics if r.method == r.dynamics else f"{r.dynamics}/{r.method}"  # heavy_ball: its own method
+    with compile_notice(f"{p.model.kind} models under {what}"):
+        return _execute(p, progress)
 
 
 def _execute(p: Plan, progress: bool) -> xr.Dataset:
@@ -801,7 +797,6 @@ def _label(p, st, rec, refs, theta, velocity, cfg, kind, ints, floats, data_a, d
     else:
         ntk_change, ntk_eig, ntk_align = _nan((W, n_saves)), _nan((W, n_saves, p.ntk_top)), _nan((W, n_saves))
     stats = _stochastic_statistics(p, rec, refs, st, kind, ints, floats, nq, nx + nj)
-    xr = xarray_module()  # (imported on a thread while the kernels ran: _xr.importing_xarray)
     ds = xr.Dataset(
         {
             "loss": (("seed", "time"), rec.loss),
@@ -997,8 +992,6 @@ def charge_matrix(ds: xr.Dataset, name: str, variable: str = "charge_watch") -> 
     shape = shapes[name]
     arr = comp.values.reshape(comp.shape[:-1] + tuple(shape))
     dims = comp.dims[:-1] + tuple(f"{name}_{ax}" for ax in ("row", "col")[: len(shape)])
-    import xarray as xr
-
     return xr.DataArray(arr, dims=dims, coords={d: comp[d] for d in comp.dims[:-1]}, name=name)
 
 
