@@ -10,7 +10,9 @@ folder for each run, so every kernel the run needs is compiled. ``PYTHONDONTWRIT
 removed from the children's environment (a user's interpreter writes .pyc files; without them every
 start re-compiles the Python sources). The per-stage table is the median of the warm runs' own
 clocks: imports of numpy, numba and xarray, the rest of ``noether_sim.simulate``'s imports, the
-first call (which loads the cached kernels and runs), and a second identical call (the run alone).
+first call (which loads the cached kernels and runs), and a second identical call (the run alone). The
+interpreter's exit (after the script's last line: the final garbage collections and teardown) is timed
+as the parent's clock at the child's exit minus the child's clock at its last line.
 """
 
 import argparse
@@ -36,7 +38,8 @@ t3 = time.perf_counter(); c3 = time.process_time()
 go()
 t4 = time.perf_counter(); c4 = time.process_time()
 {again}
-print(json.dumps(dict(t0=t0, t1=t1, t3=t3, t4=t4, c0=c0, c1=c1, c3=c3, c4=c4, **stages)))
+print(json.dumps(dict(t0=t0, t1=t1, t3=t3, t4=t4, c0=c0, c1=c1, c3=c3, c4=c4, now=time.time(),
+                      cpu=time.process_time(), **stages)))
 """
 
 STAGES = r"""
@@ -61,10 +64,10 @@ def _cpu():
 
 
 def _whole(code, env):
-    """(wall s, stdout, CPU s of the child: user + system, all threads)."""
+    """(wall s, stdout, CPU s of the child: user + system, all threads, time.time() at its exit)."""
     c0, t0 = _cpu(), time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    return time.perf_counter() - t0, out.stdout, _cpu() - c0
+    return time.perf_counter() - t0, out.stdout, _cpu() - c0, time.time()
 
 
 def main(argv=None):
@@ -105,6 +108,11 @@ def main(argv=None):
         print(f"| {name} | {med(r['t' + b_] - r['t' + a_] for r in rows):.3f} "
               f"| {med(r['c' + b_] - r['c' + a_] for r in rows):.3f} |")
     print(f"| second simulate (run alone) | {med(r['t6'] for r in rows):.3f} | {med(r['c6'] for r in rows):.3f} |")
+    js = [json.loads(x[1].strip().splitlines()[-1]) for x in warm]
+    print(f"\nwarm reference run, whole process (medians of {len(warm)}): script (import to result) "
+          f"{med(j['t4'] - j['t0'] for j in js):.3f} s wall; first simulate {med(j['t4'] - j['t3'] for j in js):.3f} "
+          f"s wall, {med(j['c4'] - j['c3'] for j in js):.3f} s CPU; interpreter exit after the last line "
+          f"{med(x[3] - j['now'] for x, j in zip(warm, js)):.3f} s wall, {med(x[2] - j['cpu'] for x, j in zip(warm, js)):.3f} s CPU")
     print("\nCPU s: time.process_time() of the process, all its threads; on a busy machine it shows the work "
           "a stage does where the wall time shows the wait too.")
 

@@ -16,13 +16,17 @@ read, is treated as absent: the kernel is compiled again and the file rewritten.
 other folders keep numba's own locators.
 
 ``install()`` (run by ``kernels/__init__.py`` before any kernel is defined) puts the locator first
-in numba's list and wraps ``Cache.__init__`` so that only caches located by it use checked files; it
-also keeps numba's start-up from importing scipy.linalg (``defer_blas_import``).
+in numba's list and wraps ``Cache.__init__`` so that only caches located by it use checked files and
+load without numba's target start-up (``load_without_refresh``); it also keeps numba's start-up, when a
+kernel is compiled, from importing scipy.linalg (``defer_blas_import``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -65,7 +69,7 @@ def _locator_class():
 
         def __init__(self, py_func, py_file, cache_path):
             self._py_file = py_file
-            self._lineno = py_func.__code__.co_firstlineno
+            self._lineno = py_func.__code__.co_firstlineno if py_func is not None else 0
             self._cache_path = cache_path
 
         def get_cache_path(self):
@@ -79,19 +83,26 @@ def _locator_class():
 
         @classmethod
         def from_function(cls, py_func, py_file):
+            path = cls._path_for(py_file, config.CACHE_DIR)
+            return None if path is None else cls(py_func, py_file, path)
+
+        @classmethod
+        @functools.lru_cache(maxsize=None)
+        def _path_for(cls, py_file, cache_dir):
+            """The cache folder of a kernel file (None for files elsewhere): worked out, created and tested
+            for writing once per source file and process, not once per function (217 at import)."""
             if Path(py_file).resolve().parent != FOLDER:
                 return None
             sub = cls.get_suitable_cache_subpath(py_file)
-            candidates = ([os.path.join(config.CACHE_DIR, sub)] if config.CACHE_DIR else
+            candidates = ([os.path.join(cache_dir, sub)] if cache_dir else
                           [str(FOLDER / "__pycache__"),
                            os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, sub)])
             for path in candidates:
-                self = cls(py_func, py_file, path)
                 try:
-                    self.ensure_cache_path()
+                    cls(None, py_file, path).ensure_cache_path()
                 except OSError:
                     continue
-                return self
+                return path
             return None
 
     return KernelCacheLocator
@@ -171,18 +182,31 @@ def _read_checked(path) -> bytes:
 _INSTALLED = []
 
 
-def defer_blas_import():
-    """Let numba's start-up ask whether BLAS is there without importing scipy.linalg (≈ 0.15 s).
+def load_without_refresh(cache, sig, target_context):
+    """numba's ``Cache.load_overload`` without the target context's refresh (for the kernels' caches).
 
-    ``numba.np.arraymath`` runs ``ensure_blas()`` when it is imported (the first time a compiled function
-    is loaded or compiled) only to set a flag, and that imports ``scipy.linalg``. The kernels never call
-    BLAS. While arraymath is imported here, ``ensure_blas`` is replaced by a probe that answers the same
-    question (is ``scipy.linalg.cython_blas`` importable?) without importing it; then the real one is put
-    back, so a compiled ``np.dot`` anywhere still imports and checks BLAS as before.
+    Before every load numba refreshes the target context: it imports and registers every typing and
+    lowering module of numba (``numba.cpython.*``, ``numba.np.*``, ``numba.typed``, …) and runs the
+    entry points of third-party extensions: ≈ 0.2 s CPU of a warm start, paid by the first load. Loading
+    machine code needs none of it (the cached library is object code, linked against numba's C helpers,
+    which are registered when the context is created; the modules whose globals the code refers to are
+    imported by the unpickling itself); it needs the runtime (NRT) whose functions the code calls, which
+    the refresh initialises, so that is done here. A miss compiles as usual, and numba's compiler
+    refreshes the context itself before typing anything.
     """
-    import importlib.util
+    from numba.core.runtime import rtsys
 
+    rtsys.initialize(target_context)
+    with _blas_probed(), cache._guard_against_spurious_io_errors():
+        return cache._load_overload(sig, target_context)
+    # None returned if the `with` block swallows an exception (as numba's load_overload)
+
+
+@contextlib.contextmanager
+def _blas_probed():
+    """While numba.np.arraymath is first imported in this block, it asks a probe whether BLAS is there."""
     if "numba.np.arraymath" in sys.modules:
+        yield
         return
     from numba.np import linalg
 
@@ -200,9 +224,34 @@ def defer_blas_import():
 
     linalg.ensure_blas = probe
     try:
-        import numba.np.arraymath  # noqa: F401
+        yield
     finally:
         linalg.ensure_blas = real
+
+
+def defer_blas_import():
+    """Let numba's start-up ask whether BLAS is there without importing scipy.linalg (≈ 0.15 s).
+
+    ``numba.np.arraymath`` runs ``ensure_blas()`` when it is imported (by the target context's
+    registries, the first time a function is compiled, or by loading a cached function that refers to
+    it) only to set a flag, and that imports ``scipy.linalg``. The kernels never call BLAS. While
+    arraymath is first imported by either, ``ensure_blas`` is replaced by a probe that answers the same
+    question (is ``scipy.linalg.cython_blas`` importable?) without importing it (``_blas_probed``); then
+    the real one is put back, so a compiled ``np.dot`` anywhere still imports and checks BLAS as before.
+    """
+    from numba.core import cpu
+
+    real_load = cpu.CPUContext.load_additional_registries
+    if getattr(real_load, "_probes_blas", False):
+        return
+
+    def load_additional_registries(self):
+        with _blas_probed():
+            import numba.np.arraymath  # noqa: F401
+        return real_load(self)
+
+    load_additional_registries._probes_blas = True
+    cpu.CPUContext.load_additional_registries = load_additional_registries
 
 
 def install():
@@ -219,6 +268,7 @@ def install():
         original_init(self, py_func)
         if isinstance(self._impl.locator, locator):
             self._cache_file.__class__ = checked
+            self.load_overload = functools.partial(load_without_refresh, self)
 
     caching.Cache.__init__ = __init__
     defer_blas_import()

@@ -107,3 +107,41 @@ def test_the_key_changes_with_every_part():
     assert nc.cache_key(parts) == nc.CACHE_KEY
     for k in parts:
         assert nc.cache_key({**parts, k: parts[k] + "x"}) != nc.CACHE_KEY, k
+
+
+_LOAD_THEN_COMPILE = r"""
+import json, sys
+import numpy as np
+import numba
+from noether_sim.kernels import counter_rng as c
+out = np.empty((3, 4))
+c.uniform_rows(np.uint64(1), np.uint64(2), 0, np.arange(3, dtype=np.int64), out)
+registries = [m for m in ("numba.np.polynomial.polynomial_core", "numba.typed.typeddict", "numba.np.npyimpl")
+              if m in sys.modules]  # imported only by the target context's refresh
+
+@numba.njit
+def f(a, b):  # compiled after a load that skipped the refresh: the compiler refreshes it itself
+    d = {1: 2.0}
+    return np.dot(a, b) + np.sum(np.sort(a)) + d[1]
+
+print(json.dumps([sum(c.uniform_rows.stats.cache_hits.values()), registries, float(out.sum()),
+                  float(f(np.ones(3), np.arange(3.0))), "scipy.linalg" in sys.modules]))
+"""
+
+
+def test_a_cached_kernel_loads_without_numbas_target_start_up_and_compiling_afterwards_works(tmp_path):
+    """kernels/_numba_cache.load_without_refresh: a load imports none of numba's lowering registries;
+    a function compiled afterwards in the same process still gets them (and BLAS for np.dot)."""
+    import json
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", _LOAD_THEN_COMPILE], capture_output=True, text=True, check=True,
+                             env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run()  # compiles uniform_rows: the registries are loaded to compile it
+    assert first[0] == 0 and first[1] != []  # the check can fail: a compile does import them
+    hits, registries, total, value, scipy_linalg = run()
+    assert hits == 1 and registries == []  # loaded, without the refresh
+    assert total == first[2]  # same numbers
+    assert value == first[3] == 3.0 + 3.0 + 2.0 and scipy_linalg  # np.dot compiled after: BLAS imported, works

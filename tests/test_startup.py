@@ -60,9 +60,10 @@ def test_xarray_still_recognises_dask_arrays_after_a_numpy_only_block():
 def test_numba_start_up_does_not_import_scipy_linalg_and_blas_still_works():
     code = r"""
 import sys, json, numpy as np, numba
-import noether_sim.kernels.counter_rng
-from numba.np import arraymath, linalg
+from noether_sim.kernels import counter_rng as c
+c.uniform_rows(np.uint64(1), np.uint64(2), 0, np.arange(3, dtype=np.int64), np.empty((3, 4)))  # loaded or compiled
 before = "scipy.linalg" in sys.modules
+from numba.np import arraymath, linalg
 @numba.njit
 def f(a, b):
     return np.dot(a, b)
@@ -71,3 +72,4 @@ print(json.dumps([before, bool(arraymath._HAVE_BLAS), linalg.ensure_blas.__name_
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [False, True, "ensure_blas", 3.0, True]
+
