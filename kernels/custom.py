@@ -331,3 +331,34 @@ def function_wrapper(user, cache=True):
             out[i] = r[i]
 
     return cfunc(FUNCTION_SIGNATURE, cache=cache)(wrapper)
+
+
+# ---- the lane contract (``CustomModel(..., loss_grad_lanes=f)``): LANES seeds per call, interleaved ----
+
+def lanes_wrapper(user, cache=True):
+    """A C-callable wrapper of the user's lane function ``f(theta (P, LANES), X, Y, grad_out (P, LANES))``
+    with the per-seed wrapper's signature (``USER_SIGNATURE``; its result 0.0): column l of ``theta`` and of
+    ``grad_out`` is one seed's θ and ∇L (θ[p, l]: the seed-interleaved layout of kernels/lanes.py)."""
+    from .lanes_gemm import LANES
+
+    def wrapper(p_theta, p_a, p_b, p_grad, n_p, a0, a1, b0, b1):
+        user(carray(p_theta, (n_p, LANES)), carray(p_a, (a0, a1)), carray(p_b, (b0, b1)),
+             carray(p_grad, (n_p, LANES)))
+        return 0.0
+
+    return cfunc(USER_SIGNATURE, cache=cache)(wrapper)
+
+
+_LANE_ADDRESS = {}  # per-seed wrapper address -> (lane wrapper address, the wrapper: kept alive)
+
+
+def register_lanes(address: int, lane_wrapper) -> None:
+    """The model whose per-seed wrapper is at ``address`` (ints[BASE] of its descriptor) has the lane wrapper
+    ``lane_wrapper``: the custom fast path (custom_fast.py) steps its seeds LANES at a time."""
+    _LANE_ADDRESS[int(address)] = (int(lane_wrapper.address), lane_wrapper)
+
+
+def lanes_address(ints) -> int:
+    """The lane wrapper's address of a MODEL_CUSTOM descriptor, 0 when it has none."""
+    entry = _LANE_ADDRESS.get(int(ints[BASE]))
+    return entry[0] if entry else 0

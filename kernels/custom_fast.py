@@ -31,11 +31,12 @@ import os
 import numpy as np
 from numba import carray, cfunc, njit
 
-from . import STATUS_DIVERGED, STATUS_OK
+from . import FASTMATH, STATUS_DIVERGED, STATUS_OK
 from .bundles import ChargeRefs, GradientFlowSettings, Method, ModelData, MomentumSettings, Records, SeedState
 from .driver import _accumulate_gd_law, _algorithm_law
 from .fields import DYN_GF, DYN_MOMENTUM, field
-from .custom import USER_SIGNATURE
+from .custom import USER_SIGNATURE, _call_address, lanes_address
+from .lanes_gemm import LANES, lane_combine
 from .layout import MODEL_CUSTOM
 from .record import SCHEME_ALGORITHM, SCHEME_EXPLICIT, _mark_unrecorded, _record, new_work
 
@@ -93,8 +94,150 @@ def algorithm_run(kind, scheme, args) -> bool:
 
 
 def custom_fast_integrate(args):
-    """Run ``args`` (a driver call) on the fast path."""
-    _advance_custom(*args)
+    """Run ``args`` (a driver call) on the fast path: LANES seeds at a time where the model has a lane function
+    (``CustomModel(..., loss_grad_lanes=f)``), else one seed at a time."""
+    (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
+    addr = lanes_address(model.ints) if os.environ.get("NOETHER_SIM_CUSTOM_LANES", "1") != "0" else 0
+    # FSAL across the saves of one call: the per-seed loop reuses the last stage over a save, this one
+    # (a save per kernel call) would evaluate it again: same numbers, one more gradient counted. Declined.
+    if addr == 0 or (cfg.fsal and last - first > 1) or method.b.shape[0] > 16:
+        _advance_custom(*args)
+        return
+    _lanes_integrate(args, addr)
+
+
+def _lanes_integrate(args, addr):
+    """One save time at a time: the seeds advance in blocks of LANES by the user's lane function
+    (``_advance_custom_lanes``), each advanced seed is recorded by the driver's own ``_record``
+    (``_record_custom_seeds``), and the seeds it hands back (not running, another time, or a block that
+    left the divergence bound during the interval) run this interval on the per-seed loop from the
+    state they had at its start."""
+    (seed_lo, seed_hi, st, save_times, first, last, model, method, cfg, refs, rec) = args
+    n = seed_hi - seed_lo
+    for js in range(first, last):
+        redo = np.zeros(n, np.bool_)
+        _advance_custom_lanes(seed_lo, seed_hi, st.y, st.t, st.status, st.n_grad, st.n_accepted, st.predicted,
+                              save_times[js], addr, model.ints, model.floats, model.data_a, model.data_b, method.A,
+                              method.b, cfg.weight_decay, cfg.h, cfg.fsal, cfg.divergence_bound, cfg.track_gd_law,
+                              refs.group_off, refs.group_degree, redo)
+        _record_custom_seeds(seed_lo, seed_hi, js, st, model, cfg, refs, rec, redo)
+        if redo.any():
+            idx = np.flatnonzero(redo)
+            starts = idx[np.r_[True, np.diff(idx) > 1]]
+            ends = idx[np.r_[np.diff(idx) > 1, True]] + 1
+            for lo, hi in zip(starts, ends):
+                _advance_custom(seed_lo + int(lo), seed_lo + int(hi), st, save_times, js, js + 1, *args[6:])
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _lane_field(x, out, lam):
+    """out = −g − λx from the lane gradient g in ``out`` (``fields._gradient_flow_field``'s loop, its flags)."""
+    for j in range(out.shape[0]):
+        out[j] = -out[j] - lam * x[j]
+
+
+@njit(cache=True, nogil=True)
+def _advance_custom_lanes(seed_lo, seed_hi, ys, ts, status, n_grads, n_accepted, predicted, t_end, addr, ints, floats,
+                          data_a, data_b, A, b, lam, h, fsal, bound, track_gd_law, group_off, group_degree, redo):
+    """``_advance_custom``'s steps up to ``t_end`` for LANES seeds at a time, θ interleaved θ[p·LANES + l]
+    (kernels/lanes.py's layout), the gradient by the user's lane function at ``addr`` (one call per stage
+    for the block), the stage sums ``lanes_gemm.lane_combine`` (``explicit.combine``'s arithmetic). The
+    running seeds at the block's time are packed into blocks (a seed not running or at another time is
+    flagged in ``redo``); a block whose state leaves the divergence bound is flagged whole, its seeds'
+    state, counters and law untouched (the per-seed loop then runs them)."""
+    P = ys.shape[1]
+    PL = P * LANES
+    n_stages = b.shape[0]
+    nq = predicted.shape[1]
+    y = np.empty(PL)
+    new = np.empty(PL)
+    stage = np.empty(PL)
+    K = np.empty((n_stages, PL))
+    g = np.empty(P)
+    qg = np.empty(max(nq, 1))
+    pred = np.empty((LANES, nq))
+    lane_seed = np.empty(LANES, np.int64)
+    a0, a1, b0, b1 = data_a.shape[0], data_a.shape[1], data_b.shape[0], data_b.shape[1]
+    s = seed_lo
+    while s < seed_hi:
+        n_in = 0  # pack the next LANES running seeds at the time of the first
+        t = 0.0
+        while s < seed_hi and n_in < LANES:
+            if status[s] != STATUS_OK or (n_in > 0 and ts[s] != t):
+                redo[s - seed_lo] = True
+            else:
+                if n_in == 0:
+                    t = ts[s]
+                lane_seed[n_in] = s
+                n_in += 1
+            s += 1
+        if n_in == 0:
+            break
+        for l in range(LANES):  # gather; lanes past n_in repeat its last seed (computed, discarded)
+            r = lane_seed[min(l, n_in - 1)]
+            for e in range(P):
+                y[e * LANES + l] = ys[r, e]
+            if track_gd_law:
+                for k in range(nq):
+                    pred[l, k] = predicted[r, k]
+        n_steps_done = 0
+        n_grad = 0
+        usable = True
+        cached = False
+        steps_left = int(np.round((t_end - t) / h))
+        while steps_left > 0:
+            first_stage = 1 if cached else 0
+            for i in range(first_stage, n_stages):
+                x = y
+                if i > 0:
+                    lane_combine(y, h, A[i], K, stage, np.inf)
+                    x = stage
+                ki = K[i]
+                _call_address(addr, x.ctypes.data, data_a.ctypes.data, data_b.ctypes.data, ki.ctypes.data, P, a0, a1,
+                              b0, b1)
+                _lane_field(x, ki, lam)
+            n_grad += n_stages - first_stage
+            outside = lane_combine(y, h, b, K, new, bound)
+            if outside != 0:
+                usable = False
+                break
+            if track_gd_law:  # gradient descent: g = −K[0] − λθ at the step's start, per seed
+                for l in range(n_in):
+                    for j in range(P):
+                        g[j] = -K[0, j * LANES + l] - lam * y[j * LANES + l]
+                    _accumulate_gd_law(MODEL_CUSTOM, pred[l], g, qg[:nq], h, lam, ints, floats, group_off,
+                                       group_degree)
+            y, new = new, y
+            t += h
+            steps_left -= 1
+            n_steps_done += 1
+            if fsal:
+                for j in range(PL):
+                    K[0, j] = K[n_stages - 1, j]
+            cached = fsal
+        for l in range(n_in):
+            r = lane_seed[l]
+            if not usable:
+                redo[r - seed_lo] = True
+                continue
+            for e in range(P):  # scatter
+                ys[r, e] = y[e * LANES + l]
+            if track_gd_law:
+                for k in range(nq):
+                    predicted[r, k] = pred[l, k]
+            ts[r] = t_end
+            n_grads[r] += n_grad
+            n_accepted[r] += n_steps_done
+
+
+@njit(cache=True, nogil=True)
+def _record_custom_seeds(seed_lo, seed_hi, js, st, model, cfg, refs, rec, redo):
+    """Record save ``js`` of every seed of the range not flagged in ``redo``, with the driver's ``_record``
+    (its loss and gradient by the per-seed ``loss_grad``: the records of the per-seed path, given the state)."""
+    w = _new_work_inline(MODEL_CUSTOM, model, cfg, refs, 1, 1)
+    for s in range(seed_lo, seed_hi):
+        if not redo[s - seed_lo]:
+            _record(MODEL_CUSTOM, False, s, js, st.y[s], st.t[s], model, cfg, refs, rec, w, st.predicted[s])
 
 
 _new_work_inline = njit(cache=True, inline="always")(new_work.py_func)

@@ -70,11 +70,15 @@ class CustomModel:
         (noether_sim/custom_lockstep.py); every other run calls it one row (S = 1) at a time through the
         ``plain_python`` route. Same front door and results either way (docs/guide/custom_models.md
         measures both).
-
-    Raises
-    ------
-    ConfigError
-        ``loss_grad`` not compiled with numba.njit, P < 1, a charge of the wrong size or a repeated name.
+    loss_grad_lanes : numba.njit function, optional
+        The same gradient for ``LANES`` = 8 seeds at once (the lane contract): ``loss_grad_lanes(theta, X, Y,
+        grad_out)`` with ``theta`` and ``grad_out`` C-contiguous float64 arrays of shape (P, 8), column l one
+        seed's θ and its ∇L (the package's seed-interleaved layout, θ[p, l]); it writes every entry of
+        ``grad_out`` (the loss is not asked for: a step does not need it; its return value is ignored). Gradient
+        flow by an explicit tableau at a fixed step and gradient descent (deterministic, no energy record) then
+        step 8 seeds per call (kernels/custom_fast.py), as the built-in deep linear kernel does; the records,
+        and every other run, use ``loss_grad``. ``check`` compares it with ``loss_grad`` column by column
+        (LANES_RTOL). See docs/guide/custom_models.md, "The lane contract".
 
     Examples
     --------
@@ -99,8 +103,17 @@ class CustomModel:
     input_degree = None
 
     def __init__(self, n_params, loss_grad, *, charges=(), init_scale=1.0, name="custom", prepare=None,
-                 plain_python=False, vectorised=False):
+                 plain_python=False, vectorised=False, loss_grad_lanes=None):
         self.n_params = positive_int("n_params", n_params)
+        if loss_grad_lanes is not None:
+            if plain_python or vectorised:
+                fail("loss_grad_lanes", getattr(loss_grad_lanes, "__name__", loss_grad_lanes),
+                     "needs a numba.njit loss_grad (not plain_python or vectorised)")
+            if not _is_njit(loss_grad_lanes):
+                fail("loss_grad_lanes", loss_grad_lanes, "must be a function compiled with numba.njit: "
+                                                         "loss_grad_lanes(theta (P, 8), X, Y, grad_out (P, 8))")
+        self.loss_grad_lanes = loss_grad_lanes
+        self._lanes_wrapper = None
         self.vectorised = bool(vectorised)
         self.batch_function = None
         if self.vectorised:  # (Θ (S, P), X, Y) -> (losses (S,), gradients (S, P)), called a row at a time
@@ -178,8 +191,10 @@ class CustomModel:
         """
         out = CustomModel(self.n_params, self.batch_function or self.loss_grad, charges=self.charges + tuple(charges),
                           init_scale=self.init_scale, name=self.name, prepare=self.prepare,
-                          plain_python=self.plain_python, vectorised=self.vectorised)
+                          plain_python=self.plain_python, vectorised=self.vectorised,
+                          loss_grad_lanes=self.loss_grad_lanes)
         out._wrapper, out.compile_seconds = self._wrapper, self.compile_seconds
+        out._lanes_wrapper = self._lanes_wrapper
         return out
 
     # ---- what the engine reads (the built-in models' interface) ----
@@ -223,9 +238,12 @@ class CustomModel:
         return self._descriptor()[1]
 
     def _descriptor(self):
-        from .kernels.custom import descriptor
+        from .kernels.custom import descriptor, register_lanes
 
-        return descriptor(self.wrapper().address, self.n_params, [c.table_entry() for c in self.charges])
+        address = self.wrapper().address
+        if self.loss_grad_lanes is not None:
+            register_lanes(address, self.lanes_wrapper())
+        return descriptor(address, self.n_params, [c.table_entry() for c in self.charges])
 
     def kernel_data(self, data) -> tuple[np.ndarray, np.ndarray]:
         """(X, Y) as C-contiguous float64, or ``prepare(X, Y)``."""
@@ -281,6 +299,69 @@ class CustomModel:
             self.compile_seconds = time.perf_counter() - t0
             log.debug(f"custom model {self.name!r}: loss_grad ready in {self.compile_seconds:.2f} s")
         return self._wrapper
+
+    def lanes_wrapper(self):
+        """The compiled C wrapper of ``loss_grad_lanes`` (kernels/custom.py ``lanes_wrapper``), made once and
+        cached on disk; None without one."""
+        if self.loss_grad_lanes is None:
+            return None
+        if self._lanes_wrapper is None:
+            from .ensemble import compile_notice
+            from .kernels.custom import lanes_wrapper
+
+            with compile_notice(f"the custom model {self.name!r} (its loss_grad_lanes, once per function)"):
+                try:
+                    try:
+                        self._lanes_wrapper = lanes_wrapper(self.loss_grad_lanes, cache=True)
+                    except Exception as exc:
+                        if _is_typing_error(exc):
+                            raise
+                        self._lanes_wrapper = lanes_wrapper(self.loss_grad_lanes, cache=False)
+                except Exception as exc:
+                    if _is_typing_error(exc):
+                        fail("loss_grad_lanes", self.loss_grad_lanes.__name__,
+                             "does not compile for the lane contract loss_grad_lanes(theta: float64[:, ::1] (P, 8), "
+                             "X: float64[:, :], Y: float64[:, :], grad_out: float64[:, ::1] (P, 8)): "
+                             + _first_line(exc))
+                    raise
+        return self._lanes_wrapper
+
+    def _call_lanes(self, thetas, a, b):
+        """∇L of LANES rows θ (LANES, P) by the lane wrapper: (LANES, P), grad_out prefilled with NaN."""
+        import ctypes
+
+        from .kernels.lanes_gemm import LANES
+
+        block = np.ascontiguousarray(np.asarray(thetas, dtype=float).T)  # (P, LANES)
+        grad = np.full((self.n_params, LANES), np.nan)
+        dp = ctypes.POINTER(ctypes.c_double)
+        self.lanes_wrapper().ctypes(block.ctypes.data_as(dp), a.ctypes.data_as(dp), b.ctypes.data_as(dp),
+                                    grad.ctypes.data_as(dp), self.n_params, a.shape[0], a.shape[1], b.shape[0],
+                                    b.shape[1])
+        return grad.T.copy()
+
+    def _check_lanes(self, a, b, rng, n_blocks=2):
+        """The lane function against ``loss_grad`` at ``n_blocks`` random blocks of LANES seeds: every seed's
+        gradient to LANES_RTOL of its size; the error names the worst seed (lane) and coordinate."""
+        from .kernels.lanes_gemm import LANES
+
+        name = self.loss_grad_lanes.__name__
+        scale = self.init_scale if self.init_scale > 0 else 1.0
+        for _ in range(n_blocks):
+            thetas = scale * rng.standard_normal((LANES, self.n_params))
+            lanes = self._call_lanes(thetas, a, b)
+            for l in range(LANES):
+                grad = self._call(thetas[l], a, b)[1]
+                size = max(float(np.max(np.abs(grad))), 1e-300)
+                dev = np.abs(lanes[l] - grad)
+                dev[~np.isfinite(lanes[l])] = np.inf
+                j = int(np.argmax(dev))
+                if not dev[j] <= LANES_RTOL * size:
+                    fail("loss_grad_lanes", name,
+                         f"disagrees with loss_grad: worst at seed (lane) {l}, coordinate {j}: grad_out[{j}, {l}] = "
+                         f"{lanes[l, j]!r}, loss_grad's {grad[j]!r} (|difference| {dev[j]:.3g} > {LANES_RTOL:g} × "
+                         f"the gradient's size {size:.3g}); column l of theta and grad_out is seed l "
+                         "(shape (P, 8)), and every entry of grad_out must be written")
 
     def loss_and_grad(self, theta, data):
         """L(θ) and ∇L(θ) for rows θ (n, P) by the kernels (the same compiled path the runs take)."""
@@ -344,6 +425,8 @@ class CustomModel:
             rows.append(theta)
         if self.vectorised:
             self._check_rows(np.array(rows), a, b)
+        if self.loss_grad_lanes is not None:
+            self._check_lanes(a, b, rng)
         report = self.check_symmetries(data, n_points=n_points, seed=seed)
         from .ensemble import log
 
@@ -471,6 +554,9 @@ class CustomModel:
                                self.init_scale or 1.0, n_points, seed, per)
 
 
+# The lane function against loss_grad: the same gradient, possibly summed in another order (a few ulps of
+# the largest entry per operation chain); 1e-12 of the gradient's size leaves ~4500 ε of room.
+LANES_RTOL = 1e-12
 VECTOR_RTOL = 1e-12  # a vectorised function's rows against single-row calls (BLAS may block them differently)
 
 
