@@ -10,6 +10,10 @@ and cached first):
                      (kernels/linear.py) with the descriptor compiled in as constants: the built-in's
                      arithmetic through the custom path, on the custom fast path (kernels/custom_fast.py)
     custom kernel/general  the same with NOETHER_SIM_CUSTOM_FAST=0: through the general driver
+    custom lanes     the custom kernel model with a lane function too (``loss_grad_lanes``, the lane contract):
+                     it calls the package's seed-interleaved deep linear gradient (kernels/lanes.py
+                     ``lane_gradient_field``, as a user importing it would), 8 seeds per call, on the custom
+                     fast path's lane loop
     custom @         a CustomModel whose loss_grad a user writes with @ on the second moments (prepare)
     custom loops     the same gradient written with loops (no temporaries but its own)
 
@@ -18,7 +22,8 @@ the median over the rounds of the wall time and of the kernels' CPU time (``time
 over the kernel calls on the pool's threads: what the machine's other load inflates least). The load
 average is printed before and after.
 
-Usage: .venv/bin/python bench/custom_model.py [n_seeds] [n_steps] [rounds]   (defaults 256, 500, 5)
+Usage: .venv/bin/python bench/custom_model.py [n_seeds] [n_steps] [rounds] [paths]   (defaults 256, 500, 5, all;
+paths: comma-separated names, e.g. "built-in,custom lanes,custom kernel")
 """
 import importlib
 import os
@@ -30,6 +35,8 @@ import numba
 import numpy as np
 
 import noether_sim as ns
+from noether_sim.kernels.lanes import lane_gradient_field
+from noether_sim.kernels.lanes_gemm import LANES
 from noether_sim.kernels.linear import linear_loss_grad_output_side as _builtin_grad
 
 N0, N1, N2, N3 = 10, 16, 16, 5
@@ -109,6 +116,15 @@ WORK = 1
 @numba.njit  # not cached: its constants are the run's data
 def loss_grad_kernel(theta, A, B, grad):
     return _builtin_grad(theta, grad, INTS, FLOATS, A, B, np.empty(WORK))
+
+
+@numba.njit  # not cached: its constants are the run's data
+def loss_grad_lanes_kernel(theta, A, B, grad):
+    """The lane contract: theta, grad (P, 8), column l one seed; the built-in lane gradient writes −∇L − 0·θ."""
+    g = grad.reshape(grad.size)
+    lane_gradient_field(theta.reshape(theta.size), g, INTS, 0.0, A, B, np.empty(WORK * LANES))
+    for j in range(g.size):
+        g[j] = -g[j]
 
 
 def loss_grad_numpy(theta, A, B, grad):
@@ -191,12 +207,17 @@ def main():
     theta0 = ns.init.Gaussian().rows(builtin, 0, np.arange(n_seeds))
     kernel = ns.CustomModel(P, loss_grad_kernel, prepare=lambda X, Y: builtin.kernel_data(ns.data.from_arrays(X, Y)),
                             name="dl_kernel")
+    lanes = ns.CustomModel(P, loss_grad_kernel, prepare=lambda X, Y: builtin.kernel_data(ns.data.from_arrays(X, Y)),
+                           name="dl_lanes", loss_grad_lanes=loss_grad_lanes_kernel)
     paths = {"built-in": (builtin, None),
              "built-in/driver": (builtin, {"NOETHER_SIM_LANES": "0"}),
              "custom kernel": (kernel, None),
              "custom kernel/general": (kernel, {"NOETHER_SIM_CUSTOM_FAST": "0"}),
+             "custom lanes": (lanes, None),
              "custom @": (ns.CustomModel(P, loss_grad_matmul, prepare=moments, name="dl_matmul"), None),
              "custom loops": (ns.CustomModel(P, loss_grad_loops, prepare=moments, name="dl_loops"), None)}
+    if len(sys.argv) > 4:
+        paths = {k: paths[k] for k in sys.argv[4].split(",")}
     for name, (model, env) in paths.items():
         run(model, data, theta0[:2], 20, env)  # warm: compile (or load) every kernel
     load0 = os.getloadavg()
@@ -209,11 +230,13 @@ def main():
     print(f"{'path':<22}{'wall s':>8}{'seed-steps/s':>14}{'× built-in':>12}{'× driver':>10}"
           f"{'CPU s':>8}{'CPU × b-in':>12}{'CPU × drv':>11}{'max|Δθ|':>10}")
     b_wall, b_cpu = rows["built-in"][:2]
-    d_wall, d_cpu = rows["built-in/driver"][:2]
+    d_wall, d_cpu = rows["built-in/driver"][:2] if "built-in/driver" in rows else (np.nan, np.nan)
     for name, (sec, cpu, ds) in rows.items():
         dev = float(np.max(np.abs(ds.theta_final.values - ref)))
         print(f"{name:<22}{sec:8.3f}{n_seeds * n_steps / sec:14.3g}{sec / b_wall:12.2f}{sec / d_wall:10.2f}"
               f"{cpu:8.3f}{cpu / b_cpu:12.2f}{cpu / d_cpu:11.2f}{dev:10.1e}")
+    if len(sys.argv) > 4:
+        return
     # the plain-Python path, on fewer seed-steps (it is slow), against the compiled @ path on the same
     small = {"compiled @": (paths["custom @"][0], None),
              "plain NumPy": (ns.CustomModel(P, loss_grad_numpy, prepare=moments, plain_python=True, name="dl_numpy"),

@@ -1,8 +1,11 @@
 """A fast path of the driver for a user's model (MODEL_CUSTOM): fixed explicit steps of gradient flow and
 gradient descent, one seed at a time, in one compiled loop.
 
-The user's function is scalar code for one θ, so seeds cannot share vector lanes as the built-in deep
-linear kernel's do (lanes.py); what this path removes is the general driver's cost around each gradient:
+The user's ``loss_grad`` is scalar code for one θ, so its seeds cannot share vector lanes as the built-in
+deep linear kernel's do (lanes.py) — unless the user also gives the lane contract's function
+(``CustomModel(..., loss_grad_lanes=f)``: ∇L of LANES = 8 seeds per call, θ[p, l] interleaved as in
+lanes.py); then ``_advance_custom_lanes`` steps blocks of 8 seeds in that layout (see below). Without it,
+what this path removes is the general driver's cost around each gradient:
 
     - a Runge–Kutta stage sum θ + h Σ_m A[i, m] K[m] in one pass over θ (``explicit.combine`` makes one pass
       per nonzero weight), the step's final sum likewise, with the divergence check in the same pass;
@@ -24,6 +27,19 @@ What it runs (``custom_fast_applicable`` decides, and declines anything it does 
 an explicit tableau at a fixed step, gradient flow (any weight decay) or gradient descent (its exact law
 tracked), deterministic (no minibatches, no noise), no energy record. Set ``NOETHER_SIM_CUSTOM_FAST=0`` to
 switch it off (the general driver then runs these calls: the bench's comparison).
+
+The lane loop (a model with a lane function; ``NOETHER_SIM_CUSTOM_LANES=0`` switches it off): one save time
+per kernel call. The running seeds at one time are packed 8 to a block (the last block padded by repeating
+its last seed, computed and discarded), each stage is one call of the user's lane function on the block,
+the field −g − λθ and the stage sums (``lanes_gemm.lane_combine``: ``combine``'s arithmetic) are vector
+passes over the block, and gradient descent's law is accumulated per seed from the de-interleaved gradient.
+Each advanced seed is then recorded by the driver's ``_record`` (its loss and gradient by the per-seed
+``loss_grad``). A block that leaves the divergence bound during the interval is not written back: its
+seeds run that interval on the per-seed loop from the same state, which records the divergence as always;
+so is a seed not running or at another time. The results agree with the per-seed path to the round-off
+of the two user functions' different summation orders (tests/test_custom_lanes.py), bit for bit when the
+lane function does the per-seed function's arithmetic (bench/custom_model.py). FSAL tableaux across
+several saves of a call are declined (the per-seed loop carries the last stage over a save).
 """
 
 import os
