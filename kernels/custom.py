@@ -349,13 +349,14 @@ def lanes_wrapper(user, cache=True):
     return cfunc(USER_SIGNATURE, cache=cache)(wrapper)
 
 
-_LANE_ADDRESS = {}  # per-seed wrapper address -> (lane wrapper address, the wrapper: kept alive)
+_LANE_ADDRESS = {}  # per-seed wrapper address -> (lane wrapper address, both wrappers: kept alive, so that
+# the per-seed wrapper's address is never reused by another function's while this entry exists)
 
 
-def register_lanes(address: int, lane_wrapper) -> None:
-    """The model whose per-seed wrapper is at ``address`` (ints[BASE] of its descriptor) has the lane wrapper
-    ``lane_wrapper``: the custom fast path (custom_fast.py) steps its seeds LANES at a time."""
-    _LANE_ADDRESS[int(address)] = (int(lane_wrapper.address), lane_wrapper)
+def register_lanes(wrapper, lane_wrapper) -> None:
+    """The model whose per-seed wrapper is ``wrapper`` (its address at ints[BASE] of the descriptor) has the
+    lane wrapper ``lane_wrapper``: the custom fast path (custom_fast.py) steps its seeds LANES at a time."""
+    _LANE_ADDRESS[int(wrapper.address)] = (int(lane_wrapper.address), wrapper, lane_wrapper)
 
 
 def lanes_address(ints) -> int:

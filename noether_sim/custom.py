@@ -253,10 +253,10 @@ class CustomModel:
     def _descriptor(self):
         from .kernels.custom import descriptor, register_lanes
 
-        address = self.wrapper().address
+        wrapper = self.wrapper()
         if self.loss_grad_lanes is not None:
-            register_lanes(address, self.lanes_wrapper())
-        return descriptor(address, self.n_params, [c.table_entry() for c in self.charges])
+            register_lanes(wrapper, self.lanes_wrapper())
+        return descriptor(wrapper.address, self.n_params, [c.table_entry() for c in self.charges])
 
     def kernel_data(self, data) -> tuple[np.ndarray, np.ndarray]:
         """(X, Y) as C-contiguous float64, or ``prepare(X, Y)``."""

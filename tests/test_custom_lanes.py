@@ -147,3 +147,19 @@ def test_lane_function_must_be_compiled():
 def test_with_charges_keeps_the_lanes(data):
     m = ref.model(lanes=True).with_charges(ns.Charge.linear(np.ones(ref.P), "sum"))
     assert m.loss_grad_lanes is ref.loss_grad_lanes
+
+
+def test_a_model_without_lanes_never_takes_them(data, monkeypatch):
+    """The lane function belongs to its model: the same loss_grad in a model without one runs per seed, after
+    a model with one has run."""
+    from noether_sim.kernels import custom_fast
+
+    calls = []
+    lane = custom_fast._advance_custom_lanes
+    monkeypatch.setattr(custom_fast, "_advance_custom_lanes", lambda *a: (calls.append(1), lane(*a)))
+    kw = dict(method="rk4", h=0.05, n_steps=5, seeds=9, progress=False)
+    ns.simulate(ref.model(lanes=True), data, **kw)
+    n = len(calls)
+    assert n > 0
+    ns.simulate(ref.model(), data, **kw)
+    assert len(calls) == n
