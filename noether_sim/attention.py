@@ -394,7 +394,7 @@ class SelfAttention:
 
         Examples
         --------
-        The head-0 entry QK0[0, 0] = |W_Q[0, :]|² − |W_K[0, :]|² written by hand as ½θᵀSθ:
+        The head-0 entry QK0[0, 0] = ‖W_Q[0, :]‖² − ‖W_K[0, :]‖² written by hand as ½θᵀSθ:
 
         >>> import numpy as np
         >>> import noether_sim as ns

@@ -298,7 +298,7 @@ class LoRA:
 
         Examples
         --------
-        The adapter balance D1[0, 0] = |B_1[:, 0]|² − |A_1[0, :]|² written by hand as ½θᵀSθ:
+        The adapter balance D1[0, 0] = ‖B_1[:, 0]‖² − ‖A_1[0, :]‖² written by hand as ½θᵀSθ:
 
         >>> import numpy as np
         >>> import noether_sim as ns

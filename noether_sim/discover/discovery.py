@@ -185,7 +185,7 @@ def discover(model, data: TrainingData | None = None, *, points: int = 2, seed: 
     >>> ns.discover(ns.DeepLinear((4, 3, 3)), flow="momentum").count   # r(r − 1)/2 rotations
     3
 
-    User charges: the entry D1[0, 0] written by hand as ½θᵀSθ, and |θ|²:
+    User charges: the entry D1[0, 0] written by hand as ½θᵀSθ, and ‖θ‖²:
 
     >>> import numpy as np
     >>> S = np.diag([-2.0, -2.0, 0.0, 0.0, 2.0, 0.0])                   # W_2[0,0]² − |W_1[0,:]|²
